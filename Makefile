@@ -1,0 +1,47 @@
+# The two commands of a fresh machine are `make run` and `make test`; both install the
+# Debian packages they need first (scripts/deps.sh is idempotent).
+BUILD      ?= build
+JOBS       ?= $(shell nproc)
+CMAKE_ARGS ?=
+
+.PHONY: all deps build run test test-asan test-tsan test-crash bench bench-server format clean
+
+all: build
+
+deps:
+	@./scripts/deps.sh
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) $(CMAKE_ARGS)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	$(BUILD)/shoal bench --quick
+
+test: build
+	cd $(BUILD) && ctest -L quick --output-on-failure -j $(JOBS)
+
+# Sanitizer builds live in their own directories.
+test-asan: deps
+	cmake -S . -B build-asan -DSHOAL_ASAN=ON -DSHOAL_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug $(CMAKE_ARGS)
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ctest -L quick --output-on-failure -j $(JOBS)
+
+test-tsan: deps
+	cmake -S . -B build-tsan -DSHOAL_TSAN=ON -DSHOAL_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
+	cmake --build build-tsan -j $(JOBS)
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest -L quick --output-on-failure -j $(JOBS)
+
+test-crash: build
+	cd $(BUILD) && ctest -L crash --output-on-failure
+
+bench: build
+	$(BUILD)/bench/shoal-bench
+
+format:
+	clang-format -i include/*.h src/*/*.[ch] tests/*/*.[ch] bench/*.[ch]
+
+clean:
+	rm -rf $(BUILD) build-asan build-tsan

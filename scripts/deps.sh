@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Shoal needs to build, test and benchmark.
+# Idempotent: it asks apt only for what is missing, and does nothing when all is there.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libxxhash-dev libzstd-dev          # hashing, checkpoint compression
+  libcmocka-dev                      # unit test framework
+  libhiredis-dev redis-tools redis-server python3-redis   # real clients in tests
+  liblmdb-dev librocksdb-dev libleveldb-dev                # benchmark anchors only
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}"
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,451 @@
+/*
+ * shoal.h -- the public interface of libshoal, the Shoal storage engine.
+ *
+ * This header is the manual. Every function says what it returns, who owns what it hands
+ * back and until when, and which threads may call it.
+ *
+ * The model
+ * ---------
+ * A database (shoal_db) holds namespaces (shoal_ns): named, independent ordered keyspaces.
+ * A namespace belongs to a tenant, which carries quotas. Keys are byte strings of 1 to
+ * SHOAL_MAX_KEY bytes ordered by memcmp; values are byte strings of 0 to SHOAL_MAX_VALUE
+ * bytes. Every committed write or batch gets one sequence number (seq) from one global
+ * counter; a snapshot taken at seq S sees exactly the writes with seq <= S, and a batch is
+ * seen whole or not at all.
+ *
+ * The database is split into shards (a power of two, 1..64), each with its own lock and
+ * memory. A "pinned" namespace lives on one shard; a "spread" namespace hashes its keys
+ * over all shards. Writers in namespaces on different shards never wait on the same lock.
+ *
+ * Errors
+ * ------
+ * Functions that can fail return an int: 0 for success, or a negative SHOAL_E* code from
+ * the list below; shoal_strerror() names it. A function that fails changes nothing.
+ *
+ * Threads
+ * -------
+ * A shoal_db and its shoal_ns handles may be used from any number of threads at once
+ * unless a function says otherwise. A shoal_batch, a shoal_iter and a shoal_options belong
+ * to one thread at a time. A shoal_snapshot may be read from any thread, and released once.
+ *
+ * Modes
+ * -----
+ * shoal_open(NULL, ...) opens a memory database: no files at all. A directory opens a
+ * durable database (not yet available: SHOAL_ENOTSUP).
+ */
+#ifndef SHOAL_H
+#define SHOAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(SHOAL_BUILDING)
+#define SHOAL_API __attribute__((visibility("default")))
+#else
+#define SHOAL_API
+#endif
+
+#define SHOAL_VERSION_MAJOR 0
+#define SHOAL_VERSION_MINOR 1
+
+/* ---------------------------------------------------------------------------------------
+ * Errors. One list produces the codes, their names and their messages.
+ * ------------------------------------------------------------------------------------- */
+
+#define SHOAL_ERRORS(X)                                                                    \
+    X(EINVAL, -1, "invalid argument")                                                      \
+    X(ENOMEM, -2, "out of memory")                                                         \
+    X(ENOTFOUND, -3, "not found")                                                          \
+    X(EEXIST, -4, "already exists")                                                        \
+    X(ENOTSUP, -5, "not supported")                                                        \
+    X(ETOOBIG, -6, "key or value too large")                                               \
+    X(EQUOTA, -7, "tenant quota exceeded")                                                 \
+    X(ERATE, -8, "tenant operation rate exceeded")                                         \
+    X(EDROPPED, -9, "namespace was dropped")                                               \
+    X(ENOSLOT, -10, "no free snapshot slot")                                               \
+    X(ECONFLICT, -11, "a required key version changed")                                    \
+    X(ERANGE, -12, "buffer too small")                                                     \
+    X(EMEMLIMIT, -13, "database memory limit reached")                                     \
+    X(EBUSY, -14, "database is in use by another process or handle")                       \
+    X(EIO, -15, "input/output error")                                                      \
+    X(EFSYNC, -16, "fsync failed; the database is read-only")                              \
+    X(ECORRUPT, -17, "data is corrupt")                                                    \
+    X(EREADONLY, -18, "database is read-only")                                             \
+    X(ENOSPC, -19, "no space left on device")                                              \
+    X(ECLOSED, -20, "database is closing")
+
+enum shoal_error {
+    SHOAL_OK = 0,
+#define SHOAL_ERROR_ENUM(name, code, message) SHOAL_##name = code,
+    SHOAL_ERRORS(SHOAL_ERROR_ENUM)
+#undef SHOAL_ERROR_ENUM
+};
+
+/* Returns a static message for a result code (0 or SHOAL_E*); never NULL.
+ * Thread-safety: any thread. */
+SHOAL_API const char *shoal_strerror(int err);
+/* Returns the code's name without prefix ("EQUOTA"), "OK" for 0, "UNKNOWN" otherwise. */
+SHOAL_API const char *shoal_error_name(int err);
+
+/* ---------------------------------------------------------------------------------------
+ * Limits
+ * ------------------------------------------------------------------------------------- */
+
+#define SHOAL_MAX_KEY (64u * 1024u)            /* bytes; keys are 1..SHOAL_MAX_KEY */
+#define SHOAL_MAX_VALUE (512u * 1024u * 1024u) /* bytes; values are 0..SHOAL_MAX_VALUE */
+#define SHOAL_MAX_SHARDS 64
+#define SHOAL_MAX_NAME 255 /* bytes in a namespace or tenant name */
+
+/* ---------------------------------------------------------------------------------------
+ * Options. Create, set, pass to shoal_open (which copies them), free.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct shoal_options shoal_options;
+
+/* Settings, numbered for a stable binary interface. Each value is a uint64_t. */
+typedef enum shoal_option {
+    /* Shards: a power of two, 1..64. Default: 4 x online cores, at most 64. */
+    SHOAL_OPT_SHARDS = 1,
+    /* Allocations a thread makes between checks of progressive activation. Default 1024. */
+    SHOAL_OPT_ACTIVATION_STEP = 2,
+    /* Default sync policy (enum shoal_sync). Durable mode only. Default SHOAL_SYNC_PERIODIC. */
+    SHOAL_OPT_SYNC = 3,
+    /* Log streams for a durable database. Default: one per core. */
+    SHOAL_OPT_LOG_STREAMS = 4,
+    /* Snapshot slots: how many snapshots (including iterators) may be open at once.
+     * Default 1024, at least 1. */
+    SHOAL_OPT_SNAPSHOT_SLOTS = 5,
+    /* Memory limit in bytes for stored data; 0 = none (default). Writes beyond it fail with
+     * SHOAL_EMEMLIMIT; deletes always work. */
+    SHOAL_OPT_MEMORY_LIMIT = 6,
+    /* Periodic sync interval in milliseconds (durable, SHOAL_SYNC_PERIODIC). Default 1000. */
+    SHOAL_OPT_SYNC_PERIOD_MS = 7,
+    /* Longest wait of a SHOAL_SYNC_BATCH write, in microseconds. Default 2000. */
+    SHOAL_OPT_SYNC_WINDOW_US = 8,
+    /* Log size in bytes that triggers a checkpoint (durable). Default 64 MiB. */
+    SHOAL_OPT_CHECKPOINT_LOG_BYTES = 9,
+    /* Log segment size in bytes (durable). Default 64 MiB. */
+    SHOAL_OPT_LOG_SEGMENT_BYTES = 10,
+    /* Open a damaged durable database anyway, keeping the longest valid prefix of each log
+     * stream (0 or 1). Default 0. */
+    SHOAL_OPT_SALVAGE = 11,
+} shoal_option;
+
+typedef enum shoal_sync {
+    SHOAL_SYNC_DEFAULT = 0,  /* per write: use the database's policy */
+    SHOAL_SYNC_NONE = 1,     /* the OS decides when log bytes reach the disk */
+    SHOAL_SYNC_PERIODIC = 2, /* a background sync every SHOAL_OPT_SYNC_PERIOD_MS */
+    SHOAL_SYNC_BATCH = 3,    /* acknowledged after a sync, waiting at most the window */
+    SHOAL_SYNC_ALWAYS = 4,   /* acknowledged only after its log record is fdatasync'ed */
+} shoal_sync;
+
+/* Returns 0 and a new options object with every default, or SHOAL_ENOMEM. */
+SHOAL_API int shoal_options_new(shoal_options **out);
+/* Sets one option. Returns SHOAL_EINVAL for an unknown option or a value out of range (and
+ * changes nothing). Thread-safety: one thread at a time per options object. */
+SHOAL_API int shoal_options_set(shoal_options *opts, shoal_option option, uint64_t value);
+/* Reads one option's current value into *value. Returns 0 or SHOAL_EINVAL. */
+SHOAL_API int shoal_options_get(const shoal_options *opts, shoal_option option, uint64_t *value);
+/* Frees the options. NULL is a no-op. */
+SHOAL_API void shoal_options_free(shoal_options *opts);
+
+/* ---------------------------------------------------------------------------------------
+ * Database
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct shoal_db shoal_db;
+
+/* Opens a database. dir NULL opens a memory database; a directory opens a durable one
+ * (SHOAL_ENOTSUP in this version). opts may be NULL for every default; it is copied and may
+ * be freed after the call. On success *out is the database; on failure *out is NULL.
+ * Errors: SHOAL_EINVAL, SHOAL_ENOMEM, SHOAL_ENOTSUP. Thread-safety: any thread. */
+SHOAL_API int shoal_open(const char *dir, const shoal_options *opts, shoal_db **out);
+
+/* Closes the database and frees everything it holds. Every namespace handle, snapshot,
+ * batch and iterator of the database must be closed or freed first; the caller guarantees
+ * no other thread uses the database during and after the call. NULL is a no-op.
+ * Returns 0 (or, for a durable database, the first error met while closing). */
+SHOAL_API int shoal_close(shoal_db *db);
+
+/* ---------------------------------------------------------------------------------------
+ * Tenants. Tenant 0, "default", always exists and has no limits.
+ * ------------------------------------------------------------------------------------- */
+
+#define SHOAL_UNLIMITED UINT64_MAX
+
+typedef struct shoal_quota {
+    uint64_t max_keys;           /* live keys over all the tenant's namespaces */
+    uint64_t max_bytes;          /* live key + value bytes over all its namespaces */
+    uint64_t max_ops_per_second; /* reads and writes, as a token bucket of one second */
+} shoal_quota;
+
+/* Fills *q with SHOAL_UNLIMITED everywhere. */
+SHOAL_API void shoal_quota_unlimited(shoal_quota *q);
+
+/* Creates a tenant named name (1..SHOAL_MAX_NAME bytes, NUL-terminated) with quota q (NULL:
+ * unlimited) and stores its id in *id. Errors: SHOAL_EINVAL, SHOAL_EEXIST, SHOAL_ENOMEM.
+ * Thread-safety: any thread. */
+SHOAL_API int shoal_tenant_create(shoal_db *db, const char *name, const shoal_quota *q,
+                                  uint32_t *id);
+/* Looks a tenant up by name. Errors: SHOAL_ENOTFOUND. */
+SHOAL_API int shoal_tenant_find(shoal_db *db, const char *name, uint32_t *id);
+/* Replaces a tenant's quota. Usage above a lowered quota is kept; new writes that would
+ * grow it are refused. Errors: SHOAL_ENOTFOUND, SHOAL_EINVAL. */
+SHOAL_API int shoal_tenant_set_quota(shoal_db *db, uint32_t id, const shoal_quota *q);
+/* Reads a tenant's quota. Errors: SHOAL_ENOTFOUND. */
+SHOAL_API int shoal_tenant_get_quota(shoal_db *db, uint32_t id, shoal_quota *q);
+
+/* ---------------------------------------------------------------------------------------
+ * Namespaces
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct shoal_ns shoal_ns;
+
+typedef enum shoal_ns_kind {
+    SHOAL_KIND_KV = 1,
+    SHOAL_KIND_VECTOR = 2,     /* reserved */
+    SHOAL_KIND_TIMESERIES = 3, /* reserved */
+} shoal_ns_kind;
+
+typedef enum shoal_placement {
+    SHOAL_PLACE_PINNED = 1, /* the whole namespace on one shard */
+    SHOAL_PLACE_SPREAD = 2, /* keys hashed over all shards */
+} shoal_placement;
+
+typedef struct shoal_ns_config {
+    shoal_ns_kind kind;          /* SHOAL_KIND_KV */
+    shoal_placement placement;   /* default (0): SHOAL_PLACE_PINNED */
+    uint32_t tenant;             /* owner; 0 = the default tenant */
+} shoal_ns_config;
+
+/* Opens the namespace named name (1..SHOAL_MAX_NAME bytes, NUL-terminated). When cfg is
+ * NULL the namespace must exist (else SHOAL_ENOTFOUND). When cfg is given the namespace
+ * is created if absent; if it exists, its kind and tenant must match cfg (else
+ * SHOAL_EEXIST). A new pinned namespace goes to the least loaded active shard.
+ * Errors: SHOAL_EINVAL, SHOAL_ENOTFOUND, SHOAL_EEXIST, SHOAL_ENOTSUP (vector and
+ * timeseries kinds), SHOAL_ENOMEM. The handle stays valid until shoal_ns_close, even if
+ * the namespace is dropped meanwhile (its calls then fail with SHOAL_EDROPPED).
+ * Thread-safety: any thread; the handle may be shared between threads. */
+SHOAL_API int shoal_ns_open(shoal_db *db, const char *name, const shoal_ns_config *cfg,
+                            shoal_ns **out);
+/* Closes a handle. NULL is a no-op. */
+SHOAL_API void shoal_ns_close(shoal_ns *ns);
+/* Drops the namespace named name: its keys and memory are freed; open handles to it fail
+ * with SHOAL_EDROPPED from then on; snapshots taken earlier no longer see it. A later
+ * shoal_ns_open with a config creates a new, empty namespace. Errors: SHOAL_ENOTFOUND. */
+SHOAL_API int shoal_ns_drop(shoal_db *db, const char *name);
+
+typedef struct shoal_ns_info {
+    char name[SHOAL_MAX_NAME + 1];
+    uint32_t id;
+    shoal_ns_kind kind;
+    shoal_placement placement;
+    uint32_t tenant;
+    uint32_t shard;     /* pinned: its shard; spread: 0 */
+    uint64_t keys;      /* live keys in the latest state */
+    uint64_t bytes;     /* live key + value bytes in the latest state */
+} shoal_ns_info;
+
+/* Describes a namespace through an open handle. Errors: SHOAL_EDROPPED. */
+SHOAL_API int shoal_ns_info_get(shoal_ns *ns, shoal_ns_info *info);
+/* Lists namespaces: fills up to cap entries of out and stores the total number in *count
+ * (which may exceed cap; call again with a larger array). tenant UINT32_MAX lists every
+ * tenant's namespaces, otherwise only that tenant's. Sorted by name. */
+SHOAL_API int shoal_ns_list(shoal_db *db, uint32_t tenant, shoal_ns_info *out, size_t cap,
+                            size_t *count);
+
+/* ---------------------------------------------------------------------------------------
+ * Snapshots
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct shoal_snapshot shoal_snapshot;
+
+/* Takes a snapshot of the latest committed state. O(1), allocation-free and lock-free.
+ * Errors: SHOAL_ENOSLOT when every snapshot slot is taken (SHOAL_OPT_SNAPSHOT_SLOTS).
+ * The snapshot keeps the versions it sees alive: release it promptly.
+ * Thread-safety: any thread; the snapshot may be used by any thread until released. */
+SHOAL_API int shoal_snapshot_take(shoal_db *db, shoal_snapshot **out);
+/* Releases a snapshot. NULL is a no-op. Releasing twice is undefined. */
+SHOAL_API void shoal_snapshot_release(shoal_snapshot *snap);
+/* Returns the seq the snapshot sees (every write with seq <= it, nothing after). */
+SHOAL_API uint64_t shoal_snapshot_seq(const shoal_snapshot *snap);
+/* Returns the seq of the latest committed write. */
+SHOAL_API uint64_t shoal_last_seq(shoal_db *db);
+
+/* ---------------------------------------------------------------------------------------
+ * Key-value operations. snap NULL reads the latest state.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct shoal_write_options {
+    shoal_sync sync; /* SHOAL_SYNC_DEFAULT: the database's policy */
+} shoal_write_options;
+
+/* Stores value under key, replacing any previous value. wo may be NULL.
+ * Errors: SHOAL_EINVAL (NULL handle or key, empty key), SHOAL_ETOOBIG, SHOAL_EQUOTA,
+ * SHOAL_ERATE, SHOAL_EMEMLIMIT, SHOAL_EDROPPED, SHOAL_ENOMEM, and in durable mode
+ * SHOAL_EREADONLY, SHOAL_EFSYNC, SHOAL_EIO. On error nothing changed.
+ * Thread-safety: any thread. */
+SHOAL_API int shoal_put(shoal_ns *ns, const void *key, size_t klen, const void *value,
+                        size_t vlen, const shoal_write_options *wo);
+
+/* Reads key. On success *value is a copy the caller frees with shoal_free (a zero-length
+ * value gives a non-NULL pointer) and *vlen its length. Errors: SHOAL_ENOTFOUND,
+ * SHOAL_EINVAL, SHOAL_ETOOBIG (key), SHOAL_EDROPPED, SHOAL_ERATE, SHOAL_ENOMEM. */
+SHOAL_API int shoal_get(shoal_ns *ns, const shoal_snapshot *snap, const void *key, size_t klen,
+                        void **value, size_t *vlen);
+/* Reads key into the caller's buffer. *vlen is set to the value's full length; if it
+ * exceeds cap, nothing is copied and SHOAL_ERANGE is returned. Otherwise as shoal_get. */
+SHOAL_API int shoal_get_into(shoal_ns *ns, const shoal_snapshot *snap, const void *key,
+                             size_t klen, void *buf, size_t cap, size_t *vlen);
+/* Reads key and hands its value to fn while the value is pinned; fn must not call into
+ * the database. The value bytes are valid only during the call. Returns fn's result if it
+ * is negative, else 0; errors as shoal_get. */
+SHOAL_API int shoal_get_with(shoal_ns *ns, const shoal_snapshot *snap, const void *key,
+                             size_t klen, int (*fn)(void *ctx, const void *value, size_t vlen),
+                             void *ctx);
+/* Deletes key. Returns 0 if it existed, SHOAL_ENOTFOUND if not (nothing changed), or an
+ * error as shoal_put. */
+SHOAL_API int shoal_delete(shoal_ns *ns, const void *key, size_t klen,
+                           const shoal_write_options *wo);
+/* Returns 1 if key exists, 0 if not, or a negative error as shoal_get. */
+SHOAL_API int shoal_exists(shoal_ns *ns, const shoal_snapshot *snap, const void *key,
+                           size_t klen);
+/* Stores in *seq the seq of the latest write to key (a put or a delete) as seen by snap,
+ * or 0 if the database has no record of the key. Used with shoal_batch_require for
+ * optimistic read-modify-write. Errors as shoal_get (never SHOAL_ENOTFOUND). */
+SHOAL_API int shoal_key_seq(shoal_ns *ns, const shoal_snapshot *snap, const void *key,
+                            size_t klen, uint64_t *seq);
+
+/* Frees memory the library handed out (shoal_get values). NULL is a no-op. */
+SHOAL_API void shoal_free(void *p);
+
+/* ---------------------------------------------------------------------------------------
+ * Atomic batches: puts and deletes across any namespaces and shards, committed with one
+ * seq, all or nothing.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct shoal_batch shoal_batch;
+
+/* Creates an empty batch. Errors: SHOAL_EINVAL, SHOAL_ENOMEM. */
+SHOAL_API int shoal_batch_new(shoal_db *db, shoal_batch **out);
+/* Adds a put; key and value are copied. Errors: SHOAL_EINVAL, SHOAL_ETOOBIG, SHOAL_ENOMEM
+ * (the batch is unchanged). Later operations on the same key win. */
+SHOAL_API int shoal_batch_put(shoal_batch *b, shoal_ns *ns, const void *key, size_t klen,
+                              const void *value, size_t vlen);
+/* Adds a delete (of a key that may not exist). */
+SHOAL_API int shoal_batch_delete(shoal_batch *b, shoal_ns *ns, const void *key, size_t klen);
+/* Adds a condition: the commit succeeds only if key's latest seq (shoal_key_seq) is still
+ * seq; 0 means "the database has no record of the key". */
+SHOAL_API int shoal_batch_require(shoal_batch *b, shoal_ns *ns, const void *key, size_t klen,
+                                  uint64_t seq);
+/* Number of puts and deletes in the batch. */
+SHOAL_API size_t shoal_batch_count(const shoal_batch *b);
+/* Commits the batch atomically: every shard it touches is locked, the conditions checked,
+ * quotas checked, one seq drawn, every write applied, the locks released. On success
+ * *seq (if not NULL) is the batch's seq; an empty batch commits nothing and gives the
+ * latest seq. Errors: SHOAL_ECONFLICT, SHOAL_EQUOTA, SHOAL_ERATE, SHOAL_EMEMLIMIT,
+ * SHOAL_EDROPPED, SHOAL_ENOMEM, and durable errors; on any error nothing changed. The
+ * batch keeps its contents either way (clear it to reuse). */
+SHOAL_API int shoal_batch_commit(shoal_batch *b, const shoal_write_options *wo, uint64_t *seq);
+/* Empties the batch, keeping its memory. */
+SHOAL_API void shoal_batch_clear(shoal_batch *b);
+/* Frees the batch. NULL is a no-op. */
+SHOAL_API void shoal_batch_free(shoal_batch *b);
+
+/* ---------------------------------------------------------------------------------------
+ * Iterators: ordered by key, over a prefix or a [start, end) range, forward or reverse, at
+ * a snapshot or (snap NULL) at an implicit snapshot taken when the iterator is created.
+ * An iterator holds a snapshot slot, not a lock: it reads its shards in short steps, so a
+ * long scan never stops writers. A spread namespace merges its shards' cursors.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct shoal_iter shoal_iter;
+
+typedef struct shoal_iter_options {
+    const void *start; /* first key, inclusive (NULL: from the beginning) */
+    size_t start_len;
+    const void *end; /* bound, exclusive (NULL: to the end) */
+    size_t end_len;
+    const void *prefix; /* only keys with this prefix (NULL: all); combines with start/end */
+    size_t prefix_len;
+    bool reverse; /* from the largest key down */
+    const shoal_snapshot *snap; /* NULL: an implicit snapshot held by the iterator */
+} shoal_iter_options;
+
+/* Creates an iterator positioned before its first key. opts may be NULL (everything, forward,
+ * latest). Errors: SHOAL_EINVAL, SHOAL_EDROPPED, SHOAL_ENOSLOT, SHOAL_ENOMEM. */
+SHOAL_API int shoal_iter_new(shoal_ns *ns, const shoal_iter_options *opts, shoal_iter **out);
+/* Advances to the next key. Returns 1 when positioned on a key, 0 at the end, or a negative
+ * error (SHOAL_EDROPPED if the namespace was dropped, SHOAL_ENOMEM). */
+SHOAL_API int shoal_iter_next(shoal_iter *it);
+/* The current key and value. The pointers stay valid until the next shoal_iter_next or
+ * shoal_iter_free. Only valid after shoal_iter_next returned 1. */
+SHOAL_API const void *shoal_iter_key(const shoal_iter *it, size_t *klen);
+SHOAL_API const void *shoal_iter_value(const shoal_iter *it, size_t *vlen);
+/* Frees the iterator and its implicit snapshot. NULL is a no-op. */
+SHOAL_API void shoal_iter_free(shoal_iter *it);
+
+/* ---------------------------------------------------------------------------------------
+ * Statistics
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct shoal_latency {
+    uint64_t count; /* operations sampled */
+    uint64_t p50_ns, p90_ns, p99_ns, p999_ns, max_ns;
+} shoal_latency;
+
+typedef struct shoal_stats {
+    uint64_t seq;               /* latest committed seq */
+    uint32_t shards;            /* configured shards */
+    uint32_t active_shards;     /* shards created so far */
+    uint64_t namespaces, tenants;
+    uint64_t keys, bytes;       /* live keys and key+value bytes, latest state */
+    uint64_t memory;            /* bytes held by the engine (segments, tables, indexes) */
+    uint64_t gets, puts, deletes, commits, scans;
+    uint64_t snapshots_open;
+    uint64_t versions_retired, versions_reclaimed;
+    uint64_t quota_refusals;
+    shoal_latency get, put, commit; /* commit: batches */
+    bool read_only;             /* after a failed write or fsync (durable mode) */
+    int read_only_cause;        /* the SHOAL_E* that made it read-only, else 0 */
+} shoal_stats;
+
+typedef struct shoal_shard_stats {
+    uint32_t shard;
+    bool active;                /* created */
+    uint64_t gets, puts, deletes, commits;
+    uint64_t lock_waits;        /* acquisitions that had to wait */
+    uint64_t lock_wait_ns;      /* total time spent waiting for the shard lock */
+    uint64_t objects;           /* live objects (versions) in its object table */
+    uint64_t bytes;             /* bytes in use in its segment allocator */
+    uint64_t indexes;           /* namespace indexes on the shard */
+} shoal_shard_stats;
+
+typedef struct shoal_tenant_stats {
+    uint32_t id;
+    char name[SHOAL_MAX_NAME + 1];
+    shoal_quota quota;
+    uint64_t keys, bytes, namespaces;
+    uint64_t ops;               /* operations charged to the tenant */
+    uint64_t quota_refusals;    /* writes refused by a quota or the rate limit */
+} shoal_tenant_stats;
+
+/* Database-wide statistics. Counters are exact at quiescence and approximate while other
+ * threads run. Thread-safety: any thread. */
+SHOAL_API int shoal_stats(shoal_db *db, shoal_stats *out);
+/* One shard's statistics. Errors: SHOAL_EINVAL (shard >= configured shards). */
+SHOAL_API int shoal_stats_shard(shoal_db *db, uint32_t shard, shoal_shard_stats *out);
+/* One tenant's statistics. Errors: SHOAL_ENOTFOUND. */
+SHOAL_API int shoal_stats_tenant(shoal_db *db, uint32_t tenant, shoal_tenant_stats *out);
+/* A namespace's statistics are in shoal_ns_info_get. */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHOAL_H */

@@ -399,7 +399,7 @@ typedef struct shoal_latency {
     uint64_t p50_ns, p90_ns, p99_ns, p999_ns, max_ns;
 } shoal_latency;
 
-typedef struct shoal_stats {
+typedef struct shoal_db_stats {
     uint64_t seq;               /* latest committed seq */
     uint32_t shards;            /* configured shards */
     uint32_t active_shards;     /* shards created so far */
@@ -413,7 +413,7 @@ typedef struct shoal_stats {
     shoal_latency get, put, commit; /* commit: batches */
     bool read_only;             /* after a failed write or fsync (durable mode) */
     int read_only_cause;        /* the SHOAL_E* that made it read-only, else 0 */
-} shoal_stats;
+} shoal_db_stats;
 
 typedef struct shoal_shard_stats {
     uint32_t shard;
@@ -437,7 +437,7 @@ typedef struct shoal_tenant_stats {
 
 /* Database-wide statistics. Counters are exact at quiescence and approximate while other
  * threads run. Thread-safety: any thread. */
-SHOAL_API int shoal_stats(shoal_db *db, shoal_stats *out);
+SHOAL_API int shoal_stats(shoal_db *db, shoal_db_stats *out);
 /* One shard's statistics. Errors: SHOAL_EINVAL (shard >= configured shards). */
 SHOAL_API int shoal_stats_shard(shoal_db *db, uint32_t shard, shoal_shard_stats *out);
 /* One tenant's statistics. Errors: SHOAL_ENOTFOUND. */

@@ -1,0 +1,741 @@
+/*
+ * db.c -- opening and closing a database, its options, shards, per-thread state, tenants
+ * and the catalog of namespaces.
+ *
+ * A database is created empty in memory mode: no shard exists until a namespace first
+ * writes to it (shards are created lazily, each with its lock, segment allocator and
+ * object-table part). The catalog (namespaces and tenants) is protected by one mutex that
+ * only catalog changes and lookups by name take; the data path never touches it.
+ *
+ * Invariants:
+ *   D1. A namespace slot is reused only after the namespace's every version was freed under
+ *       its shards' write locks (shoal_ns_drop), so a stale reference to the slot can only
+ *       come from a retire-list entry, whose handle no longer validates.
+ *   D2. Tenant 0 ("default") always exists and has no limits; its usage is never kept in
+ *       a shared counter (its writers on different shards share no cache line).
+ *   D3. Pinned placement (a departure from "least loaded active shard", see
+ *       docs/DESIGN.md): a new pinned namespace goes to the shard with the fewest pinned
+ *       namespaces, the lowest index first, so that pinned namespaces get shards of their
+ *       own while shards remain (invariant 6: writers in namespaces on different shards
+ *       never wait on the same lock).
+ *
+ * Tested by tests/unit/test_db.c (catalog, tenants, options, errors) and the model test.
+ */
+#include "core/internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+uint64_t clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- options --------------------------------------------------------------------------- */
+
+static uint64_t default_shards(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    uint64_t want = (uint64_t)(cores > 0 ? cores : 1) * 4, n = 1;
+    while (n < want && n < SHOAL_MAX_SHARDS)
+        n <<= 1;
+    return n;
+}
+
+static void config_defaults(struct db_config *c)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    c->shards = default_shards();
+    c->activation_step = 1024;
+    c->sync = SHOAL_SYNC_PERIODIC;
+    c->log_streams = (uint64_t)(cores > 0 ? cores : 1);
+    c->snapshot_slots = 1024;
+    c->memory_limit = 0;
+    c->sync_period_ms = 1000;
+    c->sync_window_us = 2000;
+    c->checkpoint_log_bytes = 64ull << 20;
+    c->log_segment_bytes = 64ull << 20;
+    c->salvage = 0;
+}
+
+SHOAL_API int shoal_options_new(shoal_options **out)
+{
+    if (!out)
+        return SHOAL_EINVAL;
+    *out = calloc(1, sizeof **out);
+    if (!*out)
+        return SHOAL_ENOMEM;
+    config_defaults(&(*out)->config);
+    return 0;
+}
+
+SHOAL_API void shoal_options_free(shoal_options *opts)
+{
+    free(opts);
+}
+
+/* Returns the field of an option, or NULL for an unknown one. */
+static uint64_t *option_field(struct db_config *c, shoal_option option)
+{
+    switch (option) {
+    case SHOAL_OPT_SHARDS: return &c->shards;
+    case SHOAL_OPT_ACTIVATION_STEP: return &c->activation_step;
+    case SHOAL_OPT_SYNC: return &c->sync;
+    case SHOAL_OPT_LOG_STREAMS: return &c->log_streams;
+    case SHOAL_OPT_SNAPSHOT_SLOTS: return &c->snapshot_slots;
+    case SHOAL_OPT_MEMORY_LIMIT: return &c->memory_limit;
+    case SHOAL_OPT_SYNC_PERIOD_MS: return &c->sync_period_ms;
+    case SHOAL_OPT_SYNC_WINDOW_US: return &c->sync_window_us;
+    case SHOAL_OPT_CHECKPOINT_LOG_BYTES: return &c->checkpoint_log_bytes;
+    case SHOAL_OPT_LOG_SEGMENT_BYTES: return &c->log_segment_bytes;
+    case SHOAL_OPT_SALVAGE: return &c->salvage;
+    }
+    return NULL;
+}
+
+static bool option_valid(shoal_option option, uint64_t v)
+{
+    switch (option) {
+    case SHOAL_OPT_SHARDS: return v >= 1 && v <= SHOAL_MAX_SHARDS && (v & (v - 1)) == 0;
+    case SHOAL_OPT_ACTIVATION_STEP: return v >= 1 && v <= (1u << 30);
+    case SHOAL_OPT_SYNC: return v >= SHOAL_SYNC_NONE && v <= SHOAL_SYNC_ALWAYS;
+    case SHOAL_OPT_LOG_STREAMS: return v >= 1 && v <= SHOAL_MAX_SHARDS;
+    case SHOAL_OPT_SNAPSHOT_SLOTS: return v >= 1 && v <= (1u << 20);
+    case SHOAL_OPT_MEMORY_LIMIT: return true;
+    case SHOAL_OPT_SYNC_PERIOD_MS: return v >= 1 && v <= 3600000;
+    case SHOAL_OPT_SYNC_WINDOW_US: return v <= 10000000;
+    case SHOAL_OPT_CHECKPOINT_LOG_BYTES: return v >= (1u << 20);
+    case SHOAL_OPT_LOG_SEGMENT_BYTES: return v >= (64u << 10) && v <= (1ull << 40);
+    case SHOAL_OPT_SALVAGE: return v <= 1;
+    }
+    return false;
+}
+
+SHOAL_API int shoal_options_set(shoal_options *opts, shoal_option option, uint64_t value)
+{
+    if (!opts)
+        return SHOAL_EINVAL;
+    uint64_t *field = option_field(&opts->config, option);
+    if (!field || !option_valid(option, value))
+        return SHOAL_EINVAL;
+    *field = value;
+    return 0;
+}
+
+SHOAL_API int shoal_options_get(const shoal_options *opts, shoal_option option, uint64_t *value)
+{
+    if (!opts || !value)
+        return SHOAL_EINVAL;
+    uint64_t *field = option_field((struct db_config *)&opts->config, option);
+    if (!field)
+        return SHOAL_EINVAL;
+    *value = *field;
+    return 0;
+}
+
+/* ---- per-thread state ------------------------------------------------------------------- */
+
+static void thread_state_release(void *p)
+{
+    struct thread_state *t = p;
+    atomic_store(&t->in_use, false);
+}
+
+struct thread_state *db_thread(struct shoal_db *db)
+{
+    struct thread_state *t = pthread_getspecific(db->thread_key);
+    if (__builtin_expect(t != NULL, 1))
+        return t;
+    /* First call of this thread on this database: take a free state (one a finished
+     * thread left keeps its counters, which are cumulative). Past the limit, threads share
+     * states and their counters become approximate. */
+    unsigned n = atomic_load(&db->thread_count);
+    for (unsigned i = 0; i < n && !t; i++) {
+        bool expected = false;
+        if (atomic_compare_exchange_strong(&db->threads[i].in_use, &expected, true))
+            t = &db->threads[i];
+    }
+    if (!t) {
+        unsigned i = atomic_fetch_add(&db->thread_count, 1);
+        if (i < MAX_THREAD_STATES) {
+            t = &db->threads[i];
+            atomic_store(&t->in_use, true);
+        } else {
+            atomic_store(&db->thread_count, MAX_THREAD_STATES);
+            t = &db->threads[(uintptr_t)pthread_self() % MAX_THREAD_STATES];
+        }
+    }
+    pthread_setspecific(db->thread_key, t);
+    return t;
+}
+
+/* ---- shards ---------------------------------------------------------------------------- */
+
+static struct shard *shard_new(struct shoal_db *db, unsigned i)
+{
+    struct shard *s;
+    if (posix_memalign((void **)&s, CACHE_LINE, sizeof *s) != 0)
+        return NULL;
+    memset(s, 0, sizeof *s);
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    /* Writers must not starve behind a stream of readers. */
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&s->lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    s->index = i;
+    s->db = db;
+    s->reclaim_threshold = 64;
+    s->segments = segment_new();
+    s->objects = ot_part(db->objects, i);
+    if (!s->segments || !s->objects) {
+        segment_destroy(s->segments);
+        pthread_rwlock_destroy(&s->lock);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+struct shard *db_shard(struct shoal_db *db, unsigned i)
+{
+    struct shard *s = atomic_load_explicit(&db->shards[i], memory_order_acquire);
+    if (__builtin_expect(s != NULL, 1))
+        return s;
+    pthread_mutex_lock(&db->shard_create_lock);
+    s = atomic_load_explicit(&db->shards[i], memory_order_acquire);
+    if (!s) {
+        s = shard_new(db, i);
+        if (s)
+            atomic_store_explicit(&db->shards[i], s, memory_order_release);
+    }
+    pthread_mutex_unlock(&db->shard_create_lock);
+    return s;
+}
+
+static void lock_waited(struct shard *s, uint64_t start)
+{
+    atomic_fetch_add_explicit(&s->lock_waits, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->lock_wait_ns, clock_ns() - start, memory_order_relaxed);
+}
+
+/* The clock is read only when the lock is contended, so the uncontended path costs one
+ * try-lock. */
+void shard_read_lock(struct shard *s)
+{
+    if (pthread_rwlock_tryrdlock(&s->lock) == 0)
+        return;
+    uint64_t start = clock_ns();
+    pthread_rwlock_rdlock(&s->lock);
+    lock_waited(s, start);
+}
+
+void shard_write_lock(struct shard *s)
+{
+    if (pthread_rwlock_trywrlock(&s->lock) == 0)
+        return;
+    uint64_t start = clock_ns();
+    pthread_rwlock_wrlock(&s->lock);
+    lock_waited(s, start);
+}
+
+void shard_unlock(struct shard *s)
+{
+    pthread_rwlock_unlock(&s->lock);
+}
+
+unsigned ns_route(const struct namespace *ns, const void *key, size_t klen)
+{
+    if (ns->placement == SHOAL_PLACE_PINNED)
+        return ns->shard;
+    return (unsigned)XXH3_64bits(key, klen) & ns->shard_mask;
+}
+
+/* ---- open and close -------------------------------------------------------------------- */
+
+static int tenant_add(struct shoal_db *db, const char *name, const shoal_quota *q,
+                      uint32_t *id);
+
+SHOAL_API int shoal_open(const char *dir, const shoal_options *opts, shoal_db **out)
+{
+    if (!out)
+        return SHOAL_EINVAL;
+    *out = NULL;
+    if (dir)
+        return SHOAL_ENOTSUP; /* durable mode arrives with the durability layer */
+
+    struct shoal_db *db;
+    if (posix_memalign((void **)&db, CACHE_LINE, sizeof *db) != 0)
+        return SHOAL_ENOMEM;
+    memset(db, 0, sizeof *db);
+    if (opts)
+        db->config = opts->config;
+    else
+        config_defaults(&db->config);
+    db->shard_mask = (unsigned)db->config.shards - 1;
+    pthread_mutex_init(&db->shard_create_lock, NULL);
+    pthread_mutex_init(&db->catalog_lock, NULL);
+
+    int err = SHOAL_ENOMEM;
+    db->objects = ot_new((unsigned)db->config.shards, (unsigned)db->config.activation_step);
+    db->namespaces = calloc(MAX_NAMESPACES, sizeof *db->namespaces);
+    db->threads = aligned_alloc(CACHE_LINE, MAX_THREAD_STATES * sizeof *db->threads);
+    db->slots = aligned_alloc(CACHE_LINE, db->config.snapshot_slots * sizeof *db->slots);
+    if (!db->objects || !db->namespaces || !db->threads || !db->slots)
+        goto fail;
+    memset(db->threads, 0, MAX_THREAD_STATES * sizeof *db->threads);
+    for (unsigned i = 0; i < MAX_THREAD_STATES; i++) {
+        db->threads[i].db = db;
+        db->threads[i].index = i;
+    }
+    for (uint64_t i = 0; i < db->config.snapshot_slots; i++) {
+        atomic_init(&db->slots[i].value, 0);
+        db->slots[i].db = db;
+    }
+    if (pthread_key_create(&db->thread_key, thread_state_release) != 0)
+        goto fail;
+    uint32_t default_tenant;
+    if ((err = tenant_add(db, "default", NULL, &default_tenant)) != 0) {
+        pthread_key_delete(db->thread_key);
+        goto fail;
+    }
+    *out = db;
+    return 0;
+
+fail:
+    ot_destroy(db->objects);
+    free(db->namespaces);
+    free(db->threads);
+    free(db->slots);
+    free(db);
+    return err;
+}
+
+static void namespace_free_data(struct shoal_db *db, struct namespace *ns);
+
+SHOAL_API int shoal_close(shoal_db *db)
+{
+    if (!db)
+        return 0;
+    for (uint32_t slot = 0; slot < db->ns_high; slot++) {
+        struct namespace *ns = db->namespaces[slot];
+        if (!ns)
+            continue;
+        namespace_free_data(db, ns);
+        free(ns);
+    }
+    for (unsigned i = 0; i < SHOAL_MAX_SHARDS; i++) {
+        struct shard *s = atomic_load(&db->shards[i]);
+        if (!s)
+            continue;
+        segment_destroy(s->segments);
+        pthread_rwlock_destroy(&s->lock);
+        free(s);
+    }
+    for (uint32_t i = 0; i < db->tenant_count; i++)
+        free(db->tenants[i]);
+    free(db->tenants);
+    pthread_key_delete(db->thread_key);
+    ot_destroy(db->objects);
+    pthread_mutex_destroy(&db->shard_create_lock);
+    pthread_mutex_destroy(&db->catalog_lock);
+    free(db->namespaces);
+    free(db->threads);
+    free(db->slots);
+    free(db);
+    return 0;
+}
+
+/* ---- tenants --------------------------------------------------------------------------- */
+
+SHOAL_API void shoal_quota_unlimited(shoal_quota *q)
+{
+    if (q)
+        q->max_keys = q->max_bytes = q->max_ops_per_second = SHOAL_UNLIMITED;
+}
+
+static bool name_valid(const char *name)
+{
+    if (!name)
+        return false;
+    size_t len = strnlen(name, SHOAL_MAX_NAME + 1);
+    return len >= 1 && len <= SHOAL_MAX_NAME;
+}
+
+static struct tenant *tenant_by_id(struct shoal_db *db, uint32_t id)
+{
+    return id < db->tenant_count ? db->tenants[id] : NULL;
+}
+
+static void tenant_set_quota(struct tenant *t, const shoal_quota *q)
+{
+    shoal_quota unlimited;
+    if (!q) {
+        shoal_quota_unlimited(&unlimited);
+        q = &unlimited;
+    }
+    atomic_store(&t->max_keys, q->max_keys);
+    atomic_store(&t->max_bytes, q->max_bytes);
+    atomic_store(&t->max_ops, q->max_ops_per_second);
+    if (q->max_ops_per_second != SHOAL_UNLIMITED) {
+        atomic_store(&t->bucket, (int64_t)(q->max_ops_per_second * 1000000000ull));
+        atomic_store(&t->bucket_time_ns, clock_ns());
+    }
+}
+
+/* Called with the catalog lock held (or during open). */
+static int tenant_add(struct shoal_db *db, const char *name, const shoal_quota *q,
+                      uint32_t *id)
+{
+    for (uint32_t i = 0; i < db->tenant_count; i++)
+        if (strcmp(db->tenants[i]->name, name) == 0)
+            return SHOAL_EEXIST;
+    if (db->tenant_count == db->tenant_cap) {
+        uint32_t cap = db->tenant_cap ? db->tenant_cap * 2 : 8;
+        struct tenant **grown = realloc(db->tenants, cap * sizeof *grown);
+        if (!grown)
+            return SHOAL_ENOMEM;
+        db->tenants = grown;
+        db->tenant_cap = cap;
+    }
+    struct tenant *t = calloc(1, sizeof *t);
+    if (!t)
+        return SHOAL_ENOMEM;
+    t->id = db->tenant_count;
+    strcpy(t->name, name);
+    tenant_set_quota(t, q);
+    db->tenants[db->tenant_count++] = t;
+    *id = t->id;
+    return 0;
+}
+
+static bool quota_valid(const shoal_quota *q)
+{
+    return !q || (q->max_ops_per_second == SHOAL_UNLIMITED ||
+                  q->max_ops_per_second <= (UINT64_MAX / 2000000000ull));
+}
+
+SHOAL_API int shoal_tenant_create(shoal_db *db, const char *name, const shoal_quota *q,
+                                  uint32_t *id)
+{
+    if (!db || !name_valid(name) || !id || !quota_valid(q))
+        return SHOAL_EINVAL;
+    pthread_mutex_lock(&db->catalog_lock);
+    int err = tenant_add(db, name, q, id);
+    pthread_mutex_unlock(&db->catalog_lock);
+    return err;
+}
+
+SHOAL_API int shoal_tenant_find(shoal_db *db, const char *name, uint32_t *id)
+{
+    if (!db || !name || !id)
+        return SHOAL_EINVAL;
+    int err = SHOAL_ENOTFOUND;
+    pthread_mutex_lock(&db->catalog_lock);
+    for (uint32_t i = 0; i < db->tenant_count; i++) {
+        if (strcmp(db->tenants[i]->name, name) == 0) {
+            *id = i;
+            err = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&db->catalog_lock);
+    return err;
+}
+
+SHOAL_API int shoal_tenant_set_quota(shoal_db *db, uint32_t id, const shoal_quota *q)
+{
+    if (!db || !q || !quota_valid(q))
+        return SHOAL_EINVAL;
+    if (id == 0)
+        return SHOAL_EINVAL; /* D2: the default tenant has no limits */
+    pthread_mutex_lock(&db->catalog_lock);
+    struct tenant *t = tenant_by_id(db, id);
+    if (t)
+        tenant_set_quota(t, q);
+    pthread_mutex_unlock(&db->catalog_lock);
+    return t ? 0 : SHOAL_ENOTFOUND;
+}
+
+SHOAL_API int shoal_tenant_get_quota(shoal_db *db, uint32_t id, shoal_quota *q)
+{
+    if (!db || !q)
+        return SHOAL_EINVAL;
+    pthread_mutex_lock(&db->catalog_lock);
+    struct tenant *t = tenant_by_id(db, id);
+    if (t) {
+        q->max_keys = atomic_load(&t->max_keys);
+        q->max_bytes = atomic_load(&t->max_bytes);
+        q->max_ops_per_second = atomic_load(&t->max_ops);
+    }
+    pthread_mutex_unlock(&db->catalog_lock);
+    return t ? 0 : SHOAL_ENOTFOUND;
+}
+
+/* A token bucket holding at most one second of operations, refilled lazily by whoever
+ * charges it. Tokens are kept in nanotokens so that refills need no division. */
+int tenant_charge_op(struct tenant *t)
+{
+    uint64_t max = atomic_load_explicit(&t->max_ops, memory_order_relaxed);
+    if (max == SHOAL_UNLIMITED)
+        return 0;
+    const int64_t cost = 1000000000;
+    uint64_t now = clock_ns();
+    uint64_t last = atomic_load_explicit(&t->bucket_time_ns, memory_order_relaxed);
+    if (now > last &&
+        atomic_compare_exchange_strong(&t->bucket_time_ns, &last, now)) {
+        int64_t add = (int64_t)((now - last) * max);
+        int64_t cap = (int64_t)(max * 1000000000ull);
+        int64_t cur = atomic_load(&t->bucket);
+        int64_t next;
+        do {
+            next = cur + add > cap ? cap : cur + add;
+        } while (!atomic_compare_exchange_weak(&t->bucket, &cur, next));
+    }
+    if (atomic_fetch_sub(&t->bucket, cost) < cost) {
+        atomic_fetch_add(&t->bucket, cost);
+        atomic_fetch_add_explicit(&t->refusals, 1, memory_order_relaxed);
+        return SHOAL_ERATE;
+    }
+    return 0;
+}
+
+/* ---- namespaces ------------------------------------------------------------------------- */
+
+static struct namespace *namespace_find(struct shoal_db *db, const char *name)
+{
+    for (uint32_t slot = 0; slot < db->ns_high; slot++) {
+        struct namespace *ns = db->namespaces[slot];
+        if (ns && strcmp(ns->name, name) == 0)
+            return ns;
+    }
+    return NULL;
+}
+
+/* D3: the shard with the fewest pinned namespaces, lowest index first. */
+static unsigned pinned_placement(struct shoal_db *db)
+{
+    unsigned best = 0;
+    uint64_t best_load = UINT64_MAX;
+    for (unsigned i = 0; i <= db->shard_mask; i++) {
+        struct shard *s = atomic_load(&db->shards[i]);
+        uint64_t load = s ? atomic_load(&s->pinned_namespaces) : 0;
+        if (load < best_load) {
+            best = i;
+            best_load = load;
+        }
+    }
+    return best;
+}
+
+static int namespace_create(struct shoal_db *db, const char *name, const shoal_ns_config *cfg,
+                            struct namespace **out)
+{
+    uint32_t slot = 0;
+    while (slot < MAX_NAMESPACES && db->namespaces[slot])
+        slot++;
+    if (slot == MAX_NAMESPACES)
+        return SHOAL_ENOMEM;
+    size_t parts = db->config.shards;
+    struct namespace *ns = calloc(1, sizeof *ns + parts * sizeof(struct ns_part));
+    if (!ns)
+        return SHOAL_ENOMEM;
+    ns->id = ++db->next_ns_id;
+    ns->slot = slot;
+    strcpy(ns->name, name);
+    ns->kind = cfg->kind;
+    ns->placement = cfg->placement ? cfg->placement : SHOAL_PLACE_PINNED;
+    ns->tenant = db->tenants[cfg->tenant];
+    ns->shard_mask = db->shard_mask;
+    if (ns->placement == SHOAL_PLACE_PINNED) {
+        ns->shard = pinned_placement(db);
+        struct shard *s = db_shard(db, ns->shard);
+        if (!s) {
+            free(ns);
+            return SHOAL_ENOMEM;
+        }
+        atomic_fetch_add(&s->pinned_namespaces, 1);
+    }
+    atomic_init(&ns->refs, 1);
+    db->namespaces[slot] = ns;
+    if (slot >= db->ns_high)
+        db->ns_high = slot + 1;
+    *out = ns;
+    return 0;
+}
+
+SHOAL_API int shoal_ns_open(shoal_db *db, const char *name, const shoal_ns_config *cfg,
+                            shoal_ns **out)
+{
+    if (out)
+        *out = NULL;
+    if (!db || !name_valid(name) || !out)
+        return SHOAL_EINVAL;
+    if (cfg) {
+        if (cfg->kind == SHOAL_KIND_VECTOR || cfg->kind == SHOAL_KIND_TIMESERIES)
+            return SHOAL_ENOTSUP;
+        if (cfg->kind != SHOAL_KIND_KV)
+            return SHOAL_EINVAL;
+        if (cfg->placement != 0 && cfg->placement != SHOAL_PLACE_PINNED &&
+            cfg->placement != SHOAL_PLACE_SPREAD)
+            return SHOAL_EINVAL;
+    }
+    struct shoal_ns *handle = malloc(sizeof *handle);
+    if (!handle)
+        return SHOAL_ENOMEM;
+    int err = 0;
+    pthread_mutex_lock(&db->catalog_lock);
+    struct namespace *ns = namespace_find(db, name);
+    if (!ns && !cfg)
+        err = SHOAL_ENOTFOUND;
+    else if (!ns && cfg->tenant >= db->tenant_count)
+        err = SHOAL_ENOTFOUND;
+    else if (!ns)
+        err = namespace_create(db, name, cfg, &ns);
+    else if (cfg && (cfg->kind != ns->kind || cfg->tenant != ns->tenant->id))
+        err = SHOAL_EEXIST;
+    if (!err)
+        atomic_fetch_add(&ns->refs, 1);
+    pthread_mutex_unlock(&db->catalog_lock);
+    if (err) {
+        free(handle);
+        return err;
+    }
+    handle->db = db;
+    handle->ns = ns;
+    *out = handle;
+    return 0;
+}
+
+void namespace_release(struct namespace *ns)
+{
+    if (atomic_fetch_sub(&ns->refs, 1) == 1)
+        free(ns);
+}
+
+SHOAL_API void shoal_ns_close(shoal_ns *handle)
+{
+    if (!handle)
+        return;
+    namespace_release(handle->ns);
+    free(handle);
+}
+
+/* Frees every version and index of a namespace, shard by shard under each write lock. */
+static void namespace_free_data(struct shoal_db *db, struct namespace *ns)
+{
+    for (unsigned i = 0; i <= db->shard_mask; i++) {
+        struct shard *s = atomic_load(&db->shards[i]);
+        if (!s || !ns->parts[i].tree)
+            continue;
+        shard_write_lock(s);
+        struct btree *tree = ns->parts[i].tree;
+        struct btree_cursor c;
+        for (btree_seek_ge(tree, &c, NULL, 0); btree_cursor_valid(&c); btree_next(&c))
+            version_free_chain(s, btree_cursor_value(&c));
+        btree_free(tree);
+        ns->parts[i].tree = NULL;
+        atomic_fetch_sub(&s->indexes, 1);
+        if (ns->tenant->id != 0) {
+            atomic_fetch_sub(&ns->tenant->keys, (int64_t)atomic_load(&ns->parts[i].keys));
+            atomic_fetch_sub(&ns->tenant->bytes, (int64_t)atomic_load(&ns->parts[i].bytes));
+        }
+        atomic_store(&ns->parts[i].keys, 0);
+        atomic_store(&ns->parts[i].bytes, 0);
+        shard_refresh_memory(s);
+        shard_unlock(s);
+    }
+}
+
+SHOAL_API int shoal_ns_drop(shoal_db *db, const char *name)
+{
+    if (!db || !name_valid(name))
+        return SHOAL_EINVAL;
+    pthread_mutex_lock(&db->catalog_lock);
+    struct namespace *ns = namespace_find(db, name);
+    if (!ns) {
+        pthread_mutex_unlock(&db->catalog_lock);
+        return SHOAL_ENOTFOUND;
+    }
+    /* Writers check the flag under their shard lock, so after each shard's data is freed
+     * below no writer can recreate it. */
+    atomic_store(&ns->dropped, true);
+    namespace_free_data(db, ns);
+    if (ns->placement == SHOAL_PLACE_PINNED)
+        atomic_fetch_sub(&atomic_load(&db->shards[ns->shard])->pinned_namespaces, 1);
+    db->namespaces[ns->slot] = NULL; /* D1: its data is gone, the slot may be reused */
+    pthread_mutex_unlock(&db->catalog_lock);
+    namespace_release(ns);
+    return 0;
+}
+
+static void namespace_describe(const struct namespace *ns, shoal_ns_info *info)
+{
+    memset(info, 0, sizeof *info);
+    strcpy(info->name, ns->name);
+    info->id = ns->id;
+    info->kind = ns->kind;
+    info->placement = ns->placement;
+    info->tenant = ns->tenant->id;
+    info->shard = ns->placement == SHOAL_PLACE_PINNED ? ns->shard : 0;
+    for (unsigned i = 0; i <= ns->shard_mask; i++) {
+        info->keys += atomic_load_explicit(&ns->parts[i].keys, memory_order_relaxed);
+        info->bytes += atomic_load_explicit(&ns->parts[i].bytes, memory_order_relaxed);
+    }
+}
+
+SHOAL_API int shoal_ns_info_get(shoal_ns *handle, shoal_ns_info *info)
+{
+    if (!handle || !info)
+        return SHOAL_EINVAL;
+    if (atomic_load(&handle->ns->dropped))
+        return SHOAL_EDROPPED;
+    namespace_describe(handle->ns, info);
+    return 0;
+}
+
+static int compare_info_names(const void *a, const void *b)
+{
+    return strcmp(((const shoal_ns_info *)a)->name, ((const shoal_ns_info *)b)->name);
+}
+
+SHOAL_API int shoal_ns_list(shoal_db *db, uint32_t tenant, shoal_ns_info *out, size_t cap,
+                            size_t *count)
+{
+    if (!db || !count || (cap && !out))
+        return SHOAL_EINVAL;
+    /* Collect every match, sort by name, then copy the first cap entries out. */
+    pthread_mutex_lock(&db->catalog_lock);
+    size_t n = 0;
+    for (uint32_t slot = 0; slot < db->ns_high; slot++) {
+        struct namespace *ns = db->namespaces[slot];
+        if (ns && (tenant == UINT32_MAX || ns->tenant->id == tenant))
+            n++;
+    }
+    shoal_ns_info *all = n ? malloc(n * sizeof *all) : NULL;
+    if (n && !all) {
+        pthread_mutex_unlock(&db->catalog_lock);
+        return SHOAL_ENOMEM;
+    }
+    size_t k = 0;
+    for (uint32_t slot = 0; slot < db->ns_high && k < n; slot++) {
+        struct namespace *ns = db->namespaces[slot];
+        if (ns && (tenant == UINT32_MAX || ns->tenant->id == tenant))
+            namespace_describe(ns, &all[k++]);
+    }
+    pthread_mutex_unlock(&db->catalog_lock);
+    if (n)
+        qsort(all, n, sizeof *all, compare_info_names);
+    memcpy(out, all, (n < cap ? n : cap) * sizeof *all);
+    free(all);
+    *count = n;
+    return 0;
+}

@@ -1,0 +1,277 @@
+/*
+ * internal.h -- the engine's internal structures: database, shards, namespaces, tenants,
+ * versions, snapshot slots and per-thread state.
+ *
+ * Layering. This header is shared by the core's files (db.c, kv.c, batch.c, iter.c,
+ * snapshot.c, stats.c). It looks down only: at the object table, the segment allocator and
+ * the ordered index. Durability reaches the core through log.h, never the other way.
+ *
+ * Locking order (a thread holding a lock only takes locks later in this list):
+ *   1. db->catalog_lock   (namespaces, tenants)
+ *   2. shard locks, in shard index order (a batch takes all of its shards' locks)
+ *   3. leaf locks inside modules (object table part lock, log stream buffer lock)
+ *
+ * Invariants (numbers follow ARCHITECTURE.md where they restate it):
+ *   I1. db->seq is incremented only while the writer holds the write locks of every shard
+ *       it writes; the new version is linked before those locks are released. So a reader
+ *       that loaded S and then takes a shard's read lock sees every write with seq <= S.
+ *   I2. A key's version chain is ordered newest first by strictly decreasing seq, except
+ *       that several versions of one batch share its seq (the later one is newer).
+ *   I3. Each version that is no longer the newest of its key is either freed or queued
+ *       exactly once in its shard's retire list (object table) with the seq from which no
+ *       snapshot can see it; a tombstone is queued at its own seq when it is written.
+ *   I4. A version is freed only when no open snapshot can reach it: immediately when no
+ *       snapshot is open at the moment of the write (checked after drawing seq), else when
+ *       the reclaim horizon has passed its retire epoch.
+ */
+#ifndef SHOAL_CORE_INTERNAL_H
+#define SHOAL_CORE_INTERNAL_H
+
+#include "shoal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/btree.h"
+#include "core/hist.h"
+#include "core/object_table.h"
+#include "core/segment.h"
+
+#define CACHE_LINE 64
+#define MAX_NAMESPACES 65536 /* namespace slots per database */
+#define MAX_THREAD_STATES 1024
+
+/* A counter that one thread writes (with plain loads and stores, no locked instruction)
+ * and any thread reads. If two threads ever share one, an increment may be lost; the
+ * statistics say so ("approximate while threads run"). */
+static inline void counter_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+static inline uint64_t counter_get(const _Atomic uint64_t *c)
+{
+    return atomic_load_explicit((_Atomic uint64_t *)c, memory_order_relaxed);
+}
+
+/* ---- versions ------------------------------------------------------------------------ */
+
+/* One version of one key: the unit the object table addresses. Key bytes, then value
+ * bytes, follow the header. A tombstone (a delete seen by an open snapshot) has no value. */
+struct version {
+    node_id id;             /* its object-table handle */
+    uint64_t seq;           /* birth epoch: the seq of the write that made it */
+    struct version *older;  /* the previous version of the same key, or NULL */
+    uint32_t klen;
+    uint32_t vlen;          /* VERSION_TOMBSTONE for a delete */
+    uint32_t ns_slot;       /* which namespace's index holds the key */
+    uint32_t reserved;
+    uint8_t data[];
+};
+#define VERSION_TOMBSTONE UINT32_MAX
+
+static inline bool version_is_tombstone(const struct version *v)
+{
+    return v->vlen == VERSION_TOMBSTONE;
+}
+static inline const uint8_t *version_key(const struct version *v)
+{
+    return v->data;
+}
+static inline const uint8_t *version_value(const struct version *v)
+{
+    return v->data + v->klen;
+}
+static inline size_t version_size(uint32_t klen, uint32_t vlen)
+{
+    return sizeof(struct version) + klen + (vlen == VERSION_TOMBSTONE ? 0 : vlen);
+}
+/* The newest version visible at snapshot seq snap (UINT64_MAX: the latest). */
+static inline const struct version *version_visible(const struct version *v, uint64_t snap)
+{
+    while (v && v->seq > snap)
+        v = v->older;
+    return v;
+}
+
+/* ---- shards ---------------------------------------------------------------------------- */
+
+struct shard {
+    pthread_rwlock_t lock;
+    unsigned index;
+    struct shoal_db *db;
+    struct segment_allocator *segments;
+    struct ot_part *objects;
+    /* Written under the write lock, read by statistics without it. */
+    _Atomic uint64_t puts, deletes, commits;
+    _Atomic uint64_t lock_waits, lock_wait_ns;
+    _Atomic uint64_t indexes, pinned_namespaces;
+    _Atomic uint64_t retired, reclaimed;
+    _Atomic uint64_t memory; /* segment bytes in use, refreshed after each write */
+    size_t reclaim_threshold; /* retire-list length that triggers the next reclaim */
+    uint64_t reclaim_generation; /* db->reclaim_generation at the last reclaim */
+} __attribute__((aligned(CACHE_LINE)));
+
+/* ---- tenants --------------------------------------------------------------------------- */
+
+struct tenant {
+    uint32_t id;
+    char name[SHOAL_MAX_NAME + 1];
+    /* Quota fields are atomics so that shoal_tenant_set_quota races with nobody. */
+    _Atomic uint64_t max_keys, max_bytes, max_ops;
+    /* Usage, kept centrally only for tenants other than 0 (tenant 0 has no limits and
+     * its usage is the sum of its namespaces, so its writers share no counter). */
+    _Atomic int64_t keys, bytes;
+    _Atomic uint64_t ops, refusals;
+    /* Token bucket for max_ops: tokens scaled by 1e9 (nanotokens), refilled lazily. */
+    _Atomic int64_t bucket;
+    _Atomic uint64_t bucket_time_ns;
+};
+
+/* ---- namespaces ------------------------------------------------------------------------ */
+
+/* One shard's part of a namespace: its ordered index and its live counts. */
+struct ns_part {
+    struct btree *tree; /* NULL until the first write on this shard */
+    _Atomic uint64_t keys, bytes;
+};
+
+struct namespace {
+    uint32_t id;    /* unique for the database's lifetime */
+    uint32_t slot;  /* index in db->ns_by_slot, reused after a drop */
+    char name[SHOAL_MAX_NAME + 1];
+    shoal_ns_kind kind;
+    shoal_placement placement;
+    struct tenant *tenant;
+    unsigned shard; /* pinned: its shard */
+    unsigned shard_mask; /* spread: shards - 1 */
+    _Atomic bool dropped;
+    _Atomic int refs; /* the catalog's reference plus one per open handle */
+    struct ns_part parts[];
+};
+
+/* An open namespace handle (shoal_ns). */
+struct shoal_ns {
+    struct shoal_db *db;
+    struct namespace *ns;
+};
+
+/* ---- snapshots ------------------------------------------------------------------------- */
+
+/* A snapshot slot. 0 = free, SLOT_PENDING = being taken, otherwise seq + 1. The public
+ * shoal_snapshot is the slot itself: taking one allocates nothing. */
+struct shoal_snapshot {
+    _Atomic uint64_t value;
+    struct shoal_db *db;
+} __attribute__((aligned(CACHE_LINE)));
+#define SLOT_PENDING UINT64_MAX
+
+/* ---- per-thread state ------------------------------------------------------------------- */
+
+/* Statistics and hints one thread keeps for one database. Found through a pthread key of
+ * that database, so two databases in one process never see each other's state. */
+struct thread_state {
+    struct shoal_db *db;
+    unsigned index;
+    _Atomic bool in_use;
+    uint32_t sample_tick;
+    _Atomic uint64_t gets, puts, deletes, commits, scans;
+    struct histogram get_latency, put_latency, commit_latency;
+    _Atomic uint64_t shard_gets[SHOAL_MAX_SHARDS];
+} __attribute__((aligned(CACHE_LINE)));
+
+/* ---- the database --------------------------------------------------------------------- */
+
+struct db_config {
+    uint64_t shards, activation_step, sync, log_streams, snapshot_slots, memory_limit;
+    uint64_t sync_period_ms, sync_window_us, checkpoint_log_bytes, log_segment_bytes, salvage;
+};
+
+struct shoal_options {
+    struct db_config config;
+};
+
+struct shoal_db {
+    struct db_config config;
+    unsigned shard_mask;
+
+    _Atomic uint64_t seq __attribute__((aligned(CACHE_LINE)));
+    _Atomic uint64_t snapshots_open __attribute__((aligned(CACHE_LINE)));
+    _Atomic uint64_t horizon; /* the last reclaim horizon computed */
+    _Atomic uint64_t reclaim_generation; /* bumped when a release may advance the horizon */
+    _Atomic unsigned slots_high; /* slots [0, slots_high) have ever been used */
+    struct shoal_snapshot *slots;
+
+    struct object_table *objects;
+    pthread_mutex_t shard_create_lock;
+    _Atomic(struct shard *) shards[SHOAL_MAX_SHARDS];
+
+    pthread_mutex_t catalog_lock;
+    struct namespace **namespaces; /* live namespaces, by slot; NULL = free slot */
+    uint32_t ns_high;              /* slots [0, ns_high) have ever been used */
+    uint32_t next_ns_id;
+    struct tenant **tenants;
+    uint32_t tenant_count, tenant_cap;
+
+    pthread_key_t thread_key;
+    _Atomic unsigned thread_count;
+    struct thread_state *threads; /* MAX_THREAD_STATES, allocated at open */
+
+    _Atomic uint64_t quota_refusals;
+    struct log *log; /* NULL in memory mode */
+};
+
+/* ---- writes -------------------------------------------------------------------------------- */
+
+enum write_type { WRITE_PUT = 1, WRITE_DELETE = 2, WRITE_REQUIRE = 3 };
+
+/* One operation of a commit (a single put or delete is a commit of one). The first
+ * fields are the request; the rest is filled while it is applied (kv.c). */
+struct write_op {
+    uint8_t type;
+    struct namespace *ns;
+    const uint8_t *key;
+    uint32_t klen;
+    const uint8_t *value;
+    uint32_t vlen;
+    uint64_t required_seq; /* WRITE_REQUIRE */
+    unsigned shard;
+    struct version *fresh; /* the new version (a tombstone for a delete) */
+    struct version *prev;  /* the key's newest version before this operation */
+    bool created, skipped;
+    int64_t delta_keys, delta_bytes;
+};
+
+/* Commits ops atomically under one seq (kv.c); *seq_out gets it. */
+int commit_ops(struct shoal_db *db, struct write_op *ops, size_t n,
+               const shoal_write_options *wo, uint64_t *seq_out);
+
+/* ---- shared helpers (db.c, snapshot.c, kv.c) ------------------------------------------- */
+
+/* Returns the calling thread's state for db (registering the thread on first use). */
+struct thread_state *db_thread(struct shoal_db *db);
+/* Returns shard i, creating it on first use; NULL when out of memory. */
+struct shard *db_shard(struct shoal_db *db, unsigned i);
+/* Returns the shard that holds key of ns. */
+unsigned ns_route(const struct namespace *ns, const void *key, size_t klen);
+/* Locks a shard for reading or writing, counting waits. */
+void shard_read_lock(struct shard *s);
+void shard_write_lock(struct shard *s);
+void shard_unlock(struct shard *s);
+/* The oldest seq an open snapshot may read; versions retired at or before it are garbage. */
+uint64_t snapshot_horizon(struct shoal_db *db);
+/* Frees a version chain starting at v (memory and object-table handles). */
+void version_free_chain(struct shard *s, struct version *v);
+/* Reclaims what the horizon allows on a shard whose write lock is held. */
+void shard_reclaim(struct shard *s, bool force);
+/* Charges one operation to the tenant's rate limit; SHOAL_ERATE when over it. */
+int tenant_charge_op(struct tenant *t);
+/* Monotonic clock in nanoseconds. */
+uint64_t clock_ns(void);
+void namespace_release(struct namespace *ns);
+/* Publishes a shard's segment bytes in use for statistics and the memory limit. */
+void shard_refresh_memory(struct shard *s);
+
+#endif

@@ -1,0 +1,426 @@
+/*
+ * iter.c -- ordered iterators over a namespace, at a snapshot, in short steps.
+ *
+ * An iterator reads each of its shards through a cursor that holds no lock between
+ * steps: a refill takes the shard's read lock, seeks to just past the last key it visited,
+ * copies up to ITER_CHUNK_KEYS visible entries (or ITER_CHUNK_BYTES, but always at least
+ * one) into the cursor's buffer, remembers the last key it visited and lets the lock go.
+ * Writers therefore wait at most one chunk for a scan, however long it is. Because every
+ * read is at the iterator's snapshot seq, the chunks join into one consistent view.
+ *
+ * A spread namespace has one cursor per shard; a binary heap ordered by each cursor's
+ * current key merges them (the smallest first, or the largest when reverse).
+ *
+ * Bounds: the scan covers [lower, upper) where lower = max(start, prefix) and upper =
+ * min(end, the first key after every key with the prefix).
+ *
+ * Invariants:
+ *   T1. A cursor's resume key is the last key its shard's index showed it, visible or
+ *       not, so a refill never returns a key twice and never skips one.
+ *   T2. The iterator holds a snapshot slot (the caller's or its own) from creation to
+ *       free, so the versions it reads are never reclaimed under it.
+ *
+ * Tested by tests/unit/test_iter.c (bounds, prefixes, reverse, spread merge, chunks
+ * interleaved with writes) and the model test.
+ */
+#include "core/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define ITER_CHUNK_KEYS 256
+#define ITER_CHUNK_BYTES (256u << 10)
+
+struct buffer {
+    uint8_t *data;
+    size_t len, cap;
+};
+
+static int buffer_reserve(struct buffer *b, size_t more)
+{
+    if (b->cap - b->len >= more)
+        return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap - b->len < more)
+        cap *= 2;
+    uint8_t *data = realloc(b->data, cap);
+    if (!data)
+        return SHOAL_ENOMEM;
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static int buffer_set(struct buffer *b, const void *data, size_t len)
+{
+    b->len = 0;
+    if (buffer_reserve(b, len ? len : 1))
+        return SHOAL_ENOMEM;
+    if (len)
+        memcpy(b->data, data, len);
+    b->len = len;
+    return 0;
+}
+
+struct chunk_entry {
+    size_t key_offset, value_offset;
+    uint32_t klen, vlen;
+};
+
+struct cursor {
+    unsigned shard;
+    struct buffer bytes;       /* keys and values of the current chunk */
+    struct chunk_entry *entries;
+    size_t count, pos;
+    struct buffer resume;      /* T1 */
+    bool started, exhausted;
+};
+
+struct shoal_iter {
+    shoal_ns *handle;
+    struct shoal_db *db;
+    shoal_snapshot *own_snapshot; /* T2: taken when the caller gave none */
+    uint64_t at;
+    struct buffer lower, upper;
+    bool has_lower, has_upper, reverse;
+    struct cursor *cursors;
+    unsigned cursor_count;
+    unsigned *heap; /* cursor indexes, best first */
+    unsigned heap_size;
+    bool begun;
+    int error;
+};
+
+static int key_compare(const void *a, size_t alen, const void *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    if (c)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+static const uint8_t *cursor_key(const struct cursor *c, uint32_t *klen)
+{
+    const struct chunk_entry *e = &c->entries[c->pos];
+    *klen = e->klen;
+    return c->bytes.data + e->key_offset;
+}
+
+/* Copies the next chunk of visible entries of the cursor's shard. */
+static int cursor_refill(struct shoal_iter *it, struct cursor *c)
+{
+    c->count = c->pos = 0;
+    c->bytes.len = 0;
+    if (c->exhausted)
+        return 0;
+    struct namespace *ns = it->handle->ns;
+    struct shard *s = atomic_load_explicit(&it->db->shards[c->shard], memory_order_acquire);
+    if (!s) {
+        c->exhausted = true;
+        return 0;
+    }
+    shard_read_lock(s);
+    if (atomic_load_explicit(&ns->dropped, memory_order_acquire)) {
+        shard_unlock(s);
+        return SHOAL_EDROPPED;
+    }
+    struct btree *tree = ns->parts[c->shard].tree;
+    if (!tree) {
+        shard_unlock(s);
+        c->exhausted = true;
+        return 0;
+    }
+    struct btree_cursor bc;
+    const void *from = c->started ? c->resume.data : NULL;
+    size_t from_len = c->started ? c->resume.len : 0;
+    if (!it->reverse) {
+        if (!c->started && it->has_lower) {
+            from = it->lower.data;
+            from_len = it->lower.len;
+        }
+        btree_seek_ge(tree, &bc, from, (uint32_t)from_len);
+        /* Resuming: the resume key itself was visited already. */
+        if (c->started && btree_cursor_valid(&bc)) {
+            const struct version *v = btree_cursor_value(&bc);
+            if (key_compare(v->data, v->klen, c->resume.data, c->resume.len) == 0)
+                btree_next(&bc);
+        }
+    } else {
+        if (!c->started && it->has_upper) {
+            from = it->upper.data;
+            from_len = it->upper.len;
+        }
+        btree_seek_lt(tree, &bc, from, (uint32_t)from_len);
+    }
+    c->started = true;
+
+    int err = 0;
+    const struct version *last = NULL;
+    bool bound = false;
+    size_t visited = 0;
+    /* A chunk ends at a count of entries, of bytes (after at least one entry), or of keys
+     * visited, so that invisible keys cannot keep the lock either. */
+    while (btree_cursor_valid(&bc) && c->count < ITER_CHUNK_KEYS &&
+           (c->count == 0 || c->bytes.len < ITER_CHUNK_BYTES) && visited < 4 * ITER_CHUNK_KEYS) {
+        const struct version *v = btree_cursor_value(&bc);
+        if ((!it->reverse && it->has_upper &&
+             key_compare(v->data, v->klen, it->upper.data, it->upper.len) >= 0) ||
+            (it->reverse && it->has_lower &&
+             key_compare(v->data, v->klen, it->lower.data, it->lower.len) < 0)) {
+            bound = true;
+            break;
+        }
+        last = v;
+        visited++;
+        const struct version *seen = version_visible(v, it->at);
+        if (seen && !version_is_tombstone(seen)) {
+            if ((err = buffer_reserve(&c->bytes, (size_t)seen->klen + seen->vlen)) != 0)
+                break;
+            struct chunk_entry *e = &c->entries[c->count++];
+            e->klen = seen->klen;
+            e->vlen = seen->vlen;
+            e->key_offset = c->bytes.len;
+            memcpy(c->bytes.data + c->bytes.len, seen->data, (size_t)seen->klen + seen->vlen);
+            e->value_offset = c->bytes.len + seen->klen;
+            c->bytes.len += (size_t)seen->klen + seen->vlen;
+        }
+        if (it->reverse)
+            btree_prev(&bc);
+        else
+            btree_next(&bc);
+    }
+    bool more = !bound && btree_cursor_valid(&bc);
+    if (!err && last)
+        err = buffer_set(&c->resume, last->data, last->klen);
+    shard_unlock(s);
+    if (err)
+        return err;
+    if (!more)
+        c->exhausted = true;
+    return 0;
+}
+
+/* Refills until the cursor has an entry or is exhausted. */
+static int cursor_fill(struct shoal_iter *it, struct cursor *c)
+{
+    while (c->pos >= c->count && !c->exhausted) {
+        int err = cursor_refill(it, c);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+static bool cursor_has(const struct cursor *c)
+{
+    return c->pos < c->count;
+}
+
+/* Whether cursor a should come before cursor b. */
+static bool heap_before(const struct shoal_iter *it, unsigned a, unsigned b)
+{
+    uint32_t alen, blen;
+    const uint8_t *ak = cursor_key(&it->cursors[a], &alen);
+    const uint8_t *bk = cursor_key(&it->cursors[b], &blen);
+    int c = key_compare(ak, alen, bk, blen);
+    return it->reverse ? c > 0 : c < 0;
+}
+
+static void heap_sift_down(struct shoal_iter *it, unsigned i)
+{
+    for (;;) {
+        unsigned best = i, l = 2 * i + 1, r = 2 * i + 2;
+        if (l < it->heap_size && heap_before(it, it->heap[l], it->heap[best]))
+            best = l;
+        if (r < it->heap_size && heap_before(it, it->heap[r], it->heap[best]))
+            best = r;
+        if (best == i)
+            return;
+        unsigned tmp = it->heap[i];
+        it->heap[i] = it->heap[best];
+        it->heap[best] = tmp;
+        i = best;
+    }
+}
+
+static void heap_build(struct shoal_iter *it)
+{
+    it->heap_size = 0;
+    for (unsigned i = 0; i < it->cursor_count; i++)
+        if (cursor_has(&it->cursors[i]))
+            it->heap[it->heap_size++] = i;
+    for (unsigned i = it->heap_size / 2; i-- > 0;)
+        heap_sift_down(it, i);
+}
+
+/* The first key after every key that starts with prefix; false if there is none (the
+ * prefix is all 0xff). */
+static bool prefix_successor(const uint8_t *prefix, size_t len, struct buffer *out, int *err)
+{
+    while (len > 0 && prefix[len - 1] == 0xff)
+        len--;
+    if (len == 0)
+        return false;
+    if ((*err = buffer_set(out, prefix, len)) != 0)
+        return false;
+    out->data[len - 1]++;
+    return true;
+}
+
+static int iter_bounds(struct shoal_iter *it, const shoal_iter_options *o)
+{
+    int err = 0;
+    if (o->start && o->start_len) {
+        if ((err = buffer_set(&it->lower, o->start, o->start_len)))
+            return err;
+        it->has_lower = true;
+    }
+    if (o->end && o->end_len) {
+        if ((err = buffer_set(&it->upper, o->end, o->end_len)))
+            return err;
+        it->has_upper = true;
+    }
+    if (o->prefix && o->prefix_len) {
+        if (!it->has_lower || key_compare(o->prefix, o->prefix_len, it->lower.data,
+                                          it->lower.len) > 0) {
+            if ((err = buffer_set(&it->lower, o->prefix, o->prefix_len)))
+                return err;
+            it->has_lower = true;
+        }
+        struct buffer next = {0};
+        if (prefix_successor(o->prefix, o->prefix_len, &next, &err) &&
+            (!it->has_upper ||
+             key_compare(next.data, next.len, it->upper.data, it->upper.len) < 0)) {
+            free(it->upper.data);
+            it->upper = next;
+            it->has_upper = true;
+        } else {
+            free(next.data);
+        }
+    }
+    return err;
+}
+
+SHOAL_API int shoal_iter_new(shoal_ns *h, const shoal_iter_options *opts, shoal_iter **out)
+{
+    if (!h || !out)
+        return SHOAL_EINVAL;
+    *out = NULL;
+    shoal_iter_options none = {0};
+    const shoal_iter_options *o = opts ? opts : &none;
+    if ((o->start_len && !o->start) || (o->end_len && !o->end) ||
+        (o->prefix_len && !o->prefix) || (o->snap && o->snap->db != h->db))
+        return SHOAL_EINVAL;
+    if (atomic_load(&h->ns->dropped))
+        return SHOAL_EDROPPED;
+    struct shoal_iter *it = calloc(1, sizeof *it);
+    if (!it)
+        return SHOAL_ENOMEM;
+    it->handle = h;
+    it->db = h->db;
+    it->reverse = o->reverse;
+    int err = iter_bounds(it, o);
+    if (!err && !o->snap)
+        err = shoal_snapshot_take(h->db, &it->own_snapshot);
+    if (err) {
+        shoal_iter_free(it);
+        return err;
+    }
+    it->at = shoal_snapshot_seq(o->snap ? o->snap : it->own_snapshot);
+    struct namespace *ns = h->ns;
+    unsigned count = ns->placement == SHOAL_PLACE_PINNED ? 1 : ns->shard_mask + 1;
+    it->cursors = calloc(count, sizeof *it->cursors);
+    it->heap = calloc(count, sizeof *it->heap);
+    if (!it->cursors || !it->heap) {
+        shoal_iter_free(it);
+        return SHOAL_ENOMEM;
+    }
+    it->cursor_count = count;
+    for (unsigned i = 0; i < count; i++) {
+        it->cursors[i].shard = ns->placement == SHOAL_PLACE_PINNED ? ns->shard : i;
+        it->cursors[i].entries = malloc(ITER_CHUNK_KEYS * sizeof(struct chunk_entry));
+        if (!it->cursors[i].entries) {
+            shoal_iter_free(it);
+            return SHOAL_ENOMEM;
+        }
+    }
+    counter_add(&db_thread(h->db)->scans, 1);
+    *out = it;
+    return 0;
+}
+
+SHOAL_API int shoal_iter_next(shoal_iter *it)
+{
+    if (!it)
+        return SHOAL_EINVAL;
+    if (it->error)
+        return it->error;
+    int err = 0;
+    if (!it->begun) {
+        it->begun = true;
+        if (it->has_lower && it->has_upper &&
+            key_compare(it->lower.data, it->lower.len, it->upper.data, it->upper.len) >= 0) {
+            it->heap_size = 0;
+            return 0;
+        }
+        for (unsigned i = 0; i < it->cursor_count && !err; i++)
+            err = cursor_fill(it, &it->cursors[i]);
+        if (!err)
+            heap_build(it);
+    } else if (it->heap_size > 0) {
+        struct cursor *c = &it->cursors[it->heap[0]];
+        c->pos++;
+        err = cursor_fill(it, c);
+        if (!err) {
+            if (!cursor_has(c))
+                it->heap[0] = it->heap[--it->heap_size];
+            if (it->heap_size > 0)
+                heap_sift_down(it, 0);
+        }
+    }
+    if (err) {
+        it->error = err;
+        it->heap_size = 0;
+        return err;
+    }
+    return it->heap_size > 0 ? 1 : 0;
+}
+
+SHOAL_API const void *shoal_iter_key(const shoal_iter *it, size_t *klen)
+{
+    if (!it || it->heap_size == 0)
+        return NULL;
+    uint32_t len;
+    const uint8_t *key = cursor_key(&it->cursors[it->heap[0]], &len);
+    if (klen)
+        *klen = len;
+    return key;
+}
+
+SHOAL_API const void *shoal_iter_value(const shoal_iter *it, size_t *vlen)
+{
+    if (!it || it->heap_size == 0)
+        return NULL;
+    const struct cursor *c = &it->cursors[it->heap[0]];
+    const struct chunk_entry *e = &c->entries[c->pos];
+    if (vlen)
+        *vlen = e->vlen;
+    return c->bytes.data + e->value_offset;
+}
+
+SHOAL_API void shoal_iter_free(shoal_iter *it)
+{
+    if (!it)
+        return;
+    for (unsigned i = 0; it->cursors && i < it->cursor_count; i++) {
+        free(it->cursors[i].bytes.data);
+        free(it->cursors[i].entries);
+        free(it->cursors[i].resume.data);
+    }
+    free(it->cursors);
+    free(it->heap);
+    free(it->lower.data);
+    free(it->upper.data);
+    shoal_snapshot_release(it->own_snapshot);
+    free(it);
+}

@@ -1,0 +1,723 @@
+/*
+ * kv.c -- the write and read paths: puts, deletes, batches, point reads, and the
+ * reclaiming of versions no snapshot can see.
+ *
+ * Every write, single or batched, is a list of operations committed by commit_ops():
+ *
+ *   1. lock every shard the operations touch, in shard index order;
+ *   2. check that no namespace was dropped and every condition (require) holds;
+ *   3. allocate each new version (put, or tombstone for a delete) in its shard's segment
+ *      allocator and object table -- all before anything changes, so that running out of
+ *      memory changes nothing;
+ *   4. draw seq = ++db.seq (under the locks: internal.h I1);
+ *   5. link each new version as the newest of its key, in operation order, keeping an
+ *      undo record; a failure or a quota refusal at this point undoes every link;
+ *   6. reserve the tenants' quota and check the memory limit, undoing on refusal;
+ *   7. retire or free what the new versions replaced (I3, I4), update the counts, emit
+ *      the log record (log.h), release the locks.
+ *
+ * Reads take the shard's read lock, find the newest version with seq <= their snapshot
+ * and copy it out. A read of the latest state needs no snapshot: the lock orders it.
+ *
+ * Tested by tests/unit/test_kv.c, test_batch.c, the model test (test_model.c) and the
+ * snapshot-isolation test.
+ */
+#include "core/internal.h"
+#include "core/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define LATENCY_SAMPLE_MASK 7 /* time one operation in 8 */
+
+/* ---- versions and reclaiming ------------------------------------------------------------ */
+
+static const void *version_key_of(const void *value, uint32_t *len)
+{
+    const struct version *v = value;
+    *len = v->klen;
+    return v->data;
+}
+
+static void version_release_memory(struct shard *s, struct version *v)
+{
+    segment_free(s->segments, v, version_size(v->klen, v->vlen));
+}
+
+void version_free_chain(struct shard *s, struct version *v)
+{
+    while (v) {
+        struct version *older = v->older;
+        ot_free(s->objects, v->id);
+        version_release_memory(s, v);
+        v = older;
+    }
+}
+
+/* What a reclaim pass found that must be freed after the object table lets go. */
+struct reclaim_pass {
+    struct shard *shard;
+    struct version *leftovers[64];
+    unsigned leftover_count;
+};
+
+/* Called by the object table for each retired version the horizon has passed: unlink it
+ * from its key's chain (or remove the key, for a tombstone that is still the newest) and
+ * release its memory; the table then frees its handle. */
+static void reclaim_version(void *ctx, node_id id, void *addr)
+{
+    struct reclaim_pass *pass = ctx;
+    struct shard *s = pass->shard;
+    struct version *v = addr;
+    struct namespace *ns = s->db->namespaces[v->ns_slot];
+    struct btree *tree = ns ? ns->parts[s->index].tree : NULL;
+    if (tree) {
+        struct version *newest = btree_get(tree, version_key(v), v->klen);
+        if (newest == v) {
+            btree_remove(tree, version_key(v), v->klen);
+        } else {
+            struct version *p = newest;
+            while (p && p->older != v)
+                p = p->older;
+            if (p)
+                p->older = NULL;
+        }
+    }
+    /* Older versions were retired earlier and so reclaimed first; anything still hanging
+     * here is freed after the pass, outside the object table's lock. */
+    if (v->older) {
+        if (pass->leftover_count < 64)
+            pass->leftovers[pass->leftover_count++] = v->older;
+        v->older = NULL;
+    }
+    version_release_memory(s, v);
+    atomic_fetch_add_explicit(&s->reclaimed, 1, memory_order_relaxed);
+}
+
+void shard_reclaim(struct shard *s, bool force)
+{
+    uint64_t generation =
+        atomic_load_explicit(&s->db->reclaim_generation, memory_order_relaxed);
+    if (generation != s->reclaim_generation) {
+        s->reclaim_generation = generation;
+        force = true;
+    }
+    size_t queued = ot_retired_count(s->objects);
+    if (queued == 0 || (!force && queued < s->reclaim_threshold))
+        return;
+    struct reclaim_pass pass = {.shard = s};
+    ot_reclaim_before_epoch(s->objects, snapshot_horizon(s->db), reclaim_version, &pass);
+    for (unsigned i = 0; i < pass.leftover_count; i++)
+        version_free_chain(s, pass.leftovers[i]);
+    /* A long-lived snapshot keeps versions queued: wait for the queue to double before
+     * scanning the slots again, so each write pays O(1) amortized. */
+    size_t left = ot_retired_count(s->objects);
+    s->reclaim_threshold = left * 2 > 64 ? left * 2 : 64;
+}
+
+void shard_refresh_memory(struct shard *s)
+{
+    struct segment_stats st;
+    segment_stats(s->segments, &st);
+    atomic_store_explicit(&s->memory, st.bytes_in_use, memory_order_relaxed);
+}
+
+/* ---- argument checks --------------------------------------------------------------------- */
+
+static int check_key(const void *key, size_t klen)
+{
+    if (!key || klen == 0)
+        return SHOAL_EINVAL;
+    if (klen > SHOAL_MAX_KEY)
+        return SHOAL_ETOOBIG;
+    return 0;
+}
+
+static int check_value(const void *value, size_t vlen)
+{
+    if (!value && vlen)
+        return SHOAL_EINVAL;
+    if (vlen > SHOAL_MAX_VALUE)
+        return SHOAL_ETOOBIG;
+    return 0;
+}
+
+/* ---- the commit ---------------------------------------------------------------------------- */
+
+static uint64_t ops_shard_mask(const struct write_op *ops, size_t n)
+{
+    uint64_t mask = 0;
+    for (size_t i = 0; i < n; i++)
+        mask |= 1ull << ops[i].shard;
+    return mask;
+}
+
+static void lock_shards(struct shoal_db *db, uint64_t mask)
+{
+    for (uint64_t m = mask; m; m &= m - 1)
+        shard_write_lock(atomic_load_explicit(&db->shards[__builtin_ctzll(m)],
+                                              memory_order_relaxed));
+}
+
+static void unlock_shards(struct shoal_db *db, uint64_t mask)
+{
+    for (uint64_t m = mask; m; m &= m - 1)
+        shard_unlock(atomic_load_explicit(&db->shards[__builtin_ctzll(m)],
+                                          memory_order_relaxed));
+}
+
+static struct shard *op_shard(struct shoal_db *db, const struct write_op *op)
+{
+    return atomic_load_explicit(&db->shards[op->shard], memory_order_relaxed);
+}
+
+/* Step 2: namespaces alive, indexes present, conditions hold. */
+static int ops_check(struct shoal_db *db, struct write_op *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct write_op *op = &ops[i];
+        if (atomic_load_explicit(&op->ns->dropped, memory_order_acquire))
+            return SHOAL_EDROPPED;
+        struct ns_part *part = &op->ns->parts[op->shard];
+        if (!part->tree) {
+            part->tree = btree_new(version_key_of);
+            if (!part->tree)
+                return SHOAL_ENOMEM;
+            atomic_fetch_add_explicit(&op_shard(db, op)->indexes, 1, memory_order_relaxed);
+        }
+        if (op->type == WRITE_REQUIRE) {
+            const struct version *v = btree_get(part->tree, op->key, op->klen);
+            if ((v ? v->seq : 0) != op->required_seq)
+                return SHOAL_ECONFLICT;
+        }
+    }
+    return 0;
+}
+
+static void ops_free_fresh(struct shoal_db *db, struct write_op *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].fresh) {
+            version_free_chain(op_shard(db, &ops[i]), ops[i].fresh);
+            ops[i].fresh = NULL;
+        }
+    }
+}
+
+/* Step 3: every new version, allocated before anything changes. */
+static int ops_allocate(struct shoal_db *db, struct write_op *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct write_op *op = &ops[i];
+        op->fresh = NULL;
+        if (op->type == WRITE_REQUIRE)
+            continue;
+        struct shard *s = op_shard(db, op);
+        uint32_t vlen = op->type == WRITE_PUT ? op->vlen : VERSION_TOMBSTONE;
+        struct version *v = segment_alloc(s->segments, version_size(op->klen, vlen));
+        if (!v || ot_alloc(s->objects, v, &v->id) != 0) {
+            if (v)
+                version_release_memory(s, v);
+            ops_free_fresh(db, ops, i);
+            return SHOAL_ENOMEM;
+        }
+        v->older = NULL;
+        v->klen = op->klen;
+        v->vlen = vlen;
+        v->ns_slot = op->ns->slot;
+        v->reserved = 0;
+        memcpy(v->data, op->key, op->klen);
+        if (op->type == WRITE_PUT && op->vlen)
+            memcpy(v->data + op->klen, op->value, op->vlen);
+        op->fresh = v;
+    }
+    return 0;
+}
+
+/* Step 5, undone: restores each key's previous newest version, last operation first. */
+static void ops_unlink(struct write_op *ops, size_t applied)
+{
+    while (applied-- > 0) {
+        struct write_op *op = &ops[applied];
+        if (op->type == WRITE_REQUIRE || op->skipped)
+            continue;
+        struct btree *tree = op->ns->parts[op->shard].tree;
+        if (op->created) {
+            btree_remove(tree, op->key, op->klen);
+        } else {
+            void **slot;
+            bool created;
+            /* The key is present, so this finds its slot without allocating. */
+            btree_upsert(tree, op->key, op->klen, &slot, &created);
+            *slot = op->prev;
+        }
+        op->fresh->older = NULL;
+    }
+}
+
+static uint64_t version_bytes(const struct version *v)
+{
+    return v && !version_is_tombstone(v) ? (uint64_t)v->klen + v->vlen : 0;
+}
+
+/* Step 5: link the new versions; records what each replaced and the usage change. */
+static int ops_link(struct write_op *ops, size_t n, uint64_t seq)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct write_op *op = &ops[i];
+        op->skipped = false;
+        op->created = false;
+        op->prev = NULL;
+        op->delta_keys = 0;
+        op->delta_bytes = 0;
+        if (op->type == WRITE_REQUIRE)
+            continue;
+        struct btree *tree = op->ns->parts[op->shard].tree;
+        struct version *fresh = op->fresh;
+        fresh->seq = seq;
+        if (op->type == WRITE_DELETE) {
+            struct version *prev = btree_get(tree, op->key, op->klen);
+            if (!prev || version_is_tombstone(prev)) {
+                op->skipped = true; /* nothing to delete */
+                continue;
+            }
+            void **slot;
+            bool created;
+            btree_upsert(tree, op->key, op->klen, &slot, &created); /* present: no alloc */
+            op->prev = prev;
+            fresh->older = prev;
+            *slot = fresh;
+            op->delta_keys = -1;
+            op->delta_bytes = -(int64_t)version_bytes(prev);
+            continue;
+        }
+        void **slot;
+        if (btree_upsert(tree, op->key, op->klen, &slot, &op->created) != 0) {
+            ops_unlink(ops, i);
+            return SHOAL_ENOMEM;
+        }
+        struct version *prev = op->created ? NULL : *slot;
+        op->prev = prev;
+        fresh->older = prev;
+        *slot = fresh;
+        op->delta_keys = prev && !version_is_tombstone(prev) ? 0 : 1;
+        op->delta_bytes = (int64_t)version_bytes(fresh) - (int64_t)version_bytes(prev);
+    }
+    return 0;
+}
+
+/* Adds delta to an atomic usage counter if the result stays within max (or the delta
+ * does not grow it). Returns false, changing nothing, if it would pass max. */
+static bool usage_reserve(_Atomic int64_t *usage, int64_t delta, uint64_t max)
+{
+    if (delta <= 0) {
+        atomic_fetch_add(usage, delta);
+        return true;
+    }
+    int64_t cur = atomic_load(usage);
+    do {
+        if (max != SHOAL_UNLIMITED && (uint64_t)(cur + delta) > max)
+            return false;
+    } while (!atomic_compare_exchange_weak(usage, &cur, cur + delta));
+    return true;
+}
+
+/* Step 6: tenants' quotas. Tenant 0 keeps no central usage (db.c D2). The deltas of one
+ * tenant are summed first, so a batch that frees as much as it adds passes. */
+static bool first_of_tenant(const struct write_op *ops, size_t i)
+{
+    const struct tenant *t = ops[i].ns->tenant;
+    if (t->id == 0)
+        return false;
+    for (size_t j = 0; j < i; j++)
+        if (ops[j].ns->tenant == t)
+            return false;
+    return true;
+}
+
+static void tenant_delta(const struct write_op *ops, size_t n, size_t first, int64_t *keys,
+                         int64_t *bytes)
+{
+    const struct tenant *t = ops[first].ns->tenant;
+    *keys = *bytes = 0;
+    for (size_t i = first; i < n; i++) {
+        if (ops[i].ns->tenant == t) {
+            *keys += ops[i].delta_keys;
+            *bytes += ops[i].delta_bytes;
+        }
+    }
+}
+
+static void tenant_unreserve(const struct write_op *ops, size_t n, size_t upto)
+{
+    for (size_t i = 0; i < upto; i++) {
+        if (!first_of_tenant(ops, i))
+            continue;
+        int64_t keys, bytes;
+        tenant_delta(ops, n, i, &keys, &bytes);
+        atomic_fetch_sub(&ops[i].ns->tenant->keys, keys);
+        atomic_fetch_sub(&ops[i].ns->tenant->bytes, bytes);
+    }
+}
+
+static int ops_reserve_quota(const struct write_op *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!first_of_tenant(ops, i))
+            continue;
+        struct tenant *t = ops[i].ns->tenant;
+        int64_t keys, bytes;
+        tenant_delta(ops, n, i, &keys, &bytes);
+        if (!usage_reserve(&t->keys, keys, atomic_load(&t->max_keys))) {
+            tenant_unreserve(ops, n, i);
+            atomic_fetch_add(&t->refusals, 1);
+            return SHOAL_EQUOTA;
+        }
+        if (!usage_reserve(&t->bytes, bytes, atomic_load(&t->max_bytes))) {
+            atomic_fetch_sub(&t->keys, keys);
+            tenant_unreserve(ops, n, i);
+            atomic_fetch_add(&t->refusals, 1);
+            return SHOAL_EQUOTA;
+        }
+    }
+    return 0;
+}
+
+static uint64_t db_memory_in_use(struct shoal_db *db)
+{
+    uint64_t total = 0;
+    for (unsigned i = 0; i <= db->shard_mask; i++) {
+        struct shard *s = atomic_load_explicit(&db->shards[i], memory_order_relaxed);
+        if (s)
+            total += atomic_load_explicit(&s->memory, memory_order_relaxed);
+    }
+    return total;
+}
+
+/* The memory limit refuses writes that would grow the data past it; a batch that only
+ * deletes always passes. */
+static int ops_check_memory(struct shoal_db *db, const struct write_op *ops, size_t n)
+{
+    if (db->config.memory_limit == 0)
+        return 0;
+    uint64_t adding = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ops[i].type == WRITE_PUT)
+            adding += version_size(ops[i].klen, ops[i].vlen);
+    if (adding && db_memory_in_use(db) + adding > db->config.memory_limit)
+        return SHOAL_EMEMLIMIT;
+    return 0;
+}
+
+/* Step 7: what the new versions replaced is freed now or queued for reclaim. */
+static void ops_finish(struct shoal_db *db, struct write_op *ops, size_t n, uint64_t seq)
+{
+    bool snapshots = atomic_load(&db->snapshots_open) != 0; /* after seq was drawn: I4 */
+    for (size_t i = 0; i < n; i++) {
+        struct write_op *op = &ops[i];
+        if (op->type == WRITE_REQUIRE)
+            continue;
+        struct shard *s = op_shard(db, op);
+        struct ns_part *part = &op->ns->parts[op->shard];
+        if (op->skipped) {
+            version_free_chain(s, op->fresh);
+            op->fresh = NULL;
+            continue;
+        }
+        counter_add(&part->keys, (uint64_t)op->delta_keys);
+        counter_add(&part->bytes, (uint64_t)op->delta_bytes);
+        if (op->type == WRITE_PUT)
+            counter_add(&s->puts, 1);
+        else
+            counter_add(&s->deletes, 1);
+        if (!snapshots) {
+            if (op->type == WRITE_PUT) {
+                op->fresh->older = NULL;
+                version_free_chain(s, op->prev);
+            } else if (btree_get(part->tree, op->key, op->klen) == op->fresh) {
+                btree_remove(part->tree, op->key, op->klen);
+                version_free_chain(s, op->fresh);
+            }
+            /* else a later operation of the batch replaced the tombstone and frees it. */
+            continue;
+        }
+        if (op->prev && !version_is_tombstone(op->prev)) {
+            if (ot_retire(s->objects, op->prev->id, seq) == 0)
+                counter_add(&s->retired, 1);
+        }
+        if (op->type == WRITE_DELETE && ot_retire(s->objects, op->fresh->id, seq) == 0)
+            counter_add(&s->retired, 1);
+    }
+    (void)seq;
+}
+
+/* Charges every operation to its tenant's rate limit before anything is locked. */
+static int ops_charge(struct write_op *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct tenant *t = ops[i].ns->tenant;
+        if (t->id == 0)
+            continue;
+        atomic_fetch_add_explicit(&t->ops, 1, memory_order_relaxed);
+        int err = tenant_charge_op(t);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+int commit_ops(struct shoal_db *db, struct write_op *ops, size_t n,
+               const shoal_write_options *wo, uint64_t *seq_out)
+{
+    int err = ops_charge(ops, n);
+    if (err) {
+        atomic_fetch_add(&db->quota_refusals, 1);
+        return err;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!db_shard(db, ops[i].shard))
+            return SHOAL_ENOMEM;
+    uint64_t mask = ops_shard_mask(ops, n);
+    lock_shards(db, mask);
+    err = ops_check(db, ops, n);
+    if (!err)
+        err = ops_check_memory(db, ops, n);
+    if (!err)
+        err = ops_allocate(db, ops, n);
+    if (err) {
+        unlock_shards(db, mask);
+        return err;
+    }
+    uint64_t seq = atomic_fetch_add(&db->seq, 1) + 1;
+    err = ops_link(ops, n, seq);
+    if (!err && (err = ops_reserve_quota(ops, n)) != 0) {
+        ops_unlink(ops, n);
+        atomic_fetch_add(&db->quota_refusals, 1);
+    }
+    if (err) {
+        ops_free_fresh(db, ops, n);
+        unlock_shards(db, mask);
+        return err;
+    }
+    ops_finish(db, ops, n, seq);
+    err = log_commit(db, ops, n, seq, wo);
+    for (uint64_t m = mask; m; m &= m - 1) {
+        struct shard *s = atomic_load_explicit(&db->shards[__builtin_ctzll(m)],
+                                               memory_order_relaxed);
+        if (n > 1)
+            counter_add(&s->commits, 1);
+        shard_reclaim(s, false);
+        shard_refresh_memory(s);
+    }
+    unlock_shards(db, mask);
+    if (seq_out)
+        *seq_out = seq;
+    return err;
+}
+
+/* ---- single writes ----------------------------------------------------------------------- */
+
+static int handle_check(const shoal_ns *h)
+{
+    if (!h)
+        return SHOAL_EINVAL;
+    if (atomic_load_explicit(&h->ns->dropped, memory_order_relaxed))
+        return SHOAL_EDROPPED;
+    return 0;
+}
+
+static void record_latency(struct thread_state *t, struct histogram *h, uint64_t start)
+{
+    if (start)
+        hist_record(h, clock_ns() - start);
+}
+
+static uint64_t sample_start(struct thread_state *t)
+{
+    return (++t->sample_tick & LATENCY_SAMPLE_MASK) == 0 ? clock_ns() : 0;
+}
+
+SHOAL_API int shoal_put(shoal_ns *h, const void *key, size_t klen, const void *value,
+                        size_t vlen, const shoal_write_options *wo)
+{
+    int err;
+    if ((err = handle_check(h)) || (err = check_key(key, klen)) ||
+        (err = check_value(value, vlen)))
+        return err;
+    struct thread_state *t = db_thread(h->db);
+    uint64_t start = sample_start(t);
+    struct write_op op = {.type = WRITE_PUT, .ns = h->ns, .key = key, .klen = (uint32_t)klen,
+                          .value = value, .vlen = (uint32_t)vlen,
+                          .shard = ns_route(h->ns, key, klen)};
+    err = commit_ops(h->db, &op, 1, wo, NULL);
+    counter_add(&t->puts, 1);
+    record_latency(t, &t->put_latency, start);
+    return err;
+}
+
+SHOAL_API int shoal_delete(shoal_ns *h, const void *key, size_t klen,
+                           const shoal_write_options *wo)
+{
+    int err;
+    if ((err = handle_check(h)) || (err = check_key(key, klen)))
+        return err;
+    struct thread_state *t = db_thread(h->db);
+    uint64_t start = sample_start(t);
+    struct write_op op = {.type = WRITE_DELETE, .ns = h->ns, .key = key,
+                          .klen = (uint32_t)klen, .shard = ns_route(h->ns, key, klen)};
+    err = commit_ops(h->db, &op, 1, wo, NULL);
+    if (!err && op.skipped)
+        err = SHOAL_ENOTFOUND;
+    counter_add(&t->deletes, 1);
+    record_latency(t, &t->put_latency, start);
+    return err;
+}
+
+/* ---- reads ---------------------------------------------------------------------------------- */
+
+/* Finds the version of key visible at snap, with the shard's read lock held on success
+ * (the caller unlocks *locked). Returns 0, SHOAL_ENOTFOUND or an error. */
+static int read_begin(shoal_ns *h, const shoal_snapshot *snap, const void *key, size_t klen,
+                      struct shard **locked, const struct version **found)
+{
+    int err;
+    if ((err = handle_check(h)) || (err = check_key(key, klen)))
+        return err;
+    if (snap && snap->db != h->db)
+        return SHOAL_EINVAL;
+    struct namespace *ns = h->ns;
+    if (ns->tenant->id != 0) {
+        atomic_fetch_add_explicit(&ns->tenant->ops, 1, memory_order_relaxed);
+        if ((err = tenant_charge_op(ns->tenant)) != 0)
+            return err;
+    }
+    unsigned si = ns_route(ns, key, klen);
+    struct shard *s = atomic_load_explicit(&h->db->shards[si], memory_order_acquire);
+    if (!s)
+        return SHOAL_ENOTFOUND; /* nothing was ever written there */
+    uint64_t at = snap ? shoal_snapshot_seq(snap) : UINT64_MAX;
+    shard_read_lock(s);
+    if (atomic_load_explicit(&ns->dropped, memory_order_acquire)) {
+        shard_unlock(s);
+        return SHOAL_EDROPPED;
+    }
+    struct btree *tree = ns->parts[si].tree;
+    const struct version *v = tree ? btree_get(tree, key, (uint32_t)klen) : NULL;
+    *found = version_visible(v, at);
+    *locked = s;
+    return 0;
+}
+
+static int read_value(shoal_ns *h, const shoal_snapshot *snap, const void *key, size_t klen,
+                      int (*fn)(void *ctx, const void *value, size_t vlen), void *ctx)
+{
+    struct thread_state *t = h ? db_thread(h->db) : NULL;
+    uint64_t start = t ? sample_start(t) : 0;
+    struct shard *s;
+    const struct version *v;
+    int err = read_begin(h, snap, key, klen, &s, &v);
+    if (err)
+        return err;
+    if (!v || version_is_tombstone(v))
+        err = SHOAL_ENOTFOUND;
+    else
+        err = fn(ctx, version_value(v), v->vlen);
+    shard_unlock(s);
+    counter_add(&t->gets, 1);
+    counter_add(&t->shard_gets[s->index], 1);
+    record_latency(t, &t->get_latency, start);
+    return err < 0 ? err : 0;
+}
+
+struct copy_out {
+    void *buf;
+    size_t cap, len;
+    bool allocate;
+};
+
+static int copy_value(void *ctx, const void *value, size_t vlen)
+{
+    struct copy_out *c = ctx;
+    c->len = vlen;
+    if (c->allocate) {
+        c->buf = malloc(vlen ? vlen : 1);
+        if (!c->buf)
+            return SHOAL_ENOMEM;
+    } else if (vlen > c->cap) {
+        return SHOAL_ERANGE;
+    }
+    memcpy(c->buf, value, vlen);
+    return 0;
+}
+
+SHOAL_API int shoal_get(shoal_ns *h, const shoal_snapshot *snap, const void *key, size_t klen,
+                        void **value, size_t *vlen)
+{
+    if (!value || !vlen)
+        return SHOAL_EINVAL;
+    struct copy_out c = {.allocate = true};
+    int err = read_value(h, snap, key, klen, copy_value, &c);
+    if (err)
+        return err;
+    *value = c.buf;
+    *vlen = c.len;
+    return 0;
+}
+
+SHOAL_API int shoal_get_into(shoal_ns *h, const shoal_snapshot *snap, const void *key,
+                             size_t klen, void *buf, size_t cap, size_t *vlen)
+{
+    if (!vlen || (!buf && cap))
+        return SHOAL_EINVAL;
+    struct copy_out c = {.buf = buf, .cap = cap};
+    int err = read_value(h, snap, key, klen, copy_value, &c);
+    if (err == 0 || err == SHOAL_ERANGE)
+        *vlen = c.len;
+    return err;
+}
+
+SHOAL_API int shoal_get_with(shoal_ns *h, const shoal_snapshot *snap, const void *key,
+                             size_t klen, int (*fn)(void *ctx, const void *value, size_t vlen),
+                             void *ctx)
+{
+    if (!fn)
+        return SHOAL_EINVAL;
+    return read_value(h, snap, key, klen, fn, ctx);
+}
+
+SHOAL_API int shoal_exists(shoal_ns *h, const shoal_snapshot *snap, const void *key,
+                           size_t klen)
+{
+    struct shard *s;
+    const struct version *v;
+    int err = read_begin(h, snap, key, klen, &s, &v);
+    if (err)
+        return err == SHOAL_ENOTFOUND ? 0 : err;
+    int present = v && !version_is_tombstone(v);
+    shard_unlock(s);
+    return present;
+}
+
+SHOAL_API int shoal_key_seq(shoal_ns *h, const shoal_snapshot *snap, const void *key,
+                            size_t klen, uint64_t *seq)
+{
+    if (!seq)
+        return SHOAL_EINVAL;
+    struct shard *s;
+    const struct version *v;
+    int err = read_begin(h, snap, key, klen, &s, &v);
+    if (err == SHOAL_ENOTFOUND) {
+        *seq = 0;
+        return 0;
+    }
+    if (err)
+        return err;
+    *seq = v ? v->seq : 0;
+    shard_unlock(s);
+    return 0;
+}
+
+SHOAL_API void shoal_free(void *p)
+{
+    free(p);
+}

@@ -37,8 +37,11 @@ test-tsan: deps
 test-crash: build
 	cd $(BUILD) && ctest -L crash --output-on-failure
 
+# The engine against its anchors (LMDB, RocksDB, LevelDB, Redis), then the object-table
+# benchmark when it is built. docs/BENCHMARKS.md explains the output.
 bench: build
 	$(BUILD)/bench/shoal-bench
+	@if [ -x $(BUILD)/bench/bench-ot ]; then echo "$(BUILD)/bench/bench-ot"; $(BUILD)/bench/bench-ot; fi
 
 format:
 	clang-format -i include/*.h src/*/*.[ch] tests/*/*.[ch] bench/*.[ch]

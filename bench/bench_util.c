@@ -1,0 +1,123 @@
+/*
+ * bench_util.c -- small helpers of shoal-bench: the clock, resident set sizes, temporary
+ * directories and the watchdog that bounds a run in time.
+ *
+ * Invariants:
+ *   1. A temporary directory lives under /tmp, is created fresh (mkdtemp), and is removed
+ *      by the code that created it; bench_remove_tree refuses any path outside
+ *      /tmp/shoal-bench-, so a wrong argument can never remove anything else.
+ *   2. When the watchdog fires, the child process registered with bench_set_child (a
+ *      redis-server started by the benchmark) is stopped before the program exits, so a
+ *      run that hangs leaves no server behind. The handler uses only async-signal-safe
+ *      calls (kill, write, _exit).
+ *
+ * How it is tested: through `shoal-bench --selftest`, which makes and removes a directory
+ * per anchor, and by every full run.
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BENCH_TEMP_PREFIX "/tmp/shoal-bench-"
+
+uint64_t bench_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t bench_rss_bytes(pid_t pid)
+{
+    char path[64];
+    if (pid == 0)
+        snprintf(path, sizeof path, "/proc/self/statm");
+    else
+        snprintf(path, sizeof path, "/proc/%ld/statm", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    unsigned long size_pages = 0, resident_pages = 0;
+    int fields = fscanf(f, "%lu %lu", &size_pages, &resident_pages);
+    fclose(f);
+    if (fields != 2)
+        return 0;
+    return (uint64_t)resident_pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+int bench_temp_dir(char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "%sXXXXXX", BENCH_TEMP_PREFIX);
+    if (n < 0 || (size_t)n >= cap) {
+        fprintf(stderr, "# temp dir: buffer too small\n");
+        return -1;
+    }
+    if (!mkdtemp(buf)) {
+        fprintf(stderr, "# temp dir: mkdtemp: %s\n", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int bench_remove_entry(const char *path, const struct stat *st, int type,
+                              struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    int rc = (type == FTW_DP) ? rmdir(path) : unlink(path);
+    if (rc != 0)
+        fprintf(stderr, "# remove %s: %s\n", path, strerror(errno));
+    return 0; /* keep going: remove as much as possible */
+}
+
+int bench_remove_tree(const char *dir)
+{
+    /* Invariant 1: only our own directories, and never a path that climbs out of them. */
+    if (strncmp(dir, BENCH_TEMP_PREFIX, strlen(BENCH_TEMP_PREFIX)) != 0 || strstr(dir, "..") ||
+        strchr(dir + strlen(BENCH_TEMP_PREFIX), '/')) {
+        fprintf(stderr, "# refusing to remove %s\n", dir);
+        return -1;
+    }
+    if (nftw(dir, bench_remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
+        fprintf(stderr, "# remove %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static volatile sig_atomic_t bench_child_pid;
+
+void bench_set_child(pid_t pid)
+{
+    bench_child_pid = (sig_atomic_t)pid;
+}
+
+static void bench_watchdog_fire(int signo)
+{
+    (void)signo;
+    static const char message[] = "# shoal-bench: time limit reached, stopping\n";
+    pid_t child = (pid_t)bench_child_pid;
+    if (child > 0)
+        kill(child, SIGKILL);
+    ssize_t ignored = write(STDERR_FILENO, message, sizeof message - 1);
+    (void)ignored;
+    _exit(3);
+}
+
+void bench_watchdog(unsigned seconds)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = bench_watchdog_fire;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(seconds);
+}

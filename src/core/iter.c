@@ -30,6 +30,7 @@
 
 #define ITER_CHUNK_KEYS 256
 #define ITER_CHUNK_BYTES (256u << 10)
+#define ITER_PREFETCH 32
 
 struct buffer {
     uint8_t *data;
@@ -63,9 +64,19 @@ static int buffer_set(struct buffer *b, const void *data, size_t len)
 }
 
 struct chunk_entry {
+    uint64_t prefix; /* the first 8 key bytes, big-endian: most merge comparisons end here */
     size_t key_offset, value_offset;
     uint32_t klen, vlen;
 };
+
+static uint64_t key_prefix(const uint8_t *key, uint32_t klen)
+{
+    uint8_t bytes[8] = {0};
+    memcpy(bytes, key, klen < 8 ? klen : 8);
+    uint64_t v;
+    memcpy(&v, bytes, 8);
+    return __builtin_bswap64(v);
+}
 
 struct cursor {
     unsigned shard;
@@ -154,6 +165,15 @@ static int cursor_refill(struct shoal_iter *it, struct cursor *c)
     }
     c->started = true;
 
+    /* Versions live wherever they were allocated, so each is a cache miss: a second cursor
+     * runs ITER_PREFETCH entries ahead and prefetches them, overlapping the misses. */
+    struct btree_cursor ahead = bc;
+    for (int k = 0; k < ITER_PREFETCH && btree_cursor_valid(&ahead); k++) {
+        if (it->reverse)
+            btree_prev(&ahead);
+        else
+            btree_next(&ahead);
+    }
     int err = 0;
     const struct version *last = NULL;
     bool bound = false;
@@ -170,6 +190,16 @@ static int cursor_refill(struct shoal_iter *it, struct cursor *c)
             bound = true;
             break;
         }
+        if (btree_cursor_valid(&ahead)) {
+            const char *p = btree_cursor_value(&ahead);
+            __builtin_prefetch(p);
+            __builtin_prefetch(p + 64);
+            __builtin_prefetch(p + 128);
+            if (it->reverse)
+                btree_prev(&ahead);
+            else
+                btree_next(&ahead);
+        }
         last = v;
         visited++;
         const struct version *seen = version_visible(v, it->at);
@@ -179,6 +209,7 @@ static int cursor_refill(struct shoal_iter *it, struct cursor *c)
             struct chunk_entry *e = &c->entries[c->count++];
             e->klen = seen->klen;
             e->vlen = seen->vlen;
+            e->prefix = key_prefix(seen->data, seen->klen);
             e->key_offset = c->bytes.len;
             memcpy(c->bytes.data + c->bytes.len, seen->data, (size_t)seen->klen + seen->vlen);
             e->value_offset = c->bytes.len + seen->klen;
@@ -219,6 +250,10 @@ static bool cursor_has(const struct cursor *c)
 /* Whether cursor a should come before cursor b. */
 static bool heap_before(const struct shoal_iter *it, unsigned a, unsigned b)
 {
+    const struct cursor *ca = &it->cursors[a], *cb = &it->cursors[b];
+    uint64_t pa = ca->entries[ca->pos].prefix, pb = cb->entries[cb->pos].prefix;
+    if (pa != pb)
+        return it->reverse ? pa > pb : pa < pb;
     uint32_t alen, blen;
     const uint8_t *ak = cursor_key(&it->cursors[a], &alen);
     const uint8_t *bk = cursor_key(&it->cursors[b], &blen);

@@ -102,6 +102,8 @@ void shard_reclaim(struct shard *s, bool force)
         s->reclaim_generation = generation;
         force = true;
     }
+    if (atomic_load_explicit(&s->db->snapshots_open, memory_order_relaxed) == 0)
+        force = true; /* everything queued is garbage now */
     size_t queued = ot_retired_count(s->objects);
     if (queued == 0 || (!force && queued < s->reclaim_threshold))
         return;

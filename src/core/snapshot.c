@@ -48,7 +48,9 @@ SHOAL_API int shoal_snapshot_take(shoal_db *db, shoal_snapshot **out)
             ;
         atomic_fetch_add(&db->snapshots_open, 1);
         uint64_t seq = atomic_load(&db->seq);
-        atomic_store(&slot->value, seq + 1);
+        /* A plain release store is enough: until it is seen, a scan finds PENDING and
+         * uses the previous horizon, which is at most seq. */
+        atomic_store_explicit(&slot->value, seq + 1, memory_order_release);
         *out = slot;
         return 0;
     }
@@ -62,11 +64,14 @@ SHOAL_API void shoal_snapshot_release(shoal_snapshot *snap)
         return;
     struct shoal_db *db = snap->db;
     uint64_t seq = atomic_load_explicit(&snap->value, memory_order_relaxed) - 1;
-    atomic_store(&snap->value, 0);
-    /* Releasing the last snapshot, or the one the horizon stopped at, lets reclaim
-     * advance: tell the shards' next writers to try (kv.c shard_reclaim). */
-    if (atomic_fetch_sub(&db->snapshots_open, 1) == 1 ||
-        seq <= atomic_load_explicit(&db->horizon, memory_order_relaxed))
+    /* A scan that still sees the old value only reclaims later: release order is enough. */
+    atomic_store_explicit(&snap->value, 0, memory_order_release);
+    atomic_fetch_sub_explicit(&db->snapshots_open, 1, memory_order_release);
+    /* Releasing the snapshot the horizon stopped at lets reclaim advance while others stay
+     * open: tell the shards' next writers to try (kv.c shard_reclaim). When none is left
+     * open, writers see snapshots_open == 0 themselves. */
+    if (seq <= atomic_load_explicit(&db->horizon, memory_order_relaxed) &&
+        atomic_load_explicit(&db->snapshots_open, memory_order_relaxed) != 0)
         atomic_fetch_add_explicit(&db->reclaim_generation, 1, memory_order_relaxed);
 }
 

@@ -1,0 +1,1277 @@
+/*
+ * btree.c -- the ordered index: a B+tree from byte-string keys to value pointers.
+ *
+ * Purpose
+ * -------
+ * Each (namespace, shard) pair keeps one tree that maps every key to its newest version
+ * object. Point reads, the write path (btree_upsert), removal and ordered scans in both
+ * directions go through it. The caller holds the shard's lock; the tree has no locking.
+ *
+ * Layout
+ * ------
+ * Leaves hold no key bytes. A leaf slot is the key's first 8 bytes read as a big-endian
+ * integer (zero padded when the key is shorter: the "prefix") plus the value pointer; the
+ * full key comes from the value through the tree's key_of callback. The prefixes of a leaf
+ * are one contiguous array, the values another, so a search reads only the prefix array's
+ * cache lines, then one value pointer, then (to confirm the match) the value's key. Two
+ * keys that differ in their first 8 bytes are ordered by their prefixes alone; on equal
+ * prefixes the bytes after the 8th decide, then the lengths (see btree_compare_rest).
+ *
+ *     leaf:  prefix[LEAF_SLOTS] | value[LEAF_SLOTS] | prev | next | count
+ *     inner: prefix[INNER_SLOTS-1] | count | length[INNER_SLOTS-1] | tail[INNER_SLOTS-1]
+ *            | child[INNER_SLOTS]
+ *
+ * Inner nodes own copies of their separators, stored the same way: the 8-byte prefix in a
+ * contiguous array, the length, and a heap copy of the bytes after the 8th ("tail"; NULL
+ * when the separator has 8 bytes or fewer). Separators are suffix-truncated: between the
+ * last key A of a left node and the first key B of its right neighbour the separator is
+ * the shortest prefix of B that is greater than A. For random keys that is one to three
+ * bytes, so it lives in the prefix alone and costs no allocation; long separators appear
+ * only where neighbouring keys share more than 8 bytes.
+ *
+ * Child i of an inner node holds the keys k with separator[i-1] <= k < separator[i].
+ *
+ * Node sizes (chosen by measurement, bench below; 1M random 16-byte keys inserted in random
+ * order, values are 24-byte objects holding their key, 2-core Xeon, L2 4 MiB, L3 105 MiB):
+ *
+ *     leaf/inner slots   bytes/key   insert ns   lookup ns   walk ns/key
+ *     see BTREE_MEASURED below; the figures are written there once measured.
+ *
+ * Insert policy. A full leaf first shares its entries with a neighbour under the same
+ * parent that has room (the one with more room; the pair is balanced evenly), and splits
+ * only when both neighbours are full. That lifts the average leaf fill for random inserts
+ * from about 69% (plain halving splits) to about 8x%, and ascending or descending inserts
+ * end with nearly full leaves, because every leaf behind the insertion point is topped up
+ * before a new one is made. Inner nodes split in halves: they are few.
+ *
+ * Invariants (btree_check verifies each one)
+ * ------------------------------------------
+ *   1. Keys strictly ascend across each leaf and from each leaf to the next; every key k
+ *      under separator bounds [low, high) satisfies low <= k < high.
+ *   2. Each leaf slot's prefix equals the prefix of its value's key; no value is NULL
+ *      outside the window between a creating btree_upsert and the caller's store.
+ *   3. All leaves are at depth height-1. The root is a leaf with 1..LEAF_SLOTS keys or an
+ *      inner node with 2..INNER_SLOTS children; an empty tree has no root (height 0).
+ *   4. Every other leaf holds LEAF_MIN..LEAF_SLOTS keys and every other inner node
+ *      INNER_MIN..INNER_SLOTS children, where MIN is a third of the capacity. Exception:
+ *      after btree_remove failed to allocate a separator for a rebalance, one leaf may stay
+ *      below LEAF_MIN (still non-empty) and tree->fill_relaxed records it.
+ *   5. Separators strictly ascend inside a node and lie strictly inside their bounds; a
+ *      separator has length >= 1, prefix bytes past its length are zero, and it has a tail
+ *      exactly when it is longer than 8 bytes.
+ *   6. The leaves form a doubly linked list in key order; the first has no prev, the last
+ *      no next.
+ *   7. tree->count, tree->leaves, tree->inners and tree->separator_bytes equal what the
+ *      nodes hold, so btree_memory() is exact.
+ *   8. A failed btree_upsert changes nothing: every node and separator a split may need is
+ *      allocated before the first node is touched.
+ *
+ * Testing
+ * -------
+ * tests/unit/test_btree.c runs the tree against a sorted-array model: random inserts,
+ * upserts of existing keys and removes down to an empty root, keys sharing long prefixes,
+ * the empty key, 64 KiB keys, seeks at, before, between and after keys, full walks in both
+ * directions, injected allocation failures, with btree_check after each phase and enough
+ * keys for 3+ levels. It runs under ASan+UBSan too. bench/btree_vs_art.c measures the tree
+ * against an adaptive radix tree.
+ */
+#include "core/btree.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Slots per leaf and children per inner node. Overridable at compile time only so that the
+ * node-size measurement can be repeated; the defaults are the measured choice. */
+#ifndef BTREE_LEAF_SLOTS
+#define BTREE_LEAF_SLOTS 32
+#endif
+#ifndef BTREE_INNER_SLOTS
+#define BTREE_INNER_SLOTS 32
+#endif
+#define BTREE_LEAF_MIN (BTREE_LEAF_SLOTS / 3)
+#define BTREE_INNER_MIN (BTREE_INNER_SLOTS / 3)
+
+/* The deepest tree a path can describe. Every non-root inner node has at least INNER_MIN
+ * (>= 2) children and every non-root leaf at least LEAF_MIN keys, so a tree of height 40
+ * would hold more than 2^38 keys. btree_upsert refuses to grow past it. */
+#define BTREE_MAX_HEIGHT 40
+
+#define BTREE_CACHE_LINE 64
+
+_Static_assert(BTREE_LEAF_SLOTS >= 6 && BTREE_LEAF_SLOTS <= 1024, "leaf size out of range");
+_Static_assert(BTREE_INNER_SLOTS >= 6 && BTREE_INNER_SLOTS <= 1024, "inner size out of range");
+
+struct btree_leaf {
+    uint32_t count; /* first, so it shares the prefixes' first cache line */
+    uint64_t prefix[BTREE_LEAF_SLOTS];
+    void *value[BTREE_LEAF_SLOTS];
+    struct btree_leaf *prev;
+    struct btree_leaf *next;
+};
+
+struct btree_inner {
+    uint32_t count; /* children; separators are count - 1 */
+    uint64_t prefix[BTREE_INNER_SLOTS - 1];
+    uint32_t length[BTREE_INNER_SLOTS - 1];
+    uint8_t *tail[BTREE_INNER_SLOTS - 1]; /* bytes 8.. of the separator, or NULL */
+    void *child[BTREE_INNER_SLOTS];
+};
+
+struct btree {
+    btree_key_fn key_of;
+    void *root;               /* a leaf when height == 1, NULL when height == 0 */
+    uint32_t height;          /* levels, leaves included */
+    bool fill_relaxed;        /* invariant 4's exception has happened */
+    size_t count;             /* keys */
+    size_t leaves;            /* leaf nodes allocated */
+    size_t inners;            /* inner nodes allocated */
+    size_t separator_bytes;   /* bytes of separator tails allocated */
+    long allocations_allowed; /* test hook: < 0 means unlimited */
+};
+
+/* A search key, with its prefix computed once. */
+struct btree_key {
+    const uint8_t *bytes;
+    uint32_t length;
+    uint64_t prefix;
+};
+
+/* A separator in transit between nodes. Ownership of the tail moves with the struct. */
+struct btree_separator {
+    uint64_t prefix;
+    uint32_t length;
+    uint8_t *tail;
+};
+
+/* The inner nodes passed on the way down, and the child taken at each. */
+struct btree_path {
+    struct btree_inner *node[BTREE_MAX_HEIGHT];
+    uint32_t index[BTREE_MAX_HEIGHT];
+};
+
+/* Leaf entries gathered from up to two leaves plus one new entry, to be redistributed. */
+struct btree_leaf_entries {
+    uint32_t count;
+    uint64_t prefix[2 * BTREE_LEAF_SLOTS + 1];
+    void *value[2 * BTREE_LEAF_SLOTS + 1];
+};
+
+/* Children and separators gathered from up to two inner nodes plus the separator between
+ * them (or one new child), to be redistributed. separators == children - 1 when complete. */
+struct btree_inner_entries {
+    uint32_t children;
+    uint32_t separators;
+    struct btree_separator separator[2 * BTREE_INNER_SLOTS];
+    void *child[2 * BTREE_INNER_SLOTS + 1];
+};
+
+/* ---- memory ------------------------------------------------------------------------- */
+
+static void *btree_allocate(struct btree *tree, size_t size)
+{
+    if (tree->allocations_allowed == 0)
+        return NULL;
+    if (tree->allocations_allowed > 0)
+        tree->allocations_allowed--;
+    return malloc(size);
+}
+
+static struct btree_leaf *btree_leaf_new(struct btree *tree)
+{
+    struct btree_leaf *leaf = btree_allocate(tree, sizeof(*leaf));
+    if (leaf == NULL)
+        return NULL;
+    leaf->prev = NULL;
+    leaf->next = NULL;
+    leaf->count = 0;
+    tree->leaves++;
+    return leaf;
+}
+
+static void btree_leaf_release(struct btree *tree, struct btree_leaf *leaf)
+{
+    tree->leaves--;
+    free(leaf);
+}
+
+static struct btree_inner *btree_inner_new(struct btree *tree)
+{
+    struct btree_inner *inner = btree_allocate(tree, sizeof(*inner));
+    if (inner == NULL)
+        return NULL;
+    inner->count = 0;
+    tree->inners++;
+    return inner;
+}
+
+static void btree_inner_release(struct btree *tree, struct btree_inner *inner)
+{
+    tree->inners--;
+    free(inner);
+}
+
+static void btree_separator_release(struct btree *tree, struct btree_separator *separator)
+{
+    if (separator->tail != NULL) {
+        tree->separator_bytes -= separator->length - 8;
+        free(separator->tail);
+        separator->tail = NULL;
+    }
+}
+
+/* ---- keys and comparison ------------------------------------------------------------ */
+
+/* The first 8 bytes of a key as a big-endian integer, zero padded, so that integer order
+ * is memcmp order on those bytes. */
+static inline uint64_t btree_prefix_of(const uint8_t *bytes, uint32_t length)
+{
+    uint64_t word = 0;
+    if (length >= 8)
+        memcpy(&word, bytes, 8);
+    else if (length > 0)
+        memcpy(&word, bytes, length);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    word = __builtin_bswap64(word);
+#endif
+    return word;
+}
+
+static inline void btree_key_init(struct btree_key *key, const void *bytes, uint32_t length)
+{
+    key->bytes = bytes;
+    key->length = length;
+    key->prefix = btree_prefix_of(bytes, length);
+}
+
+/* The bytes after the 8th, or NULL when there are none (computing bytes + 8 past the end
+ * of a short key would be undefined). */
+static inline const uint8_t *btree_rest_of(const uint8_t *bytes, uint32_t length)
+{
+    return length > 8 ? bytes + 8 : NULL;
+}
+
+/* Orders two keys whose prefixes are equal: a_rest and b_rest are their bytes from the 9th
+ * on. When the shorter key has 8 bytes or fewer, equal prefixes mean it is a prefix of the
+ * other (the padding is zeros on both sides), so the lengths decide. */
+static inline int btree_compare_rest(const uint8_t *a_rest, uint32_t a_length,
+                                     const uint8_t *b_rest, uint32_t b_length)
+{
+    uint32_t shorter = a_length < b_length ? a_length : b_length;
+    if (shorter > 8) {
+        int c = memcmp(a_rest, b_rest, shorter - 8);
+        if (c != 0)
+            return c;
+    }
+    return (a_length > b_length) - (a_length < b_length);
+}
+
+/* Orders two complete keys given with their prefixes. */
+static int btree_compare_keys(uint64_t a_prefix, const uint8_t *a_rest, uint32_t a_length,
+                              uint64_t b_prefix, const uint8_t *b_rest, uint32_t b_length)
+{
+    if (a_prefix != b_prefix)
+        return a_prefix < b_prefix ? -1 : 1;
+    return btree_compare_rest(a_rest, a_length, b_rest, b_length);
+}
+
+static uint32_t btree_common_prefix(const uint8_t *a, const uint8_t *b, uint32_t limit)
+{
+    uint32_t i = 0;
+    while (i + 8 <= limit) {
+        uint64_t x, y;
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        if (x != y)
+            break;
+        i += 8;
+    }
+    while (i < limit && a[i] == b[i])
+        i++;
+    return i;
+}
+
+/* Makes the shortest separator s with left < s <= right: right cut one byte past the point
+ * where it departs from left. Requires left < right. Returns 0 or -ENOMEM. */
+static int btree_separator_make(struct btree *tree, const uint8_t *left, uint32_t left_length,
+                                const uint8_t *right, uint32_t right_length,
+                                struct btree_separator *out)
+{
+    uint32_t limit = left_length < right_length ? left_length : right_length;
+    uint32_t length = btree_common_prefix(left, right, limit) + 1;
+    assert(length <= right_length); /* else right would be a prefix of left */
+    out->prefix = btree_prefix_of(right, length);
+    out->length = length;
+    out->tail = NULL;
+    if (length > 8) {
+        out->tail = btree_allocate(tree, length - 8);
+        if (out->tail == NULL)
+            return -ENOMEM;
+        memcpy(out->tail, right + 8, length - 8);
+        tree->separator_bytes += length - 8;
+    }
+    return 0;
+}
+
+/* ---- searching ---------------------------------------------------------------------- */
+
+/* First i in [0, n) with array[i] >= x, or n. Branch-free: the loop runs log2(n) times
+ * whatever the data, and the select compiles to a conditional move. */
+static inline uint32_t btree_lower_bound(const uint64_t *array, uint32_t n, uint64_t x)
+{
+    if (n == 0)
+        return 0;
+    const uint64_t *base = array;
+    while (n > 1) {
+        uint32_t half = n / 2;
+        base = base[half] < x ? base + half : base;
+        n -= half;
+    }
+    return (uint32_t)(base - array) + (*base < x);
+}
+
+/* First i in [0, n) with array[i] > x, or n. */
+static inline uint32_t btree_upper_bound(const uint64_t *array, uint32_t n, uint64_t x)
+{
+    if (n == 0)
+        return 0;
+    const uint64_t *base = array;
+    while (n > 1) {
+        uint32_t half = n / 2;
+        base = base[half] <= x ? base + half : base;
+        n -= half;
+    }
+    return (uint32_t)(base - array) + (*base <= x);
+}
+
+/* Starts loading a node's prefix array, all of its cache lines at once, so the search
+ * waits for one memory latency instead of one per binary-search step. */
+static inline void btree_prefetch_prefixes(const uint64_t *prefix, size_t count)
+{
+    const char *p = (const char *)prefix;
+    const char *end = p + count * sizeof(uint64_t);
+    for (; p < end; p += BTREE_CACHE_LINE)
+        __builtin_prefetch(p);
+    __builtin_prefetch(end - 1);
+}
+
+/* Starts loading a whole leaf: the prefixes for the search and the values for its result,
+ * so that reading the found value pointer does not wait for a second memory latency. */
+static inline void btree_prefetch_leaf(const struct btree_leaf *leaf)
+{
+    const char *p = (const char *)leaf;
+#ifdef BTREE_PREFETCH_PREFIX_ONLY
+    const char *end = (const char *)&leaf->prefix[BTREE_LEAF_SLOTS];
+#else
+    const char *end = (const char *)&leaf->value[BTREE_LEAF_SLOTS];
+#endif
+    for (; p < end; p += BTREE_CACHE_LINE)
+        __builtin_prefetch(p);
+    __builtin_prefetch(end - 1);
+}
+
+/* The child of inner to follow for key: the number of separators <= key. */
+static uint32_t btree_inner_search(const struct btree_inner *inner, const struct btree_key *key)
+{
+    uint32_t n = inner->count - 1;
+    uint32_t low = btree_lower_bound(inner->prefix, n, key->prefix);
+    if (low == n || inner->prefix[low] != key->prefix)
+        return low;
+    /* Separators with the key's prefix: compare their tails. */
+    uint32_t high = low + btree_upper_bound(inner->prefix + low, n - low, key->prefix);
+    const uint8_t *rest = btree_rest_of(key->bytes, key->length);
+    while (low < high) {
+        uint32_t middle = low + (high - low) / 2;
+        if (btree_compare_rest(rest, key->length, inner->tail[middle], inner->length[middle]) >= 0)
+            low = middle + 1;
+        else
+            high = middle;
+    }
+    return low;
+}
+
+/* Orders key against the key of a leaf slot whose prefix equals key's. */
+static inline int btree_compare_slot(const struct btree *tree, const struct btree_key *key,
+                                     const void *value)
+{
+    uint32_t length;
+    const uint8_t *bytes = tree->key_of(value, &length);
+    return btree_compare_rest(btree_rest_of(key->bytes, key->length), key->length,
+                              btree_rest_of(bytes, length), length);
+}
+
+/* The first slot of leaf whose key is >= key; *found says whether it equals key. Full keys
+ * are read only for slots whose prefix equals the key's. */
+static uint32_t btree_leaf_search(const struct btree *tree, const struct btree_leaf *leaf,
+                                  const struct btree_key *key, bool *found)
+{
+    uint32_t n = leaf->count;
+    uint32_t low = btree_lower_bound(leaf->prefix, n, key->prefix);
+    *found = false;
+    if (low == n || leaf->prefix[low] != key->prefix)
+        return low;
+    uint32_t high = low + btree_upper_bound(leaf->prefix + low, n - low, key->prefix);
+    while (low < high) {
+        uint32_t middle = low + (high - low) / 2;
+        int c = btree_compare_slot(tree, key, leaf->value[middle]);
+        if (c == 0) {
+            *found = true;
+            return middle;
+        }
+        if (c < 0)
+            high = middle;
+        else
+            low = middle + 1;
+    }
+    return low;
+}
+
+/* Walks from the root to the leaf whose range holds key, recording the path when given.
+ * Requires a non-empty tree. */
+static struct btree_leaf *btree_descend(const struct btree *tree, const struct btree_key *key,
+                                        struct btree_path *path)
+{
+    void *node = tree->root;
+    for (uint32_t level = 0; level + 1 < tree->height; level++) {
+        struct btree_inner *inner = node;
+        uint32_t index = btree_inner_search(inner, key);
+        if (path != NULL) {
+            path->node[level] = inner;
+            path->index[level] = index;
+        }
+        node = inner->child[index];
+        if (level + 2 < tree->height)
+            btree_prefetch_prefixes(((struct btree_inner *)node)->prefix, BTREE_INNER_SLOTS - 1);
+        else
+            btree_prefetch_leaf(node);
+    }
+    return node;
+}
+
+/* ---- node edits --------------------------------------------------------------------- */
+
+static void btree_leaf_insert_at(struct btree_leaf *leaf, uint32_t pos, uint64_t prefix)
+{
+    uint32_t moved = leaf->count - pos;
+    memmove(&leaf->prefix[pos + 1], &leaf->prefix[pos], moved * sizeof(leaf->prefix[0]));
+    memmove(&leaf->value[pos + 1], &leaf->value[pos], moved * sizeof(leaf->value[0]));
+    leaf->prefix[pos] = prefix;
+    leaf->value[pos] = NULL;
+    leaf->count++;
+}
+
+static void btree_leaf_erase_at(struct btree_leaf *leaf, uint32_t pos)
+{
+    uint32_t moved = leaf->count - pos - 1;
+    memmove(&leaf->prefix[pos], &leaf->prefix[pos + 1], moved * sizeof(leaf->prefix[0]));
+    memmove(&leaf->value[pos], &leaf->value[pos + 1], moved * sizeof(leaf->value[0]));
+    leaf->count--;
+}
+
+static void btree_leaf_entries_append(struct btree_leaf_entries *entries,
+                                      const struct btree_leaf *leaf, uint32_t from, uint32_t to)
+{
+    uint32_t n = to - from;
+    memcpy(&entries->prefix[entries->count], &leaf->prefix[from], n * sizeof(uint64_t));
+    memcpy(&entries->value[entries->count], &leaf->value[from], n * sizeof(void *));
+    entries->count += n;
+}
+
+static void btree_leaf_entries_scatter(const struct btree_leaf_entries *entries, uint32_t from,
+                                       uint32_t to, struct btree_leaf *leaf)
+{
+    uint32_t n = to - from;
+    memcpy(leaf->prefix, &entries->prefix[from], n * sizeof(uint64_t));
+    memcpy(leaf->value, &entries->value[from], n * sizeof(void *));
+    leaf->count = n;
+}
+
+/* The separator between gathered entries boundary-1 and boundary. The entry at new_index
+ * (if any) is the one being inserted: its value is still NULL, so its key is `key`. */
+static int btree_leaf_entries_separator(struct btree *tree,
+                                        const struct btree_leaf_entries *entries,
+                                        uint32_t boundary, uint32_t new_index,
+                                        const struct btree_key *key,
+                                        struct btree_separator *out)
+{
+    const uint8_t *bytes[2];
+    uint32_t length[2];
+    for (int side = 0; side < 2; side++) {
+        uint32_t i = boundary - 1 + (uint32_t)side;
+        if (i == new_index) {
+            bytes[side] = key->bytes;
+            length[side] = key->length;
+        } else {
+            bytes[side] = tree->key_of(entries->value[i], &length[side]);
+        }
+    }
+    return btree_separator_make(tree, bytes[0], length[0], bytes[1], length[1], out);
+}
+
+static struct btree_separator btree_inner_separator(const struct btree_inner *inner, uint32_t i)
+{
+    struct btree_separator separator = {
+        .prefix = inner->prefix[i], .length = inner->length[i], .tail = inner->tail[i]};
+    return separator;
+}
+
+static void btree_inner_set_separator(struct btree_inner *inner, uint32_t i,
+                                      const struct btree_separator *separator)
+{
+    inner->prefix[i] = separator->prefix;
+    inner->length[i] = separator->length;
+    inner->tail[i] = separator->tail;
+}
+
+/* Puts separator at index i and child at index i + 1 (the right half of child i). */
+static void btree_inner_insert_at(struct btree_inner *inner, uint32_t i,
+                                  const struct btree_separator *separator, void *child)
+{
+    uint32_t moved = inner->count - 1 - i;
+    memmove(&inner->prefix[i + 1], &inner->prefix[i], moved * sizeof(inner->prefix[0]));
+    memmove(&inner->length[i + 1], &inner->length[i], moved * sizeof(inner->length[0]));
+    memmove(&inner->tail[i + 1], &inner->tail[i], moved * sizeof(inner->tail[0]));
+    memmove(&inner->child[i + 2], &inner->child[i + 1], moved * sizeof(inner->child[0]));
+    btree_inner_set_separator(inner, i, separator);
+    inner->child[i + 1] = child;
+    inner->count++;
+}
+
+/* Removes separator i and child i + 1; returns the separator, whose tail the caller now
+ * owns. */
+static struct btree_separator btree_inner_take(struct btree_inner *inner, uint32_t i)
+{
+    struct btree_separator separator = btree_inner_separator(inner, i);
+    uint32_t moved = inner->count - 2 - i;
+    memmove(&inner->prefix[i], &inner->prefix[i + 1], moved * sizeof(inner->prefix[0]));
+    memmove(&inner->length[i], &inner->length[i + 1], moved * sizeof(inner->length[0]));
+    memmove(&inner->tail[i], &inner->tail[i + 1], moved * sizeof(inner->tail[0]));
+    memmove(&inner->child[i + 1], &inner->child[i + 2], moved * sizeof(inner->child[0]));
+    inner->count--;
+    return separator;
+}
+
+static void btree_inner_entries_push_child(struct btree_inner_entries *entries, void *child)
+{
+    entries->child[entries->children++] = child;
+}
+
+static void btree_inner_entries_push_separator(struct btree_inner_entries *entries,
+                                               const struct btree_separator *separator)
+{
+    entries->separator[entries->separators++] = *separator;
+}
+
+static void btree_inner_entries_append(struct btree_inner_entries *entries,
+                                       const struct btree_inner *inner)
+{
+    for (uint32_t i = 0; i < inner->count; i++) {
+        if (i > 0) {
+            struct btree_separator separator = btree_inner_separator(inner, i - 1);
+            btree_inner_entries_push_separator(entries, &separator);
+        }
+        btree_inner_entries_push_child(entries, inner->child[i]);
+    }
+}
+
+/* Fills inner with children [from, to) and the separators between them. */
+static void btree_inner_entries_scatter(const struct btree_inner_entries *entries, uint32_t from,
+                                        uint32_t to, struct btree_inner *inner)
+{
+    inner->count = to - from;
+    for (uint32_t i = from; i < to; i++) {
+        inner->child[i - from] = entries->child[i];
+        if (i + 1 < to)
+            btree_inner_set_separator(inner, i - from, &entries->separator[i]);
+    }
+}
+
+/* ---- creation and queries ----------------------------------------------------------- */
+
+struct btree *btree_new(btree_key_fn key_of)
+{
+    struct btree *tree = malloc(sizeof(*tree));
+    if (tree == NULL)
+        return NULL;
+    memset(tree, 0, sizeof(*tree));
+    tree->key_of = key_of;
+    tree->allocations_allowed = -1;
+    return tree;
+}
+
+static void btree_free_node(struct btree *tree, void *node, uint32_t depth)
+{
+    if (depth + 1 == tree->height) {
+        btree_leaf_release(tree, node);
+        return;
+    }
+    struct btree_inner *inner = node;
+    for (uint32_t i = 0; i < inner->count; i++) {
+        if (i + 1 < inner->count) {
+            struct btree_separator separator = btree_inner_separator(inner, i);
+            btree_separator_release(tree, &separator);
+        }
+        btree_free_node(tree, inner->child[i], depth + 1);
+    }
+    btree_inner_release(tree, inner);
+}
+
+void btree_free(struct btree *tree)
+{
+    if (tree == NULL)
+        return;
+    if (tree->root != NULL)
+        btree_free_node(tree, tree->root, 0);
+    free(tree);
+}
+
+void *btree_get(const struct btree *tree, const void *key, uint32_t klen)
+{
+    if (tree->root == NULL)
+        return NULL;
+    struct btree_key k;
+    btree_key_init(&k, key, klen);
+    const struct btree_leaf *leaf = btree_descend(tree, &k, NULL);
+    bool found;
+    uint32_t pos = btree_leaf_search(tree, leaf, &k, &found);
+    return found ? leaf->value[pos] : NULL;
+}
+
+size_t btree_count(const struct btree *tree)
+{
+    return tree->count;
+}
+
+size_t btree_memory(const struct btree *tree)
+{
+    return sizeof(*tree) + tree->leaves * sizeof(struct btree_leaf) +
+           tree->inners * sizeof(struct btree_inner) + tree->separator_bytes;
+}
+
+unsigned btree_height(const struct btree *tree)
+{
+    return tree->height;
+}
+
+void btree_fail_allocations_after(struct btree *tree, long after)
+{
+    tree->allocations_allowed = after < 0 ? -1 : after;
+}
+
+/* ---- insertion ---------------------------------------------------------------------- */
+
+/* Inserts key at pos of the full leaf `target` by balancing it with its neighbour: a is the
+ * left node of the pair, b the right one, separator_index the parent's separator between
+ * them, and target is a or b. Allocates at most the new separator's tail. */
+static int btree_leaf_pair_insert(struct btree *tree, struct btree_inner *parent,
+                                  uint32_t separator_index, struct btree_leaf *a,
+                                  struct btree_leaf *b, struct btree_leaf *target, uint32_t pos,
+                                  const struct btree_key *key, void ***slot)
+{
+    struct btree_leaf_entries entries;
+    entries.count = 0;
+    btree_leaf_entries_append(&entries, a, 0, target == a ? pos : a->count);
+    uint32_t new_index = UINT32_MAX;
+    if (target == a) {
+        new_index = entries.count;
+        entries.prefix[entries.count] = key->prefix;
+        entries.value[entries.count++] = NULL;
+        btree_leaf_entries_append(&entries, a, pos, a->count);
+    }
+    btree_leaf_entries_append(&entries, b, 0, target == b ? pos : b->count);
+    if (target == b) {
+        new_index = entries.count;
+        entries.prefix[entries.count] = key->prefix;
+        entries.value[entries.count++] = NULL;
+        btree_leaf_entries_append(&entries, b, pos, b->count);
+    }
+    uint32_t left_count = entries.count / 2;
+    struct btree_separator separator;
+    if (btree_leaf_entries_separator(tree, &entries, left_count, new_index, key, &separator) != 0)
+        return -ENOMEM;
+    btree_leaf_entries_scatter(&entries, 0, left_count, a);
+    btree_leaf_entries_scatter(&entries, left_count, entries.count, b);
+    struct btree_separator old = btree_inner_separator(parent, separator_index);
+    btree_separator_release(tree, &old);
+    btree_inner_set_separator(parent, separator_index, &separator);
+    *slot = new_index < left_count ? &a->value[new_index] : &b->value[new_index - left_count];
+    return 0;
+}
+
+/* Splits inner, which is full, while inserting separator at index i and right_child after
+ * child i. The right half goes to sibling (fresh, empty); *up receives the middle
+ * separator, which moves to the parent. No allocation. */
+static void btree_inner_split(struct btree_inner *inner, uint32_t i,
+                              const struct btree_separator *separator, void *right_child,
+                              struct btree_inner *sibling, struct btree_separator *up)
+{
+    struct btree_inner_entries entries;
+    entries.children = 0;
+    entries.separators = 0;
+    for (uint32_t c = 0; c < inner->count; c++) {
+        if (c > 0) {
+            struct btree_separator existing = btree_inner_separator(inner, c - 1);
+            btree_inner_entries_push_separator(&entries, &existing);
+        }
+        btree_inner_entries_push_child(&entries, inner->child[c]);
+        if (c == i) {
+            btree_inner_entries_push_separator(&entries, separator);
+            btree_inner_entries_push_child(&entries, right_child);
+        }
+    }
+    uint32_t left_children = entries.children / 2;
+    btree_inner_entries_scatter(&entries, 0, left_children, inner);
+    *up = entries.separator[left_children - 1];
+    btree_inner_entries_scatter(&entries, left_children, entries.children, sibling);
+}
+
+/* Inserts key at pos of a full leaf by splitting it, and splits full ancestors as needed.
+ * Everything that may be needed is allocated first, so failure changes nothing. */
+static int btree_split_leaf(struct btree *tree, struct btree_path *path, struct btree_leaf *leaf,
+                            uint32_t pos, const struct btree_key *key, void ***slot)
+{
+    uint32_t levels = tree->height - 1;
+    uint32_t full = 0;
+    while (full < levels && path->node[levels - 1 - full]->count == BTREE_INNER_SLOTS)
+        full++;
+    bool new_root = full == levels;
+    if (new_root && tree->height >= BTREE_MAX_HEIGHT)
+        return -ENOMEM;
+    uint32_t needed = full + (new_root ? 1 : 0);
+
+    struct btree_inner *spare[BTREE_MAX_HEIGHT];
+    uint32_t allocated = 0;
+    struct btree_leaf *fresh = btree_leaf_new(tree);
+    if (fresh == NULL)
+        return -ENOMEM;
+    for (; allocated < needed; allocated++) {
+        spare[allocated] = btree_inner_new(tree);
+        if (spare[allocated] == NULL)
+            goto fail;
+    }
+
+    struct btree_leaf_entries entries;
+    entries.count = 0;
+    btree_leaf_entries_append(&entries, leaf, 0, pos);
+    entries.prefix[entries.count] = key->prefix;
+    entries.value[entries.count++] = NULL;
+    btree_leaf_entries_append(&entries, leaf, pos, leaf->count);
+    uint32_t left_count = entries.count / 2;
+    struct btree_separator up;
+    if (btree_leaf_entries_separator(tree, &entries, left_count, pos, key, &up) != 0)
+        goto fail;
+
+    /* Nothing below fails. */
+    btree_leaf_entries_scatter(&entries, 0, left_count, leaf);
+    btree_leaf_entries_scatter(&entries, left_count, entries.count, fresh);
+    fresh->prev = leaf;
+    fresh->next = leaf->next;
+    if (leaf->next != NULL)
+        leaf->next->prev = fresh;
+    leaf->next = fresh;
+    *slot = pos < left_count ? &leaf->value[pos] : &fresh->value[pos - left_count];
+
+    void *right = fresh;
+    uint32_t used = 0;
+    for (uint32_t level = levels; level-- > 0;) {
+        struct btree_inner *node = path->node[level];
+        uint32_t index = path->index[level];
+        if (node->count < BTREE_INNER_SLOTS) {
+            btree_inner_insert_at(node, index, &up, right);
+            return 0;
+        }
+        struct btree_inner *sibling = spare[used++];
+        struct btree_separator carried = up;
+        btree_inner_split(node, index, &carried, right, sibling, &up);
+        right = sibling;
+    }
+    struct btree_inner *root = spare[used++];
+    assert(used == needed);
+    root->count = 2;
+    root->child[0] = tree->root;
+    root->child[1] = right;
+    btree_inner_set_separator(root, 0, &up);
+    tree->root = root;
+    tree->height++;
+    return 0;
+
+fail:
+    while (allocated > 0)
+        btree_inner_release(tree, spare[--allocated]);
+    btree_leaf_release(tree, fresh);
+    return -ENOMEM;
+}
+
+/* Inserts key at pos of a full leaf: into a neighbour with room if there is one, else by
+ * splitting. */
+static int btree_insert_into_full_leaf(struct btree *tree, struct btree_path *path,
+                                       struct btree_leaf *leaf, uint32_t pos,
+                                       const struct btree_key *key, void ***slot)
+{
+    uint32_t levels = tree->height - 1;
+    if (levels > 0) {
+        struct btree_inner *parent = path->node[levels - 1];
+        uint32_t index = path->index[levels - 1];
+        struct btree_leaf *left = index > 0 ? parent->child[index - 1] : NULL;
+        struct btree_leaf *right = index + 1 < parent->count ? parent->child[index + 1] : NULL;
+        uint32_t left_room = left != NULL ? BTREE_LEAF_SLOTS - left->count : 0;
+        uint32_t right_room = right != NULL ? BTREE_LEAF_SLOTS - right->count : 0;
+        if (left_room > 0 && left_room >= right_room)
+            return btree_leaf_pair_insert(tree, parent, index - 1, left, leaf, leaf, pos, key,
+                                          slot);
+        if (right_room > 0)
+            return btree_leaf_pair_insert(tree, parent, index, leaf, right, leaf, pos, key,
+                                          slot);
+    }
+    return btree_split_leaf(tree, path, leaf, pos, key, slot);
+}
+
+int btree_upsert(struct btree *tree, const void *key, uint32_t klen, void ***slot, bool *created)
+{
+    struct btree_key k;
+    btree_key_init(&k, key, klen);
+    if (tree->root == NULL) {
+        struct btree_leaf *leaf = btree_leaf_new(tree);
+        if (leaf == NULL)
+            return -ENOMEM;
+        btree_leaf_insert_at(leaf, 0, k.prefix);
+        tree->root = leaf;
+        tree->height = 1;
+        tree->count = 1;
+        *slot = &leaf->value[0];
+        *created = true;
+        return 0;
+    }
+    struct btree_path path;
+    struct btree_leaf *leaf = btree_descend(tree, &k, &path);
+    bool found;
+    uint32_t pos = btree_leaf_search(tree, leaf, &k, &found);
+    if (found) {
+        *slot = &leaf->value[pos];
+        *created = false;
+        return 0;
+    }
+    if (leaf->count < BTREE_LEAF_SLOTS) {
+        btree_leaf_insert_at(leaf, pos, k.prefix);
+        *slot = &leaf->value[pos];
+    } else {
+        int rc = btree_insert_into_full_leaf(tree, &path, leaf, pos, &k, slot);
+        if (rc != 0)
+            return rc;
+    }
+    tree->count++;
+    *created = true;
+    return 0;
+}
+
+/* ---- removal ------------------------------------------------------------------------ */
+
+/* Appends the entries of b to a and frees b; a and b are neighbours, a on the left. */
+static void btree_leaf_merge(struct btree *tree, struct btree_leaf *a, struct btree_leaf *b)
+{
+    memcpy(&a->prefix[a->count], b->prefix, b->count * sizeof(uint64_t));
+    memcpy(&a->value[a->count], b->value, b->count * sizeof(void *));
+    a->count += b->count;
+    a->next = b->next;
+    if (b->next != NULL)
+        b->next->prev = a;
+    btree_leaf_release(tree, b);
+}
+
+/* Spreads the entries of neighbours a and b evenly and replaces the parent's separator
+ * between them. Returns 0 or -ENOMEM (then nothing changed). */
+static int btree_leaf_pair_balance(struct btree *tree, struct btree_inner *parent,
+                                   uint32_t separator_index, struct btree_leaf *a,
+                                   struct btree_leaf *b)
+{
+    struct btree_leaf_entries entries;
+    entries.count = 0;
+    btree_leaf_entries_append(&entries, a, 0, a->count);
+    btree_leaf_entries_append(&entries, b, 0, b->count);
+    uint32_t left_count = entries.count / 2;
+    struct btree_separator separator;
+    if (btree_leaf_entries_separator(tree, &entries, left_count, UINT32_MAX, NULL, &separator) != 0)
+        return -ENOMEM;
+    btree_leaf_entries_scatter(&entries, 0, left_count, a);
+    btree_leaf_entries_scatter(&entries, left_count, entries.count, b);
+    struct btree_separator old = btree_inner_separator(parent, separator_index);
+    btree_separator_release(tree, &old);
+    btree_inner_set_separator(parent, separator_index, &separator);
+    return 0;
+}
+
+/* Merges inner neighbours a and b (b right of a, parent separator separator_index between
+ * them) into a: the parent's separator moves down between them. Frees b. */
+static void btree_inner_merge(struct btree *tree, struct btree_inner *parent,
+                              uint32_t separator_index, struct btree_inner *a,
+                              struct btree_inner *b)
+{
+    struct btree_separator middle = btree_inner_take(parent, separator_index);
+    btree_inner_set_separator(a, a->count - 1, &middle);
+    for (uint32_t i = 0; i < b->count; i++) {
+        a->child[a->count + i] = b->child[i];
+        if (i + 1 < b->count) {
+            struct btree_separator separator = btree_inner_separator(b, i);
+            btree_inner_set_separator(a, a->count + i, &separator);
+        }
+    }
+    a->count += b->count;
+    btree_inner_release(tree, b);
+}
+
+/* Spreads the children of inner neighbours a and b evenly, rotating separators through the
+ * parent. No allocation: every separator only moves. */
+static void btree_inner_pair_balance(struct btree_inner *parent, uint32_t separator_index,
+                                     struct btree_inner *a, struct btree_inner *b)
+{
+    struct btree_inner_entries entries;
+    entries.children = 0;
+    entries.separators = 0;
+    btree_inner_entries_append(&entries, a);
+    struct btree_separator middle = btree_inner_separator(parent, separator_index);
+    btree_inner_entries_push_separator(&entries, &middle);
+    btree_inner_entries_append(&entries, b);
+    uint32_t left_children = entries.children / 2;
+    btree_inner_entries_scatter(&entries, 0, left_children, a);
+    btree_inner_set_separator(parent, separator_index, &entries.separator[left_children - 1]);
+    btree_inner_entries_scatter(&entries, left_children, entries.children, b);
+}
+
+/* Restores invariant 4 for the inner nodes on the path from level upwards, after a child
+ * of path->node[level] was merged away, and shrinks the root when it has one child left. */
+static void btree_rebalance_inner(struct btree *tree, const struct btree_path *path,
+                                  uint32_t level)
+{
+    for (;;) {
+        struct btree_inner *node = path->node[level];
+        if (level == 0) {
+            if (node->count == 1) {
+                tree->root = node->child[0];
+                tree->height--;
+                btree_inner_release(tree, node);
+            }
+            return;
+        }
+        if (node->count >= BTREE_INNER_MIN)
+            return;
+        struct btree_inner *parent = path->node[level - 1];
+        uint32_t index = path->index[level - 1];
+        struct btree_inner *left = index > 0 ? parent->child[index - 1] : NULL;
+        struct btree_inner *right = index + 1 < parent->count ? parent->child[index + 1] : NULL;
+        if (left != NULL && left->count + node->count <= BTREE_INNER_SLOTS) {
+            btree_inner_merge(tree, parent, index - 1, left, node);
+        } else if (right != NULL && node->count + right->count <= BTREE_INNER_SLOTS) {
+            btree_inner_merge(tree, parent, index, node, right);
+        } else {
+            if (left != NULL && (right == NULL || left->count >= right->count))
+                btree_inner_pair_balance(parent, index - 1, left, node);
+            else
+                btree_inner_pair_balance(parent, index, node, right);
+            return;
+        }
+        level--;
+    }
+}
+
+/* Restores invariant 4 for a leaf that fell below LEAF_MIN: merges it with a neighbour
+ * when they fit in one leaf, else takes entries from the fuller neighbour. */
+static void btree_rebalance_leaf(struct btree *tree, const struct btree_path *path,
+                                 struct btree_leaf *leaf)
+{
+    uint32_t level = tree->height - 2;
+    struct btree_inner *parent = path->node[level];
+    uint32_t index = path->index[level];
+    struct btree_leaf *left = index > 0 ? parent->child[index - 1] : NULL;
+    struct btree_leaf *right = index + 1 < parent->count ? parent->child[index + 1] : NULL;
+    struct btree_separator dropped;
+    if (left != NULL && left->count + leaf->count <= BTREE_LEAF_SLOTS) {
+        dropped = btree_inner_take(parent, index - 1);
+        btree_leaf_merge(tree, left, leaf);
+    } else if (right != NULL && leaf->count + right->count <= BTREE_LEAF_SLOTS) {
+        dropped = btree_inner_take(parent, index);
+        btree_leaf_merge(tree, leaf, right);
+    } else {
+        int rc;
+        if (left != NULL && (right == NULL || left->count >= right->count))
+            rc = btree_leaf_pair_balance(tree, parent, index - 1, left, leaf);
+        else
+            rc = btree_leaf_pair_balance(tree, parent, index, leaf, right);
+        /* Without memory for the new separator the leaf stays underfull but correct; a
+         * leaf that empties can always merge, so it never stays empty. */
+        if (rc != 0)
+            tree->fill_relaxed = true;
+        return;
+    }
+    btree_separator_release(tree, &dropped);
+    btree_rebalance_inner(tree, path, level);
+}
+
+void *btree_remove(struct btree *tree, const void *key, uint32_t klen)
+{
+    if (tree->root == NULL)
+        return NULL;
+    struct btree_key k;
+    btree_key_init(&k, key, klen);
+    struct btree_path path;
+    struct btree_leaf *leaf = btree_descend(tree, &k, &path);
+    bool found;
+    uint32_t pos = btree_leaf_search(tree, leaf, &k, &found);
+    if (!found)
+        return NULL;
+    void *value = leaf->value[pos];
+    btree_leaf_erase_at(leaf, pos);
+    tree->count--;
+    if (tree->height == 1) {
+        if (leaf->count == 0) {
+            btree_leaf_release(tree, leaf);
+            tree->root = NULL;
+            tree->height = 0;
+        }
+    } else if (leaf->count < BTREE_LEAF_MIN) {
+        btree_rebalance_leaf(tree, &path, leaf);
+    }
+    return value;
+}
+
+/* ---- cursors ------------------------------------------------------------------------ */
+
+static struct btree_leaf *btree_edge_leaf(const struct btree *tree, bool last)
+{
+    void *node = tree->root;
+    for (uint32_t level = 0; level + 1 < tree->height; level++) {
+        struct btree_inner *inner = node;
+        node = inner->child[last ? inner->count - 1 : 0];
+    }
+    return node;
+}
+
+void btree_seek_ge(const struct btree *tree, struct btree_cursor *c, const void *key,
+                   uint32_t klen)
+{
+    c->tree = tree;
+    c->leaf = NULL;
+    c->pos = 0;
+    if (tree->root == NULL)
+        return;
+    if (key == NULL) {
+        c->leaf = btree_edge_leaf(tree, false);
+        return;
+    }
+    struct btree_key k;
+    btree_key_init(&k, key, klen);
+    struct btree_leaf *leaf = btree_descend(tree, &k, NULL);
+    bool found;
+    uint32_t pos = btree_leaf_search(tree, leaf, &k, &found);
+    if (pos == leaf->count) {
+        /* Every key of the next leaf is >= the separator above it, which is > key. */
+        leaf = leaf->next;
+        pos = 0;
+    }
+    c->leaf = leaf;
+    c->pos = (int)pos;
+}
+
+void btree_seek_lt(const struct btree *tree, struct btree_cursor *c, const void *key,
+                   uint32_t klen)
+{
+    c->tree = tree;
+    c->leaf = NULL;
+    c->pos = 0;
+    if (tree->root == NULL)
+        return;
+    struct btree_leaf *leaf;
+    uint32_t pos;
+    if (key == NULL) {
+        leaf = btree_edge_leaf(tree, true);
+        pos = leaf->count;
+    } else {
+        struct btree_key k;
+        btree_key_init(&k, key, klen);
+        leaf = btree_descend(tree, &k, NULL);
+        bool found;
+        pos = btree_leaf_search(tree, leaf, &k, &found);
+    }
+    if (pos == 0) {
+        /* Every key of the previous leaf is < the separator above this one, which is <= key. */
+        leaf = leaf->prev;
+        if (leaf == NULL)
+            return;
+        pos = leaf->count;
+    }
+    c->leaf = leaf;
+    c->pos = (int)pos - 1;
+}
+
+bool btree_cursor_valid(const struct btree_cursor *c)
+{
+    return c->leaf != NULL;
+}
+
+void *btree_cursor_value(const struct btree_cursor *c)
+{
+    const struct btree_leaf *leaf = c->leaf;
+    return leaf->value[c->pos];
+}
+
+const void *btree_cursor_key(const struct btree_cursor *c, uint32_t *len)
+{
+    return c->tree->key_of(btree_cursor_value(c), len);
+}
+
+void btree_next(struct btree_cursor *c)
+{
+    struct btree_leaf *leaf = c->leaf;
+    if (leaf == NULL)
+        return;
+    if ((uint32_t)++c->pos == leaf->count) {
+        c->leaf = leaf->next;
+        c->pos = 0;
+    }
+}
+
+void btree_prev(struct btree_cursor *c)
+{
+    struct btree_leaf *leaf = c->leaf;
+    if (leaf == NULL)
+        return;
+    if (c->pos-- == 0) {
+        leaf = leaf->prev;
+        c->leaf = leaf;
+        c->pos = leaf != NULL ? (int)leaf->count - 1 : 0;
+    }
+}
+
+/* ---- checking ----------------------------------------------------------------------- */
+
+struct btree_check_state {
+    const struct btree *tree;
+    const struct btree_leaf *previous_leaf;
+    size_t keys;
+    size_t leaves;
+    size_t inners;
+    size_t separator_bytes;
+};
+
+static int btree_check_fail(const char *what)
+{
+    fprintf(stderr, "btree_check: %s\n", what);
+    return -1;
+}
+
+/* Orders a key against a separator; a NULL separator stands for minus infinity when
+ * `high` is false and plus infinity when it is true. */
+static int btree_check_compare(uint64_t prefix, const uint8_t *rest, uint32_t length,
+                               const struct btree_separator *separator, bool high)
+{
+    if (separator == NULL)
+        return high ? -1 : 1;
+    return btree_compare_keys(prefix, rest, length, separator->prefix, separator->tail,
+                              separator->length);
+}
+
+static int btree_check_node(struct btree_check_state *state, const void *node, uint32_t depth,
+                            const struct btree_separator *low, const struct btree_separator *high)
+{
+    const struct btree *tree = state->tree;
+    bool root = depth == 0;
+    if (depth + 1 == tree->height) {
+        const struct btree_leaf *leaf = node;
+        uint32_t minimum = root || tree->fill_relaxed ? 1 : BTREE_LEAF_MIN;
+        if (leaf->count < minimum || leaf->count > BTREE_LEAF_SLOTS)
+            return btree_check_fail("leaf fill out of bounds");
+        if (leaf->prev != state->previous_leaf)
+            return btree_check_fail("leaf prev link");
+        if (state->previous_leaf != NULL && state->previous_leaf->next != leaf)
+            return btree_check_fail("leaf next link");
+        const uint8_t *previous_bytes = NULL;
+        uint32_t previous_length = 0;
+        for (uint32_t i = 0; i < leaf->count; i++) {
+            if (leaf->value[i] == NULL)
+                return btree_check_fail("NULL value in a leaf");
+            uint32_t length;
+            const uint8_t *bytes = tree->key_of(leaf->value[i], &length);
+            uint64_t prefix = btree_prefix_of(bytes, length);
+            const uint8_t *rest = btree_rest_of(bytes, length);
+            if (prefix != leaf->prefix[i])
+                return btree_check_fail("slot prefix differs from its key");
+            if (i > 0 && btree_compare_keys(leaf->prefix[i - 1],
+                                            btree_rest_of(previous_bytes, previous_length),
+                                            previous_length, prefix, rest, length) >= 0)
+                return btree_check_fail("leaf keys out of order");
+            if (btree_check_compare(prefix, rest, length, low, false) < 0 ||
+                btree_check_compare(prefix, rest, length, high, true) >= 0)
+                return btree_check_fail("leaf key outside its separators");
+            previous_bytes = bytes;
+            previous_length = length;
+        }
+        state->previous_leaf = leaf;
+        state->leaves++;
+        state->keys += leaf->count;
+        return 0;
+    }
+
+    const struct btree_inner *inner = node;
+    uint32_t minimum = root ? 2 : BTREE_INNER_MIN;
+    if (inner->count < minimum || inner->count > BTREE_INNER_SLOTS)
+        return btree_check_fail("inner fill out of bounds");
+    state->inners++;
+    for (uint32_t i = 0; i + 1 < inner->count; i++) {
+        struct btree_separator separator = btree_inner_separator(inner, i);
+        if (separator.length == 0)
+            return btree_check_fail("empty separator");
+        if ((separator.length > 8) != (separator.tail != NULL))
+            return btree_check_fail("separator tail present iff longer than 8 bytes");
+        if (separator.length < 8 && (separator.prefix << (8 * separator.length)) != 0)
+            return btree_check_fail("separator prefix has bytes past its length");
+        if (separator.length > 8)
+            state->separator_bytes += separator.length - 8;
+        if (btree_check_compare(separator.prefix, separator.tail, separator.length, low, false) <= 0 ||
+            btree_check_compare(separator.prefix, separator.tail, separator.length, high, true) >= 0)
+            return btree_check_fail("separator outside its bounds");
+        if (i > 0) {
+            struct btree_separator previous = btree_inner_separator(inner, i - 1);
+            if (btree_compare_keys(previous.prefix, previous.tail, previous.length,
+                                   separator.prefix, separator.tail, separator.length) >= 0)
+                return btree_check_fail("separators out of order");
+        }
+    }
+    for (uint32_t i = 0; i < inner->count; i++) {
+        struct btree_separator child_low, child_high;
+        if (i > 0)
+            child_low = btree_inner_separator(inner, i - 1);
+        if (i + 1 < inner->count)
+            child_high = btree_inner_separator(inner, i);
+        if (inner->child[i] == NULL)
+            return btree_check_fail("NULL child");
+        if (btree_check_node(state, inner->child[i], depth + 1, i > 0 ? &child_low : low,
+                             i + 1 < inner->count ? &child_high : high) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int btree_check(const struct btree *tree)
+{
+    if (tree->root == NULL) {
+        if (tree->height != 0 || tree->count != 0 || tree->leaves != 0 || tree->inners != 0 ||
+            tree->separator_bytes != 0)
+            return btree_check_fail("empty tree with nonzero counters");
+        return 0;
+    }
+    if (tree->height == 0 || tree->height > BTREE_MAX_HEIGHT)
+        return btree_check_fail("height out of range");
+    struct btree_check_state state = {.tree = tree};
+    if (btree_check_node(&state, tree->root, 0, NULL, NULL) != 0)
+        return -1;
+    if (state.previous_leaf->next != NULL)
+        return btree_check_fail("last leaf has a next link");
+    if (state.keys != tree->count)
+        return btree_check_fail("key count differs");
+    if (state.leaves != tree->leaves || state.inners != tree->inners)
+        return btree_check_fail("node count differs");
+    if (state.separator_bytes != tree->separator_bytes)
+        return btree_check_fail("separator byte count differs");
+    return 0;
+}

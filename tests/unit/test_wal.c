@@ -1,0 +1,1043 @@
+/*
+ * test_wal.c -- log streams: round trips, segments, rotation, group commit, sticky errors,
+ * torn writes, damage at every offset, salvage, async waits.
+ *
+ * Every test works in its own temporary directory. Records carry a payload derived from
+ * their seq (test_payload), so a replayed record can be checked byte for byte without
+ * keeping copies.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "durability/encoding.h"
+#include "durability/io.h"
+#include "durability/wal.h"
+#include "durability_testing.h"
+#include "shoal.h"
+
+/* ------------------------------------------------------------------------------------
+ * Payloads and replay collection.
+ * ---------------------------------------------------------------------------------- */
+
+/* The payload of the record with this seq: its length varies with seq (0..max_len-1), and
+ * its bytes are a function of seq and position. */
+static size_t test_payload(uint64_t seq, uint8_t *out, size_t max_len)
+{
+    size_t len = (size_t)((seq * 7919u) % max_len);
+    for (size_t i = 0; i < len; i++)
+        out[i] = (uint8_t)((seq * 131u + i * 31u) ^ (i >> 3) ^ 0x5a);
+    return len;
+}
+
+static uint8_t test_type(uint64_t seq)
+{
+    return (uint8_t)(1 + seq % 7);
+}
+
+struct collected {
+    uint64_t *seqs;
+    size_t count, cap;
+    size_t max_len;     /* the max_len the payloads were made with */
+    bool wrong_record;  /* a replayed record did not match its seq's payload */
+};
+
+static int collect(void *ctx, uint8_t type, uint64_t seq, const void *payload, size_t len)
+{
+    struct collected *c = ctx;
+    uint8_t expected[4096];
+    size_t expected_len = test_payload(seq, expected, c->max_len);
+    if (type != test_type(seq) || len != expected_len || memcmp(payload, expected, len) != 0)
+        c->wrong_record = true;
+    if (c->count == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 256;
+        c->seqs = realloc(c->seqs, c->cap * sizeof *c->seqs);
+        assert_non_null(c->seqs);
+    }
+    c->seqs[c->count++] = seq;
+    return 0;
+}
+
+static void collected_reset(struct collected *c, size_t max_len)
+{
+    c->count = 0;
+    c->max_len = max_len;
+    c->wrong_record = false;
+}
+
+static void append_record(struct wal *w, unsigned stream, uint64_t seq, size_t max_len,
+                          uint64_t *lsn)
+{
+    uint8_t payload[4096];
+    size_t len = test_payload(seq, payload, max_len);
+    assert_int_equal(wal_append(w, stream, test_type(seq), seq, payload, len, lsn), 0);
+}
+
+struct segment_names {
+    uint64_t bases[256];
+    size_t count;
+};
+
+static int collect_segment(void *ctx, const char *name)
+{
+    struct segment_names *n = ctx;
+    uint64_t base;
+    if (strlen(name) == 24 && sscanf(name, "%20" SCNu64, &base) == 1 && n->count < 256)
+        n->bases[n->count++] = base;
+    return 0;
+}
+
+static int compare_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void list_segments(const char *dir, unsigned stream, struct segment_names *n)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/log/%u", dir, stream);
+    n->count = 0;
+    io_posix()->list_dir(io_posix(), path, collect_segment, n);
+    qsort(n->bases, n->count, sizeof n->bases[0], compare_u64);
+}
+
+static struct wal_options test_options(const char *dir, unsigned streams, int sync)
+{
+    struct wal_options o = {
+        .dir = dir,
+        .streams = streams,
+        .segment_bytes = 4096,
+        .sync = sync,
+        .sync_period_ms = 20,
+        .sync_window_us = 200,
+    };
+    return o;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Round trips.
+ * ---------------------------------------------------------------------------------- */
+
+static void round_trip(bool preallocate, int group_commit)
+{
+    char dir[4096];
+    assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
+    enum { STREAMS = 3, RECORDS = 600, MAX_LEN = 300 };
+    struct wal_options o = test_options(dir, STREAMS, SHOAL_SYNC_PERIODIC);
+    o.no_preallocate = !preallocate;
+    o.group_commit = group_commit;
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(&o, &w), 0);
+
+    uint64_t lsn[STREAMS] = {0};
+    for (uint64_t seq = 1; seq <= RECORDS; seq++) {
+        unsigned stream = (unsigned)(seq % STREAMS);
+        uint64_t got;
+        append_record(w, stream, seq, MAX_LEN, &got);
+        assert_int_equal(got, ++lsn[stream]);
+        if (seq % 50 == 0)
+            assert_int_equal(wal_wait(w, stream, got, SHOAL_SYNC_ALWAYS), 0);
+        if (seq % 77 == 0)
+            assert_int_equal(wal_wait(w, stream, got, SHOAL_SYNC_NONE), 0);
+    }
+    /* A record of exactly zero bytes and one larger than a segment. */
+    assert_int_equal(wal_append(w, 0, 3, RECORDS + 1, NULL, 0, NULL), 0);
+    static uint8_t big[10000];
+    memset(big, 0xab, sizeof big);
+    assert_int_equal(wal_append(w, 0, 3, RECORDS + 2, big, sizeof big, NULL), 0);
+    assert_int_equal(wal_sync_all(w), 0);
+
+    struct wal_stats stats;
+    wal_stats(w, &stats);
+    assert_int_equal(stats.appends, RECORDS + 2);
+    assert_true(stats.syncs > 0);
+    assert_true(wal_bytes(w) > stats.bytes / 2);
+    assert_int_equal(wal_close(w), 0);
+
+    unsigned streams = 0;
+    assert_int_equal(wal_list_streams(dir, NULL, &streams), 0);
+    assert_int_equal(streams, STREAMS);
+
+    struct collected c = {0};
+    for (unsigned stream = 0; stream < STREAMS; stream++) {
+        struct segment_names names;
+        list_segments(dir, stream, &names);
+        assert_true(names.count >= 3); /* 4 KiB segments: the stream rolled several times */
+
+        collected_reset(&c, MAX_LEN);
+        struct wal_replay_report report;
+        if (stream == 0) {
+            /* Stream 0 also holds the two special records: check them by hand. */
+            assert_int_equal(wal_replay(dir, stream, RECORDS, NULL, false, true, NULL, NULL,
+                                        &report),
+                             0);
+            assert_int_equal(report.records, 2);
+            assert_int_equal(report.last_seq, RECORDS + 2);
+        }
+        assert_int_equal(wal_replay(dir, stream, 0, NULL, false, false, collect, &c, &report), 0);
+        size_t expected = RECORDS / STREAMS + (stream == 0 ? 2 : 0);
+        assert_int_equal(c.count, expected);
+        assert_int_equal(report.records, expected);
+        assert_false(report.torn_tail);
+        assert_false(report.salvaged);
+        assert_int_equal(report.bytes_dropped, 0);
+        size_t check = stream == 0 ? expected - 2 : expected;
+        for (size_t i = 0; i < check; i++)
+            assert_int_equal(c.seqs[i], stream + STREAMS * i + (stream == 0 ? STREAMS : 0));
+        if (stream != 0)
+            assert_false(c.wrong_record);
+
+        /* after_seq filters, and the order is kept. */
+        collected_reset(&c, MAX_LEN);
+        assert_int_equal(wal_replay(dir, stream, RECORDS / 2, NULL, false, true, collect, &c,
+                                    &report),
+                         0);
+        for (size_t i = 0; i < c.count; i++)
+            assert_true(c.seqs[i] > RECORDS / 2);
+        assert_true(c.count >= (RECORDS / 2) / STREAMS - 1);
+    }
+    free(c.seqs);
+    testing_remove_tree(dir);
+}
+
+static void test_round_trip_preallocated(void **state)
+{
+    (void)state;
+    round_trip(true, WAL_GROUP_LEADER);
+}
+
+static void test_round_trip_growing(void **state)
+{
+    (void)state;
+    round_trip(false, WAL_GROUP_LEADER);
+}
+
+static void test_round_trip_flusher_thread(void **state)
+{
+    (void)state;
+    round_trip(true, WAL_GROUP_FLUSHER);
+}
+
+static void test_invalid_arguments(void **state)
+{
+    (void)state;
+    char dir[4096];
+    assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
+    struct wal *w = NULL;
+    struct wal_options o = test_options(dir, 0, SHOAL_SYNC_ALWAYS);
+    assert_int_equal(wal_open(&o, &w), SHOAL_EINVAL);
+    assert_null(w);
+    o.streams = 2;
+    o.sync = 99;
+    assert_int_equal(wal_open(&o, &w), SHOAL_EINVAL);
+    o.sync = SHOAL_SYNC_ALWAYS;
+    assert_int_equal(wal_open(&o, &w), 0);
+    uint64_t lsn;
+    assert_int_equal(wal_append(w, 2, 1, 1, "x", 1, &lsn), SHOAL_EINVAL);
+    assert_int_equal(wal_append(w, 0, 0, 1, "x", 1, &lsn), SHOAL_EINVAL);
+    assert_int_equal(wal_append(w, 0, 1, 1, NULL, 1, &lsn), SHOAL_EINVAL);
+    assert_int_equal(wal_wait(w, 0, 1, SHOAL_SYNC_ALWAYS), SHOAL_EINVAL); /* not appended */
+    assert_int_equal(wal_append(w, 0, 1, 1, "x", 1, &lsn), 0);
+    assert_int_equal(wal_wait(w, 0, lsn, 42), SHOAL_EINVAL);
+    assert_int_equal(wal_wait(w, 0, lsn, SHOAL_SYNC_DEFAULT), 0);
+    assert_int_equal(wal_error(w), 0);
+    assert_int_equal(wal_close(w), 0);
+    assert_int_equal(wal_close(NULL), 0);
+    testing_remove_tree(dir);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Reopen, rotation and deletion.
+ * ---------------------------------------------------------------------------------- */
+
+static void test_reopen_rotate_delete(void **state)
+{
+    (void)state;
+    char dir[4096];
+    assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
+    enum { MAX_LEN = 100 };
+    struct wal_options o = test_options(dir, 2, SHOAL_SYNC_ALWAYS);
+    o.segment_bytes = 1 << 20;
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(&o, &w), 0);
+    uint64_t lsn;
+    for (uint64_t seq = 1; seq <= 100; seq++)
+        append_record(w, (unsigned)(seq % 2), seq, MAX_LEN, &lsn);
+    assert_int_equal(wal_close(w), 0);
+
+    /* Reopen: new records go to a new segment after the old one. The hint is what recovery
+     * found; reopening without a hint scans the log and must reach the same names. */
+    struct wal_replay_report report;
+    assert_int_equal(wal_replay(dir, 0, 0, NULL, false, false, NULL, NULL, &report), 0);
+    assert_int_equal(report.last_seq, 100);
+    o.next_seq_hint = 0;
+    assert_int_equal(wal_open(&o, &w), 0);
+    for (uint64_t seq = 101; seq <= 200; seq++)
+        append_record(w, (unsigned)(seq % 2), seq, MAX_LEN, &lsn);
+    assert_int_equal(wal_sync_all(w), 0);
+    struct segment_names names;
+    list_segments(dir, 0, &names);
+    assert_int_equal(names.count, 2);
+    assert_true(names.bases[1] >= 101); /* named above every seq of the older segment */
+    uint64_t bytes_before = wal_bytes(w);
+
+    /* A checkpoint at 200: rotate, then delete what it covers. */
+    assert_int_equal(wal_rotate(w, 201), 0);
+    for (uint64_t seq = 201; seq <= 260; seq++)
+        append_record(w, (unsigned)(seq % 2), seq, MAX_LEN, &lsn);
+    assert_int_equal(wal_sync_all(w), 0);
+    list_segments(dir, 0, &names);
+    assert_int_equal(names.count, 3);
+    assert_true(names.bases[2] >= 201);
+
+    assert_int_equal(wal_delete_before(w, 99), 0); /* covers nothing whole */
+    list_segments(dir, 0, &names);
+    assert_int_equal(names.count, 3);
+    assert_int_equal(wal_delete_before(w, 200), 0);
+    list_segments(dir, 0, &names);
+    assert_int_equal(names.count, 1);
+    assert_true(wal_bytes(w) < bytes_before);
+    /* The segment being written is never deleted, whatever the seq. */
+    assert_int_equal(wal_delete_before(w, UINT64_MAX), 0);
+    list_segments(dir, 0, &names);
+    assert_int_equal(names.count, 1);
+    assert_int_equal(wal_close(w), 0);
+
+    struct collected c = {0};
+    for (unsigned stream = 0; stream < 2; stream++) {
+        collected_reset(&c, MAX_LEN);
+        assert_int_equal(wal_replay(dir, stream, 0, NULL, false, false, collect, &c, &report), 0);
+        assert_int_equal(c.count, 30);
+        assert_false(c.wrong_record);
+        for (size_t i = 0; i < c.count; i++)
+            assert_int_equal(c.seqs[i], 201 + (stream == 0 ? 1 : 0) + 2 * i);
+    }
+
+    /* Reopen with fewer streams: stream 1's directory is kept until a deletion covers it. */
+    o.streams = 1;
+    o.next_seq_hint = 261;
+    assert_int_equal(wal_open(&o, &w), 0);
+    append_record(w, 0, 261, MAX_LEN, &lsn);
+    assert_int_equal(wal_wait(w, 0, lsn, SHOAL_SYNC_ALWAYS), 0);
+    unsigned streams = 0;
+    assert_int_equal(wal_list_streams(dir, NULL, &streams), 0);
+    assert_int_equal(streams, 2);
+    assert_int_equal(wal_delete_before(w, 250), 0);
+    assert_int_equal(wal_list_streams(dir, NULL, &streams), 0);
+    assert_int_equal(streams, 2);
+    assert_int_equal(wal_delete_before(w, 260), 0);
+    assert_int_equal(wal_list_streams(dir, NULL, &streams), 0);
+    assert_int_equal(streams, 1);
+    assert_int_equal(wal_close(w), 0);
+    free(c.seqs);
+    testing_remove_tree(dir);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Group commit.
+ * ---------------------------------------------------------------------------------- */
+
+enum { GROUP_THREADS = 8, GROUP_APPENDS = 40 };
+
+struct group_test {
+    struct wal *wal;
+    _Atomic int in_flight;     /* threads that appended and have not been acknowledged */
+    _Atomic int active;        /* threads still appending */
+    _Atomic uint64_t next_seq;
+    uint64_t acked[GROUP_THREADS][GROUP_APPENDS];
+    int failures;
+};
+
+/* Holds each sync until every active writer has a record waiting, so every sync after the
+ * first finds a group. Bounded: after ~5 s it lets the sync through anyway (the assertions
+ * on counts may then fail, but nothing hangs). */
+static void group_before_sync(void *ctx, uint64_t nth)
+{
+    (void)nth;
+    struct group_test *t = ctx;
+    for (int i = 0; i < 50000; i++) {
+        if (atomic_load(&t->in_flight) >= atomic_load(&t->active))
+            return;
+        usleep(100);
+    }
+}
+
+struct group_thread {
+    struct group_test *test;
+    int index;
+};
+
+static void *group_writer(void *arg)
+{
+    struct group_thread *g = arg;
+    struct group_test *t = g->test;
+    uint8_t payload[4096];
+    for (int i = 0; i < GROUP_APPENDS; i++) {
+        uint64_t seq = atomic_fetch_add(&t->next_seq, 1);
+        size_t len = test_payload(seq, payload, 200);
+        uint64_t lsn;
+        if (wal_append(t->wal, 0, test_type(seq), seq, payload, len, &lsn) != 0) {
+            t->failures++;
+            break;
+        }
+        atomic_fetch_add(&t->in_flight, 1);
+        int rc = wal_wait(t->wal, 0, lsn, SHOAL_SYNC_ALWAYS);
+        atomic_fetch_sub(&t->in_flight, 1);
+        if (rc != 0) {
+            t->failures++;
+            break;
+        }
+        t->acked[g->index][i] = seq;
+    }
+    atomic_fetch_sub(&t->active, 1);
+    return NULL;
+}
+
+static void group_commit(int scheme)
+{
+    char dir[4096];
+    assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
+    static struct group_test t;
+    memset(&t, 0, sizeof t);
+    atomic_init(&t.in_flight, 0);
+    atomic_init(&t.active, GROUP_THREADS);
+    atomic_init(&t.next_seq, 1);
+    struct io_faults faults;
+    io_faults_init(&faults, NULL);
+    faults.before_sync = group_before_sync;
+    faults.hook_ctx = &t;
+
+    struct wal_options o = test_options(dir, 1, SHOAL_SYNC_ALWAYS);
+    o.segment_bytes = 1 << 20;
+    o.io = &faults.io;
+    o.group_commit = scheme;
+    assert_int_equal(wal_open(&o, &t.wal), 0);
+
+    pthread_t threads[GROUP_THREADS];
+    struct group_thread args[GROUP_THREADS];
+    for (int i = 0; i < GROUP_THREADS; i++) {
+        args[i] = (struct group_thread){.test = &t, .index = i};
+        assert_int_equal(pthread_create(&threads[i], NULL, group_writer, &args[i]), 0);
+    }
+    for (int i = 0; i < GROUP_THREADS; i++)
+        pthread_join(threads[i], NULL);
+    assert_int_equal(t.failures, 0);
+
+    struct wal_stats stats;
+    wal_stats(t.wal, &stats);
+    assert_int_equal(stats.appends, GROUP_THREADS * GROUP_APPENDS);
+    assert_int_equal(stats.waiters_woken, GROUP_THREADS * GROUP_APPENDS);
+    /* Group commit happened: fewer syncs that made records durable than waiters woken. */
+    assert_true(stats.group_commits > 0);
+    assert_true(stats.waiters_woken > stats.group_commits);
+    print_message("group commit (%s): %" PRIu64 " waiters over %" PRIu64 " syncs\n",
+                  scheme == WAL_GROUP_LEADER ? "leader" : "flusher thread", stats.waiters_woken,
+                  stats.group_commits);
+    assert_int_equal(wal_close(t.wal), 0);
+
+    /* Every acknowledged record is in the replay, intact. */
+    struct collected c = {0};
+    collected_reset(&c, 200);
+    struct wal_replay_report report;
+    assert_int_equal(wal_replay(dir, 0, 0, NULL, false, true, collect, &c, &report), 0);
+    assert_false(c.wrong_record);
+    assert_int_equal(c.count, GROUP_THREADS * GROUP_APPENDS);
+    qsort(c.seqs, c.count, sizeof c.seqs[0], compare_u64);
+    for (int i = 0; i < GROUP_THREADS; i++)
+        for (int j = 0; j < GROUP_APPENDS; j++)
+            assert_non_null(bsearch(&t.acked[i][j], c.seqs, c.count, sizeof c.seqs[0],
+                                    compare_u64));
+    free(c.seqs);
+    testing_remove_tree(dir);
+}
+
+static void test_group_commit_leader(void **state)
+{
+    (void)state;
+    group_commit(WAL_GROUP_LEADER);
+}
+
+static void test_group_commit_flusher_thread(void **state)
+{
+    (void)state;
+    group_commit(WAL_GROUP_FLUSHER);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Failures.
+ * ---------------------------------------------------------------------------------- */
+
+/* Appends and acknowledges records 1..count under ALWAYS. */
+static void append_acked(struct wal *w, uint64_t first, uint64_t count, uint64_t *last_lsn)
+{
+    for (uint64_t seq = first; seq < first + count; seq++) {
+        append_record(w, 0, seq, 100, last_lsn);
+        assert_int_equal(wal_wait(w, 0, *last_lsn, SHOAL_SYNC_ALWAYS), 0);
+    }
+}
+
+static void replay_contains_acked(const char *dir, uint64_t acked_through)
+{
+    struct collected c = {0};
+    collected_reset(&c, 100);
+    struct wal_replay_report report;
+    assert_int_equal(wal_replay(dir, 0, 0, NULL, false, false, collect, &c, &report), 0);
+    assert_false(c.wrong_record);
+    assert_true(c.count >= acked_through);
+    for (uint64_t i = 0; i < acked_through; i++)
+        assert_int_equal(c.seqs[i], i + 1);
+    free(c.seqs);
+}
+
+static void test_sticky_fsync_failure(void **state)
+{
+    (void)state;
+    for (int scheme = WAL_GROUP_LEADER; scheme <= WAL_GROUP_FLUSHER; scheme++) {
+        char dir[4096];
+        assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
+        struct io_faults faults;
+        io_faults_init(&faults, NULL);
+        struct wal_options o = test_options(dir, 1, SHOAL_SYNC_ALWAYS);
+        o.io = &faults.io;
+        o.group_commit = scheme;
+        o.sync_period_ms = 100000; /* no background tick during the test */
+        struct wal *w = NULL;
+        assert_int_equal(wal_open(&o, &w), 0);
+        uint64_t lsn = 0, old_lsn;
+        append_acked(w, 1, 10, &lsn);
+        old_lsn = lsn;
+
+        io_faults_fail(&faults, IO_OP_SYNC, io_faults_count(&faults, IO_OP_SYNC) + 1, EIO, false);
+        append_record(w, 0, 11, 100, &lsn);
+        assert_int_equal(wal_wait(w, 0, lsn, SHOAL_SYNC_ALWAYS), SHOAL_EFSYNC);
+        assert_int_equal(wal_error(w), SHOAL_EFSYNC);
+
+        /* The fault is gone, but the log never retries and then acknowledges. */
+        io_faults_clear(&faults);
+        uint64_t syncs = io_faults_count(&faults, IO_OP_SYNC);
+        assert_int_equal(wal_wait(w, 0, lsn, SHOAL_SYNC_ALWAYS), SHOAL_EFSYNC);
+        assert_int_equal(wal_wait(w, 0, old_lsn, SHOAL_SYNC_ALWAYS), SHOAL_EFSYNC);
+        assert_int_equal(wal_wait(w, 0, lsn, SHOAL_SYNC_NONE), SHOAL_EFSYNC);
+        assert_int_equal(wal_append(w, 0, 1, 12, "x", 1, &lsn), SHOAL_EFSYNC);
+        assert_int_equal(wal_sync_all(w), SHOAL_EFSYNC);
+        assert_int_equal(wal_rotate(w, 100), SHOAL_EFSYNC);
+        assert_int_equal(io_faults_count(&faults, IO_OP_SYNC), syncs);
+        assert_int_equal(wal_close(w), SHOAL_EFSYNC);
+        assert_int_equal(io_faults_count(&faults, IO_OP_SYNC), syncs);
+        replay_contains_acked(dir, 10);
+        testing_remove_tree(dir);
+    }
+}
+
+static void test_write_failures(void **state)
+{
+    (void)state;
+    const int errors[] = {ENOSPC, EIO};
+    const int expected[] = {SHOAL_ENOSPC, SHOAL_EIO};
+    for (int e = 0; e < 2; e++) {
+        char dir[4096];
+        assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
+        struct io_faults faults;
+        io_faults_init(&faults, NULL);
+        struct wal_options o = test_options(dir, 1, SHOAL_SYNC_ALWAYS);
+        o.io = &faults.io;
+        o.sync_period_ms = 100000;
+        struct wal *w = NULL;
+        assert_int_equal(wal_open(&o, &w), 0);
+        uint64_t lsn = 0;
+        append_acked(w, 1, 5, &lsn);
+        io_faults_fail(&faults, IO_OP_WRITE, io_faults_count(&faults, IO_OP_WRITE) + 1,
+                       errors[e], true);
+        append_record(w, 0, 6, 100, &lsn);
+        assert_int_equal(wal_wait(w, 0, lsn, SHOAL_SYNC_PERIODIC), expected[e]);
+        assert_int_equal(wal_error(w), expected[e]);
+        assert_int_equal(wal_append(w, 0, 1, 7, "x", 1, &lsn), expected[e]);
+        assert_int_equal(wal_close(w), expected[e]);
+        replay_contains_acked(dir, 5);
+        testing_remove_tree(dir);
+    }
+}
+
+static void test_short_write(void **state)
+{
+    (void)state;
+    char dir[4096];
+    assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
+    struct io_faults faults;
+    io_faults_init(&faults, NULL);
+    struct wal_options o = test_options(dir, 1, SHOAL_SYNC_ALWAYS);
+    o.io = &faults.io;
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(&o, &w), 0);
+    uint64_t lsn = 0;
+    append_acked(w, 1, 3, &lsn);
+    /* The next write stops after 7 bytes; the log finishes it and nothing is lost. */
+    io_faults_short_write(&faults, io_faults_count(&faults, IO_OP_WRITE) + 1, 7);
+    append_acked(w, 4, 20, &lsn);
+    assert_int_equal(atomic_load(&faults.injected), 1);
+    assert_int_equal(wal_close(w), 0);
+    struct collected c = {0};
+    collected_reset(&c, 100);
+    assert_int_equal(wal_replay(dir, 0, 0, NULL, false, true, collect, &c, NULL), 0);
+    assert_int_equal(c.count, 23);
+    assert_false(c.wrong_record);
+    free(c.seqs);
+    testing_remove_tree(dir);
+}
+
+static void torn_last_write(bool preallocate)
+{
+    char dir[4096];
+    assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
+    struct io_faults faults;
+    io_faults_init(&faults, NULL);
+    struct wal_options o = test_options(dir, 1, SHOAL_SYNC_ALWAYS);
+    o.io = &faults.io;
+    o.segment_bytes = 1 << 20;
+    o.no_preallocate = !preallocate;
+    o.sync_period_ms = 100000;
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(&o, &w), 0);
+    uint64_t lsn = 0;
+    append_acked(w, 1, 10, &lsn);
+
+    /* The 11th record's write reaches the disk only in part: its header and 10 bytes. */
+    io_faults_tear_write(&faults, io_faults_count(&faults, IO_OP_WRITE) + 1,
+                         WAL_RECORD_HEADER_SIZE + 10);
+    uint8_t payload[100];
+    memset(payload, 0x77, sizeof payload);
+    assert_int_equal(wal_append(w, 0, 1, 11, payload, sizeof payload, &lsn), 0);
+    assert_int_equal(wal_wait(w, 0, lsn, SHOAL_SYNC_ALWAYS), SHOAL_EIO);
+    assert_int_equal(wal_close(w), SHOAL_EIO);
+
+    struct segment_names names;
+    list_segments(dir, 0, &names);
+    assert_int_equal(names.count, 1);
+    char path[4096];
+    assert_int_equal(wal_segment_path(path, sizeof path, dir, 0, names.bases[0]), 0);
+    long long size_before = testing_file_size(path);
+
+    /* A read-only replay reports the torn tail and leaves the file alone. */
+    struct collected c = {0};
+    collected_reset(&c, 100);
+    struct wal_replay_report report;
+    assert_int_equal(wal_replay(dir, 0, 0, NULL, false, true, collect, &c, &report), 0);
+    assert_int_equal(c.count, 10);
+    assert_true(report.torn_tail);
+    assert_false(report.salvaged);
+    assert_int_equal(report.bytes_dropped, WAL_RECORD_HEADER_SIZE + 10);
+    assert_string_equal(report.file, path);
+    uint64_t cut = report.offset;
+    assert_int_equal(testing_file_size(path), size_before);
+
+    /* A writable replay cuts it; the next replay is clean. */
+    collected_reset(&c, 100);
+    assert_int_equal(wal_replay(dir, 0, 0, NULL, false, false, collect, &c, &report), 0);
+    assert_true(report.torn_tail);
+    assert_int_equal(report.offset, cut);
+    assert_int_equal(testing_file_size(path), (long long)cut);
+    collected_reset(&c, 100);
+    assert_int_equal(wal_replay(dir, 0, 0, NULL, false, false, collect, &c, &report), 0);
+    assert_false(report.torn_tail);
+    assert_int_equal(c.count, 10);
+
+    /* The log continues after the cut. */
+    io_faults_init(&faults, NULL);
+    o.next_seq_hint = report.last_seq + 1;
+    assert_int_equal(wal_open(&o, &w), 0);
+    append_acked(w, 11, 5, &lsn);
+    assert_int_equal(wal_close(w), 0);
+    replay_contains_acked(dir, 15);
+    free(c.seqs);
+    testing_remove_tree(dir);
+}
+
+static void test_torn_last_write_preallocated(void **state)
+{
+    (void)state;
+    torn_last_write(true);
+}
+
+static void test_torn_last_write_growing(void **state)
+{
+    (void)state;
+    torn_last_write(false);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Damage at every offset.
+ * ---------------------------------------------------------------------------------- */
+
+struct damage_fixture {
+    char dir[4096];
+    char paths[2][4096];  /* the two segments of stream 0 */
+    uint8_t *images[2];   /* their original bytes */
+    size_t sizes[2];
+    /* Record starts: offsets[k][i] is where record i of segment k begins. */
+    uint64_t offsets[2][64];
+    size_t records[2];
+    size_t total;
+};
+
+/* Two segments of about ten records each, written by the log itself. */
+static void damage_setup(struct damage_fixture *f)
+{
+    assert_int_equal(testing_make_dir(f->dir, sizeof f->dir, "wal"), 0);
+    struct wal_options o = test_options(f->dir, 1, SHOAL_SYNC_ALWAYS);
+    o.segment_bytes = 800;
+    o.no_preallocate = true;
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(&o, &w), 0);
+    uint64_t lsn;
+    for (uint64_t seq = 1; seq <= 20; seq++) {
+        append_record(w, 0, seq, 60, &lsn);
+        assert_int_equal(wal_wait(w, 0, lsn, SHOAL_SYNC_ALWAYS), 0);
+    }
+    assert_int_equal(wal_close(w), 0);
+    struct segment_names names;
+    list_segments(f->dir, 0, &names);
+    assert_int_equal(names.count, 2);
+    f->total = 0;
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(wal_segment_path(f->paths[k], sizeof f->paths[k], f->dir, 0,
+                                          names.bases[k]),
+                         0);
+        f->images[k] = testing_read_file(f->paths[k], &f->sizes[k]);
+        assert_non_null(f->images[k]);
+        f->records[k] = 0;
+        uint64_t off = WAL_SEGMENT_HEADER_SIZE;
+        while (off < f->sizes[k]) {
+            f->offsets[k][f->records[k]++] = off;
+            off += WAL_RECORD_HEADER_SIZE + encoding_get_u32(f->images[k] + off + 4);
+        }
+        assert_int_equal(off, f->sizes[k]);
+        f->total += f->records[k];
+    }
+    assert_int_equal(f->total, 20);
+    assert_true(f->records[0] >= 5 && f->records[1] >= 5);
+}
+
+static void damage_teardown(struct damage_fixture *f)
+{
+    free(f->images[0]);
+    free(f->images[1]);
+    testing_remove_tree(f->dir);
+}
+
+/* The index (over the whole stream) of the record containing byte off of segment k, or of
+ * the segment's first record when off is in its header. */
+static size_t damage_record_index(const struct damage_fixture *f, int k, uint64_t off)
+{
+    size_t index = k == 1 ? f->records[0] : 0;
+    for (size_t i = 0; i < f->records[k]; i++)
+        if (f->offsets[k][i] <= off)
+            index = (k == 1 ? f->records[0] : 0) + i;
+    return index;
+}
+
+static uint64_t damage_record_start(const struct damage_fixture *f, int k, uint64_t off)
+{
+    if (off < WAL_SEGMENT_HEADER_SIZE)
+        return 0;
+    uint64_t start = 0;
+    for (size_t i = 0; i < f->records[k]; i++)
+        if (f->offsets[k][i] <= off)
+            start = f->offsets[k][i];
+    return start;
+}
+
+/* The replayed seqs must be exactly 1..count: a prefix, in order, intact. */
+static void assert_prefix(const struct collected *c, size_t count)
+{
+    assert_false(c->wrong_record);
+    assert_int_equal(c->count, count);
+    for (size_t i = 0; i < c->count; i++)
+        assert_int_equal(c->seqs[i], i + 1);
+}
+
+static void test_bit_flips_everywhere(void **state)
+{
+    (void)state;
+    struct damage_fixture f;
+    damage_setup(&f);
+    struct collected c = {0};
+    for (int k = 0; k < 2; k++) {
+        bool last = k == 1;
+        for (uint64_t off = 0; off < f.sizes[k]; off++) {
+            uint8_t *image = f.images[k];
+            image[off] ^= (uint8_t)(1u << (off % 8));
+            assert_int_equal(testing_write_file(f.paths[k], image, f.sizes[k]), 0);
+            image[off] ^= (uint8_t)(1u << (off % 8));
+
+            size_t index = damage_record_index(&f, k, off);
+            uint64_t start = damage_record_start(&f, k, off);
+            bool in_last_record = last && off >= f.offsets[1][f.records[1] - 1];
+            struct wal_replay_report report;
+            collected_reset(&c, 60);
+            int rc = wal_replay(f.dir, 0, 0, NULL, false, true, collect, &c, &report);
+            if (in_last_record) {
+                /* Damage in the last record looks like a torn write: cut, not an error. */
+                assert_int_equal(rc, 0);
+                assert_true(report.torn_tail);
+                assert_int_equal(report.offset, start);
+                assert_string_equal(report.file, f.paths[k]);
+                assert_prefix(&c, f.total - 1);
+            } else {
+                assert_int_equal(rc, SHOAL_ECORRUPT);
+                assert_string_equal(report.file, f.paths[k]);
+                assert_int_equal(report.offset, start);
+                assert_prefix(&c, index);
+            }
+
+            /* Salvage keeps the same prefix and says what it dropped. */
+            collected_reset(&c, 60);
+            rc = wal_replay(f.dir, 0, 0, NULL, true, true, collect, &c, &report);
+            assert_int_equal(rc, 0);
+            assert_prefix(&c, in_last_record ? f.total - 1 : index);
+            assert_true(report.salvaged || report.torn_tail);
+            assert_true(report.bytes_dropped > 0);
+        }
+        assert_int_equal(testing_write_file(f.paths[k], f.images[k], f.sizes[k]), 0);
+    }
+    free(c.seqs);
+    damage_teardown(&f);
+}
+
+static void test_truncations_everywhere(void **state)
+{
+    (void)state;
+    struct damage_fixture f;
+    damage_setup(&f);
+    struct collected c = {0};
+    for (int k = 0; k < 2; k++) {
+        bool last = k == 1;
+        for (uint64_t len = 0; len < f.sizes[k]; len++) {
+            assert_int_equal(testing_write_file(f.paths[k], f.images[k], len), 0);
+            /* Records wholly before the cut. */
+            size_t whole = k == 1 ? f.records[0] : 0;
+            uint64_t boundary = len < WAL_SEGMENT_HEADER_SIZE ? 0 : WAL_SEGMENT_HEADER_SIZE;
+            for (size_t i = 0; i < f.records[k]; i++) {
+                uint64_t end = i + 1 < f.records[k] ? f.offsets[k][i + 1] : f.sizes[k];
+                if (end <= len) {
+                    whole++;
+                    boundary = end;
+                }
+            }
+            struct wal_replay_report report;
+            collected_reset(&c, 60);
+            int rc = wal_replay(f.dir, 0, 0, NULL, false, true, collect, &c, &report);
+            if (last) {
+                /* A cut last segment is a torn tail (or a clean end at a boundary). */
+                assert_int_equal(rc, 0);
+                assert_prefix(&c, whole);
+                assert_int_equal(report.torn_tail, len != boundary);
+                if (report.torn_tail)
+                    assert_int_equal(report.offset, boundary);
+            } else {
+                /* A cut earlier segment is damage, even at a record boundary: the next
+                 * segment's header says how long its predecessor was. */
+                assert_int_equal(rc, SHOAL_ECORRUPT);
+                assert_string_equal(report.file, f.paths[k]);
+                assert_int_equal(report.offset, boundary);
+                assert_prefix(&c, whole);
+            }
+        }
+        assert_int_equal(testing_write_file(f.paths[k], f.images[k], f.sizes[k]), 0);
+    }
+
+    /* A missing middle segment is damage too; salvage keeps what precedes it. */
+    struct collected all = {0};
+    collected_reset(&all, 60);
+    assert_int_equal(wal_replay(f.dir, 0, 0, NULL, false, true, collect, &all, NULL), 0);
+    assert_prefix(&all, f.total);
+    free(all.seqs);
+    free(c.seqs);
+    damage_teardown(&f);
+}
+
+static void test_salvage_rewrites(void **state)
+{
+    (void)state;
+    struct damage_fixture f;
+    damage_setup(&f);
+    /* Damage the third record of the first segment, then salvage for real. */
+    uint64_t off = f.offsets[0][2] + WAL_RECORD_HEADER_SIZE - 1;
+    f.images[0][off] ^= 0x40;
+    assert_int_equal(testing_write_file(f.paths[0], f.images[0], f.sizes[0]), 0);
+
+    struct collected c = {0};
+    collected_reset(&c, 60);
+    struct wal_replay_report report;
+    assert_int_equal(wal_replay(f.dir, 0, 0, NULL, false, false, collect, &c, &report),
+                     SHOAL_ECORRUPT);
+    assert_int_equal(report.offset, f.offsets[0][2]);
+    assert_true(testing_file_size(f.paths[1]) > 0); /* nothing changed without salvage */
+
+    collected_reset(&c, 60);
+    assert_int_equal(wal_replay(f.dir, 0, 0, NULL, true, false, collect, &c, &report), 0);
+    assert_true(report.salvaged);
+    assert_prefix(&c, 2);
+    assert_int_equal(report.bytes_dropped, (f.sizes[0] - f.offsets[0][2]) + f.sizes[1]);
+    assert_int_equal(testing_file_size(f.paths[0]), (long long)f.offsets[0][2]);
+    assert_int_equal(testing_file_size(f.paths[1]), -1);
+
+    /* The salvaged log is clean and can be appended to. */
+    collected_reset(&c, 60);
+    assert_int_equal(wal_replay(f.dir, 0, 0, NULL, false, false, collect, &c, &report), 0);
+    assert_prefix(&c, 2);
+    struct wal_options o = test_options(f.dir, 1, SHOAL_SYNC_ALWAYS);
+    o.next_seq_hint = 3;
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(&o, &w), 0);
+    for (uint64_t seq = 3; seq <= 6; seq++) {
+        uint64_t lsn;
+        append_record(w, 0, seq, 60, &lsn);
+        assert_int_equal(wal_wait(w, 0, lsn, SHOAL_SYNC_ALWAYS), 0);
+    }
+    assert_int_equal(wal_close(w), 0);
+    collected_reset(&c, 60);
+    assert_int_equal(wal_replay(f.dir, 0, 0, NULL, false, false, collect, &c, &report), 0);
+    assert_prefix(&c, 6);
+    free(c.seqs);
+    damage_teardown(&f);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Async waits and policies.
+ * ---------------------------------------------------------------------------------- */
+
+struct async_result {
+    _Atomic int calls;
+    _Atomic int errors;
+    _Atomic int last_error;
+};
+
+static void async_done(void *ctx, int err)
+{
+    struct async_result *r = ctx;
+    if (err != 0) {
+        atomic_fetch_add(&r->errors, 1);
+        atomic_store(&r->last_error, err);
+    }
+    atomic_fetch_add(&r->calls, 1);
+}
+
+static void wait_for_calls(struct async_result *r, int calls)
+{
+    for (int i = 0; i < 100000 && atomic_load(&r->calls) < calls; i++)
+        usleep(100);
+}
+
+static void test_async_waits(void **state)
+{
+    (void)state;
+    char dir[4096];
+    assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
+    struct io_faults faults;
+    io_faults_init(&faults, NULL);
+    struct wal_options o = test_options(dir, 2, SHOAL_SYNC_PERIODIC);
+    o.io = &faults.io;
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(&o, &w), 0);
+
+    static struct async_result result;
+    atomic_init(&result.calls, 0);
+    atomic_init(&result.errors, 0);
+    atomic_init(&result.last_error, 0);
+    const int policies[] = {SHOAL_SYNC_ALWAYS, SHOAL_SYNC_BATCH, SHOAL_SYNC_PERIODIC,
+                            SHOAL_SYNC_NONE};
+    int expected = 0;
+    for (uint64_t seq = 1; seq <= 40; seq++) {
+        uint64_t lsn;
+        unsigned stream = (unsigned)(seq % 2);
+        append_record(w, stream, seq, 100, &lsn);
+        assert_int_equal(wal_wait_async(w, stream, lsn, policies[seq % 4], async_done, &result),
+                         0);
+        expected++;
+    }
+    wait_for_calls(&result, expected);
+    assert_int_equal(atomic_load(&result.calls), expected);
+    assert_int_equal(atomic_load(&result.errors), 0);
+    assert_int_equal(wal_wait_async(w, 0, 1000, SHOAL_SYNC_ALWAYS, async_done, &result),
+                     SHOAL_EINVAL);
+
+    /* A failed sync reaches the async waiter as its error; later async waits are refused. */
+    io_faults_fail(&faults, IO_OP_SYNC, 1, EIO, true);
+    io_faults_reset_counts(&faults);
+    uint64_t lsn;
+    append_record(w, 0, 41, 100, &lsn);
+    assert_int_equal(wal_wait_async(w, 0, lsn, SHOAL_SYNC_ALWAYS, async_done, &result), 0);
+    expected++;
+    wait_for_calls(&result, expected);
+    assert_int_equal(atomic_load(&result.calls), expected);
+    assert_int_equal(atomic_load(&result.errors), 1);
+    assert_int_equal(atomic_load(&result.last_error), SHOAL_EFSYNC);
+    assert_int_equal(wal_wait_async(w, 0, lsn, SHOAL_SYNC_ALWAYS, async_done, &result),
+                     SHOAL_EFSYNC);
+    assert_int_equal(wal_close(w), SHOAL_EFSYNC);
+    assert_int_equal(atomic_load(&result.calls), expected);
+    testing_remove_tree(dir);
+}
+
+static void test_periodic_and_batch(void **state)
+{
+    (void)state;
+    char dir[4096];
+    assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
+    struct wal_options o = test_options(dir, 1, SHOAL_SYNC_PERIODIC);
+    o.sync_period_ms = 5;
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(&o, &w), 0);
+    uint64_t lsn;
+    append_record(w, 0, 1, 100, &lsn);
+    /* No waiter: the background thread syncs it within a period or so (bounded poll). */
+    struct wal_stats stats = {0};
+    for (int i = 0; i < 20000 && stats.group_commits == 0; i++) {
+        usleep(100);
+        wal_stats(w, &stats);
+    }
+    assert_int_equal(stats.group_commits, 1);
+    /* BATCH waits are acknowledged after a sync too. */
+    for (uint64_t seq = 2; seq <= 10; seq++) {
+        append_record(w, 0, seq, 100, &lsn);
+        assert_int_equal(wal_wait(w, 0, lsn, SHOAL_SYNC_BATCH), 0);
+    }
+    wal_stats(w, &stats);
+    assert_int_equal(stats.waiters_woken, 9);
+    assert_int_equal(wal_close(w), 0);
+    replay_contains_acked(dir, 10);
+    testing_remove_tree(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip_preallocated),
+        cmocka_unit_test(test_round_trip_growing),
+        cmocka_unit_test(test_round_trip_flusher_thread),
+        cmocka_unit_test(test_invalid_arguments),
+        cmocka_unit_test(test_reopen_rotate_delete),
+        cmocka_unit_test(test_group_commit_leader),
+        cmocka_unit_test(test_group_commit_flusher_thread),
+        cmocka_unit_test(test_sticky_fsync_failure),
+        cmocka_unit_test(test_write_failures),
+        cmocka_unit_test(test_short_write),
+        cmocka_unit_test(test_torn_last_write_preallocated),
+        cmocka_unit_test(test_torn_last_write_growing),
+        cmocka_unit_test(test_bit_flips_everywhere),
+        cmocka_unit_test(test_truncations_everywhere),
+        cmocka_unit_test(test_salvage_rewrites),
+        cmocka_unit_test(test_async_waits),
+        cmocka_unit_test(test_periodic_and_batch),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

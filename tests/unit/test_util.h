@@ -12,7 +12,10 @@
  *     time; time only ever shortens a loop, it never decides whether an assertion holds;
  *   - assert_code(), which prints the names of the codes (EQUOTA, not -7) when a call
  *     returns something other than what the test expected;
- *   - short ways to open a database and a namespace and to check a key's value.
+ *   - short ways to open a database and a namespace and to check a key's value;
+ *   - test_in_child(), which runs a check in a child process, for the calls whose failure
+ *     is undefined behaviour that the sanitizer build turns into an abort: the abort then
+ *     fails one test instead of ending the program.
  *
  * Everything is static inline so that each test program carries its own copy and unused
  * helpers cost nothing. Include it after <cmocka.h>: the helpers assert through cmocka.
@@ -20,12 +23,15 @@
 #ifndef SHOAL_TESTS_TEST_UTIL_H
 #define SHOAL_TESTS_TEST_UTIL_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "shoal.h"
 
@@ -142,6 +148,31 @@ static inline void test_sleep_ms(unsigned ms)
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0)
         ;
+}
+
+/* ---- checks in a child process ------------------------------------------------------- */
+
+/* Runs fn(ctx) in a forked child and returns what became of it: 0 when fn returned 0, a
+ * positive exit status when it returned something else or a sanitizer stopped it, 128 +
+ * the signal when it died of one, -1 when the child could not be run. fn must not use the
+ * cmocka assertions (they would jump back into the child's copy of the test runner); it
+ * returns non-zero instead. The child leaves with _exit, so nothing is flushed twice. */
+static inline int test_in_child(int (*fn)(void *ctx), void *ctx)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0)
+        _exit(fn(ctx) == 0 ? 0 : 1);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR)
+            return -1;
+    }
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
 /* ---- databases, namespaces, values ------------------------------------------------------ */

@@ -507,6 +507,20 @@ void resp_buffer_truncate(resp_buffer *b, uint64_t mark)
     b->appended = mark;
 }
 
+int resp_buffer_byte_at(const resp_buffer *b, uint64_t position)
+{
+    if (position < b->sent || position >= b->appended)
+        return -1;
+    uint64_t skip = position - b->sent;
+    for (const resp_block *block = b->head; block != NULL; block = block->next) {
+        size_t available = block->used - block->start;
+        if (skip < available)
+            return (unsigned char)block->data[block->start + skip];
+        skip -= available;
+    }
+    return -1;
+}
+
 int resp_buffer_iov(const resp_buffer *b, struct iovec *iov, int max)
 {
     int filled = 0;

@@ -104,6 +104,8 @@ static inline uint64_t resp_buffer_mark(const resp_buffer *b)
     return b->appended;
 }
 void resp_buffer_truncate(resp_buffer *b, uint64_t mark);
+/* The pending byte at absolute position (mark units), or -1 if it is not pending. */
+int resp_buffer_byte_at(const resp_buffer *b, uint64_t position);
 /* Fills up to max iovecs with pending bytes; returns how many were filled. */
 int resp_buffer_iov(const resp_buffer *b, struct iovec *iov, int max);
 /* Drops n sent bytes from the front. */

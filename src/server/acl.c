@@ -1,0 +1,423 @@
+/*
+ * acl.c -- users, as Redis ACL users, each acting as one engine tenant.
+ *
+ * Purpose
+ * -------
+ * A user is a name, passwords, on/off, an admin right, and the tenant it acts as. The
+ * tenant owns the user's logical databases (namespaces "<tenant>/<n>") and carries the
+ * quotas; several users may share a tenant. The "default" user acts as the "default"
+ * tenant (engine tenant 0), is an admin, and has requirepass as its password (none when
+ * requirepass is empty, so connections start authenticated, as in Redis).
+ *
+ * Rule syntax (config "user <name> <rule>..." and ACL SETUSER <name> <rule>...)
+ * -----------------------------------------------------------------------------
+ *   on | off               enabled or not (new users start off, as in Redis)
+ *   ><password>            add a password          <<password>   remove one
+ *   nopass | resetpass     any password works | forget every password (and nopass)
+ *   tenant=<name>          the tenant it acts as (created on first use; no '/')
+ *   max-keys=<n>           tenant quota: live keys           (or "unlimited")
+ *   max-bytes=<size>       tenant quota: key + value bytes   (accepts 10mb etc.)
+ *   max-ops=<n>            tenant quota: operations per second
+ *   admin | +@all          may run administrative commands (CONFIG SET, ACL SETUSER,
+ *                          SHUTDOWN, CLIENT KILL/LIST of others, INFO of all tenants)
+ *   -@admin | -@all        may not
+ *   reset                  off, no passwords, not admin, tenant = the user's own name
+ *   ~* %RW~* &* allkeys allchannels allcommands +@<other> -@<other>   accepted, ignored
+ *
+ * Invariants
+ * ----------
+ * 1. A user's tenant is fixed in the connection at AUTH: a later ACL SETUSER never moves
+ *    a live connection into another tenant's keys.
+ * 2. Passwords are compared in time independent of where they differ.
+ * 3. A rule list is applied whole or not at all: on a bad rule the user is unchanged.
+ *
+ * Testing
+ * -------
+ * tests/integration/test_tenants.py declares users in a config file, authenticates as
+ * each, and checks isolation and quota errors; ACL SETUSER/WHOAMI/LIST are exercised
+ * there too.
+ */
+#include "acl.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "text.h"
+
+#define ACL_MAX_USERS 1024
+#define ACL_MAX_PASSWORDS 8
+#define ACL_PASSWORD_MAX 256
+
+typedef struct acl_user {
+    char name[ACL_NAME_MAX];
+    char tenant_name[SHOAL_MAX_NAME + 1];
+    uint32_t tenant;
+    bool enabled, nopass, admin;
+    char passwords[ACL_MAX_PASSWORDS][ACL_PASSWORD_MAX];
+    size_t password_count;
+    shoal_quota quota;
+} acl_user;
+
+static struct {
+    pthread_rwlock_t lock;
+    shoal_db *db;
+    acl_user *users;
+    size_t count;
+} acl_state = {.lock = PTHREAD_RWLOCK_INITIALIZER};
+
+static acl_user *acl_find_locked(const char *name, size_t length)
+{
+    for (size_t i = 0; i < acl_state.count; i++)
+        if (strlen(acl_state.users[i].name) == length &&
+            memcmp(acl_state.users[i].name, name, length) == 0)
+            return &acl_state.users[i];
+    return NULL;
+}
+
+/* Finds or creates the engine tenant and sets its quota. */
+static int acl_bind_tenant(acl_user *u, char *error, size_t error_size)
+{
+    int result = shoal_tenant_find(acl_state.db, u->tenant_name, &u->tenant);
+    if (result == SHOAL_ENOTFOUND)
+        result = shoal_tenant_create(acl_state.db, u->tenant_name, &u->quota, &u->tenant);
+    else if (result == 0 && u->tenant != 0)
+        result = shoal_tenant_set_quota(acl_state.db, u->tenant, &u->quota);
+    if (result != 0)
+        snprintf(error, error_size, "ERR cannot use tenant '%s': %s", u->tenant_name,
+                 shoal_strerror(result));
+    return result == 0 ? 0 : -1;
+}
+
+static bool acl_parse_quota(const char *text, bool memory, uint64_t *out)
+{
+    if (!strcasecmp(text, "unlimited")) {
+        *out = SHOAL_UNLIMITED;
+        return true;
+    }
+    unsigned long long value;
+    long long plain;
+    if (memory) {
+        if (!text_to_memory(text, &value))
+            return false;
+    } else {
+        if (!text_to_long_long(text, strlen(text), &plain) || plain < 0)
+            return false;
+        value = (unsigned long long)plain;
+    }
+    *out = value;
+    return true;
+}
+
+/* Applies rules to a copy of the user; the caller installs the copy on success. */
+static int acl_apply_rules(acl_user *u, const char *const *rules, const size_t *lengths,
+                           size_t count, bool *tenant_changed, char *error, size_t error_size)
+{
+    for (size_t i = 0; i < count; i++) {
+        char rule[ACL_PASSWORD_MAX + 64];
+        if (lengths[i] >= sizeof(rule)) {
+            snprintf(error, error_size, "ERR Error in ACL SETUSER modifier '%.64s...': "
+                                        "Syntax error", rules[i]);
+            return -1;
+        }
+        memcpy(rule, rules[i], lengths[i]);
+        rule[lengths[i]] = '\0';
+        if (!strcasecmp(rule, "on")) {
+            u->enabled = true;
+        } else if (!strcasecmp(rule, "off")) {
+            u->enabled = false;
+        } else if (rule[0] == '>') {
+            bool present = false;
+            for (size_t p = 0; p < u->password_count; p++)
+                present |= strcmp(u->passwords[p], rule + 1) == 0;
+            if (!present) {
+                if (u->password_count == ACL_MAX_PASSWORDS || strlen(rule + 1) >= ACL_PASSWORD_MAX) {
+                    snprintf(error, error_size, "ERR too many or too long passwords");
+                    return -1;
+                }
+                strcpy(u->passwords[u->password_count++], rule + 1);
+            }
+            u->nopass = false;
+        } else if (rule[0] == '<') {
+            for (size_t p = 0; p < u->password_count; p++) {
+                if (strcmp(u->passwords[p], rule + 1) == 0) {
+                    memmove(u->passwords[p], u->passwords[u->password_count - 1],
+                            ACL_PASSWORD_MAX);
+                    u->password_count--;
+                    break;
+                }
+            }
+        } else if (!strcasecmp(rule, "nopass")) {
+            u->nopass = true;
+            u->password_count = 0;
+        } else if (!strcasecmp(rule, "resetpass")) {
+            u->nopass = false;
+            u->password_count = 0;
+        } else if (!strncasecmp(rule, "tenant=", 7)) {
+            const char *name = rule + 7;
+            if (name[0] == '\0' || strchr(name, '/') != NULL || strlen(name) > 200) {
+                snprintf(error, error_size, "ERR tenant names are 1..200 bytes without '/'");
+                return -1;
+            }
+            if (strcmp(u->tenant_name, name) != 0) {
+                snprintf(u->tenant_name, sizeof(u->tenant_name), "%s", name);
+                *tenant_changed = true;
+            }
+        } else if (!strncasecmp(rule, "max-keys=", 9)) {
+            if (!acl_parse_quota(rule + 9, false, &u->quota.max_keys))
+                goto syntax;
+            *tenant_changed = true;
+        } else if (!strncasecmp(rule, "max-bytes=", 10)) {
+            if (!acl_parse_quota(rule + 10, true, &u->quota.max_bytes))
+                goto syntax;
+            *tenant_changed = true;
+        } else if (!strncasecmp(rule, "max-ops=", 8)) {
+            if (!acl_parse_quota(rule + 8, false, &u->quota.max_ops_per_second))
+                goto syntax;
+            *tenant_changed = true;
+        } else if (!strcasecmp(rule, "admin") || !strcasecmp(rule, "+@all") ||
+                   !strcasecmp(rule, "allcommands") || !strcasecmp(rule, "+@admin")) {
+            u->admin = true;
+        } else if (!strcasecmp(rule, "-@admin") || !strcasecmp(rule, "-@all") ||
+                   !strcasecmp(rule, "nocommands")) {
+            u->admin = false;
+        } else if (!strcasecmp(rule, "reset")) {
+            u->enabled = false;
+            u->nopass = false;
+            u->password_count = 0;
+            u->admin = false;
+        } else if (rule[0] == '~' || rule[0] == '%' || rule[0] == '&' || rule[0] == '+' ||
+                   rule[0] == '-' || !strcasecmp(rule, "allkeys") ||
+                   !strcasecmp(rule, "allchannels") || !strcasecmp(rule, "resetkeys") ||
+                   !strcasecmp(rule, "resetchannels")) {
+            /* Key, channel and command-category rules: every user has every key of its own
+             * tenant and the non-admin commands, so these change nothing. */
+        } else {
+            goto syntax;
+        }
+        continue;
+    syntax:
+        snprintf(error, error_size, "ERR Error in ACL SETUSER modifier '%s': Syntax error", rule);
+        return -1;
+    }
+    return 0;
+}
+
+static int acl_setuser_locked(const char *name, size_t name_length, const char *const *rules,
+                              const size_t *rule_lengths, size_t count, char *error,
+                              size_t error_size)
+{
+    if (name_length == 0 || name_length >= ACL_NAME_MAX || memchr(name, ' ', name_length)) {
+        snprintf(error, error_size, "ERR Usernames can't contain spaces or null characters");
+        return -1;
+    }
+    acl_user *existing = acl_find_locked(name, name_length);
+    acl_user candidate;
+    if (existing != NULL) {
+        candidate = *existing;
+    } else {
+        memset(&candidate, 0, sizeof(candidate));
+        memcpy(candidate.name, name, name_length);
+        candidate.name[name_length] = '\0';
+        shoal_quota_unlimited(&candidate.quota);
+        /* A user's tenant defaults to a tenant of its own name: isolation by default. */
+        snprintf(candidate.tenant_name, sizeof(candidate.tenant_name), "%s", candidate.name);
+        if (strchr(candidate.tenant_name, '/') != NULL)
+            candidate.tenant_name[0] = '\0';
+    }
+    bool tenant_changed = existing == NULL;
+    if (acl_apply_rules(&candidate, rules, rule_lengths, count, &tenant_changed, error,
+                        error_size) != 0)
+        return -1;
+    if (candidate.tenant_name[0] == '\0') {
+        snprintf(error, error_size, "ERR user '%s' needs a tenant=<name> rule", candidate.name);
+        return -1;
+    }
+    if (tenant_changed && acl_bind_tenant(&candidate, error, error_size) != 0)
+        return -1;
+    if (existing != NULL) {
+        *existing = candidate;
+        return 0;
+    }
+    if (acl_state.count == ACL_MAX_USERS) {
+        snprintf(error, error_size, "ERR too many users");
+        return -1;
+    }
+    acl_state.users[acl_state.count++] = candidate;
+    return 0;
+}
+
+int acl_setuser(const char *name, size_t name_length, const char *const *rules,
+                const size_t *rule_lengths, size_t count, char *error, size_t error_size)
+{
+    pthread_rwlock_wrlock(&acl_state.lock);
+    int result = acl_setuser_locked(name, name_length, rules, rule_lengths, count, error,
+                                    error_size);
+    pthread_rwlock_unlock(&acl_state.lock);
+    return result;
+}
+
+int acl_init(shoal_db *db, const char *requirepass, char *const *lines, size_t count,
+             char *error, size_t error_size)
+{
+    acl_state.db = db;
+    acl_state.users = calloc(ACL_MAX_USERS, sizeof(acl_user));
+    if (acl_state.users == NULL) {
+        snprintf(error, error_size, "out of memory");
+        return -1;
+    }
+    acl_user *d = &acl_state.users[acl_state.count++];
+    snprintf(d->name, sizeof(d->name), "default");
+    snprintf(d->tenant_name, sizeof(d->tenant_name), "default");
+    d->tenant = 0;
+    d->enabled = true;
+    d->admin = true;
+    shoal_quota_unlimited(&d->quota);
+    d->nopass = requirepass[0] == '\0';
+    if (!d->nopass) {
+        snprintf(d->passwords[0], ACL_PASSWORD_MAX, "%s", requirepass);
+        d->password_count = 1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        char *copy = strdup(lines[i]);
+        if (copy == NULL)
+            return -1;
+        const char *words[64];
+        size_t lengths[64];
+        size_t n = 0;
+        for (char *save = NULL, *word = strtok_r(copy, " \t", &save); word != NULL && n < 64;
+             word = strtok_r(NULL, " \t", &save)) {
+            words[n] = word;
+            lengths[n] = strlen(word);
+            n++;
+        }
+        char reason[256] = "missing user name";
+        int result = n == 0 ? -1
+                            : acl_setuser_locked(words[0], lengths[0], words + 1, lengths + 1,
+                                                 n - 1, reason, sizeof(reason));
+        if (result != 0)
+            snprintf(error, error_size, "user %s: %s", lines[i], reason);
+        free(copy);
+        if (result != 0)
+            return -1;
+    }
+    return 0;
+}
+
+void acl_shutdown(void)
+{
+    pthread_rwlock_wrlock(&acl_state.lock);
+    free(acl_state.users);
+    acl_state.users = NULL;
+    acl_state.count = 0;
+    pthread_rwlock_unlock(&acl_state.lock);
+}
+
+static void acl_identity_of(const acl_user *u, acl_identity *out)
+{
+    snprintf(out->user, sizeof(out->user), "%s", u->name);
+    snprintf(out->tenant_name, sizeof(out->tenant_name), "%s", u->tenant_name);
+    out->tenant = u->tenant;
+    out->admin = u->admin;
+}
+
+bool acl_default_requires_auth(void)
+{
+    pthread_rwlock_rdlock(&acl_state.lock);
+    const acl_user *d = &acl_state.users[0];
+    bool requires = !d->enabled || !d->nopass;
+    pthread_rwlock_unlock(&acl_state.lock);
+    return requires;
+}
+
+void acl_default_identity(acl_identity *out)
+{
+    pthread_rwlock_rdlock(&acl_state.lock);
+    acl_identity_of(&acl_state.users[0], out);
+    pthread_rwlock_unlock(&acl_state.lock);
+}
+
+/* Invariant 2: the time taken depends on the lengths only, not on where bytes differ. */
+static bool acl_password_equal(const char *stored, const char *given, size_t given_length)
+{
+    size_t stored_length = strlen(stored);
+    unsigned char difference = stored_length != given_length;
+    for (size_t i = 0; i < given_length; i++)
+        difference |= (unsigned char)(given[i] ^ (i < stored_length ? stored[i] : 0));
+    return difference == 0;
+}
+
+int acl_authenticate(const char *user, size_t user_length, const char *password,
+                     size_t password_length, acl_identity *out)
+{
+    int result = -1;
+    pthread_rwlock_rdlock(&acl_state.lock);
+    const acl_user *u = acl_find_locked(user, user_length);
+    if (u != NULL && u->enabled) {
+        bool ok = u->nopass;
+        for (size_t p = 0; p < u->password_count; p++)
+            ok |= acl_password_equal(u->passwords[p], password, password_length);
+        if (ok) {
+            acl_identity_of(u, out);
+            result = 0;
+        }
+    }
+    pthread_rwlock_unlock(&acl_state.lock);
+    return result;
+}
+
+static void acl_format_quota(char *out, size_t size, const char *name, uint64_t value)
+{
+    if (value == SHOAL_UNLIMITED)
+        out[0] = '\0';
+    else
+        snprintf(out, size, " %s=%llu", name, (unsigned long long)value);
+}
+
+void acl_reply_list(resp_buffer *out)
+{
+    pthread_rwlock_rdlock(&acl_state.lock);
+    resp_add_array(out, (long long)acl_state.count);
+    for (size_t i = 0; i < acl_state.count; i++) {
+        const acl_user *u = &acl_state.users[i];
+        char keys[64], bytes[64], ops[64], line[1024];
+        acl_format_quota(keys, sizeof(keys), "max-keys", u->quota.max_keys);
+        acl_format_quota(bytes, sizeof(bytes), "max-bytes", u->quota.max_bytes);
+        acl_format_quota(ops, sizeof(ops), "max-ops", u->quota.max_ops_per_second);
+        /* Passwords are never shown, only how many there are. */
+        char passwords[32];
+        if (u->nopass)
+            snprintf(passwords, sizeof(passwords), "nopass");
+        else
+            snprintf(passwords, sizeof(passwords), "passwords=%zu", u->password_count);
+        snprintf(line, sizeof(line), "user %s %s %s ~* &* %s tenant=%s%s%s%s", u->name,
+                 u->enabled ? "on" : "off", passwords, u->admin ? "+@all" : "+@all -@admin",
+                 u->tenant_name, keys, bytes, ops);
+        resp_add_bulk_cstring(out, line);
+    }
+    pthread_rwlock_unlock(&acl_state.lock);
+}
+
+void acl_reply_users(resp_buffer *out)
+{
+    pthread_rwlock_rdlock(&acl_state.lock);
+    resp_add_array(out, (long long)acl_state.count);
+    for (size_t i = 0; i < acl_state.count; i++)
+        resp_add_bulk_cstring(out, acl_state.users[i].name);
+    pthread_rwlock_unlock(&acl_state.lock);
+}
+
+void acl_set_requirepass(const char *password)
+{
+    pthread_rwlock_wrlock(&acl_state.lock);
+    acl_user *d = &acl_state.users[0];
+    d->password_count = 0;
+    d->nopass = password[0] == '\0';
+    if (!d->nopass) {
+        snprintf(d->passwords[0], ACL_PASSWORD_MAX, "%s", password);
+        d->password_count = 1;
+    }
+    pthread_rwlock_unlock(&acl_state.lock);
+}

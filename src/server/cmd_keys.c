@@ -1,0 +1,571 @@
+/*
+ * cmd_keys.c -- the key-space commands: DEL UNLINK EXISTS TYPE RENAME RENAMENX KEYS SCAN
+ * RANDOMKEY DBSIZE FLUSHDB FLUSHALL TOUCH, and expiry: EXPIRE PEXPIRE EXPIREAT PEXPIREAT
+ * TTL PTTL EXPIRETIME PEXPIRETIME PERSIST.
+ *
+ * Every command sees only the client's tenant: keys are read through the namespace of
+ * (tenant, database), so no command here can name, list, count or flush another
+ * tenant's keys (the tenant is fixed at AUTH). Expiry changes rewrite the value with a
+ * new header (value.h), in the command's transaction. SCAN walks keys in order and its
+ * cursor names the last key returned (store.c), so a key present for the whole scan is
+ * returned exactly once, whatever is written meanwhile.
+ * Tested by tests/integration/test_server.py and test_tenants.py.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "text.h"
+
+COMMAND_HANDLER(cmd_del)
+{
+    shoal_ns *ns = client_namespace(c);
+    if (ns == NULL)
+        return;
+    long long deleted = 0;
+    for (size_t i = 1; i < c->argc; i++) {
+        store_value v;
+        if (key_read(c, ns, c->argv[i], c->lengths[i], true, &v) != 0)
+            return;
+        if (!v.found)
+            continue;
+        int result = store_txn_delete(&c->txn, ns, c->argv[i], c->lengths[i]);
+        if (result != 0) {
+            reply_engine_error(c, result);
+            return;
+        }
+        deleted++;
+    }
+    resp_add_integer(&c->out, deleted);
+}
+
+/* EXISTS and TOUCH: counts existing keys, repeated keys counting again, at one snapshot. */
+static void keys_count_existing(client *c)
+{
+    shoal_ns *ns = client_namespace(c);
+    if (ns == NULL)
+        return;
+    shoal_snapshot *snap = NULL;
+    if (!c->txn.active && shoal_snapshot_take(server.db, &snap) != 0)
+        snap = NULL;
+    long long count = 0;
+    int64_t now = command_now_ms(c);
+    for (size_t i = 1; i < c->argc; i++) {
+        store_value v;
+        int result = c->txn.active
+                         ? store_txn_read(&c->txn, ns, c->argv[i], c->lengths[i], true, &v)
+                         : store_read(ns, snap, c->argv[i], c->lengths[i], true, now, &v);
+        if (result != 0) {
+            shoal_snapshot_release(snap);
+            reply_engine_error(c, result);
+            return;
+        }
+        count += v.found;
+    }
+    shoal_snapshot_release(snap);
+    resp_add_integer(&c->out, count);
+}
+
+COMMAND_HANDLER(cmd_exists)
+{
+    keys_count_existing(c);
+}
+
+COMMAND_HANDLER(cmd_touch)
+{
+    keys_count_existing(c);
+}
+
+COMMAND_HANDLER(cmd_type)
+{
+    shoal_ns *ns = client_namespace(c);
+    store_value v;
+    if (ns == NULL || key_read(c, ns, c->argv[1], c->lengths[1], true, &v) != 0)
+        return;
+    resp_add_simple(&c->out, !v.found ? "none" : v.foreign ? "unknown" : "string");
+}
+
+static void keys_rename(client *c, bool only_if_free)
+{
+    shoal_ns *ns = client_namespace(c);
+    if (ns == NULL)
+        return;
+    store_value source;
+    if (key_read(c, ns, c->argv[1], c->lengths[1], false, &source) != 0)
+        return;
+    if (!source.found) {
+        resp_add_error(&c->out, "ERR no such key");
+        return;
+    }
+    bool same = c->lengths[1] == c->lengths[2] && !memcmp(c->argv[1], c->argv[2], c->lengths[1]);
+    if (only_if_free) {
+        store_value target;
+        if (key_read(c, ns, c->argv[2], c->lengths[2], true, &target) != 0) {
+            store_value_release(&source);
+            return;
+        }
+        if (target.found) {
+            store_value_release(&source);
+            resp_add_integer(&c->out, 0);
+            return;
+        }
+    }
+    if (!same) {
+        int result = store_txn_delete(&c->txn, ns, c->argv[1], c->lengths[1]);
+        if (result == 0)
+            result = store_txn_put(&c->txn, ns, c->argv[2], c->lengths[2], source.type,
+                                   source.expire_ms, source.data, source.length);
+        if (result != 0) {
+            store_value_release(&source);
+            reply_engine_error(c, result);
+            return;
+        }
+    }
+    store_value_release(&source);
+    if (only_if_free)
+        resp_add_integer(&c->out, 1);
+    else
+        resp_add_ok(&c->out);
+}
+
+COMMAND_HANDLER(cmd_rename)
+{
+    keys_rename(c, false);
+}
+
+COMMAND_HANDLER(cmd_renamenx)
+{
+    keys_rename(c, true);
+}
+
+/* Collected keys of KEYS and SCAN. */
+typedef struct keys_collect {
+    char **keys;
+    size_t *lengths;
+    size_t count, capacity;
+    const char *pattern;
+    size_t pattern_length;
+    bool match_all;
+    int type; /* 0: any; -1: a type no key has */
+    bool out_of_memory;
+} keys_collect;
+
+static bool keys_collect_one(void *context, const char *key, size_t key_length,
+                             const value_meta *meta, size_t payload_length)
+{
+    (void)payload_length;
+    keys_collect *k = context;
+    if (k->type != 0 && meta->type != k->type)
+        return true;
+    if (!k->match_all && !text_glob_match(k->pattern, k->pattern_length, key, key_length, false))
+        return true;
+    if (k->count == k->capacity) {
+        size_t capacity = k->capacity ? k->capacity * 2 : 64;
+        char **keys = realloc(k->keys, capacity * sizeof(*keys));
+        if (keys != NULL)
+            k->keys = keys;
+        size_t *lengths = realloc(k->lengths, capacity * sizeof(*lengths));
+        if (lengths != NULL)
+            k->lengths = lengths;
+        if (keys == NULL || lengths == NULL) {
+            k->out_of_memory = true;
+            return false;
+        }
+        k->capacity = capacity;
+    }
+    char *copy = malloc(key_length ? key_length : 1);
+    if (copy == NULL) {
+        k->out_of_memory = true;
+        return false;
+    }
+    memcpy(copy, key, key_length);
+    k->keys[k->count] = copy;
+    k->lengths[k->count] = key_length;
+    k->count++;
+    return true;
+}
+
+static void keys_collect_reply_and_free(client *c, keys_collect *k)
+{
+    resp_add_array(&c->out, (long long)k->count);
+    for (size_t i = 0; i < k->count; i++) {
+        resp_add_bulk(&c->out, k->keys[i], k->lengths[i]);
+        free(k->keys[i]);
+    }
+    free(k->keys);
+    free(k->lengths);
+}
+
+COMMAND_HANDLER(cmd_keys)
+{
+    shoal_ns *ns = client_namespace(c);
+    if (ns == NULL)
+        return;
+    keys_collect k = {.pattern = c->argv[1], .pattern_length = c->lengths[1]};
+    k.match_all = c->lengths[1] == 1 && c->argv[1][0] == '*';
+    bool finished;
+    char *last;
+    size_t last_length;
+    int result = store_scan(ns, NULL, 0, false, SIZE_MAX, command_now_ms(c), keys_collect_one,
+                            &k, &finished, &last, &last_length);
+    free(last);
+    if (result != 0 || k.out_of_memory) {
+        for (size_t i = 0; i < k.count; i++)
+            free(k.keys[i]);
+        free(k.keys);
+        free(k.lengths);
+        reply_engine_error(c, result != 0 ? result : SHOAL_ENOMEM);
+        return;
+    }
+    keys_collect_reply_and_free(c, &k);
+}
+
+COMMAND_HANDLER(cmd_scan)
+{
+    long long cursor_signed;
+    unsigned long long cursor;
+    char *end;
+    char text[32];
+    if (c->lengths[1] == 0 || c->lengths[1] >= sizeof(text)) {
+        resp_add_error(&c->out, "ERR invalid cursor");
+        return;
+    }
+    memcpy(text, c->argv[1], c->lengths[1]);
+    text[c->lengths[1]] = '\0';
+    cursor = strtoull(text, &end, 10);
+    if (*end != '\0' || text[0] == '-') {
+        resp_add_error(&c->out, "ERR invalid cursor");
+        return;
+    }
+    keys_collect k = {.match_all = true};
+    long long count = 10;
+    for (size_t i = 2; i < c->argc; i++) {
+        if (arg_is(c, i, "MATCH") && i + 1 < c->argc) {
+            k.pattern = c->argv[i + 1];
+            k.pattern_length = c->lengths[i + 1];
+            k.match_all = k.pattern_length == 1 && k.pattern[0] == '*';
+            i++;
+        } else if (arg_is(c, i, "COUNT") && i + 1 < c->argc) {
+            if (!arg_long_long(c, i + 1, &count))
+                return;
+            if (count < 1) {
+                resp_add_error(&c->out, "ERR syntax error");
+                return;
+            }
+            i++;
+        } else if (arg_is(c, i, "TYPE") && i + 1 < c->argc) {
+            k.type = arg_is(c, i + 1, "string") ? VALUE_TYPE_STRING : -1;
+            i++;
+        } else {
+            resp_add_error(&c->out, "ERR syntax error");
+            return;
+        }
+    }
+    (void)cursor_signed;
+    shoal_ns *ns = client_namespace(c);
+    if (ns == NULL)
+        return;
+    char *after = NULL;
+    size_t after_length = 0;
+    if (cursor != 0 && !store_cursor_load(cursor, c->identity.tenant, c->db, &after, &after_length)) {
+        resp_add_error(&c->out, "ERR invalid cursor");
+        return;
+    }
+    bool finished;
+    char *last;
+    size_t last_length;
+    int result = store_scan(ns, after, after_length, cursor != 0, (size_t)count,
+                            command_now_ms(c), keys_collect_one, &k, &finished, &last,
+                            &last_length);
+    free(after);
+    if (result != 0 || k.out_of_memory) {
+        free(last);
+        for (size_t i = 0; i < k.count; i++)
+            free(k.keys[i]);
+        free(k.keys);
+        free(k.lengths);
+        reply_engine_error(c, result != 0 ? result : SHOAL_ENOMEM);
+        return;
+    }
+    uint64_t next = 0;
+    if (!finished && last != NULL)
+        next = store_cursor_save(c->identity.tenant, c->db, last, last_length);
+    free(last);
+    resp_add_array(&c->out, 2);
+    int n = snprintf(text, sizeof(text), "%llu", (unsigned long long)next);
+    resp_add_bulk(&c->out, text, (size_t)n);
+    keys_collect_reply_and_free(c, &k);
+}
+
+static bool keys_first(void *context, const char *key, size_t key_length,
+                       const value_meta *meta, size_t payload_length)
+{
+    (void)meta;
+    (void)payload_length;
+    keys_collect *k = context;
+    keys_collect_one(k, key, key_length, meta, 0);
+    return false;
+}
+
+COMMAND_HANDLER(cmd_randomkey)
+{
+    shoal_ns *ns = client_namespace(c);
+    if (ns == NULL)
+        return;
+    /* Start at random bytes and take the first live key at or after them, wrapping
+     * around once; keys are ordered, so this favours keys after large gaps. */
+    char start[8];
+    for (size_t i = 0; i < sizeof(start); i++)
+        start[i] = (char)(rand() & 0xff);
+    keys_collect k = {.match_all = true};
+    for (int pass = 0; pass < 2 && k.count == 0; pass++) {
+        bool finished;
+        char *last;
+        size_t last_length;
+        int result = store_scan(ns, start, sizeof(start), pass == 0, 1000, command_now_ms(c),
+                                keys_first, &k, &finished, &last, &last_length);
+        free(last);
+        if (result != 0) {
+            reply_engine_error(c, result);
+            break;
+        }
+    }
+    if (k.count == 0)
+        resp_add_null(&c->out);
+    else
+        resp_add_bulk(&c->out, k.keys[0], k.lengths[0]);
+    for (size_t i = 0; i < k.count; i++)
+        free(k.keys[i]);
+    free(k.keys);
+    free(k.lengths);
+}
+
+COMMAND_HANDLER(cmd_dbsize)
+{
+    uint64_t keys;
+    int result = store_count(c->identity.tenant, c->identity.tenant_name, c->db, &keys);
+    if (result != 0) {
+        reply_engine_error(c, result);
+        return;
+    }
+    resp_add_integer(&c->out, (long long)keys);
+}
+
+static bool keys_flush_arguments_ok(client *c)
+{
+    if (c->argc > 2 || (c->argc == 2 && !arg_is(c, 1, "ASYNC") && !arg_is(c, 1, "SYNC"))) {
+        resp_add_error(&c->out, "ERR syntax error");
+        return false;
+    }
+    return true;
+}
+
+COMMAND_HANDLER(cmd_flushdb)
+{
+    if (!keys_flush_arguments_ok(c))
+        return;
+    int result = store_flush(c->identity.tenant, c->identity.tenant_name, c->db);
+    c->ns = NULL;
+    if (result != 0) {
+        reply_engine_error(c, result);
+        return;
+    }
+    resp_add_ok(&c->out);
+}
+
+COMMAND_HANDLER(cmd_flushall)
+{
+    if (!keys_flush_arguments_ok(c))
+        return;
+    /* Every database of the caller's tenant, and only those. */
+    long long databases = atomic_load(&server.config.databases);
+    for (int db = 0; db < databases; db++) {
+        if (!store_namespace_known(c->identity.tenant, db))
+            continue;
+        int result = store_flush(c->identity.tenant, c->identity.tenant_name, db);
+        if (result != 0) {
+            reply_engine_error(c, result);
+            return;
+        }
+    }
+    c->ns = NULL;
+    resp_add_ok(&c->out);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Expiry
+ * ------------------------------------------------------------------------------------- */
+
+static void keys_expire(client *c, long long unit_ms, bool absolute)
+{
+    const char *name = c->argv[0];
+    char lower[16];
+    size_t n = c->lengths[0] < sizeof(lower) - 1 ? c->lengths[0] : sizeof(lower) - 1;
+    for (size_t i = 0; i < n; i++)
+        lower[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+    lower[n] = '\0';
+    long long value;
+    if (!arg_long_long(c, 2, &value))
+        return;
+    bool nx = false, xx = false, gt = false, lt = false;
+    for (size_t i = 3; i < c->argc; i++) {
+        if (arg_is(c, i, "NX"))
+            nx = true;
+        else if (arg_is(c, i, "XX"))
+            xx = true;
+        else if (arg_is(c, i, "GT"))
+            gt = true;
+        else if (arg_is(c, i, "LT"))
+            lt = true;
+        else {
+            resp_add_errorf(&c->out, "ERR Unsupported option %.*s", (int)c->lengths[i], c->argv[i]);
+            return;
+        }
+    }
+    if (nx && (xx || gt || lt)) {
+        resp_add_error(&c->out, "ERR NX and XX, GT or LT options at the same time are not compatible");
+        return;
+    }
+    if (gt && lt) {
+        resp_add_error(&c->out, "ERR GT and LT options at the same time are not compatible");
+        return;
+    }
+    int64_t now = command_now_ms(c);
+    long long when;
+    if ((unit_ms == 1000 && (value > LLONG_MAX / 1000 || value < LLONG_MIN / 1000))) {
+        resp_add_errorf(&c->out, "ERR invalid expire time in '%s' command", lower);
+        return;
+    }
+    when = value * unit_ms;
+    if (!absolute) {
+        if ((when > 0 && when > LLONG_MAX - now)) {
+            resp_add_errorf(&c->out, "ERR invalid expire time in '%s' command", lower);
+            return;
+        }
+        when += now;
+    }
+    shoal_ns *ns = client_namespace(c);
+    store_value v;
+    if (ns == NULL || key_read(c, ns, c->argv[1], c->lengths[1], false, &v) != 0)
+        return;
+    if (!v.found) {
+        resp_add_integer(&c->out, 0);
+        return;
+    }
+    bool has = v.expire_ms != VALUE_NO_EXPIRY;
+    bool refused = (nx && has) || (xx && !has) || (gt && (!has || when <= v.expire_ms)) ||
+                   (lt && has && when >= v.expire_ms);
+    if (refused) {
+        store_value_release(&v);
+        resp_add_integer(&c->out, 0);
+        return;
+    }
+    int result = when <= now
+                     ? store_txn_delete(&c->txn, ns, c->argv[1], c->lengths[1])
+                     : store_txn_put(&c->txn, ns, c->argv[1], c->lengths[1], v.type, when,
+                                     v.data, v.length);
+    store_value_release(&v);
+    if (result != 0) {
+        reply_engine_error(c, result);
+        return;
+    }
+    resp_add_integer(&c->out, 1);
+}
+
+COMMAND_HANDLER(cmd_expire)
+{
+    keys_expire(c, 1000, false);
+}
+
+COMMAND_HANDLER(cmd_pexpire)
+{
+    keys_expire(c, 1, false);
+}
+
+COMMAND_HANDLER(cmd_expireat)
+{
+    keys_expire(c, 1000, true);
+}
+
+COMMAND_HANDLER(cmd_pexpireat)
+{
+    keys_expire(c, 1, true);
+}
+
+enum { TTL_REMAINING_S, TTL_REMAINING_MS, TTL_ABSOLUTE_S, TTL_ABSOLUTE_MS };
+
+static void keys_ttl(client *c, int form)
+{
+    shoal_ns *ns = client_namespace(c);
+    store_value v;
+    if (ns == NULL || key_read(c, ns, c->argv[1], c->lengths[1], true, &v) != 0)
+        return;
+    if (!v.found) {
+        resp_add_integer(&c->out, -2);
+        return;
+    }
+    if (v.expire_ms == VALUE_NO_EXPIRY) {
+        resp_add_integer(&c->out, -1);
+        return;
+    }
+    long long remaining = v.expire_ms - command_now_ms(c);
+    if (remaining < 0)
+        remaining = 0;
+    switch (form) {
+    case TTL_REMAINING_S:
+        resp_add_integer(&c->out, (remaining + 500) / 1000);
+        break;
+    case TTL_REMAINING_MS:
+        resp_add_integer(&c->out, remaining);
+        break;
+    case TTL_ABSOLUTE_S:
+        resp_add_integer(&c->out, v.expire_ms / 1000);
+        break;
+    default:
+        resp_add_integer(&c->out, v.expire_ms);
+        break;
+    }
+}
+
+COMMAND_HANDLER(cmd_ttl)
+{
+    keys_ttl(c, TTL_REMAINING_S);
+}
+
+COMMAND_HANDLER(cmd_pttl)
+{
+    keys_ttl(c, TTL_REMAINING_MS);
+}
+
+COMMAND_HANDLER(cmd_expiretime)
+{
+    keys_ttl(c, TTL_ABSOLUTE_S);
+}
+
+COMMAND_HANDLER(cmd_pexpiretime)
+{
+    keys_ttl(c, TTL_ABSOLUTE_MS);
+}
+
+COMMAND_HANDLER(cmd_persist)
+{
+    shoal_ns *ns = client_namespace(c);
+    store_value v;
+    if (ns == NULL || key_read(c, ns, c->argv[1], c->lengths[1], false, &v) != 0)
+        return;
+    if (!v.found || v.expire_ms == VALUE_NO_EXPIRY) {
+        store_value_release(&v);
+        resp_add_integer(&c->out, 0);
+        return;
+    }
+    int result = store_txn_put(&c->txn, ns, c->argv[1], c->lengths[1], v.type, VALUE_NO_EXPIRY,
+                               v.data, v.length);
+    store_value_release(&v);
+    if (result != 0) {
+        reply_engine_error(c, result);
+        return;
+    }
+    resp_add_integer(&c->out, 1);
+}

@@ -1,0 +1,832 @@
+/*
+ * cmd_server.c -- connection and server commands: PING ECHO HELLO AUTH QUIT RESET SELECT
+ * CLIENT INFO CONFIG SAVE BGSAVE LASTSAVE SHUTDOWN COMMAND TIME ACL.
+ *
+ * Identity changes (AUTH, HELLO AUTH, CLIENT SETNAME) are made under the registry lock,
+ * because CLIENT LIST on other loops reads those fields (server.h). INFO shows a
+ * non-admin user only its own tenant. Checkpoint commands answer that they are not
+ * available in memory mode until durability exists.
+ * Tested by tests/integration/test_server.py and the redis-cli smoke test.
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "log.h"
+#include "text.h"
+
+COMMAND_HANDLER(cmd_ping)
+{
+    if (c->argc > 2) {
+        resp_add_error(&c->out, "ERR wrong number of arguments for 'ping' command");
+        return;
+    }
+    if (c->argc == 2)
+        resp_add_bulk(&c->out, c->argv[1], c->lengths[1]);
+    else
+        resp_add_simple(&c->out, "PONG");
+}
+
+COMMAND_HANDLER(cmd_echo)
+{
+    resp_add_bulk(&c->out, c->argv[1], c->lengths[1]);
+}
+
+static void server_set_identity(client *c, const acl_identity *identity)
+{
+    pthread_mutex_lock(&server.registry_lock);
+    c->identity = *identity;
+    c->authenticated = true;
+    pthread_mutex_unlock(&server.registry_lock);
+    c->ns = NULL; /* another tenant: another namespace */
+    c->parser.authenticated = true;
+}
+
+static bool server_authenticate(client *c, const char *user, size_t user_length,
+                                const char *password, size_t password_length)
+{
+    acl_identity identity;
+    if (acl_authenticate(user, user_length, password, password_length, &identity) != 0) {
+        log_message(LOG_VERBOSE, "failed AUTH for user '%.*s' from %s", (int)user_length, user,
+                    c->address);
+        return false;
+    }
+    server_set_identity(c, &identity);
+    return true;
+}
+
+COMMAND_HANDLER(cmd_auth)
+{
+    if (c->argc > 3) {
+        resp_add_error(&c->out, "ERR syntax error");
+        return;
+    }
+    const char *user = "default";
+    size_t user_length = 7;
+    size_t password_index = 1;
+    if (c->argc == 3) {
+        user = c->argv[1];
+        user_length = c->lengths[1];
+        password_index = 2;
+    } else if (!acl_default_requires_auth()) {
+        resp_add_error(&c->out, "ERR AUTH <password> called without any password configured "
+                                "for the default user. Are you sure your configuration is "
+                                "correct?");
+        return;
+    }
+    if (!server_authenticate(c, user, user_length, c->argv[password_index],
+                             c->lengths[password_index])) {
+        resp_add_error(&c->out, "WRONGPASS invalid username-password pair or user is disabled.");
+        return;
+    }
+    resp_add_ok(&c->out);
+}
+
+COMMAND_HANDLER(cmd_hello)
+{
+    long long version = c->out.protocol;
+    size_t i = 1;
+    if (c->argc >= 2) {
+        if (!text_to_long_long(c->argv[1], c->lengths[1], &version)) {
+            resp_add_error(&c->out, "ERR Protocol version is not an integer or out of range");
+            return;
+        }
+        if (version < 2 || version > 3) {
+            resp_add_error(&c->out, "NOPROTO unsupported protocol version");
+            return;
+        }
+        i = 2;
+    }
+    const char *name = NULL;
+    size_t name_length = 0;
+    for (; i < c->argc; i++) {
+        if (arg_is(c, i, "AUTH") && i + 2 < c->argc) {
+            if (!server_authenticate(c, c->argv[i + 1], c->lengths[i + 1], c->argv[i + 2],
+                                     c->lengths[i + 2])) {
+                resp_add_error(&c->out,
+                               "WRONGPASS invalid username-password pair or user is disabled.");
+                return;
+            }
+            i += 2;
+        } else if (arg_is(c, i, "SETNAME") && i + 1 < c->argc) {
+            name = c->argv[i + 1];
+            name_length = c->lengths[i + 1];
+            i++;
+        } else {
+            resp_add_errorf(&c->out, "ERR Syntax error in HELLO option '%.*s'",
+                            (int)c->lengths[i], c->argv[i]);
+            return;
+        }
+    }
+    if (!c->authenticated) {
+        resp_add_error(&c->out, "NOAUTH HELLO must be called with the client already "
+                                "authenticated, otherwise the HELLO <proto> AUTH <user> <pass> "
+                                "option can be used to authenticate the client and select the "
+                                "RESP protocol version at the same time");
+        return;
+    }
+    if (name != NULL) {
+        pthread_mutex_lock(&server.registry_lock);
+        snprintf(c->name, sizeof(c->name), "%.*s",
+                 (int)(name_length < CLIENT_NAME_MAX ? name_length : CLIENT_NAME_MAX - 1), name);
+        pthread_mutex_unlock(&server.registry_lock);
+    }
+    c->out.protocol = (int)version;
+    atomic_store(&c->protocol_shared, (int)version);
+    resp_add_map(&c->out, 7);
+    resp_add_bulk_cstring(&c->out, "server");
+    resp_add_bulk_cstring(&c->out, "redis");
+    resp_add_bulk_cstring(&c->out, "version");
+    resp_add_bulk_cstring(&c->out, "7.0.0");
+    resp_add_bulk_cstring(&c->out, "proto");
+    resp_add_integer(&c->out, version);
+    resp_add_bulk_cstring(&c->out, "id");
+    resp_add_integer(&c->out, (long long)c->id);
+    resp_add_bulk_cstring(&c->out, "mode");
+    resp_add_bulk_cstring(&c->out, "standalone");
+    resp_add_bulk_cstring(&c->out, "role");
+    resp_add_bulk_cstring(&c->out, "master");
+    resp_add_bulk_cstring(&c->out, "modules");
+    resp_add_array(&c->out, 0);
+}
+
+COMMAND_HANDLER(cmd_quit)
+{
+    resp_add_ok(&c->out);
+    c->close_after_reply = true;
+}
+
+COMMAND_HANDLER(cmd_reset)
+{
+    client_free_multi(c);
+    client_unwatch(c);
+    c->db = 0;
+    c->ns = NULL;
+    atomic_store(&c->db_shared, 0);
+    c->out.protocol = 2;
+    atomic_store(&c->protocol_shared, 2);
+    acl_identity identity;
+    acl_default_identity(&identity);
+    pthread_mutex_lock(&server.registry_lock);
+    c->identity = identity;
+    c->authenticated = !acl_default_requires_auth();
+    c->name[0] = '\0';
+    pthread_mutex_unlock(&server.registry_lock);
+    resp_add_simple(&c->out, "RESET");
+}
+
+COMMAND_HANDLER(cmd_select)
+{
+    long long db;
+    if (!arg_long_long(c, 1, &db))
+        return;
+    if (db < 0 || db >= atomic_load(&server.config.databases)) {
+        resp_add_error(&c->out, "ERR DB index is out of range");
+        return;
+    }
+    c->db = (int)db;
+    c->ns = NULL;
+    atomic_store(&c->db_shared, (int)db);
+    resp_add_ok(&c->out);
+}
+
+COMMAND_HANDLER(cmd_time)
+{
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    char text[32];
+    resp_add_array(&c->out, 2);
+    int n = snprintf(text, sizeof(text), "%ld", (long)now.tv_sec);
+    resp_add_bulk(&c->out, text, (size_t)n);
+    n = snprintf(text, sizeof(text), "%ld", (long)now.tv_usec);
+    resp_add_bulk(&c->out, text, (size_t)n);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * CLIENT
+ * ------------------------------------------------------------------------------------- */
+
+COMMAND_HANDLER(cmd_client)
+{
+    if (arg_is(c, 1, "ID") && c->argc == 2) {
+        resp_add_integer(&c->out, (long long)c->id);
+    } else if (arg_is(c, 1, "SETNAME") && c->argc == 3) {
+        for (size_t i = 0; i < c->lengths[2]; i++) {
+            if (c->argv[2][i] <= ' ' || c->argv[2][i] > '~') {
+                resp_add_error(&c->out, "ERR Client names cannot contain spaces, newlines or "
+                                        "special characters.");
+                return;
+            }
+        }
+        pthread_mutex_lock(&server.registry_lock);
+        snprintf(c->name, sizeof(c->name), "%.*s",
+                 (int)(c->lengths[2] < CLIENT_NAME_MAX ? c->lengths[2] : CLIENT_NAME_MAX - 1),
+                 c->argv[2]);
+        pthread_mutex_unlock(&server.registry_lock);
+        resp_add_ok(&c->out);
+    } else if (arg_is(c, 1, "GETNAME") && c->argc == 2) {
+        if (c->name[0] == '\0')
+            resp_add_null(&c->out);
+        else
+            resp_add_bulk_cstring(&c->out, c->name);
+    } else if ((arg_is(c, 1, "LIST") || arg_is(c, 1, "INFO"))) {
+        bool info = arg_is(c, 1, "INFO");
+        /* Non-admin users see their own connection only: other tenants' clients are
+         * not theirs to know about. */
+        size_t length;
+        char *text = network_client_list(info || !c->identity.admin ? c : NULL, &length);
+        if (text == NULL) {
+            reply_engine_error(c, SHOAL_ENOMEM);
+            return;
+        }
+        resp_add_verbatim(&c->out, text, length);
+        free(text);
+    } else if (arg_is(c, 1, "KILL") && c->argc >= 3) {
+        if (!c->identity.admin) {
+            resp_add_errorf(&c->out, "NOPERM User %s has no permissions to run the "
+                                     "'client|kill' command", c->identity.user);
+            return;
+        }
+        if (c->argc == 3) {
+            char address[64];
+            snprintf(address, sizeof(address), "%.*s", (int)c->lengths[2], c->argv[2]);
+            if (network_kill_matching(address, NULL, 0, NULL) == 0) {
+                resp_add_error(&c->out, "ERR No such client");
+                return;
+            }
+            resp_add_ok(&c->out);
+            return;
+        }
+        char address[64] = "", user[ACL_NAME_MAX] = "";
+        long long id = 0;
+        bool skip_me = true;
+        for (size_t i = 2; i + 1 < c->argc; i += 2) {
+            if (arg_is(c, i, "ID")) {
+                if (!arg_long_long(c, i + 1, &id))
+                    return;
+            } else if (arg_is(c, i, "ADDR")) {
+                snprintf(address, sizeof(address), "%.*s", (int)c->lengths[i + 1], c->argv[i + 1]);
+            } else if (arg_is(c, i, "USER")) {
+                snprintf(user, sizeof(user), "%.*s", (int)c->lengths[i + 1], c->argv[i + 1]);
+            } else if (arg_is(c, i, "SKIPME")) {
+                skip_me = !arg_is(c, i + 1, "no");
+            } else {
+                resp_add_error(&c->out, "ERR syntax error");
+                return;
+            }
+        }
+        if (c->argc % 2 != 0) {
+            resp_add_error(&c->out, "ERR syntax error");
+            return;
+        }
+        size_t killed = network_kill_matching(address[0] ? address : NULL, user[0] ? user : NULL,
+                                              (uint64_t)id, skip_me ? c : NULL);
+        resp_add_integer(&c->out, (long long)killed);
+    } else if (arg_is(c, 1, "SETINFO") && c->argc == 4) {
+        resp_add_ok(&c->out);
+    } else {
+        resp_add_errorf(&c->out, "ERR unknown subcommand '%.*s'. Try CLIENT HELP.",
+                        (int)c->lengths[1], c->argv[1]);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * INFO
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct info_text {
+    char *text;
+    size_t length, capacity;
+} info_text;
+
+static void info_append(info_text *t, const char *format, ...) __attribute__((format(printf, 2, 3)));
+static void info_append(info_text *t, const char *format, ...)
+{
+    va_list args;
+    for (int pass = 0; pass < 2; pass++) {
+        va_start(args, format);
+        int n = vsnprintf(t->text ? t->text + t->length : NULL,
+                          t->text ? t->capacity - t->length : 0, format, args);
+        va_end(args);
+        if (n < 0)
+            return;
+        if (t->text != NULL && t->length + (size_t)n < t->capacity) {
+            t->length += (size_t)n;
+            return;
+        }
+        size_t capacity = (t->capacity + (size_t)n + 1) * 2;
+        char *grown = realloc(t->text, capacity);
+        if (grown == NULL)
+            return;
+        t->text = grown;
+        t->capacity = capacity;
+    }
+}
+
+static bool info_wanted(client *c, const char *section, bool by_default)
+{
+    if (c->argc < 2)
+        return by_default;
+    for (size_t i = 1; i < c->argc; i++) {
+        if (arg_is(c, i, section) || arg_is(c, i, "all") || arg_is(c, i, "everything"))
+            return true;
+        if (arg_is(c, i, "default") && by_default)
+            return true;
+    }
+    return false;
+}
+
+static uint64_t info_percentile_ns(const uint64_t *buckets, uint64_t total, double fraction)
+{
+    uint64_t target = (uint64_t)(fraction * (double)total);
+    if (target == 0)
+        target = 1;
+    uint64_t seen = 0;
+    for (unsigned b = 0; b < STATS_BUCKETS; b++) {
+        seen += buckets[b];
+        if (seen >= target)
+            return stats_bucket_upper_ns(b);
+    }
+    return stats_bucket_upper_ns(STATS_BUCKETS - 1);
+}
+
+static void info_commands(info_text *t, bool commandstats, bool latencystats)
+{
+    if (commandstats)
+        info_append(t, "# Commandstats\r\n");
+    uint64_t *buckets = malloc(sizeof(uint64_t) * STATS_BUCKETS);
+    if (buckets == NULL)
+        return;
+    info_text latency = {0};
+    for (size_t i = 0; i < command_count(); i++) {
+        uint64_t calls = 0, microseconds = 0, failed = 0, rejected = 0;
+        memset(buckets, 0, sizeof(uint64_t) * STATS_BUCKETS);
+        for (size_t l = 0; l < server.loop_count; l++) {
+            command_stats *s = &server.loops[l].stats[i];
+            calls += atomic_load_explicit(&s->calls, memory_order_relaxed);
+            microseconds += atomic_load_explicit(&s->microseconds, memory_order_relaxed);
+            failed += atomic_load_explicit(&s->failed, memory_order_relaxed);
+            rejected += atomic_load_explicit(&s->rejected, memory_order_relaxed);
+            for (unsigned b = 0; b < STATS_BUCKETS; b++)
+                buckets[b] += atomic_load_explicit(&s->buckets[b], memory_order_relaxed);
+        }
+        if (calls == 0 && rejected == 0)
+            continue;
+        const char *name = command_at(i)->name;
+        if (commandstats)
+            info_append(t, "cmdstat_%s:calls=%llu,usec=%llu,usec_per_call=%.2f,"
+                           "rejected_calls=%llu,failed_calls=%llu\r\n",
+                        name, (unsigned long long)calls, (unsigned long long)microseconds,
+                        calls ? (double)microseconds / (double)calls : 0.0,
+                        (unsigned long long)rejected, (unsigned long long)failed);
+        uint64_t sampled = 0;
+        for (unsigned b = 0; b < STATS_BUCKETS; b++)
+            sampled += buckets[b];
+        if (latencystats && sampled > 0)
+            info_append(&latency, "latency_percentiles_usec_%s:p50=%.3f,p99=%.3f,p99.9=%.3f\r\n",
+                        name, (double)info_percentile_ns(buckets, sampled, 0.50) / 1000.0,
+                        (double)info_percentile_ns(buckets, sampled, 0.99) / 1000.0,
+                        (double)info_percentile_ns(buckets, sampled, 0.999) / 1000.0);
+    }
+    if (latencystats) {
+        if (commandstats)
+            info_append(t, "\r\n");
+        info_append(t, "# Latencystats\r\n%.*s", (int)latency.length,
+                    latency.text ? latency.text : "");
+    }
+    free(latency.text);
+    free(buckets);
+}
+
+static long info_rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, resident = 0;
+    if (f != NULL) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+COMMAND_HANDLER(cmd_info)
+{
+    info_text t = {0};
+    long long now = store_now_ms();
+    bool first = true;
+#define SECTION(title)                                                                      \
+    do {                                                                                    \
+        info_append(&t, "%s# %s\r\n", first ? "" : "\r\n", title);                          \
+        first = false;                                                                      \
+    } while (0)
+    if (info_wanted(c, "server", true)) {
+        SECTION("Server");
+        info_append(&t, "redis_version:7.0.0\r\nshoal_version:%d.%d\r\nredis_mode:standalone\r\n"
+                        "os:Linux\r\narch_bits:64\r\nmultiplexing_api:epoll\r\nprocess_id:%d\r\n"
+                        "run_id:%s\r\ntcp_port:%d\r\nserver_time_usec:%lld\r\n"
+                        "uptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\nhz:%lld\r\n"
+                        "event_loops:%zu\r\nexecutable:shoal-server\r\nconfig_file:%s\r\n",
+                    SHOAL_VERSION_MAJOR, SHOAL_VERSION_MINOR, (int)getpid(), server.run_id,
+                    server.bound_port, now * 1000, (now - server.started_ms) / 1000,
+                    (now - server.started_ms) / 86400000, atomic_load(&server.config.hz),
+                    server.loop_count, server.config.config_file);
+    }
+    if (info_wanted(c, "clients", true)) {
+        SECTION("Clients");
+        info_append(&t, "connected_clients:%lld\r\nmaxclients:%lld\r\nblocked_clients:0\r\n",
+                    atomic_load(&server.connected_clients), atomic_load(&server.config.maxclients));
+    }
+    shoal_db_stats stats;
+    memset(&stats, 0, sizeof(stats));
+    shoal_stats(server.db, &stats);
+    if (info_wanted(c, "memory", true)) {
+        SECTION("Memory");
+        long rss = info_rss_kb();
+        info_append(&t, "used_memory:%llu\r\nused_memory_rss:%ld\r\nmaxmemory:%lld\r\n"
+                        "maxmemory_policy:noeviction\r\nstored_keys:%llu\r\nstored_bytes:%llu\r\n",
+                    (unsigned long long)stats.memory, rss * 1024,
+                    atomic_load(&server.config.maxmemory), (unsigned long long)stats.keys,
+                    (unsigned long long)stats.bytes);
+    }
+    if (info_wanted(c, "persistence", true)) {
+        SECTION("Persistence");
+        info_append(&t, "loading:0\r\nmode:%s\r\nrdb_changes_since_last_save:0\r\n"
+                        "rdb_bgsave_in_progress:0\r\nrdb_last_save_time:%lld\r\n"
+                        "aof_enabled:0\r\nread_only:%d\r\nread_only_cause:%s\r\n",
+                    server.config.mode, atomic_load(&server.last_save_unix), stats.read_only ? 1 : 0,
+                    stats.read_only_cause ? shoal_error_name(stats.read_only_cause) : "none");
+    }
+    if (info_wanted(c, "stats", true)) {
+        SECTION("Stats");
+        info_append(
+            &t,
+            "total_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
+            "total_net_input_bytes:%llu\r\ntotal_net_output_bytes:%llu\r\n"
+            "rejected_connections:%llu\r\nexpired_keys:%llu\r\nevicted_keys:0\r\n"
+            "keyspace_hits:%llu\r\nkeyspace_misses:%llu\r\n"
+            "client_output_buffer_limit_disconnections:%llu\r\n"
+            "client_query_buffer_limit_disconnections:%llu\r\ntotal_error_replies:0\r\n"
+            "protocol_errors:%llu\r\nengine_seq:%llu\r\nengine_commits:%llu\r\n"
+            "engine_quota_refusals:%llu\r\nengine_snapshots_open:%llu\r\n",
+            (unsigned long long)atomic_load(&server.total_connections),
+            (unsigned long long)atomic_load(&server.total_commands),
+            (unsigned long long)atomic_load(&server.input_bytes),
+            (unsigned long long)atomic_load(&server.output_bytes),
+            (unsigned long long)atomic_load(&server.rejected_connections),
+            (unsigned long long)atomic_load(&store_expired_keys),
+            (unsigned long long)atomic_load(&server.keyspace_hits),
+            (unsigned long long)atomic_load(&server.keyspace_misses),
+            (unsigned long long)atomic_load(&server.output_limit_disconnections),
+            (unsigned long long)atomic_load(&server.query_limit_disconnections),
+            (unsigned long long)atomic_load(&server.protocol_errors),
+            (unsigned long long)stats.seq, (unsigned long long)stats.commits,
+            (unsigned long long)stats.quota_refusals, (unsigned long long)stats.snapshots_open);
+    }
+    bool commandstats = info_wanted(c, "commandstats", false);
+    bool latencystats = info_wanted(c, "latencystats", false);
+    if (commandstats || latencystats) {
+        info_append(&t, "%s", first ? "" : "\r\n");
+        first = false;
+        info_commands(&t, commandstats, latencystats);
+    }
+    if (info_wanted(c, "keyspace", true)) {
+        SECTION("Keyspace");
+        long long databases = atomic_load(&server.config.databases);
+        for (int db = 0; db < databases; db++) {
+            uint64_t keys = 0;
+            if (store_count(c->identity.tenant, c->identity.tenant_name, db, &keys) == 0 && keys > 0)
+                info_append(&t, "db%d:keys=%llu,expires=0,avg_ttl=0\r\n", db,
+                            (unsigned long long)keys);
+        }
+    }
+    if (info_wanted(c, "shards", false) && c->identity.admin) {
+        SECTION("Shards");
+        info_append(&t, "shards:%u\r\nactive_shards:%u\r\n", stats.shards, stats.active_shards);
+        for (uint32_t s = 0; s < stats.shards; s++) {
+            shoal_shard_stats shard;
+            if (shoal_stats_shard(server.db, s, &shard) != 0 || !shard.active)
+                continue;
+            info_append(&t, "shard%u:gets=%llu,puts=%llu,deletes=%llu,commits=%llu,"
+                            "lock_waits=%llu,lock_wait_us=%llu,objects=%llu,bytes=%llu\r\n",
+                        s, (unsigned long long)shard.gets, (unsigned long long)shard.puts,
+                        (unsigned long long)shard.deletes, (unsigned long long)shard.commits,
+                        (unsigned long long)shard.lock_waits,
+                        (unsigned long long)(shard.lock_wait_ns / 1000),
+                        (unsigned long long)shard.objects, (unsigned long long)shard.bytes);
+        }
+    }
+    if (info_wanted(c, "tenants", false)) {
+        SECTION("Tenants");
+        /* A non-admin user sees its own tenant only. */
+        uint64_t count = c->identity.admin ? stats.tenants : 1;
+        for (uint32_t id = 0, shown = 0; shown < count && id < 100000; id++) {
+            if (!c->identity.admin && id != c->identity.tenant)
+                continue;
+            shoal_tenant_stats tenant;
+            if (shoal_stats_tenant(server.db, id, &tenant) != 0)
+                continue;
+            shown++;
+            info_append(&t, "tenant_%s:id=%u,keys=%llu,bytes=%llu,namespaces=%llu,ops=%llu,"
+                            "quota_refusals=%llu\r\n",
+                        tenant.name, tenant.id, (unsigned long long)tenant.keys,
+                        (unsigned long long)tenant.bytes, (unsigned long long)tenant.namespaces,
+                        (unsigned long long)tenant.ops, (unsigned long long)tenant.quota_refusals);
+        }
+    }
+#undef SECTION
+    resp_add_verbatim(&c->out, t.text ? t.text : "", t.length);
+    free(t.text);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * CONFIG, checkpoints, SHUTDOWN
+ * ------------------------------------------------------------------------------------- */
+
+COMMAND_HANDLER(cmd_config)
+{
+    if (arg_is(c, 1, "GET") && c->argc >= 3) {
+        const char *patterns[64];
+        size_t lengths[64];
+        size_t count = 0;
+        for (size_t i = 2; i < c->argc && count < 64; i++) {
+            patterns[count] = c->argv[i];
+            lengths[count++] = c->lengths[i];
+        }
+        /* Settings Redis clients ask about that have no meaning here: answered as a
+         * Redis without persistence would, so redis-benchmark and friends are content. */
+        bool save = false, appendonly = false;
+        for (size_t i = 0; i < count; i++) {
+            save |= text_glob_match(patterns[i], lengths[i], "save", 4, true);
+            appendonly |= text_glob_match(patterns[i], lengths[i], "appendonly", 10, true);
+        }
+        resp_buffer body;
+        resp_buffer_init(&body);
+        body.protocol = c->out.protocol;
+        config_reply_get(&server.config, &body, patterns, lengths, count);
+        /* Re-emit with the extra pairs: the pair count is in body's first line. */
+        struct iovec iov[256];
+        int pieces = resp_buffer_iov(&body, iov, 256);
+        size_t total = 0;
+        for (int p = 0; p < pieces; p++)
+            total += iov[p].iov_len;
+        char *flat = malloc(total + 1);
+        if (flat == NULL) {
+            resp_buffer_free(&body);
+            reply_engine_error(c, SHOAL_ENOMEM);
+            return;
+        }
+        size_t at = 0;
+        for (int p = 0; p < pieces; p++) {
+            memcpy(flat + at, iov[p].iov_base, iov[p].iov_len);
+            at += iov[p].iov_len;
+        }
+        flat[total] = '\0';
+        resp_buffer_free(&body);
+        char *line_end = strstr(flat, "\r\n");
+        long long pairs = strtoll(flat + 1, NULL, 10);
+        if (flat[0] == '*')
+            pairs /= 2;
+        long long extra = (long long)save + (long long)appendonly;
+        resp_add_map(&c->out, pairs + extra);
+        if (line_end != NULL)
+            resp_add_raw(&c->out, line_end + 2, total - (size_t)(line_end + 2 - flat));
+        if (save) {
+            resp_add_bulk_cstring(&c->out, "save");
+            resp_add_bulk_cstring(&c->out, "");
+        }
+        if (appendonly) {
+            resp_add_bulk_cstring(&c->out, "appendonly");
+            resp_add_bulk_cstring(&c->out, "no");
+        }
+        free(flat);
+    } else if (arg_is(c, 1, "SET") && c->argc >= 4 && c->argc % 2 == 0) {
+        if (!c->identity.admin) {
+            resp_add_errorf(&c->out, "NOPERM User %s has no permissions to run the "
+                                     "'config|set' command", c->identity.user);
+            return;
+        }
+        for (size_t i = 2; i + 1 < c->argc; i += 2) {
+            char name[128], value[CONFIG_STRING_MAX], error[256];
+            snprintf(name, sizeof(name), "%.*s", (int)c->lengths[i], c->argv[i]);
+            snprintf(value, sizeof(value), "%.*s", (int)c->lengths[i + 1], c->argv[i + 1]);
+            if (!strcasecmp(name, "requirepass")) {
+                acl_set_requirepass(value);
+                snprintf(server.config.requirepass, sizeof(server.config.requirepass), "%s", value);
+                continue;
+            }
+            if (config_set(&server.config, name, value, false, error, sizeof(error)) != 0) {
+                if (strncmp(error, "unknown setting", 15) == 0)
+                    resp_add_errorf(&c->out, "ERR Unknown option or number of arguments for "
+                                             "CONFIG SET - '%s'", name);
+                else
+                    resp_add_errorf(&c->out, "ERR CONFIG SET failed (possibly related to "
+                                             "argument '%s') - %s", name, error);
+                return;
+            }
+            if (!strcasecmp(name, "loglevel"))
+                log_set_level(value);
+        }
+        resp_add_ok(&c->out);
+    } else if (arg_is(c, 1, "RESETSTAT") && c->argc == 2) {
+        for (size_t l = 0; l < server.loop_count; l++)
+            for (size_t i = 0; i < command_count(); i++) {
+                command_stats *s = &server.loops[l].stats[i];
+                atomic_store(&s->calls, 0);
+                atomic_store(&s->microseconds, 0);
+                atomic_store(&s->failed, 0);
+                atomic_store(&s->rejected, 0);
+                for (unsigned b = 0; b < STATS_BUCKETS; b++)
+                    atomic_store(&s->buckets[b], 0);
+            }
+        resp_add_ok(&c->out);
+    } else if (arg_is(c, 1, "REWRITE")) {
+        resp_add_error(&c->out, "ERR CONFIG REWRITE is not supported; edit the config file");
+    } else {
+        resp_add_errorf(&c->out, "ERR unknown subcommand or wrong number of arguments for "
+                                 "'%.*s'. Try CONFIG HELP.", (int)c->lengths[1], c->argv[1]);
+    }
+}
+
+COMMAND_HANDLER(cmd_save)
+{
+    resp_add_error(&c->out, "ERR SAVE: checkpoints are not available in memory mode");
+}
+
+COMMAND_HANDLER(cmd_bgsave)
+{
+    resp_add_error(&c->out, "ERR BGSAVE: checkpoints are not available in memory mode");
+}
+
+COMMAND_HANDLER(cmd_lastsave)
+{
+    resp_add_integer(&c->out, atomic_load(&server.last_save_unix));
+}
+
+COMMAND_HANDLER(cmd_shutdown)
+{
+    bool save = false;
+    for (size_t i = 1; i < c->argc; i++) {
+        if (arg_is(c, i, "SAVE"))
+            save = true;
+        else if (arg_is(c, i, "NOSAVE") || arg_is(c, i, "NOW") || arg_is(c, i, "FORCE") ||
+                 arg_is(c, i, "ABORT"))
+            continue;
+        else {
+            resp_add_error(&c->out, "ERR syntax error");
+            return;
+        }
+    }
+    if (save) {
+        resp_add_error(&c->out, "ERR Errors trying to SHUTDOWN: SAVE needs checkpoints, which "
+                                "are not available in memory mode");
+        return;
+    }
+    log_message(LOG_WARNING, "SHUTDOWN requested by client id=%llu addr=%s user=%s",
+                (unsigned long long)c->id, c->address, c->identity.user);
+    /* The main thread waits for this signal and stops every loop (main.c). */
+    kill(getpid(), SIGTERM);
+    c->close_after_reply = true;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * COMMAND
+ * ------------------------------------------------------------------------------------- */
+
+static void command_reply_flags(client *c, const command_def *cmd)
+{
+    const char *names[8];
+    int count = 0;
+    if (cmd->flags & CMD_WRITE)
+        names[count++] = "write";
+    if (cmd->flags & CMD_READONLY)
+        names[count++] = "readonly";
+    if (cmd->flags & CMD_ADMIN)
+        names[count++] = "admin";
+    if (cmd->flags & CMD_NOAUTH)
+        names[count++] = "no_auth";
+    if (cmd->flags & CMD_FAST)
+        names[count++] = "fast";
+    if (cmd->flags & CMD_DENYMULTI)
+        names[count++] = "no_multi";
+    resp_add_set(&c->out, count);
+    for (int i = 0; i < count; i++)
+        resp_add_simple(&c->out, names[i]);
+}
+
+static void command_reply_info(client *c, const command_def *cmd)
+{
+    resp_add_array(&c->out, 10);
+    resp_add_bulk_cstring(&c->out, cmd->name);
+    resp_add_integer(&c->out, cmd->arity);
+    command_reply_flags(c, cmd);
+    resp_add_integer(&c->out, cmd->first_key);
+    resp_add_integer(&c->out, cmd->last_key);
+    resp_add_integer(&c->out, cmd->key_step);
+    resp_add_set(&c->out, 0);
+    resp_add_set(&c->out, 0);
+    resp_add_array(&c->out, 0);
+    resp_add_array(&c->out, 0);
+}
+
+static void command_reply_docs(client *c, const command_def *cmd)
+{
+    resp_add_bulk_cstring(&c->out, cmd->name);
+    resp_add_map(&c->out, 3);
+    resp_add_bulk_cstring(&c->out, "summary");
+    resp_add_bulk_cstring(&c->out, cmd->summary);
+    resp_add_bulk_cstring(&c->out, "since");
+    resp_add_bulk_cstring(&c->out, "1.0.0");
+    resp_add_bulk_cstring(&c->out, "group");
+    resp_add_bulk_cstring(&c->out, cmd->group);
+}
+
+COMMAND_HANDLER(cmd_command)
+{
+    size_t total = command_count();
+    if (c->argc == 1) {
+        resp_add_array(&c->out, (long long)total);
+        for (size_t i = 0; i < total; i++)
+            command_reply_info(c, command_at(i));
+    } else if (arg_is(c, 1, "COUNT") && c->argc == 2) {
+        resp_add_integer(&c->out, (long long)total);
+    } else if (arg_is(c, 1, "LIST")) {
+        resp_add_array(&c->out, (long long)total);
+        for (size_t i = 0; i < total; i++)
+            resp_add_bulk_cstring(&c->out, command_at(i)->name);
+    } else if (arg_is(c, 1, "INFO")) {
+        if (c->argc == 2) {
+            resp_add_array(&c->out, (long long)total);
+            for (size_t i = 0; i < total; i++)
+                command_reply_info(c, command_at(i));
+            return;
+        }
+        resp_add_array(&c->out, (long long)c->argc - 2);
+        for (size_t i = 2; i < c->argc; i++) {
+            const command_def *cmd = command_lookup(c->argv[i], c->lengths[i]);
+            if (cmd == NULL)
+                resp_add_null_array(&c->out);
+            else
+                command_reply_info(c, cmd);
+        }
+    } else if (arg_is(c, 1, "DOCS")) {
+        if (c->argc == 2) {
+            resp_add_map(&c->out, (long long)total);
+            for (size_t i = 0; i < total; i++)
+                command_reply_docs(c, command_at(i));
+            return;
+        }
+        long long found = 0;
+        for (size_t i = 2; i < c->argc; i++)
+            found += command_lookup(c->argv[i], c->lengths[i]) != NULL;
+        resp_add_map(&c->out, found);
+        for (size_t i = 2; i < c->argc; i++) {
+            const command_def *cmd = command_lookup(c->argv[i], c->lengths[i]);
+            if (cmd != NULL)
+                command_reply_docs(c, cmd);
+        }
+    } else {
+        resp_add_errorf(&c->out, "ERR unknown subcommand '%.*s'. Try COMMAND HELP.",
+                        (int)c->lengths[1], c->argv[1]);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * ACL
+ * ------------------------------------------------------------------------------------- */
+
+COMMAND_HANDLER(cmd_acl)
+{
+    if (arg_is(c, 1, "WHOAMI") && c->argc == 2) {
+        resp_add_bulk_cstring(&c->out, c->identity.user);
+        return;
+    }
+    if (!c->identity.admin) {
+        resp_add_errorf(&c->out, "NOPERM User %s has no permissions to run the 'acl|%.*s' "
+                                 "command", c->identity.user, (int)c->lengths[1], c->argv[1]);
+        return;
+    }
+    if (arg_is(c, 1, "LIST") && c->argc == 2) {
+        acl_reply_list(&c->out);
+    } else if (arg_is(c, 1, "USERS") && c->argc == 2) {
+        acl_reply_users(&c->out);
+    } else if (arg_is(c, 1, "SETUSER") && c->argc >= 3) {
+        char error[512];
+        if (acl_setuser(c->argv[2], c->lengths[2], (const char *const *)c->argv + 3,
+                        c->lengths + 3, c->argc - 3, error, sizeof(error)) != 0) {
+            resp_add_error(&c->out, error);
+            return;
+        }
+        resp_add_ok(&c->out);
+    } else {
+        resp_add_errorf(&c->out, "ERR unknown subcommand or wrong number of arguments for "
+                                 "'%.*s'. Try ACL HELP.", (int)c->lengths[1], c->argv[1]);
+    }
+}

@@ -1,0 +1,534 @@
+/*
+ * cmd_strings.c -- the string commands: GET SET (NX XX GET EX PX EXAT PXAT KEEPTTL) SETNX
+ * SETEX PSETEX GETSET GETDEL GETEX MGET MSET MSETNX APPEND STRLEN GETRANGE SETRANGE INCR
+ * INCRBY INCRBYFLOAT DECR DECRBY.
+ *
+ * Every handler follows Redis 7's semantics and error texts. Handlers that read before
+ * they write do so through key_read inside the command's store_txn attempt (the command
+ * is flagged CMD_WRITE), so the read-modify-write is atomic against other clients: a
+ * concurrent write to the key makes the commit fail and the dispatcher runs the handler
+ * again (command.c). Invariant: a handler writes only replies and the txn's batch.
+ * Tested by tests/integration/test_server.py, which compares replies with Redis's.
+ */
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "text.h"
+
+#define STRING_MAX_SIZE (512ll * 1024 * 1024)
+
+COMMAND_HANDLER(cmd_get)
+{
+    shoal_ns *ns = client_namespace(c);
+    store_value v;
+    if (ns == NULL || key_read(c, ns, c->argv[1], c->lengths[1], false, &v) != 0)
+        return;
+    reply_value(c, &v);
+    store_value_release(&v);
+}
+
+/* Parses an expiry argument into absolute milliseconds; replies Redis's error. */
+static bool string_expiry(client *c, size_t i, long long unit_ms, bool absolute,
+                          const char *command, int64_t *out)
+{
+    long long value;
+    if (!arg_long_long(c, i, &value))
+        return false;
+    if (value <= 0 || (unit_ms == 1000 && value > LLONG_MAX / 1000)) {
+        resp_add_errorf(&c->out, "ERR invalid expire time in '%s' command", command);
+        return false;
+    }
+    long long ms = value * unit_ms;
+    if (!absolute) {
+        int64_t now = command_now_ms(c);
+        if (ms > LLONG_MAX - now) {
+            resp_add_errorf(&c->out, "ERR invalid expire time in '%s' command", command);
+            return false;
+        }
+        ms += now;
+    }
+    *out = ms;
+    return true;
+}
+
+enum { SET_NX = 1, SET_XX = 2, SET_GET = 4, SET_KEEPTTL = 8, SET_EXPIRY = 16 };
+
+/* The common core of SET and its variants. Replies itself. */
+static void string_set(client *c, int flags, int64_t expire_ms, bool reply_integer)
+{
+    shoal_ns *ns = client_namespace(c);
+    if (ns == NULL)
+        return;
+    const char *key = c->argv[1];
+    size_t key_length = c->lengths[1];
+    const char *value = c->argv[2];
+    size_t value_length = c->lengths[2];
+    store_value old = {0};
+    bool need_read = (flags & (SET_NX | SET_XX | SET_GET | SET_KEEPTTL)) != 0;
+    if (need_read && key_read(c, ns, key, key_length, !(flags & SET_GET), &old) != 0)
+        return;
+    if (old.found && old.foreign && (flags & SET_GET)) {
+        resp_add_error(&c->out, "WRONGTYPE Operation against a key holding the wrong kind of value");
+        store_value_release(&old);
+        return;
+    }
+    bool refused = ((flags & SET_NX) && old.found) || ((flags & SET_XX) && !old.found);
+    if (!refused) {
+        if (flags & SET_KEEPTTL)
+            expire_ms = old.found ? old.expire_ms : VALUE_NO_EXPIRY;
+        int result = store_txn_put(&c->txn, ns, key, key_length, VALUE_TYPE_STRING, expire_ms,
+                                   value, value_length);
+        if (result != 0) {
+            store_value_release(&old);
+            reply_engine_error(c, result);
+            return;
+        }
+    }
+    if (flags & SET_GET)
+        reply_value(c, &old);
+    else if (reply_integer)
+        resp_add_integer(&c->out, refused ? 0 : 1);
+    else if (refused)
+        resp_add_null(&c->out);
+    else
+        resp_add_ok(&c->out);
+    store_value_release(&old);
+}
+
+COMMAND_HANDLER(cmd_set)
+{
+    int flags = 0;
+    int64_t expire_ms = VALUE_NO_EXPIRY;
+    for (size_t i = 3; i < c->argc; i++) {
+        bool has_next = i + 1 < c->argc;
+        if (arg_is(c, i, "NX") && !(flags & SET_XX)) {
+            flags |= SET_NX;
+        } else if (arg_is(c, i, "XX") && !(flags & SET_NX)) {
+            flags |= SET_XX;
+        } else if (arg_is(c, i, "GET")) {
+            flags |= SET_GET;
+        } else if (arg_is(c, i, "KEEPTTL") && !(flags & SET_EXPIRY)) {
+            flags |= SET_KEEPTTL;
+        } else if (has_next && !(flags & (SET_EXPIRY | SET_KEEPTTL)) &&
+                   (arg_is(c, i, "EX") || arg_is(c, i, "PX") || arg_is(c, i, "EXAT") ||
+                    arg_is(c, i, "PXAT"))) {
+            bool seconds = arg_is(c, i, "EX") || arg_is(c, i, "EXAT");
+            bool absolute = arg_is(c, i, "EXAT") || arg_is(c, i, "PXAT");
+            if (!string_expiry(c, i + 1, seconds ? 1000 : 1, absolute, "set", &expire_ms))
+                return;
+            flags |= SET_EXPIRY;
+            i++;
+        } else {
+            resp_add_error(&c->out, "ERR syntax error");
+            return;
+        }
+    }
+    string_set(c, flags, expire_ms, false);
+}
+
+COMMAND_HANDLER(cmd_setnx)
+{
+    string_set(c, SET_NX, VALUE_NO_EXPIRY, true);
+}
+
+static void string_setex(client *c, long long unit_ms, const char *name)
+{
+    int64_t expire_ms;
+    if (!string_expiry(c, 2, unit_ms, false, name, &expire_ms))
+        return;
+    /* SETEX key seconds value: move the value into place for string_set. */
+    char *value = c->argv[3];
+    size_t value_length = c->lengths[3];
+    char *saved = c->argv[2];
+    size_t saved_length = c->lengths[2];
+    c->argv[2] = value;
+    c->lengths[2] = value_length;
+    string_set(c, 0, expire_ms, false);
+    c->argv[2] = saved;
+    c->lengths[2] = saved_length;
+}
+
+COMMAND_HANDLER(cmd_setex)
+{
+    string_setex(c, 1000, "setex");
+}
+
+COMMAND_HANDLER(cmd_psetex)
+{
+    string_setex(c, 1, "psetex");
+}
+
+COMMAND_HANDLER(cmd_getset)
+{
+    string_set(c, SET_GET, VALUE_NO_EXPIRY, false);
+}
+
+COMMAND_HANDLER(cmd_getdel)
+{
+    shoal_ns *ns = client_namespace(c);
+    store_value v;
+    if (ns == NULL || key_read(c, ns, c->argv[1], c->lengths[1], false, &v) != 0)
+        return;
+    if (v.found) {
+        int result = store_txn_delete(&c->txn, ns, c->argv[1], c->lengths[1]);
+        if (result != 0) {
+            store_value_release(&v);
+            reply_engine_error(c, result);
+            return;
+        }
+    }
+    reply_value(c, &v);
+    store_value_release(&v);
+}
+
+COMMAND_HANDLER(cmd_getex)
+{
+    bool persist = false, change = false;
+    int64_t expire_ms = VALUE_NO_EXPIRY;
+    for (size_t i = 2; i < c->argc; i++) {
+        if (arg_is(c, i, "PERSIST") && !change) {
+            persist = change = true;
+        } else if (i + 1 < c->argc && !change &&
+                   (arg_is(c, i, "EX") || arg_is(c, i, "PX") || arg_is(c, i, "EXAT") ||
+                    arg_is(c, i, "PXAT"))) {
+            bool seconds = arg_is(c, i, "EX") || arg_is(c, i, "EXAT");
+            bool absolute = arg_is(c, i, "EXAT") || arg_is(c, i, "PXAT");
+            if (!string_expiry(c, i + 1, seconds ? 1000 : 1, absolute, "getex", &expire_ms))
+                return;
+            change = true;
+            i++;
+        } else {
+            resp_add_error(&c->out, "ERR syntax error");
+            return;
+        }
+    }
+    shoal_ns *ns = client_namespace(c);
+    store_value v;
+    if (ns == NULL || key_read(c, ns, c->argv[1], c->lengths[1], false, &v) != 0)
+        return;
+    if (v.found && change && !(persist && v.expire_ms == VALUE_NO_EXPIRY)) {
+        int result = store_txn_put(&c->txn, ns, c->argv[1], c->lengths[1], VALUE_TYPE_STRING,
+                                   persist ? VALUE_NO_EXPIRY : expire_ms, v.data, v.length);
+        if (result != 0) {
+            store_value_release(&v);
+            reply_engine_error(c, result);
+            return;
+        }
+    }
+    reply_value(c, &v);
+    store_value_release(&v);
+}
+
+COMMAND_HANDLER(cmd_mget)
+{
+    shoal_ns *ns = client_namespace(c);
+    if (ns == NULL)
+        return;
+    /* One snapshot for all the keys, so MGET sees one state, as on Redis. */
+    shoal_snapshot *snap = NULL;
+    if (!c->txn.active) {
+        int result = shoal_snapshot_take(server.db, &snap);
+        if (result != 0) {
+            reply_engine_error(c, result);
+            return;
+        }
+    }
+    resp_add_array(&c->out, (long long)c->argc - 1);
+    int64_t now = command_now_ms(c);
+    for (size_t i = 1; i < c->argc; i++) {
+        store_value v;
+        int result = c->txn.active
+                         ? store_txn_read(&c->txn, ns, c->argv[i], c->lengths[i], false, &v)
+                         : store_read(ns, snap, c->argv[i], c->lengths[i], false, now, &v);
+        if (result == SHOAL_EDROPPED || result == SHOAL_ECONFLICT) {
+            reply_engine_error(c, result);
+            break;
+        }
+        if (result != 0 || v.foreign)
+            v.found = false; /* MGET answers nil for what it cannot read as a string */
+        reply_value(c, &v);
+        store_value_release(&v);
+    }
+    shoal_snapshot_release(snap);
+}
+
+static void string_mset(client *c, bool only_if_none)
+{
+    if (c->argc % 2 == 0) {
+        resp_add_errorf(&c->out, "ERR wrong number of arguments for '%s' command",
+                        only_if_none ? "msetnx" : "mset");
+        return;
+    }
+    shoal_ns *ns = client_namespace(c);
+    if (ns == NULL)
+        return;
+    if (only_if_none) {
+        for (size_t i = 1; i < c->argc; i += 2) {
+            store_value v;
+            if (key_read(c, ns, c->argv[i], c->lengths[i], true, &v) != 0)
+                return;
+            if (v.found) {
+                resp_add_integer(&c->out, 0);
+                return;
+            }
+        }
+    }
+    for (size_t i = 1; i < c->argc; i += 2) {
+        int result = store_txn_put(&c->txn, ns, c->argv[i], c->lengths[i], VALUE_TYPE_STRING,
+                                   VALUE_NO_EXPIRY, c->argv[i + 1], c->lengths[i + 1]);
+        if (result != 0) {
+            reply_engine_error(c, result);
+            return;
+        }
+    }
+    if (only_if_none)
+        resp_add_integer(&c->out, 1);
+    else
+        resp_add_ok(&c->out);
+}
+
+COMMAND_HANDLER(cmd_mset)
+{
+    string_mset(c, false);
+}
+
+COMMAND_HANDLER(cmd_msetnx)
+{
+    string_mset(c, true);
+}
+
+/* Reads the key for a read-modify-write; replies WRONGTYPE for foreign bytes. Returns
+ * false when the handler must stop. */
+static bool string_read_for_update(client *c, shoal_ns *ns, store_value *v)
+{
+    if (key_read(c, ns, c->argv[1], c->lengths[1], false, v) != 0)
+        return false;
+    if (v->found && v->foreign) {
+        resp_add_error(&c->out, "WRONGTYPE Operation against a key holding the wrong kind of value");
+        store_value_release(v);
+        return false;
+    }
+    return true;
+}
+
+COMMAND_HANDLER(cmd_append)
+{
+    shoal_ns *ns = client_namespace(c);
+    store_value v;
+    if (ns == NULL || !string_read_for_update(c, ns, &v))
+        return;
+    size_t old_length = v.found ? v.length : 0;
+    if ((long long)(old_length + c->lengths[2]) > STRING_MAX_SIZE) {
+        store_value_release(&v);
+        resp_add_error(&c->out, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+        return;
+    }
+    size_t length = old_length + c->lengths[2];
+    char *joined = malloc(length ? length : 1);
+    if (joined == NULL) {
+        store_value_release(&v);
+        reply_engine_error(c, SHOAL_ENOMEM);
+        return;
+    }
+    if (old_length > 0)
+        memcpy(joined, v.data, old_length);
+    memcpy(joined + old_length, c->argv[2], c->lengths[2]);
+    int result = store_txn_put(&c->txn, ns, c->argv[1], c->lengths[1], VALUE_TYPE_STRING,
+                               v.found ? v.expire_ms : VALUE_NO_EXPIRY, joined, length);
+    free(joined);
+    store_value_release(&v);
+    if (result != 0) {
+        reply_engine_error(c, result);
+        return;
+    }
+    resp_add_integer(&c->out, (long long)length);
+}
+
+COMMAND_HANDLER(cmd_strlen)
+{
+    shoal_ns *ns = client_namespace(c);
+    store_value v;
+    if (ns == NULL || key_read(c, ns, c->argv[1], c->lengths[1], true, &v) != 0)
+        return;
+    if (v.found && v.foreign)
+        resp_add_error(&c->out, "WRONGTYPE Operation against a key holding the wrong kind of value");
+    else
+        resp_add_integer(&c->out, v.found ? (long long)v.length : 0);
+    store_value_release(&v);
+}
+
+COMMAND_HANDLER(cmd_getrange)
+{
+    long long start, end;
+    if (!arg_long_long(c, 2, &start) || !arg_long_long(c, 3, &end))
+        return;
+    shoal_ns *ns = client_namespace(c);
+    store_value v;
+    if (ns == NULL || !string_read_for_update(c, ns, &v))
+        return;
+    long long length = v.found ? (long long)v.length : 0;
+    if (start < 0 && end < 0 && start > end) {
+        resp_add_bulk(&c->out, "", 0);
+        store_value_release(&v);
+        return;
+    }
+    if (start < 0)
+        start += length;
+    if (end < 0)
+        end += length;
+    if (start < 0)
+        start = 0;
+    if (end < 0)
+        end = 0;
+    if (end >= length)
+        end = length - 1;
+    if (length == 0 || start > end)
+        resp_add_bulk(&c->out, "", 0);
+    else
+        resp_add_bulk(&c->out, v.data + start, (size_t)(end - start + 1));
+    store_value_release(&v);
+}
+
+COMMAND_HANDLER(cmd_setrange)
+{
+    long long offset;
+    if (!arg_long_long(c, 2, &offset))
+        return;
+    if (offset < 0) {
+        resp_add_error(&c->out, "ERR offset is out of range");
+        return;
+    }
+    if (offset + (long long)c->lengths[3] > STRING_MAX_SIZE) {
+        resp_add_error(&c->out, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+        return;
+    }
+    shoal_ns *ns = client_namespace(c);
+    store_value v;
+    if (ns == NULL || !string_read_for_update(c, ns, &v))
+        return;
+    size_t old_length = v.found ? v.length : 0;
+    if (c->lengths[3] == 0) {
+        resp_add_integer(&c->out, (long long)old_length);
+        store_value_release(&v);
+        return;
+    }
+    size_t needed = (size_t)offset + c->lengths[3];
+    size_t length = needed > old_length ? needed : old_length;
+    char *updated = calloc(1, length);
+    if (updated == NULL) {
+        store_value_release(&v);
+        reply_engine_error(c, SHOAL_ENOMEM);
+        return;
+    }
+    if (old_length > 0)
+        memcpy(updated, v.data, old_length);
+    memcpy(updated + offset, c->argv[3], c->lengths[3]);
+    int result = store_txn_put(&c->txn, ns, c->argv[1], c->lengths[1], VALUE_TYPE_STRING,
+                               v.found ? v.expire_ms : VALUE_NO_EXPIRY, updated, length);
+    free(updated);
+    store_value_release(&v);
+    if (result != 0) {
+        reply_engine_error(c, result);
+        return;
+    }
+    resp_add_integer(&c->out, (long long)length);
+}
+
+static void string_increment(client *c, long long delta)
+{
+    shoal_ns *ns = client_namespace(c);
+    store_value v;
+    if (ns == NULL || !string_read_for_update(c, ns, &v))
+        return;
+    long long current = 0;
+    if (v.found && !text_to_long_long(v.data, v.length, &current)) {
+        store_value_release(&v);
+        resp_add_error(&c->out, "ERR value is not an integer or out of range");
+        return;
+    }
+    if ((delta < 0 && current < 0 && delta < LLONG_MIN - current) ||
+        (delta > 0 && current > 0 && delta > LLONG_MAX - current)) {
+        store_value_release(&v);
+        resp_add_error(&c->out, "ERR increment or decrement would overflow");
+        return;
+    }
+    current += delta;
+    char text[32];
+    size_t length = text_from_long_long(current, text, sizeof(text));
+    int result = store_txn_put(&c->txn, ns, c->argv[1], c->lengths[1], VALUE_TYPE_STRING,
+                               v.found ? v.expire_ms : VALUE_NO_EXPIRY, text, length);
+    store_value_release(&v);
+    if (result != 0) {
+        reply_engine_error(c, result);
+        return;
+    }
+    resp_add_integer(&c->out, current);
+}
+
+COMMAND_HANDLER(cmd_incr)
+{
+    string_increment(c, 1);
+}
+
+COMMAND_HANDLER(cmd_decr)
+{
+    string_increment(c, -1);
+}
+
+COMMAND_HANDLER(cmd_incrby)
+{
+    long long delta;
+    if (arg_long_long(c, 2, &delta))
+        string_increment(c, delta);
+}
+
+COMMAND_HANDLER(cmd_decrby)
+{
+    long long delta;
+    if (!arg_long_long(c, 2, &delta))
+        return;
+    if (delta == LLONG_MIN) {
+        resp_add_error(&c->out, "ERR decrement would overflow");
+        return;
+    }
+    string_increment(c, -delta);
+}
+
+COMMAND_HANDLER(cmd_incrbyfloat)
+{
+    long double delta;
+    if (!text_to_long_double(c->argv[2], c->lengths[2], &delta)) {
+        resp_add_error(&c->out, "ERR value is not a valid float");
+        return;
+    }
+    shoal_ns *ns = client_namespace(c);
+    store_value v;
+    if (ns == NULL || !string_read_for_update(c, ns, &v))
+        return;
+    long double current = 0;
+    if (v.found && !text_to_long_double(v.data, v.length, &current)) {
+        store_value_release(&v);
+        resp_add_error(&c->out, "ERR value is not a valid float");
+        return;
+    }
+    current += delta;
+    if (isnan(current) || isinf(current)) {
+        store_value_release(&v);
+        resp_add_error(&c->out, "ERR increment would produce NaN or Infinity");
+        return;
+    }
+    char text[128];
+    size_t length = text_from_long_double(current, text, sizeof(text));
+    int result = store_txn_put(&c->txn, ns, c->argv[1], c->lengths[1], VALUE_TYPE_STRING,
+                               v.found ? v.expire_ms : VALUE_NO_EXPIRY, text, length);
+    store_value_release(&v);
+    if (result != 0) {
+        reply_engine_error(c, result);
+        return;
+    }
+    resp_add_bulk(&c->out, text, length);
+}

@@ -1,0 +1,91 @@
+/*
+ * commands.h -- the command handlers (one per command, in cmd_*.c and command.c) and the
+ * helpers they share: argument parsing with Redis's error texts, and key reads that go
+ * through the client's transaction when one is active.
+ */
+#ifndef SHOAL_SERVER_COMMANDS_H
+#define SHOAL_SERVER_COMMANDS_H
+
+#include "server.h"
+
+COMMAND_HANDLER(cmd_acl);
+COMMAND_HANDLER(cmd_append);
+COMMAND_HANDLER(cmd_auth);
+COMMAND_HANDLER(cmd_bgsave);
+COMMAND_HANDLER(cmd_client);
+COMMAND_HANDLER(cmd_command);
+COMMAND_HANDLER(cmd_config);
+COMMAND_HANDLER(cmd_dbsize);
+COMMAND_HANDLER(cmd_decr);
+COMMAND_HANDLER(cmd_decrby);
+COMMAND_HANDLER(cmd_del);
+COMMAND_HANDLER(cmd_discard);
+COMMAND_HANDLER(cmd_echo);
+COMMAND_HANDLER(cmd_exec);
+COMMAND_HANDLER(cmd_exists);
+COMMAND_HANDLER(cmd_expire);
+COMMAND_HANDLER(cmd_expireat);
+COMMAND_HANDLER(cmd_expiretime);
+COMMAND_HANDLER(cmd_flushall);
+COMMAND_HANDLER(cmd_flushdb);
+COMMAND_HANDLER(cmd_get);
+COMMAND_HANDLER(cmd_getdel);
+COMMAND_HANDLER(cmd_getex);
+COMMAND_HANDLER(cmd_getrange);
+COMMAND_HANDLER(cmd_getset);
+COMMAND_HANDLER(cmd_hello);
+COMMAND_HANDLER(cmd_incr);
+COMMAND_HANDLER(cmd_incrby);
+COMMAND_HANDLER(cmd_incrbyfloat);
+COMMAND_HANDLER(cmd_info);
+COMMAND_HANDLER(cmd_keys);
+COMMAND_HANDLER(cmd_lastsave);
+COMMAND_HANDLER(cmd_mget);
+COMMAND_HANDLER(cmd_mset);
+COMMAND_HANDLER(cmd_msetnx);
+COMMAND_HANDLER(cmd_multi);
+COMMAND_HANDLER(cmd_persist);
+COMMAND_HANDLER(cmd_pexpire);
+COMMAND_HANDLER(cmd_pexpireat);
+COMMAND_HANDLER(cmd_pexpiretime);
+COMMAND_HANDLER(cmd_ping);
+COMMAND_HANDLER(cmd_psetex);
+COMMAND_HANDLER(cmd_pttl);
+COMMAND_HANDLER(cmd_quit);
+COMMAND_HANDLER(cmd_randomkey);
+COMMAND_HANDLER(cmd_rename);
+COMMAND_HANDLER(cmd_renamenx);
+COMMAND_HANDLER(cmd_reset);
+COMMAND_HANDLER(cmd_save);
+COMMAND_HANDLER(cmd_scan);
+COMMAND_HANDLER(cmd_select);
+COMMAND_HANDLER(cmd_set);
+COMMAND_HANDLER(cmd_setex);
+COMMAND_HANDLER(cmd_setnx);
+COMMAND_HANDLER(cmd_setrange);
+COMMAND_HANDLER(cmd_shutdown);
+COMMAND_HANDLER(cmd_strlen);
+COMMAND_HANDLER(cmd_time);
+COMMAND_HANDLER(cmd_touch);
+COMMAND_HANDLER(cmd_ttl);
+COMMAND_HANDLER(cmd_type);
+COMMAND_HANDLER(cmd_unwatch);
+COMMAND_HANDLER(cmd_watch);
+
+/* Reads a key of the client's current database: through the transaction when one is
+ * active (EXEC, write commands), else directly with lazy expiry. Returns 0, or replies
+ * with the engine error (or marks a retry) and returns it. */
+int key_read(client *c, shoal_ns *ns, const char *key, size_t key_length, bool header_only,
+             store_value *out);
+/* The time commands use: the attempt's clock reading in a transaction, else now. */
+int64_t command_now_ms(client *c);
+/* Parses argument i as a long long; replies "value is not an integer or out of range". */
+bool arg_long_long(client *c, size_t i, long long *out);
+/* Case-insensitive comparison of argument i with a word. */
+bool arg_is(client *c, size_t i, const char *word);
+/* Replies with a value read by key_read, handing large values over without copying. */
+void reply_value(client *c, store_value *v);
+/* True if the byte at absolute output position is '-' (an error reply started there). */
+bool command_reply_starts_with_error(const resp_buffer *b, uint64_t position);
+
+#endif /* SHOAL_SERVER_COMMANDS_H */

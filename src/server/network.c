@@ -1,0 +1,680 @@
+/*
+ * network.c -- event loops, connections, reading requests and writing replies.
+ *
+ * Purpose
+ * -------
+ * shoal-server runs N event-loop threads (default: one per online core). Each loop has
+ * its own epoll instance and its own listening socket on the same port (SO_REUSEPORT),
+ * so the kernel spreads new connections over the loops with no acceptor thread and no
+ * hand-off. A connection stays on the loop that accepted it for its whole life; that
+ * loop reads its requests, runs its commands directly on the engine (no server-wide
+ * lock: the engine's shards do the locking) and writes its replies.
+ * docs/OPERATIONS.md explains why plain epoll was chosen over libuv (measured).
+ *
+ * Life of a request
+ * -----------------
+ * readable -> network_read: read into the client's query buffer (growing it to the
+ * exact size a large bulk argument announced, so a 100 MiB value is read in a few large
+ * reads into one allocation) -> network_process: parse every complete request in the
+ * buffer (pipelining) and dispatch each -> network_flush: writev the pending replies;
+ * if the socket is full, arm EPOLLOUT and continue when writable.
+ *
+ * Invariants
+ * ----------
+ * 1. A client is touched only by its loop's thread, except for the fields server.h marks
+ *    shared; another thread that wants it closed (CLIENT KILL, shutdown) sets
+ *    kill_requested and wakes the loop through its eventfd.
+ * 2. Memory per client is bounded: the query buffer by client-query-buffer-limit (and
+ *    the parser's line and bulk limits), the output by client-output-buffer-limit. A
+ *    client over a limit is closed; other clients are not affected.
+ * 3. A protocol error is answered with "-ERR Protocol error: ..." and the connection is
+ *    closed once that reply is sent; no further request of that client is run.
+ * 4. A client is unlinked from the registry (under its lock) before it is freed, so a
+ *    thread walking the registry never sees freed memory.
+ *
+ * Testing
+ * -------
+ * tests/integration/test_bad_clients.py: truncated and malformed frames, negative and
+ * huge lengths, 1 GB without a newline, 10,000 connections opened and dropped, a client
+ * that never reads; the server must keep serving others with bounded RSS.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* epoll data for the loop's own descriptors; client pointers are never this small. */
+#define NETWORK_TAG_WAKE 1u
+#define NETWORK_TAG_LISTEN_BASE 16u
+#define NETWORK_TAG_LIMIT 4096u
+
+#define NETWORK_READ_CHUNK (16u * 1024u)
+
+static long long network_now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Clients
+ * ------------------------------------------------------------------------------------- */
+
+static void network_format_address(const struct sockaddr_storage *sa, char *out, size_t size)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+        snprintf(out, size, "%s:%d", host, port);
+    } else if (sa->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+        snprintf(out, size, "%s:%d", host, port);
+    } else {
+        snprintf(out, size, "?:0");
+    }
+}
+
+static client *network_client_new(event_loop *loop, int fd)
+{
+    client *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->fd = fd;
+    c->loop = loop;
+    c->id = atomic_fetch_add(&server.next_client_id, 1) + 1;
+    c->created_ms = network_now_ms();
+    atomic_store(&c->last_interaction_ms, c->created_ms);
+    resp_parser_init(&c->parser);
+    resp_buffer_init(&c->out);
+    store_txn_init(&c->txn, server.db);
+    c->authenticated = !acl_default_requires_auth();
+    acl_default_identity(&c->identity);
+    c->parser.authenticated = c->authenticated;
+    c->db = 0;
+    struct sockaddr_storage sa;
+    socklen_t length = sizeof(sa);
+    if (getpeername(fd, (struct sockaddr *)&sa, &length) == 0)
+        network_format_address(&sa, c->address, sizeof(c->address));
+    length = sizeof(sa);
+    if (getsockname(fd, (struct sockaddr *)&sa, &length) == 0)
+        network_format_address(&sa, c->local_address, sizeof(c->local_address));
+    if (loop->client_count == loop->client_capacity) {
+        size_t capacity = loop->client_capacity ? loop->client_capacity * 2 : 64;
+        client **grown = realloc(loop->clients, capacity * sizeof(*grown));
+        if (grown == NULL) {
+            resp_parser_free(&c->parser);
+            free(c);
+            return NULL;
+        }
+        loop->clients = grown;
+        loop->client_capacity = capacity;
+    }
+    loop->clients[loop->client_count++] = c;
+    pthread_mutex_lock(&server.registry_lock);
+    c->registry_next = server.registry_head;
+    if (server.registry_head != NULL)
+        server.registry_head->registry_previous = c;
+    server.registry_head = c;
+    pthread_mutex_unlock(&server.registry_lock);
+    atomic_fetch_add(&server.connected_clients, 1);
+    atomic_fetch_add(&server.total_connections, 1);
+    return c;
+}
+
+static void network_client_free(client *c)
+{
+    event_loop *loop = c->loop;
+    /* Invariant 4: unlink from the registry first. */
+    pthread_mutex_lock(&server.registry_lock);
+    if (c->registry_previous != NULL)
+        c->registry_previous->registry_next = c->registry_next;
+    else
+        server.registry_head = c->registry_next;
+    if (c->registry_next != NULL)
+        c->registry_next->registry_previous = c->registry_previous;
+    pthread_mutex_unlock(&server.registry_lock);
+    for (size_t i = 0; i < loop->client_count; i++) {
+        if (loop->clients[i] == c) {
+            loop->clients[i] = loop->clients[--loop->client_count];
+            break;
+        }
+    }
+    epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    client_free_multi(c);
+    client_unwatch(c);
+    free(c->watched);
+    free(c->queue);
+    store_txn_free(&c->txn);
+    resp_parser_free(&c->parser);
+    resp_buffer_free(&c->out);
+    free(c->query);
+    free(c->argv);
+    free(c->lengths);
+    free(c);
+    atomic_fetch_sub(&server.connected_clients, 1);
+}
+
+/* Writes as much pending output as the socket takes. Returns -1 if the client must go. */
+static int network_flush(client *c)
+{
+    while (resp_buffer_pending(&c->out) > 0) {
+        struct iovec iov[64];
+        int count = resp_buffer_iov(&c->out, iov, 64);
+        ssize_t written = writev(c->fd, iov, count);
+        if (written < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            return -1;
+        }
+        resp_buffer_consume(&c->out, (uint64_t)written);
+        atomic_fetch_add_explicit(&server.output_bytes, (uint64_t)written, memory_order_relaxed);
+    }
+    bool pending = resp_buffer_pending(&c->out) > 0;
+    if (pending != c->writable_armed) {
+        struct epoll_event event = {.events = EPOLLIN | (pending ? EPOLLOUT : 0u),
+                                    .data.ptr = c};
+        epoll_ctl(c->loop->epoll_fd, EPOLL_CTL_MOD, c->fd, &event);
+        c->writable_armed = pending;
+    }
+    atomic_store_explicit(&c->output_bytes_held, resp_buffer_pending(&c->out),
+                          memory_order_relaxed);
+    if (!pending && c->close_after_reply)
+        return -1;
+    return 0;
+}
+
+/* Invariant 2, output side: the hard limit closes at once; the soft limit after it has
+ * been exceeded for the configured seconds. */
+static bool network_output_over_limit(client *c, long long now_ms)
+{
+    uint64_t pending = resp_buffer_pending(&c->out);
+    long long hard = atomic_load_explicit(&server.config.output_hard_limit, memory_order_relaxed);
+    long long soft = atomic_load_explicit(&server.config.output_soft_limit, memory_order_relaxed);
+    if (hard > 0 && pending > (uint64_t)hard)
+        return true;
+    if (soft > 0 && pending > (uint64_t)soft) {
+        if (c->soft_limit_since_ms == 0)
+            c->soft_limit_since_ms = now_ms;
+        long long seconds = atomic_load_explicit(&server.config.output_soft_seconds,
+                                                 memory_order_relaxed);
+        if (now_ms - c->soft_limit_since_ms >= seconds * 1000)
+            return true;
+    } else {
+        c->soft_limit_since_ms = 0;
+    }
+    return false;
+}
+
+static void network_protocol_error(client *c, const char *message)
+{
+    resp_add_errorf(&c->out, "ERR Protocol error: %s", message);
+    c->close_after_reply = true;
+    atomic_fetch_add_explicit(&server.protocol_errors, 1, memory_order_relaxed);
+    log_message(LOG_VERBOSE, "protocol error from client id=%llu addr=%s: %s",
+                (unsigned long long)c->id, c->address, message);
+}
+
+/* Runs every complete request in the query buffer. */
+static void network_process(client *c)
+{
+    size_t start = 0;
+    while (!c->close_after_reply && !c->close_now && start < c->query_length) {
+        int result = resp_parse(&c->parser, c->query + start, c->query_length - start);
+        if (result == RESP_PARSE_INCOMPLETE)
+            break;
+        if (result == RESP_PARSE_ERROR) {
+            network_protocol_error(c, c->parser.error);
+            break;
+        }
+        size_t argc = c->parser.argc;
+        if (argc > 0) {
+            if (argc > c->argv_capacity) {
+                size_t capacity = argc < 16 ? 16 : argc;
+                char **argv = realloc(c->argv, capacity * sizeof(*argv));
+                if (argv != NULL)
+                    c->argv = argv;
+                size_t *lengths = realloc(c->lengths, capacity * sizeof(*lengths));
+                if (lengths != NULL)
+                    c->lengths = lengths;
+                if (argv == NULL || lengths == NULL) {
+                    c->close_now = true;
+                    break;
+                }
+                c->argv_capacity = capacity;
+            }
+            char *base = c->query + start;
+            for (size_t i = 0; i < argc; i++) {
+                c->argv[i] = base + c->parser.args[i].offset;
+                c->lengths[i] = c->parser.args[i].length;
+            }
+            c->argc = argc;
+            command_dispatch(c);
+            c->argc = 0;
+            atomic_fetch_add_explicit(&c->commands_processed, 1, memory_order_relaxed);
+        }
+        start += c->parser.position;
+        resp_parser_reset(&c->parser);
+        c->parser.authenticated = c->authenticated;
+        if (network_output_over_limit(c, network_now_ms())) {
+            atomic_fetch_add(&server.output_limit_disconnections, 1);
+            log_message(LOG_NOTICE, "closing client id=%llu addr=%s: output buffer limit",
+                        (unsigned long long)c->id, c->address);
+            c->close_now = true;
+            break;
+        }
+    }
+    if (start > 0) {
+        memmove(c->query, c->query + start, c->query_length - start);
+        c->query_length -= start;
+    }
+    /* A buffer that grew for one large request shrinks back once it is processed. */
+    if (c->query_capacity > 4 * NETWORK_READ_CHUNK && c->query_length < NETWORK_READ_CHUNK &&
+        c->parser.bytes_needed < NETWORK_READ_CHUNK) {
+        char *smaller = realloc(c->query, 2 * NETWORK_READ_CHUNK);
+        if (smaller != NULL) {
+            c->query = smaller;
+            c->query_capacity = 2 * NETWORK_READ_CHUNK;
+        }
+    }
+    atomic_store_explicit(&c->query_bytes_held, c->query_capacity, memory_order_relaxed);
+}
+
+/* Reads what is available. Returns -1 if the client must go. */
+static int network_read(client *c)
+{
+    size_t want = c->query_length + NETWORK_READ_CHUNK;
+    if (c->parser.bytes_needed > want)
+        want = c->parser.bytes_needed; /* a large bulk: make room for all of it at once */
+    long long limit = atomic_load_explicit(&server.config.client_query_buffer_limit,
+                                           memory_order_relaxed);
+    if (want > (size_t)limit + NETWORK_READ_CHUNK) {
+        atomic_fetch_add(&server.query_limit_disconnections, 1);
+        log_message(LOG_NOTICE, "closing client id=%llu addr=%s: query buffer limit",
+                    (unsigned long long)c->id, c->address);
+        return -1;
+    }
+    if (want > c->query_capacity) {
+        size_t capacity = c->query_capacity ? c->query_capacity : NETWORK_READ_CHUNK;
+        while (capacity < want)
+            capacity = capacity * 2 > want && want > 1024 * 1024 ? want : capacity * 2;
+        char *grown = realloc(c->query, capacity);
+        if (grown == NULL)
+            return -1;
+        c->query = grown;
+        c->query_capacity = capacity;
+    }
+    ssize_t n = read(c->fd, c->query + c->query_length, c->query_capacity - c->query_length);
+    if (n == 0)
+        return -1;
+    if (n < 0)
+        return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -1;
+    c->query_length += (size_t)n;
+    atomic_fetch_add_explicit(&server.input_bytes, (uint64_t)n, memory_order_relaxed);
+    atomic_store_explicit(&c->last_interaction_ms, network_now_ms(), memory_order_relaxed);
+    if (c->query_length > (size_t)limit) {
+        atomic_fetch_add(&server.query_limit_disconnections, 1);
+        log_message(LOG_NOTICE, "closing client id=%llu addr=%s: query buffer limit",
+                    (unsigned long long)c->id, c->address);
+        return -1;
+    }
+    return 0;
+}
+
+static void network_client_event(client *c, uint32_t events)
+{
+    if (events & (EPOLLERR | EPOLLHUP)) {
+        if (!(events & EPOLLIN)) {
+            network_client_free(c);
+            return;
+        }
+    }
+    if ((events & EPOLLIN) && !c->close_after_reply) {
+        if (network_read(c) != 0) {
+            network_client_free(c);
+            return;
+        }
+        network_process(c);
+        if (c->close_now) {
+            network_client_free(c);
+            return;
+        }
+    }
+    if (network_flush(c) != 0) {
+        network_client_free(c);
+        return;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Loops
+ * ------------------------------------------------------------------------------------- */
+
+static void network_accept(event_loop *loop, int listen_fd)
+{
+    /* Bounded per wake-up so that one loop busy accepting still serves its clients. */
+    for (int accepted = 0; accepted < 256; accepted++) {
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        long long maxclients = atomic_load(&server.config.maxclients);
+        if (atomic_load(&server.connected_clients) >= maxclients) {
+            static const char refusal[] = "-ERR max number of clients reached\r\n";
+            ssize_t ignored = write(fd, refusal, sizeof(refusal) - 1);
+            (void)ignored;
+            close(fd);
+            atomic_fetch_add(&server.rejected_connections, 1);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        long long keepalive = atomic_load(&server.config.tcp_keepalive);
+        if (keepalive > 0) {
+            int interval = (int)keepalive;
+            setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &interval, sizeof(interval));
+        }
+        client *c = network_client_new(loop, fd);
+        if (c == NULL) {
+            close(fd);
+            continue;
+        }
+        struct epoll_event event = {.events = EPOLLIN, .data.ptr = c};
+        if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0)
+            network_client_free(c);
+    }
+}
+
+/* Timeouts, kill requests and the soft output limit, a few times a second. */
+static void network_cron(event_loop *loop, long long now_ms)
+{
+    long long timeout = atomic_load(&server.config.timeout);
+    for (size_t i = 0; i < loop->client_count;) {
+        client *c = loop->clients[i];
+        bool go = atomic_load(&c->kill_requested);
+        if (!go && timeout > 0 && !c->in_multi && resp_buffer_pending(&c->out) == 0 &&
+            now_ms - atomic_load(&c->last_interaction_ms) > timeout * 1000)
+            go = true;
+        if (!go && resp_buffer_pending(&c->out) > 0 && network_output_over_limit(c, now_ms)) {
+            atomic_fetch_add(&server.output_limit_disconnections, 1);
+            go = true;
+        }
+        if (go) {
+            network_client_free(c); /* swaps the last client into slot i */
+            continue;
+        }
+        i++;
+    }
+}
+
+static void *network_loop_main(void *argument)
+{
+    event_loop *loop = argument;
+    struct epoll_event events[256];
+    while (!atomic_load(&server.shutting_down)) {
+        long long hz = atomic_load(&server.config.hz);
+        int wait_ms = (int)(1000 / (hz > 0 ? hz : 10));
+        int count = epoll_wait(loop->epoll_fd, events, 256, wait_ms);
+        if (count < 0 && errno != EINTR)
+            break;
+        for (int i = 0; i < count; i++) {
+            uint64_t tag = events[i].data.u64;
+            if (tag == NETWORK_TAG_WAKE) {
+                uint64_t value;
+                ssize_t ignored = read(loop->wake_fd, &value, sizeof(value));
+                (void)ignored;
+                loop->last_cron_ms = 0; /* run the kill checks now */
+            } else if (tag >= NETWORK_TAG_LISTEN_BASE && tag < NETWORK_TAG_LIMIT) {
+                network_accept(loop, loop->listen_fds[tag - NETWORK_TAG_LISTEN_BASE]);
+            } else {
+                network_client_event(events[i].data.ptr, events[i].events);
+            }
+        }
+        long long now_ms = network_now_ms();
+        if (now_ms - loop->last_cron_ms >= wait_ms) {
+            loop->last_cron_ms = now_ms;
+            network_cron(loop, now_ms);
+        }
+    }
+    /* Shutdown: send what can be sent without waiting, then close everything. */
+    while (loop->client_count > 0) {
+        client *c = loop->clients[loop->client_count - 1];
+        network_flush(c);
+        network_client_free(c);
+    }
+    return NULL;
+}
+
+static int network_listen(const char *address, int port, int backlog, char *error,
+                          size_t error_size)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICHOST};
+    struct addrinfo *found;
+    char port_text[16];
+    snprintf(port_text, sizeof(port_text), "%d", port);
+    int status = getaddrinfo(address, port_text, &hints, &found);
+    if (status != 0) {
+        snprintf(error, error_size, "bad bind address '%s': %s", address, gai_strerror(status));
+        return -1;
+    }
+    int fd = socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(error, error_size, "socket: %s", strerror(errno));
+        freeaddrinfo(found);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (found->ai_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, found->ai_addr, found->ai_addrlen) != 0 || listen(fd, backlog) != 0) {
+        snprintf(error, error_size, "cannot listen on %s:%d: %s", address, port, strerror(errno));
+        close(fd);
+        freeaddrinfo(found);
+        return -1;
+    }
+    freeaddrinfo(found);
+    return fd;
+}
+
+int network_start(char *error, size_t error_size)
+{
+    long long threads = atomic_load(&server.config.threads);
+    if (threads <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cores > 0 ? cores : 1;
+    }
+    server.loop_count = (size_t)threads;
+    server.loops = calloc(server.loop_count, sizeof(event_loop));
+    if (server.loops == NULL) {
+        snprintf(error, error_size, "out of memory");
+        return -1;
+    }
+    char bind_list[CONFIG_STRING_MAX];
+    snprintf(bind_list, sizeof(bind_list), "%s", server.config.bind);
+    char *addresses[16];
+    size_t address_count = 0;
+    for (char *save = NULL, *word = strtok_r(bind_list, " ", &save);
+         word != NULL && address_count < 16; word = strtok_r(NULL, " ", &save))
+        addresses[address_count++] = word;
+    if (address_count == 0) {
+        snprintf(error, error_size, "no bind address");
+        return -1;
+    }
+    int port = (int)atomic_load(&server.config.port);
+    int backlog = (int)atomic_load(&server.config.tcp_backlog);
+    for (size_t l = 0; l < server.loop_count; l++) {
+        event_loop *loop = &server.loops[l];
+        loop->index = (int)l;
+        loop->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+        loop->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        loop->stats = calloc(command_count(), sizeof(command_stats));
+        loop->listen_fds = calloc(address_count, sizeof(int));
+        if (loop->epoll_fd < 0 || loop->wake_fd < 0 || loop->stats == NULL ||
+            loop->listen_fds == NULL) {
+            snprintf(error, error_size, "cannot create event loop: %s", strerror(errno));
+            return -1;
+        }
+        struct epoll_event wake = {.events = EPOLLIN, .data.u64 = NETWORK_TAG_WAKE};
+        epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, loop->wake_fd, &wake);
+        for (size_t a = 0; a < address_count; a++) {
+            int fd = network_listen(addresses[a], port, backlog, error, error_size);
+            if (fd < 0)
+                return -1;
+            if (port == 0) {
+                /* The first socket picked a free port; every other loop shares it. */
+                struct sockaddr_storage sa;
+                socklen_t length = sizeof(sa);
+                getsockname(fd, (struct sockaddr *)&sa, &length);
+                port = ntohs(sa.ss_family == AF_INET ? ((struct sockaddr_in *)&sa)->sin_port
+                                                     : ((struct sockaddr_in6 *)&sa)->sin6_port);
+            }
+            loop->listen_fds[a] = fd;
+            struct epoll_event listen_event = {.events = EPOLLIN,
+                                               .data.u64 = NETWORK_TAG_LISTEN_BASE + a};
+            epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, fd, &listen_event);
+        }
+        loop->listen_count = address_count;
+    }
+    server.bound_port = port;
+    for (size_t l = 0; l < server.loop_count; l++) {
+        if (pthread_create(&server.loops[l].thread, NULL, network_loop_main, &server.loops[l]) != 0) {
+            snprintf(error, error_size, "cannot start event loop thread");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void network_stop(void)
+{
+    atomic_store(&server.shutting_down, true);
+    for (size_t l = 0; l < server.loop_count; l++) {
+        uint64_t one = 1;
+        ssize_t ignored = write(server.loops[l].wake_fd, &one, sizeof(one));
+        (void)ignored;
+    }
+}
+
+void network_wait(void)
+{
+    for (size_t l = 0; l < server.loop_count; l++) {
+        event_loop *loop = &server.loops[l];
+        if (loop->thread)
+            pthread_join(loop->thread, NULL);
+        for (size_t a = 0; a < loop->listen_count; a++)
+            close(loop->listen_fds[a]);
+        close(loop->epoll_fd);
+        close(loop->wake_fd);
+        free(loop->listen_fds);
+        free(loop->stats);
+        free(loop->clients);
+    }
+    free(server.loops);
+    server.loops = NULL;
+    server.loop_count = 0;
+}
+
+static void network_request_kill(client *c)
+{
+    atomic_store(&c->kill_requested, true);
+    uint64_t one = 1;
+    ssize_t ignored = write(c->loop->wake_fd, &one, sizeof(one));
+    (void)ignored;
+}
+
+bool network_kill_client(uint64_t id)
+{
+    return network_kill_matching(NULL, NULL, id, NULL) > 0;
+}
+
+size_t network_kill_matching(const char *address, const char *user, uint64_t id,
+                             const client *except)
+{
+    size_t killed = 0;
+    pthread_mutex_lock(&server.registry_lock);
+    for (client *c = server.registry_head; c != NULL; c = c->registry_next) {
+        if (c == except)
+            continue;
+        if (id != 0 && c->id != id)
+            continue;
+        if (address != NULL && strcmp(c->address, address) != 0)
+            continue;
+        if (user != NULL && strcmp(c->identity.user, user) != 0)
+            continue;
+        network_request_kill(c);
+        killed++;
+    }
+    pthread_mutex_unlock(&server.registry_lock);
+    return killed;
+}
+
+char *network_client_list(const client *only, size_t *length)
+{
+    size_t capacity = 4096, used = 0;
+    char *text = malloc(capacity);
+    if (text == NULL)
+        return NULL;
+    text[0] = '\0';
+    long long now = network_now_ms();
+    pthread_mutex_lock(&server.registry_lock);
+    for (client *c = server.registry_head; c != NULL; c = c->registry_next) {
+        if (only != NULL && c != only)
+            continue;
+        char line[1024];
+        int n = snprintf(
+            line, sizeof(line),
+            "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=%d "
+            "sub=0 psub=0 ssub=0 multi=-1 qbuf=%llu qbuf-free=0 argv-mem=0 multi-mem=0 "
+            "rbs=%llu rbp=0 obl=0 oll=0 omem=%llu tot-mem=%llu events=r cmd=%s user=%s "
+            "redir=-1 resp=%d tenant=%s loop=%d\n",
+            (unsigned long long)c->id, c->address, c->local_address, c->fd, c->name,
+            (now - c->created_ms) / 1000,
+            (now - atomic_load_explicit(&c->last_interaction_ms, memory_order_relaxed)) / 1000,
+            "N", atomic_load_explicit(&c->db_shared, memory_order_relaxed), 0ull,
+            (unsigned long long)atomic_load_explicit(&c->query_bytes_held, memory_order_relaxed),
+            (unsigned long long)atomic_load_explicit(&c->output_bytes_held, memory_order_relaxed),
+            (unsigned long long)(atomic_load_explicit(&c->query_bytes_held, memory_order_relaxed) +
+                                 atomic_load_explicit(&c->output_bytes_held, memory_order_relaxed)),
+            atomic_load(&c->last_command) ? atomic_load(&c->last_command) : "NULL",
+            c->identity.user, atomic_load(&c->protocol_shared) ? atomic_load(&c->protocol_shared) : 2,
+            c->identity.tenant_name, c->loop->index);
+        if (used + (size_t)n + 1 > capacity) {
+            capacity = (used + (size_t)n + 1) * 2;
+            char *grown = realloc(text, capacity);
+            if (grown == NULL)
+                break;
+            text = grown;
+        }
+        memcpy(text + used, line, (size_t)n);
+        used += (size_t)n;
+        text[used] = '\0';
+    }
+    pthread_mutex_unlock(&server.registry_lock);
+    *length = used;
+    return text;
+}

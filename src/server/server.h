@@ -1,0 +1,210 @@
+/*
+ * server.h -- what the parts of shoal-server share: the server state, event loops,
+ * clients, the command table's types and the command statistics.
+ *
+ * Ownership: a client belongs to exactly one event loop, whose thread alone reads its
+ * input, runs its commands and writes its output. Other threads see a client only
+ * through the registry (CLIENT LIST/KILL), which touches the fields marked "shared".
+ */
+#ifndef SHOAL_SERVER_SERVER_H
+#define SHOAL_SERVER_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "acl.h"
+#include "config.h"
+#include "resp.h"
+#include "shoal.h"
+#include "store.h"
+
+/* ---------------------------------------------------------------------------------------
+ * Commands
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct client client;
+
+/* Command flags: what the dispatcher must do around the handler. */
+#define CMD_WRITE 0x0001u     /* changes data: runs in a store_txn attempt */
+#define CMD_READONLY 0x0002u
+#define CMD_ADMIN 0x0004u     /* only users with the admin right */
+#define CMD_NOAUTH 0x0008u    /* allowed before authentication */
+#define CMD_NOMULTI 0x0010u   /* runs at once even inside MULTI (MULTI EXEC DISCARD...) */
+#define CMD_FAST 0x0020u
+#define CMD_TXN 0x0040u       /* reads and writes: needs a store_txn attempt */
+#define CMD_NOSCRIPT 0x0080u
+#define CMD_DENYMULTI 0x0100u /* refused inside MULTI (WATCH, SUBSCRIBE-like) */
+
+typedef struct command_def {
+    const char *name;
+    void (*handler)(client *c);
+    int arity;                /* >0 exact argument count, <0 at least -arity */
+    unsigned flags;
+    int first_key, last_key, key_step;
+    const char *group;        /* Redis's documentation group */
+    const char *summary;
+    uint32_t index;           /* position in the table, for statistics */
+} command_def;
+
+/* Looks a command up by name (case-insensitive); NULL if unknown. */
+const command_def *command_lookup(const char *name, size_t length);
+/* Sorts the table for lookup. Once, at startup. */
+void command_table_init(void);
+size_t command_count(void);
+const command_def *command_at(size_t index);
+
+/* ---------------------------------------------------------------------------------------
+ * Statistics per command, kept per loop (no sharing on the hot path) and summed by INFO.
+ * ------------------------------------------------------------------------------------- */
+
+#define STATS_BUCKETS 192
+
+typedef struct command_stats {
+    atomic_ullong calls, microseconds, failed, rejected;
+    atomic_ullong buckets[STATS_BUCKETS]; /* latency histogram, log-linear in ns */
+} command_stats;
+
+/* Bucket of a latency in nanoseconds, and a bucket's upper bound. */
+unsigned stats_bucket(uint64_t nanoseconds);
+uint64_t stats_bucket_upper_ns(unsigned bucket);
+
+/* ---------------------------------------------------------------------------------------
+ * Event loops and clients
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct event_loop event_loop;
+
+typedef struct queued_command {
+    const command_def *command;
+    size_t argc;
+    char **argv;
+    size_t *lengths;
+} queued_command;
+
+typedef struct watched_key {
+    int db;
+    char *key;
+    size_t key_length;
+    uint64_t seq;
+} watched_key;
+
+#define CLIENT_NAME_MAX 128
+
+struct client {
+    uint64_t id;
+    int fd;
+    event_loop *loop;
+    char address[64];       /* ip:port of the peer */
+    char local_address[64];
+    /* shared, under the registry lock */
+    char name[CLIENT_NAME_MAX];
+    _Atomic(const char *) last_command; /* name of the last command run */
+    atomic_int protocol_shared;
+    /* shared, atomics */
+    atomic_bool kill_requested;
+    atomic_llong last_interaction_ms;
+    atomic_ullong commands_processed;
+    atomic_ullong query_bytes_held, output_bytes_held;
+    atomic_int db_shared;
+    long long created_ms;
+
+    acl_identity identity;
+    bool authenticated;
+    int db;
+    shoal_ns *ns;           /* cached handle of (tenant, db) */
+
+    char *query;            /* unprocessed input; the current request starts at 0 */
+    size_t query_length, query_capacity;
+    resp_parser parser;
+    resp_buffer out;
+    long long soft_limit_since_ms; /* 0: output under the soft limit */
+
+    bool close_after_reply; /* QUIT, protocol error: send what is queued, then close */
+    bool close_now;
+    bool writable_armed;    /* EPOLLOUT is registered */
+
+    /* The request being run. */
+    size_t argc;
+    char **argv;
+    size_t *lengths;
+    size_t argv_capacity;
+
+    /* MULTI/EXEC */
+    bool in_multi, multi_dirty;
+    queued_command *queue;
+    size_t queue_count, queue_capacity;
+    watched_key *watched;
+    size_t watched_count, watched_capacity;
+
+    store_txn txn;
+    bool retry;             /* the attempt met a conflict or a dropped namespace */
+
+    client *registry_previous, *registry_next;
+};
+
+struct event_loop {
+    int index;
+    pthread_t thread;
+    int epoll_fd;
+    int wake_fd;            /* eventfd: shutdown and CLIENT KILL wake the loop */
+    int *listen_fds;
+    size_t listen_count;
+    command_stats *stats;   /* one per command */
+    client **clients;       /* this loop's clients, for timeouts and kills */
+    size_t client_count, client_capacity;
+    long long last_cron_ms;
+};
+
+typedef struct server_state {
+    server_config config;
+    shoal_db *db;
+    event_loop *loops;
+    size_t loop_count;
+    atomic_bool shutting_down;
+    atomic_int shutdown_exit_code;
+    long long started_ms;
+    char run_id[41];
+    int bound_port;
+
+    pthread_mutex_t registry_lock; /* clients list, names; never held while running commands */
+    client *registry_head;
+    atomic_ullong next_client_id;
+
+    atomic_llong connected_clients;
+    atomic_ullong total_connections, rejected_connections, total_commands;
+    atomic_ullong input_bytes, output_bytes, evicted_clients, keyspace_hits, keyspace_misses;
+    atomic_ullong output_limit_disconnections, query_limit_disconnections;
+    atomic_ullong protocol_errors;
+    atomic_llong last_save_unix;
+} server_state;
+
+extern server_state server;
+
+/* network.c */
+int network_start(char *error, size_t error_size);
+void network_wait(void);
+void network_stop(void);
+/* Asks the loop that owns client id to close it; returns true if found. */
+bool network_kill_client(uint64_t id);
+size_t network_kill_matching(const char *address, const char *user, uint64_t id,
+                             const client *except);
+/* Appends the CLIENT LIST text of every client (or one) to a malloc'd string. */
+char *network_client_list(const client *only, size_t *length);
+
+/* command.c */
+/* Runs the client's current request (c->argc/argv). */
+void command_dispatch(client *c);
+/* Replies with the Redis form of an engine error, or marks the attempt for retry. */
+void reply_engine_error(client *c, int error);
+/* The client's namespace handle for its current database (refreshing if dropped). */
+shoal_ns *client_namespace(client *c);
+void client_free_multi(client *c);
+void client_unwatch(client *c);
+
+/* Handlers live in cmd_*.c; the table in command.c lists them. */
+#define COMMAND_HANDLER(name) void name(client *c)
+
+#endif /* SHOAL_SERVER_SERVER_H */

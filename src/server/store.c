@@ -1,0 +1,975 @@
+/*
+ * store.c -- the server's view of the engine.
+ *
+ * Purpose
+ * -------
+ * Commands speak of users, logical databases, keys with types and expiries; the engine
+ * speaks of tenants, namespaces and bytes. This module is the translation, and the one
+ * place where the server's optimistic concurrency lives.
+ *
+ * Layout in the engine
+ * --------------------
+ *   namespace   "<tenant name>/<n>" for logical database n of a tenant, kind kv,
+ *               placement spread (keys hashed over all shards), owned by the tenant, so
+ *               the engine's quotas and per-tenant statistics apply as they are.
+ *   key         STORE_KEY_PREFIX ('k') followed by the user's key bytes. The prefix
+ *               leaves room for other key spaces in the same namespace later.
+ *   value       value.h's header (type, expiry) followed by the payload.
+ *
+ * Concurrency
+ * -----------
+ * Every event loop runs commands directly on the engine; there is no server-wide lock.
+ * A command that reads before it writes (INCR, SETNX, APPEND, RENAME, EXEC...) runs as an
+ * attempt of a store_txn: its reads happen at one snapshot and record each key's seq, its
+ * writes collect in a batch, and the commit requires every read key to still have the
+ * seq it had (shoal_batch_require). If another client wrote one of them meanwhile, the
+ * commit fails with SHOAL_ECONFLICT, nothing changed, and the caller runs the command
+ * again. Since an attempt's reads all come from one snapshot and its commit checks they
+ * are still current, the attempt is equivalent to running the command alone at its
+ * commit's seq: commands are serializable, as on a single-threaded Redis.
+ *
+ * Invariants
+ * ----------
+ * 1. A committed attempt's reads were all current at its commit seq (the require of each
+ *    read key is in its batch).
+ * 2. An expired value is never returned; it is deleted only if it is still the version
+ *    that was seen expired (the deletion carries a require on its seq), so a concurrent
+ *    SET of the same key is never lost to expiry.
+ * 3. Namespace handles are never closed before store_shutdown: a flush drops the
+ *    namespace and installs a new handle, and older handles only answer SHOAL_EDROPPED,
+ *    so a client holding one never touches freed memory.
+ * 4. A SCAN cursor is only honoured for the tenant and database that created it.
+ *
+ * Testing
+ * -------
+ * The integration suite (tests/integration) runs concurrent INCRs and WATCH/MULTI/EXEC
+ * from several connections and checks nothing is lost, SCAN completeness under concurrent
+ * writes, lazy and active expiry, and tenant isolation of every key-reading command.
+ */
+#include "store.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+atomic_ullong store_expired_keys;
+
+/* ---------------------------------------------------------------------------------------
+ * Keys
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct store_key {
+    char *bytes;
+    size_t length;
+    char small[256];
+} store_key;
+
+static int store_key_make(store_key *k, const char *key, size_t key_length)
+{
+    if (key_length > STORE_MAX_KEY)
+        return SHOAL_ETOOBIG;
+    k->length = key_length + 1;
+    k->bytes = k->length <= sizeof(k->small) ? k->small : malloc(k->length);
+    if (k->bytes == NULL)
+        return SHOAL_ENOMEM;
+    k->bytes[0] = STORE_KEY_PREFIX;
+    if (key_length > 0)
+        memcpy(k->bytes + 1, key, key_length);
+    return 0;
+}
+
+static void store_key_release(store_key *k)
+{
+    if (k->bytes != k->small)
+        free(k->bytes);
+    k->bytes = NULL;
+}
+
+int64_t store_now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Namespace table
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct store_namespace_entry {
+    uint32_t tenant;
+    int db;
+    shoal_ns *handle;
+    /* Active expiry resumes here (user key bytes), owned by the background thread. */
+    char *expire_cursor;
+    size_t expire_cursor_length;
+    bool expire_cursor_set;
+} store_namespace_entry;
+
+static struct {
+    pthread_mutex_t lock;
+    shoal_db *db;
+    store_namespace_entry **entries;
+    size_t count, capacity;
+    shoal_ns **retired; /* invariant 3 */
+    size_t retired_count, retired_capacity;
+} store_table = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+int store_init(shoal_db *db)
+{
+    store_table.db = db;
+    return 0;
+}
+
+void store_shutdown(void)
+{
+    pthread_mutex_lock(&store_table.lock);
+    for (size_t i = 0; i < store_table.count; i++) {
+        shoal_ns_close(store_table.entries[i]->handle);
+        free(store_table.entries[i]->expire_cursor);
+        free(store_table.entries[i]);
+    }
+    for (size_t i = 0; i < store_table.retired_count; i++)
+        shoal_ns_close(store_table.retired[i]);
+    free(store_table.entries);
+    free(store_table.retired);
+    store_table.entries = NULL;
+    store_table.retired = NULL;
+    store_table.count = store_table.capacity = 0;
+    store_table.retired_count = store_table.retired_capacity = 0;
+    pthread_mutex_unlock(&store_table.lock);
+}
+
+static void store_namespace_name(char *out, size_t size, const char *tenant_name, int db)
+{
+    snprintf(out, size, "%s/%d", tenant_name, db);
+}
+
+static int store_open_handle(uint32_t tenant, const char *tenant_name, int db, shoal_ns **out)
+{
+    char name[SHOAL_MAX_NAME + 16];
+    store_namespace_name(name, sizeof(name), tenant_name, db);
+    if (strlen(name) > SHOAL_MAX_NAME)
+        return SHOAL_EINVAL;
+    shoal_ns_config cfg = {.kind = SHOAL_KIND_KV, .placement = SHOAL_PLACE_SPREAD,
+                           .tenant = tenant};
+    return shoal_ns_open(store_table.db, name, &cfg, out);
+}
+
+/* Finds the entry; the table lock is held. */
+static store_namespace_entry *store_find_locked(uint32_t tenant, int db)
+{
+    for (size_t i = 0; i < store_table.count; i++)
+        if (store_table.entries[i]->tenant == tenant && store_table.entries[i]->db == db)
+            return store_table.entries[i];
+    return NULL;
+}
+
+int store_namespace(uint32_t tenant, const char *tenant_name, int db, shoal_ns **out)
+{
+    int result = 0;
+    pthread_mutex_lock(&store_table.lock);
+    store_namespace_entry *entry = store_find_locked(tenant, db);
+    if (entry == NULL) {
+        if (store_table.count == store_table.capacity) {
+            size_t capacity = store_table.capacity ? store_table.capacity * 2 : 16;
+            store_namespace_entry **grown =
+                realloc(store_table.entries, capacity * sizeof(*grown));
+            if (grown == NULL) {
+                result = SHOAL_ENOMEM;
+                goto done;
+            }
+            store_table.entries = grown;
+            store_table.capacity = capacity;
+        }
+        entry = calloc(1, sizeof(*entry));
+        if (entry == NULL) {
+            result = SHOAL_ENOMEM;
+            goto done;
+        }
+        result = store_open_handle(tenant, tenant_name, db, &entry->handle);
+        if (result != 0) {
+            free(entry);
+            goto done;
+        }
+        entry->tenant = tenant;
+        entry->db = db;
+        store_table.entries[store_table.count++] = entry;
+    }
+    *out = entry->handle;
+done:
+    pthread_mutex_unlock(&store_table.lock);
+    return result;
+}
+
+bool store_namespace_known(uint32_t tenant, int db)
+{
+    pthread_mutex_lock(&store_table.lock);
+    bool known = store_find_locked(tenant, db) != NULL;
+    pthread_mutex_unlock(&store_table.lock);
+    return known;
+}
+
+int store_flush(uint32_t tenant, const char *tenant_name, int db)
+{
+    shoal_ns *handle;
+    int result = store_namespace(tenant, tenant_name, db, &handle);
+    if (result != 0)
+        return result;
+    pthread_mutex_lock(&store_table.lock);
+    store_namespace_entry *entry = store_find_locked(tenant, db);
+    if (store_table.retired_count == store_table.retired_capacity) {
+        size_t capacity = store_table.retired_capacity ? store_table.retired_capacity * 2 : 16;
+        shoal_ns **grown = realloc(store_table.retired, capacity * sizeof(*grown));
+        if (grown == NULL) {
+            pthread_mutex_unlock(&store_table.lock);
+            return SHOAL_ENOMEM;
+        }
+        store_table.retired = grown;
+        store_table.retired_capacity = capacity;
+    }
+    char name[SHOAL_MAX_NAME + 16];
+    store_namespace_name(name, sizeof(name), tenant_name, db);
+    result = shoal_ns_drop(store_table.db, name);
+    if (result == 0 || result == SHOAL_ENOTFOUND) {
+        shoal_ns *fresh;
+        result = store_open_handle(tenant, tenant_name, db, &fresh);
+        if (result == 0) {
+            store_table.retired[store_table.retired_count++] = entry->handle;
+            entry->handle = fresh;
+            entry->expire_cursor_set = false;
+        }
+    }
+    pthread_mutex_unlock(&store_table.lock);
+    return result;
+}
+
+int store_count(uint32_t tenant, const char *tenant_name, int db, uint64_t *keys)
+{
+    *keys = 0;
+    if (!store_namespace_known(tenant, db))
+        return 0;
+    shoal_ns *handle;
+    int result = store_namespace(tenant, tenant_name, db, &handle);
+    if (result != 0)
+        return result;
+    shoal_ns_info info;
+    result = shoal_ns_info_get(handle, &info);
+    if (result == 0)
+        *keys = info.keys;
+    return result;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Reads
+ * ------------------------------------------------------------------------------------- */
+
+void store_value_release(store_value *v)
+{
+    shoal_free(v->raw);
+    v->raw = NULL;
+    v->data = NULL;
+}
+
+/* Header-only reads copy at most the header and remember the full length. */
+typedef struct store_header_copy {
+    unsigned char header[VALUE_HEADER_MAX];
+    size_t length;
+} store_header_copy;
+
+static int store_copy_header(void *context, const void *value, size_t length)
+{
+    store_header_copy *copy = context;
+    copy->length = length;
+    memcpy(copy->header, value, length < VALUE_HEADER_MAX ? length : VALUE_HEADER_MAX);
+    return 0;
+}
+
+/* Reads the engine bytes of an encoded key and fills out (found reflects presence only,
+ * expiry is judged by the caller). */
+static int store_fetch(shoal_ns *ns, const shoal_snapshot *snap, const store_key *k,
+                       bool header_only, store_value *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->expire_ms = VALUE_NO_EXPIRY;
+    value_meta meta;
+    if (header_only) {
+        store_header_copy copy;
+        int result = shoal_get_with(ns, snap, k->bytes, k->length, store_copy_header, &copy);
+        if (result == SHOAL_ENOTFOUND)
+            return 0;
+        if (result != 0)
+            return result;
+        out->found = true;
+        if (!value_decode(copy.header, copy.length, &meta)) {
+            out->foreign = true;
+            out->length = copy.length;
+            return 0;
+        }
+        out->type = meta.type;
+        out->expire_ms = meta.expire_ms;
+        out->length = copy.length - meta.header_length;
+        return 0;
+    }
+    void *raw;
+    size_t raw_length;
+    int result = shoal_get(ns, snap, k->bytes, k->length, &raw, &raw_length);
+    if (result == SHOAL_ENOTFOUND)
+        return 0;
+    if (result != 0)
+        return result;
+    out->found = true;
+    out->raw = raw;
+    if (!value_decode(raw, raw_length, &meta)) {
+        out->foreign = true;
+        out->data = raw;
+        out->length = raw_length;
+        return 0;
+    }
+    out->type = meta.type;
+    out->expire_ms = meta.expire_ms;
+    out->data = (const char *)raw + meta.header_length;
+    out->length = raw_length - meta.header_length;
+    return 0;
+}
+
+/* Deletes an encoded key if it is still expired at now_ms (invariant 2). */
+static void store_delete_if_expired(shoal_ns *ns, const store_key *k, int64_t now_ms)
+{
+    shoal_snapshot *snap;
+    if (shoal_snapshot_take(store_table.db, &snap) != 0)
+        return;
+    uint64_t seq;
+    store_value v;
+    if (shoal_key_seq(ns, snap, k->bytes, k->length, &seq) == 0 &&
+        store_fetch(ns, snap, k, true, &v) == 0 && v.found && !v.foreign &&
+        value_expired(v.expire_ms, now_ms)) {
+        shoal_batch *batch;
+        if (shoal_batch_new(store_table.db, &batch) == 0) {
+            if (shoal_batch_require(batch, ns, k->bytes, k->length, seq) == 0 &&
+                shoal_batch_delete(batch, ns, k->bytes, k->length) == 0 &&
+                shoal_batch_commit(batch, NULL, NULL) == 0)
+                atomic_fetch_add_explicit(&store_expired_keys, 1, memory_order_relaxed);
+            shoal_batch_free(batch);
+        }
+    }
+    shoal_snapshot_release(snap);
+}
+
+int store_read(shoal_ns *ns, const shoal_snapshot *snap, const char *key, size_t key_length,
+               bool header_only, int64_t now_ms, store_value *out)
+{
+    store_key k;
+    int result = store_key_make(&k, key, key_length);
+    if (result != 0) {
+        memset(out, 0, sizeof(*out));
+        return result;
+    }
+    result = store_fetch(ns, snap, &k, header_only, out);
+    if (result == 0 && out->found && !out->foreign && value_expired(out->expire_ms, now_ms)) {
+        store_value_release(out);
+        out->found = false;
+        store_delete_if_expired(ns, &k, now_ms);
+    }
+    store_key_release(&k);
+    return result;
+}
+
+int store_key_seq(shoal_ns *ns, const char *key, size_t key_length, uint64_t *seq)
+{
+    store_key k;
+    int result = store_key_make(&k, key, key_length);
+    if (result != 0)
+        return result;
+    result = shoal_key_seq(ns, NULL, k.bytes, k.length, seq);
+    store_key_release(&k);
+    return result;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Transactions
+ * ------------------------------------------------------------------------------------- */
+
+struct store_overlay_entry {
+    shoal_ns *ns;
+    char *key;           /* encoded */
+    size_t key_length;
+    char *value;         /* encoded (header + payload), NULL for a delete */
+    size_t value_length;
+};
+
+void store_txn_init(store_txn *txn, shoal_db *db)
+{
+    memset(txn, 0, sizeof(*txn));
+    txn->db = db;
+}
+
+static void store_txn_clear(store_txn *txn)
+{
+    if (txn->snapshot != NULL) {
+        shoal_snapshot_release(txn->snapshot);
+        txn->snapshot = NULL;
+    }
+    if (txn->batch != NULL)
+        shoal_batch_clear(txn->batch);
+    free(txn->single_key);
+    free(txn->single_value);
+    txn->single_key = txn->single_value = NULL;
+    txn->single_ns = NULL;
+    for (size_t i = 0; i < txn->overlay_count; i++) {
+        free(txn->overlay[i].key);
+        free(txn->overlay[i].value);
+    }
+    txn->overlay_count = 0;
+    txn->requires = txn->writes = 0;
+    txn->active = false;
+}
+
+void store_txn_free(store_txn *txn)
+{
+    store_txn_clear(txn);
+    shoal_batch_free(txn->batch);
+    free(txn->overlay);
+    memset(txn, 0, sizeof(*txn));
+}
+
+void store_txn_begin(store_txn *txn, bool multi)
+{
+    store_txn_clear(txn);
+    txn->multi = multi;
+    txn->active = true;
+    txn->failure = 0;
+    txn->now_ms = store_now_ms();
+}
+
+void store_txn_abort(store_txn *txn)
+{
+    store_txn_clear(txn);
+}
+
+static int store_txn_fail(store_txn *txn, int error)
+{
+    if (txn->failure == 0)
+        txn->failure = error;
+    return error;
+}
+
+static int store_txn_batch(store_txn *txn)
+{
+    if (txn->batch == NULL) {
+        int result = shoal_batch_new(txn->db, &txn->batch);
+        if (result != 0)
+            return store_txn_fail(txn, result);
+    }
+    return 0;
+}
+
+/* Moves the pending single put into the batch, once a second operation shows the
+ * attempt is not a lone blind write. */
+static int store_txn_flush_single(store_txn *txn)
+{
+    if (txn->single_ns == NULL)
+        return 0;
+    int result = store_txn_batch(txn);
+    if (result == 0)
+        result = shoal_batch_put(txn->batch, txn->single_ns, txn->single_key,
+                                 txn->single_key_length, txn->single_value,
+                                 txn->single_value_length);
+    free(txn->single_key);
+    free(txn->single_value);
+    txn->single_key = txn->single_value = NULL;
+    txn->single_ns = NULL;
+    return result == 0 ? 0 : store_txn_fail(txn, result);
+}
+
+static store_overlay_entry *store_overlay_find(store_txn *txn, shoal_ns *ns, const store_key *k)
+{
+    for (size_t i = txn->overlay_count; i-- > 0;) {
+        store_overlay_entry *e = &txn->overlay[i];
+        if (e->ns == ns && e->key_length == k->length && !memcmp(e->key, k->bytes, k->length))
+            return e;
+    }
+    return NULL;
+}
+
+static int store_overlay_add(store_txn *txn, shoal_ns *ns, const store_key *k,
+                             const char *value, size_t value_length)
+{
+    if (txn->overlay_count == txn->overlay_capacity) {
+        size_t capacity = txn->overlay_capacity ? txn->overlay_capacity * 2 : 8;
+        store_overlay_entry *grown = realloc(txn->overlay, capacity * sizeof(*grown));
+        if (grown == NULL)
+            return SHOAL_ENOMEM;
+        txn->overlay = grown;
+        txn->overlay_capacity = capacity;
+    }
+    store_overlay_entry *e = &txn->overlay[txn->overlay_count];
+    e->ns = ns;
+    e->key = malloc(k->length);
+    e->value = NULL;
+    e->value_length = value_length;
+    if (e->key == NULL)
+        return SHOAL_ENOMEM;
+    memcpy(e->key, k->bytes, k->length);
+    e->key_length = k->length;
+    if (value != NULL) {
+        e->value = malloc(value_length ? value_length : 1);
+        if (e->value == NULL) {
+            free(e->key);
+            return SHOAL_ENOMEM;
+        }
+        memcpy(e->value, value, value_length);
+    }
+    txn->overlay_count++;
+    return 0;
+}
+
+static int store_txn_delete_encoded(store_txn *txn, shoal_ns *ns, const store_key *k)
+{
+    int result = store_txn_flush_single(txn);
+    if (result == 0)
+        result = store_txn_batch(txn);
+    if (result == 0)
+        result = shoal_batch_delete(txn->batch, ns, k->bytes, k->length);
+    if (result == 0 && txn->multi)
+        result = store_overlay_add(txn, ns, k, NULL, 0);
+    if (result != 0)
+        return store_txn_fail(txn, result);
+    txn->writes++;
+    return 0;
+}
+
+int store_txn_read(store_txn *txn, shoal_ns *ns, const char *key, size_t key_length,
+                   bool header_only, store_value *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->expire_ms = VALUE_NO_EXPIRY;
+    store_key k;
+    int result = store_key_make(&k, key, key_length);
+    if (result != 0)
+        return result;
+    if (txn->multi) {
+        store_overlay_entry *e = store_overlay_find(txn, ns, &k);
+        if (e != NULL) {
+            store_key_release(&k);
+            if (e->value == NULL)
+                return 0;
+            value_meta meta;
+            out->found = true;
+            if (!value_decode(e->value, e->value_length, &meta)) {
+                out->foreign = true;
+                out->data = e->value;
+                out->length = e->value_length;
+                return 0;
+            }
+            out->type = meta.type;
+            out->expire_ms = meta.expire_ms;
+            out->data = header_only ? NULL : e->value + meta.header_length;
+            out->length = e->value_length - meta.header_length;
+            if (value_expired(meta.expire_ms, txn->now_ms))
+                out->found = false;
+            return 0;
+        }
+    }
+    if (txn->snapshot == NULL) {
+        result = shoal_snapshot_take(txn->db, &txn->snapshot);
+        if (result != 0) {
+            store_key_release(&k);
+            return store_txn_fail(txn, result);
+        }
+    }
+    uint64_t seq;
+    result = shoal_key_seq(ns, txn->snapshot, k.bytes, k.length, &seq);
+    if (result == 0)
+        result = store_fetch(ns, txn->snapshot, &k, header_only, out);
+    if (result == 0) {
+        out->seq = seq;
+        result = store_txn_flush_single(txn);
+        if (result == 0)
+            result = store_txn_batch(txn);
+        if (result == 0)
+            result = shoal_batch_require(txn->batch, ns, k.bytes, k.length, seq);
+        if (result == 0)
+            txn->requires++;
+    }
+    if (result == 0 && out->found && !out->foreign && value_expired(out->expire_ms, txn->now_ms)) {
+        store_value_release(out);
+        out->found = false;
+        result = store_txn_delete_encoded(txn, ns, &k);
+        if (result == 0)
+            atomic_fetch_add_explicit(&store_expired_keys, 1, memory_order_relaxed);
+    }
+    store_key_release(&k);
+    if (result != 0) {
+        store_value_release(out);
+        return store_txn_fail(txn, result);
+    }
+    return 0;
+}
+
+int store_txn_put(store_txn *txn, shoal_ns *ns, const char *key, size_t key_length, int type,
+                  int64_t expire_ms, const void *payload, size_t payload_length)
+{
+    store_key k;
+    int result = store_key_make(&k, key, key_length);
+    if (result != 0)
+        return store_txn_fail(txn, result);
+    if (payload_length > SHOAL_MAX_VALUE - VALUE_HEADER_MAX) {
+        store_key_release(&k);
+        return store_txn_fail(txn, SHOAL_ETOOBIG);
+    }
+    unsigned char header[VALUE_HEADER_MAX];
+    size_t header_length = value_encode_header(header, type, expire_ms);
+    size_t value_length = header_length + payload_length;
+    char *value = malloc(value_length);
+    if (value == NULL) {
+        store_key_release(&k);
+        return store_txn_fail(txn, SHOAL_ENOMEM);
+    }
+    memcpy(value, header, header_length);
+    if (payload_length > 0)
+        memcpy(value + header_length, payload, payload_length);
+
+    if (!txn->multi && txn->requires == 0 && txn->writes == 0) {
+        /* Possibly a lone blind write: keep it aside for shoal_put. */
+        char *key_copy = malloc(k.length);
+        if (key_copy == NULL) {
+            free(value);
+            store_key_release(&k);
+            return store_txn_fail(txn, SHOAL_ENOMEM);
+        }
+        memcpy(key_copy, k.bytes, k.length);
+        txn->single_ns = ns;
+        txn->single_key = key_copy;
+        txn->single_key_length = k.length;
+        txn->single_value = value;
+        txn->single_value_length = value_length;
+        txn->writes++;
+        store_key_release(&k);
+        return 0;
+    }
+    result = store_txn_flush_single(txn);
+    if (result == 0)
+        result = store_txn_batch(txn);
+    if (result == 0)
+        result = shoal_batch_put(txn->batch, ns, k.bytes, k.length, value, value_length);
+    if (result == 0 && txn->multi)
+        result = store_overlay_add(txn, ns, &k, value, value_length);
+    free(value);
+    store_key_release(&k);
+    if (result != 0)
+        return store_txn_fail(txn, result);
+    txn->writes++;
+    return 0;
+}
+
+int store_txn_delete(store_txn *txn, shoal_ns *ns, const char *key, size_t key_length)
+{
+    store_key k;
+    int result = store_key_make(&k, key, key_length);
+    if (result != 0)
+        return store_txn_fail(txn, result);
+    result = store_txn_delete_encoded(txn, ns, &k);
+    store_key_release(&k);
+    return result;
+}
+
+int store_txn_require(store_txn *txn, shoal_ns *ns, const char *key, size_t key_length,
+                      uint64_t seq)
+{
+    store_key k;
+    int result = store_key_make(&k, key, key_length);
+    if (result != 0)
+        return store_txn_fail(txn, result);
+    result = store_txn_flush_single(txn);
+    if (result == 0)
+        result = store_txn_batch(txn);
+    if (result == 0)
+        result = shoal_batch_require(txn->batch, ns, k.bytes, k.length, seq);
+    store_key_release(&k);
+    if (result != 0)
+        return store_txn_fail(txn, result);
+    txn->requires++;
+    return 0;
+}
+
+int store_txn_commit(store_txn *txn)
+{
+    int result = txn->failure;
+    if (result == 0 && txn->writes > 0) {
+        if (txn->single_ns != NULL && txn->requires == 0 && txn->writes == 1) {
+            result = shoal_put(txn->single_ns, txn->single_key, txn->single_key_length,
+                               txn->single_value, txn->single_value_length, NULL);
+        } else {
+            result = store_txn_flush_single(txn);
+            if (result == 0)
+                result = shoal_batch_commit(txn->batch, NULL, NULL);
+        }
+    }
+    store_txn_clear(txn);
+    return result;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Iteration
+ * ------------------------------------------------------------------------------------- */
+
+int store_scan(shoal_ns *ns, const char *after, size_t after_length, bool has_after,
+               size_t limit, int64_t now_ms, store_scan_fn fn, void *context, bool *finished,
+               char **last_key, size_t *last_key_length)
+{
+    *finished = true;
+    *last_key = NULL;
+    *last_key_length = 0;
+    /* Resume strictly after the last key: its immediate successor in memcmp order is the
+     * same bytes followed by a zero byte. */
+    char prefix = STORE_KEY_PREFIX;
+    char *start = NULL;
+    size_t start_length = 0;
+    if (has_after) {
+        if (after_length > STORE_MAX_KEY)
+            return SHOAL_EINVAL;
+        start_length = after_length + 2;
+        start = malloc(start_length);
+        if (start == NULL)
+            return SHOAL_ENOMEM;
+        start[0] = STORE_KEY_PREFIX;
+        if (after_length > 0)
+            memcpy(start + 1, after, after_length);
+        start[after_length + 1] = '\0';
+    }
+    shoal_iter_options options = {.prefix = &prefix, .prefix_len = 1, .start = start,
+                                  .start_len = start_length};
+    shoal_iter *it;
+    int result = shoal_iter_new(ns, &options, &it);
+    free(start);
+    if (result != 0)
+        return result;
+    size_t examined = 0;
+    for (;;) {
+        result = shoal_iter_next(it);
+        if (result <= 0)
+            break; /* the end (finished) or an error */
+        result = 0;
+        if (examined == limit) {
+            *finished = false; /* at least one more key follows */
+            break;
+        }
+        size_t key_length, value_length;
+        const char *key = shoal_iter_key(it, &key_length);
+        const void *value = shoal_iter_value(it, &value_length);
+        examined++;
+        bool remember = examined == limit;
+        value_meta meta;
+        bool valid = value_decode(value, value_length, &meta);
+        if (!valid) {
+            meta.type = 0;
+            meta.expire_ms = VALUE_NO_EXPIRY;
+            meta.header_length = 0;
+        }
+        bool go_on = true;
+        if (!valid || !value_expired(meta.expire_ms, now_ms))
+            go_on = fn(context, key + 1, key_length - 1, &meta, value_length - meta.header_length);
+        if (remember || !go_on) {
+            free(*last_key);
+            *last_key = malloc(key_length);
+            if (*last_key == NULL) {
+                result = SHOAL_ENOMEM;
+                break;
+            }
+            memcpy(*last_key, key + 1, key_length - 1);
+            *last_key_length = key_length - 1;
+        }
+        if (!go_on) {
+            *finished = false;
+            break;
+        }
+    }
+    if (*finished || result != 0) {
+        free(*last_key);
+        *last_key = NULL;
+        *last_key_length = 0;
+        if (result != 0)
+            *finished = true;
+    }
+    shoal_iter_free(it);
+    return result;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * SCAN cursors
+ * ------------------------------------------------------------------------------------- */
+
+#define STORE_CURSOR_SLOTS 4096u
+
+typedef struct store_cursor {
+    uint64_t id;
+    uint32_t tenant;
+    int db;
+    char *key;
+    size_t key_length;
+} store_cursor;
+
+static struct {
+    pthread_mutex_t lock;
+    store_cursor slots[STORE_CURSOR_SLOTS];
+    uint64_t counter;
+} store_cursors = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+uint64_t store_cursor_save(uint32_t tenant, int db, const char *key, size_t key_length)
+{
+    char *copy = malloc(key_length ? key_length : 1);
+    if (copy == NULL)
+        return 0;
+    if (key_length > 0)
+        memcpy(copy, key, key_length);
+    pthread_mutex_lock(&store_cursors.lock);
+    /* Slots are reused round-robin: the oldest cursor is forgotten first. */
+    uint64_t counter = ++store_cursors.counter;
+    size_t slot = (size_t)(counter % STORE_CURSOR_SLOTS);
+    store_cursor *c = &store_cursors.slots[slot];
+    free(c->key);
+    c->id = ((counter & ((1ull << 50) - 1)) << 12) | slot;
+    if (c->id == 0)
+        c->id = STORE_CURSOR_SLOTS; /* never 0: that cursor means "finished" */
+    c->tenant = tenant;
+    c->db = db;
+    c->key = copy;
+    c->key_length = key_length;
+    uint64_t id = c->id;
+    pthread_mutex_unlock(&store_cursors.lock);
+    return id;
+}
+
+bool store_cursor_load(uint64_t cursor, uint32_t tenant, int db, char **key,
+                       size_t *key_length)
+{
+    bool found = false;
+    pthread_mutex_lock(&store_cursors.lock);
+    store_cursor *c = &store_cursors.slots[cursor % STORE_CURSOR_SLOTS];
+    if (c->id == cursor && c->key != NULL && c->tenant == tenant && c->db == db) {
+        *key = malloc(c->key_length ? c->key_length : 1);
+        if (*key != NULL) {
+            memcpy(*key, c->key, c->key_length);
+            *key_length = c->key_length;
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&store_cursors.lock);
+    return found;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Active expiry
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct store_expire_context {
+    int64_t now_ms;
+    char *last;
+    size_t last_length;
+} store_expire_context;
+
+uint64_t store_active_expire(size_t keys_per_namespace)
+{
+    uint64_t deleted = 0;
+    pthread_mutex_lock(&store_table.lock);
+    size_t count = store_table.count;
+    store_namespace_entry **entries = malloc((count ? count : 1) * sizeof(*entries));
+    if (entries != NULL)
+        memcpy(entries, store_table.entries, count * sizeof(*entries));
+    pthread_mutex_unlock(&store_table.lock);
+    if (entries == NULL)
+        return 0;
+    int64_t now_ms = store_now_ms();
+    for (size_t i = 0; i < count; i++) {
+        store_namespace_entry *entry = entries[i];
+        pthread_mutex_lock(&store_table.lock);
+        shoal_ns *ns = entry->handle;
+        bool has_after = entry->expire_cursor_set;
+        char *after = has_after ? entry->expire_cursor : NULL;
+        size_t after_length = entry->expire_cursor_length;
+        entry->expire_cursor = NULL;
+        entry->expire_cursor_set = false;
+        pthread_mutex_unlock(&store_table.lock);
+
+        char prefix = STORE_KEY_PREFIX;
+        char *start = NULL;
+        size_t start_length = 0;
+        if (has_after) {
+            start_length = after_length + 1;
+            start = malloc(start_length);
+            if (start != NULL) {
+                memcpy(start, after, after_length);
+                start[after_length] = '\0';
+            }
+        }
+        free(after);
+        shoal_snapshot *snap;
+        if (shoal_snapshot_take(store_table.db, &snap) != 0) {
+            free(start);
+            continue;
+        }
+        shoal_iter_options options = {.prefix = &prefix, .prefix_len = 1, .start = start,
+                                      .start_len = start ? start_length : 0, .snap = snap};
+        shoal_iter *it;
+        if (shoal_iter_new(ns, &options, &it) != 0) {
+            free(start);
+            shoal_snapshot_release(snap);
+            continue;
+        }
+        free(start);
+        size_t examined = 0;
+        char *resume = NULL;
+        size_t resume_length = 0;
+        shoal_batch *batch = NULL;
+        while (examined < keys_per_namespace && shoal_iter_next(it) == 1) {
+            examined++;
+            size_t key_length, value_length;
+            const char *key = shoal_iter_key(it, &key_length);
+            const void *value = shoal_iter_value(it, &value_length);
+            value_meta meta;
+            if (examined == keys_per_namespace) {
+                resume = malloc(key_length);
+                if (resume != NULL) {
+                    memcpy(resume, key, key_length);
+                    resume_length = key_length;
+                }
+            }
+            if (!value_decode(value, value_length, &meta) || !value_expired(meta.expire_ms, now_ms))
+                continue;
+            uint64_t seq;
+            if (shoal_key_seq(ns, snap, key, key_length, &seq) != 0)
+                continue;
+            if (batch == NULL && shoal_batch_new(store_table.db, &batch) != 0)
+                break;
+            shoal_batch_clear(batch);
+            /* One batch per key: a conflict on one (it was just rewritten) must not keep
+             * the others alive. */
+            if (shoal_batch_require(batch, ns, key, key_length, seq) == 0 &&
+                shoal_batch_delete(batch, ns, key, key_length) == 0 &&
+                shoal_batch_commit(batch, NULL, NULL) == 0)
+                deleted++;
+        }
+        shoal_batch_free(batch);
+        shoal_iter_free(it);
+        shoal_snapshot_release(snap);
+        if (resume != NULL) {
+            pthread_mutex_lock(&store_table.lock);
+            /* Resume strictly after it next time; a flush in between resets the cursor. */
+            if (entry->handle == ns) {
+                free(entry->expire_cursor);
+                entry->expire_cursor = resume;
+                entry->expire_cursor_length = resume_length;
+                entry->expire_cursor_set = true;
+                resume = NULL;
+            }
+            pthread_mutex_unlock(&store_table.lock);
+            free(resume);
+        }
+    }
+    free(entries);
+    atomic_fetch_add_explicit(&store_expired_keys, deleted, memory_order_relaxed);
+    return deleted;
+}

@@ -1,0 +1,149 @@
+/*
+ * store.h -- the server's view of the engine: logical databases as tenant namespaces, key
+ * encoding, reads with lazy expiry, optimistic transactions, active expiry and SCAN
+ * cursors. See store.c for the layout and the invariants.
+ */
+#ifndef SHOAL_SERVER_STORE_H
+#define SHOAL_SERVER_STORE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shoal.h"
+#include "value.h"
+
+/* Every user key is stored behind this one-byte prefix (room for other key spaces). */
+#define STORE_KEY_PREFIX 'k'
+#define STORE_MAX_KEY (SHOAL_MAX_KEY - 1)
+
+/* Keys deleted because they expired (lazily or actively), for INFO. */
+extern atomic_ullong store_expired_keys;
+
+/* ---------------------------------------------------------------------------------------
+ * Namespaces: database n of tenant t is the spread namespace "<tenant name>/<n>".
+ * ------------------------------------------------------------------------------------- */
+
+/* Prepares the namespace table. Thread-safety: once, before any other call. */
+int store_init(shoal_db *db);
+/* Closes every namespace handle. Thread-safety: once, after every other call. */
+void store_shutdown(void);
+/* Returns (opening or creating it on first use) the handle of database db of a tenant.
+ * The handle stays valid until store_shutdown, even after a flush dropped its namespace;
+ * callers that meet SHOAL_EDROPPED ask again and get the new one. Errors: SHOAL_E*.
+ * Thread-safety: any thread (a mutex guards the table; clients cache their handle). */
+int store_namespace(uint32_t tenant, const char *tenant_name, int db, shoal_ns **out);
+/* Empties database db of a tenant (drops its namespace and creates a new one). */
+int store_flush(uint32_t tenant, const char *tenant_name, int db);
+/* Number of live keys (engine count, which includes expired keys not yet removed). */
+int store_count(uint32_t tenant, const char *tenant_name, int db, uint64_t *keys);
+/* True if database db of the tenant has ever been opened in this process. */
+bool store_namespace_known(uint32_t tenant, int db);
+
+/* ---------------------------------------------------------------------------------------
+ * Values as read
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct store_value {
+    bool found;          /* a live (not expired) value exists */
+    bool foreign;        /* the bytes were not written by this server (no valid header) */
+    int type;
+    int64_t expire_ms;   /* VALUE_NO_EXPIRY or absolute ms */
+    const char *data;    /* payload, length bytes (NULL if header_only) */
+    size_t length;       /* payload length */
+    uint64_t seq;        /* key's seq at the read (transactions only) */
+    void *raw;           /* owned engine copy to shoal_free, or NULL */
+} store_value;
+
+/* Releases what a read handed out. */
+void store_value_release(store_value *v);
+
+/* Milliseconds since the Unix epoch. */
+int64_t store_now_ms(void);
+
+/* Reads a key outside any transaction at snap (NULL: latest). header_only avoids copying
+ * the payload (TTL, TYPE, EXISTS, STRLEN). An expired key reads as absent and is deleted
+ * (only if it is still that expired version). Returns 0 or SHOAL_E*. */
+int store_read(shoal_ns *ns, const shoal_snapshot *snap, const char *key, size_t key_length,
+               bool header_only, int64_t now_ms, store_value *out);
+
+/* ---------------------------------------------------------------------------------------
+ * Optimistic transactions: reads at one snapshot record each key's seq; writes collect in
+ * a batch; the commit requires every read key to be unchanged. A conflict means: run the
+ * command again.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct store_overlay_entry store_overlay_entry;
+
+typedef struct store_txn {
+    shoal_db *db;
+    shoal_batch *batch;
+    shoal_snapshot *snapshot;  /* taken on the first read of an attempt */
+    int64_t now_ms;            /* one clock reading for the whole attempt, as Redis */
+    bool multi;                /* later reads must see earlier writes (EXEC) */
+    bool active;
+    size_t requires, writes;
+    int failure;               /* first engine error that makes the attempt void */
+    /* A single put with no reads commits through shoal_put (the SET fast path). */
+    shoal_ns *single_ns;
+    char *single_key, *single_value;
+    size_t single_key_length, single_value_length;
+    /* Writes of a multi transaction, newest last, so reads see them. */
+    store_overlay_entry *overlay;
+    size_t overlay_count, overlay_capacity;
+} store_txn;
+
+void store_txn_init(store_txn *txn, shoal_db *db);
+void store_txn_free(store_txn *txn);
+/* Starts an attempt. multi: keep an overlay so later reads see earlier writes. */
+void store_txn_begin(store_txn *txn, bool multi);
+/* Reads a key in the transaction (see store_read for header_only). Records a condition on
+ * the key's seq. An expired key reads as absent and its deletion joins the batch. */
+int store_txn_read(store_txn *txn, shoal_ns *ns, const char *key, size_t key_length,
+                   bool header_only, store_value *out);
+/* Adds a put of value (type, expiry, payload). The payload is copied. */
+int store_txn_put(store_txn *txn, shoal_ns *ns, const char *key, size_t key_length, int type,
+                  int64_t expire_ms, const void *payload, size_t payload_length);
+/* Adds a delete. */
+int store_txn_delete(store_txn *txn, shoal_ns *ns, const char *key, size_t key_length);
+/* Adds a bare condition: the key's seq must still be seq at commit (WATCH). */
+int store_txn_require(store_txn *txn, shoal_ns *ns, const char *key, size_t key_length,
+                      uint64_t seq);
+/* Commits the attempt (nothing to do if it wrote nothing) and ends it. Returns 0,
+ * SHOAL_ECONFLICT (run again), or another SHOAL_E* (nothing changed). */
+int store_txn_commit(store_txn *txn);
+/* Ends an attempt without committing. */
+void store_txn_abort(store_txn *txn);
+/* The key's current seq (0 if the database has no record of it), for WATCH. */
+int store_key_seq(shoal_ns *ns, const char *key, size_t key_length, uint64_t *seq);
+
+/* ---------------------------------------------------------------------------------------
+ * Iteration: SCAN, KEYS, RANDOMKEY, active expiry
+ * ------------------------------------------------------------------------------------- */
+
+/* Called for each live key; return false to stop early. */
+typedef bool (*store_scan_fn)(void *context, const char *key, size_t key_length,
+                              const value_meta *meta, size_t payload_length);
+
+/* Visits keys in order, starting after (after, after_length) when has_after, examining at
+ * most limit keys (expired ones are examined but not visited). On return *finished tells
+ * whether the end was reached; if not, *last_key (malloc'd, caller frees) is the last key
+ * examined, from which a later call resumes. Returns 0 or SHOAL_E*. */
+int store_scan(shoal_ns *ns, const char *after, size_t after_length, bool has_after,
+               size_t limit, int64_t now_ms, store_scan_fn fn, void *context, bool *finished,
+               char **last_key, size_t *last_key_length);
+
+/* Remembers where a SCAN stopped; returns a non-zero cursor. */
+uint64_t store_cursor_save(uint32_t tenant, int db, const char *key, size_t key_length);
+/* Finds a saved cursor of this tenant and database. Returns false if unknown or evicted;
+ * otherwise *key is a malloc'd copy the caller frees. */
+bool store_cursor_load(uint64_t cursor, uint32_t tenant, int db, char **key,
+                       size_t *key_length);
+
+/* One pass of active expiry: in every open namespace, examines up to keys_per_namespace
+ * keys from where the last pass stopped and deletes the expired ones. Returns how many
+ * were deleted. Thread-safety: one background thread. */
+uint64_t store_active_expire(size_t keys_per_namespace);
+
+#endif /* SHOAL_SERVER_STORE_H */

@@ -1,0 +1,96 @@
+"""Starts and stops a real shoal-server for the integration tests.
+
+A test picks a free port on 127.0.0.1, starts the server binary given on its command
+line, waits (bounded) until it answers PING, and stops it by PID with SIGTERM, checking
+that it exits 0. RSS is read from /proc, never inferred from time.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, binary, extra_args=(), config_text=None, env=None):
+        self.port = free_port()
+        self.log = tempfile.NamedTemporaryFile(prefix="shoal-server-", suffix=".log", delete=False)
+        args = [binary]
+        if config_text is not None:
+            self.config = tempfile.NamedTemporaryFile("w", prefix="shoal-", suffix=".conf", delete=False)
+            self.config.write(config_text)
+            self.config.close()
+            args.append(self.config.name)
+        args += ["--port", str(self.port), "--bind", "127.0.0.1"] + list(extra_args)
+        full_env = dict(os.environ)
+        full_env.pop("SHOAL_PORT", None)
+        if env:
+            full_env.update(env)
+        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=full_env)
+        for _ in range(200):  # bounded: at most ~10 s
+            if self.process.poll() is not None:
+                raise RuntimeError("server exited early:\n" + self.log_text())
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(64):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("server did not start:\n" + self.log_text())
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def rss_kb(self):
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def alive(self):
+        return self.process.poll() is None
+
+    def log_text(self):
+        with open(self.log.name, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                code = self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                raise AssertionError("server did not stop on SIGTERM")
+            assert code == 0, "server exited %d on SIGTERM:\n%s" % (code, self.log_text())
+
+
+def run(tests, binary_argument_index=1):
+    """Runs test functions (each gets the server binary), prints a summary, exits 0/1."""
+    binary = sys.argv[binary_argument_index]
+    passed = failed = 0
+    for test in tests:
+        started = time.time()
+        try:
+            test(binary)
+            passed += 1
+            print("PASS %s (%.1fs)" % (test.__name__, time.time() - started), flush=True)
+        except Exception as error:  # report every failure, keep going
+            failed += 1
+            import traceback
+            traceback.print_exc()
+            print("FAIL %s: %s" % (test.__name__, error), flush=True)
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)

@@ -1,0 +1,318 @@
+"""The python3-redis suite: shoal-server must behave as Redis 7 for a real client.
+
+Covers pipelines, MULTI/EXEC, WATCH conflicts, concurrent read-modify-write, SCAN
+completeness under concurrent writes, binary-safe keys and values, a 100 MiB value, TTL
+expiry (lazy and active), Redis's exact error texts, RESP3 through HELLO 3, and INFO.
+Every loop is bounded; nothing asserts on time.
+"""
+import os
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import redis  # noqa: E402
+
+
+def connect(server, **kwargs):
+    return redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=60, **kwargs)
+
+
+def with_server(test):
+    def wrapper(binary):
+        server = harness.Server(binary, ["--threads", "2", "--hz", "50"])
+        try:
+            test(server)
+            assert server.alive(), "server died"
+        finally:
+            server.stop()
+    wrapper.__name__ = test.__name__
+    return wrapper
+
+
+def expect_error(function, text):
+    try:
+        function()
+    except redis.ResponseError as error:
+        assert text in str(error), "expected %r in %r" % (text, str(error))
+        return
+    raise AssertionError("expected an error containing %r" % text)
+
+
+@with_server
+def test_strings(server):
+    r = connect(server)
+    assert r.ping()
+    assert r.set("a", "1") is True
+    assert r.get("a") == b"1"
+    assert r.incr("a") == 2 and r.incrby("a", 10) == 12 and r.decr("a") == 11 and r.decrby("a", 2) == 9
+    assert r.incrbyfloat("a", 0.5) == 9.5
+    assert r.set("a", "x", nx=True) is None
+    assert r.set("new", "x", xx=True) is None
+    assert r.set("a", "y", xx=True) is True
+    assert r.set("a", "z", get=True) == b"y"
+    assert r.setnx("a", "q") is False and r.setnx("b", "q") is True
+    assert r.getset("b", "r") == b"q"
+    assert r.append("b", "st") == 3 and r.get("b") == b"rst"
+    assert r.strlen("b") == 3 and r.strlen("missing") == 0
+    assert r.getrange("b", 0, -2) == b"rs" and r.getrange("b", -1, -1) == b"t"
+    assert r.setrange("c", 3, "x") == 4 and r.get("c") == b"\0\0\0x"
+    assert r.mset({"m1": "1", "m2": "2"}) is True
+    assert r.mget("m1", "m2", "m3") == [b"1", b"2", None]
+    assert r.msetnx({"m1": "x", "m4": "4"}) is False and r.get("m4") is None
+    assert r.msetnx({"m4": "4", "m5": "5"}) is True
+    assert r.getdel("m4") == b"4" and r.exists("m4") == 0
+    assert r.exists("m1", "m2", "m1", "nope") == 3
+    assert r.type("m1") == b"string" and r.type("nope") == b"none"
+    assert r.delete("m1", "m2", "nope") == 2
+    r.set("n", "abc")
+    expect_error(lambda: r.incr("n"), "value is not an integer or out of range")
+    expect_error(lambda: r.incrbyfloat("n", 1), "value is not a valid float")
+    r.set("big", str(2**63 - 1))
+    expect_error(lambda: r.incr("big"), "increment or decrement would overflow")
+    expect_error(lambda: r.execute_command("GET"), "wrong number of arguments for 'get' command")
+    expect_error(lambda: r.execute_command("NOSUCH", "x"), "unknown command 'NOSUCH'")
+    expect_error(lambda: r.execute_command("SET", "k", "v", "EX", "0"), "invalid expire time in 'set' command")
+    expect_error(lambda: r.execute_command("SET", "k", "v", "NX", "XX"), "syntax error")
+    expect_error(lambda: r.execute_command("SELECT", "99"), "DB index is out of range")
+    assert r.rename("b", "b2") is True and r.get("b2") == b"rst"
+    expect_error(lambda: r.rename("nope", "x"), "no such key")
+    assert r.renamenx("b2", "c") is False and r.renamenx("b2", "d") is True
+
+
+@with_server
+def test_pipeline_and_transactions(server):
+    r = connect(server)
+    pipe = r.pipeline(transaction=False)
+    for i in range(1000):
+        pipe.set("p%d" % i, i)
+    for i in range(1000):
+        pipe.get("p%d" % i)
+    results = pipe.execute()
+    assert results[:1000] == [True] * 1000
+    assert results[1000:] == [str(i).encode() for i in range(1000)]
+    pipe = r.pipeline(transaction=True)
+    pipe.set("t1", "a").incr("t2").get("t1").get("t2")
+    assert pipe.execute() == [True, 1, b"a", b"1"]
+    # A transaction reads its own writes, and a failing command does not stop the others.
+    pipe = r.pipeline(transaction=True)
+    pipe.set("t3", "x").incr("t3").get("t3")
+    results = pipe.execute(raise_on_error=False)
+    assert results[0] is True and isinstance(results[1], redis.ResponseError) and results[2] == b"x"
+    # A queue-time error aborts EXEC as in Redis.
+    raw = connect(server)
+    raw.execute_command("MULTI")
+    expect_error(lambda: raw.execute_command("GET"), "wrong number of arguments")
+    expect_error(lambda: raw.execute_command("EXEC"), "Transaction discarded")
+    expect_error(lambda: raw.execute_command("EXEC"), "EXEC without MULTI")
+    expect_error(lambda: raw.execute_command("DISCARD"), "DISCARD without MULTI")
+
+
+@with_server
+def test_watch_conflict(server):
+    r = connect(server)
+    other = connect(server)
+    r.set("w", "1")
+    with r.pipeline() as pipe:
+        pipe.watch("w")
+        other.set("w", "changed")
+        pipe.multi()
+        pipe.set("w", "mine")
+        try:
+            pipe.execute()
+            raise AssertionError("EXEC should have been aborted")
+        except redis.WatchError:
+            pass
+    assert r.get("w") == b"changed"
+    with r.pipeline() as pipe:
+        pipe.watch("w")
+        pipe.multi()
+        pipe.set("w", "mine")
+        assert pipe.execute() == [True]
+    assert r.get("w") == b"mine"
+
+
+@with_server
+def test_concurrent_increments(server):
+    """INCR and WATCH-based increments from many connections lose nothing."""
+    threads, rounds = 8, 300
+
+    def incr_worker():
+        c = connect(server)
+        for _ in range(rounds):
+            c.incr("counter")
+
+    def watch_worker():
+        c = connect(server)
+        done = 0
+        attempts = 0
+        while done < rounds // 3 and attempts < 100000:
+            attempts += 1
+            with c.pipeline() as pipe:
+                try:
+                    pipe.watch("optimistic")
+                    value = int(pipe.get("optimistic") or 0)
+                    pipe.multi()
+                    pipe.set("optimistic", value + 1)
+                    pipe.execute()
+                    done += 1
+                except redis.WatchError:
+                    continue
+        assert done == rounds // 3
+
+    workers = [threading.Thread(target=incr_worker) for _ in range(threads)]
+    workers += [threading.Thread(target=watch_worker) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    r = connect(server)
+    assert int(r.get("counter")) == threads * rounds
+    assert int(r.get("optimistic")) == 4 * (rounds // 3)
+
+
+@with_server
+def test_scan_complete_under_writes(server):
+    r = connect(server)
+    stable = set("stable:%05d" % i for i in range(3000))
+    pipe = r.pipeline(transaction=False)
+    for key in stable:
+        pipe.set(key, "v")
+    pipe.execute()
+    stop = threading.Event()
+
+    def writer():
+        c = connect(server)
+        i = 0
+        while not stop.is_set() and i < 200000:
+            c.set("churn:%d" % (i % 500), i)
+            if i % 3 == 0:
+                c.delete("churn:%d" % ((i * 7) % 500))
+            i += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        seen = []
+        cursor = 0
+        for _ in range(100000):
+            cursor, keys = r.scan(cursor=cursor, count=50)
+            seen.extend(keys)
+            if cursor == 0:
+                break
+        assert cursor == 0
+    finally:
+        stop.set()
+        thread.join(60)
+    found = set(k.decode() for k in seen if k.startswith(b"stable:"))
+    assert found == stable, "missing %d keys" % len(stable - found)
+    stable_seen = [k for k in seen if k.startswith(b"stable:")]
+    assert len(stable_seen) == len(stable), "a key was returned twice"
+    matched = list(r.scan_iter(match="stable:0000*", count=100))
+    assert sorted(matched) == sorted(("stable:%05d" % i).encode() for i in range(10))
+    assert len(r.keys("stable:*")) == 3000
+    assert len(list(r.scan_iter(_type="string", count=1000))) >= 3000
+    assert list(r.scan_iter(_type="hash")) == []
+    expect_error(lambda: r.scan(cursor=12345), "invalid cursor")
+
+
+@with_server
+def test_binary_safe(server):
+    r = connect(server)
+    key = b"k\x00ey\r\nwith\xffbytes"
+    value = b"\x00\r\n\x00value\r\n*1\r\n$3\r\n"
+    assert r.set(key, value)
+    assert r.get(key) == value
+    assert r.exists(key) == 1
+    assert key in r.keys("*")
+    assert r.append(key, b"\x00") == len(value) + 1
+    r.set(b"", b"empty key")
+    assert r.get(b"") == b"empty key"
+
+
+@with_server
+def test_large_value(server):
+    r = connect(server)
+    size = 100 * 1024 * 1024
+    value = os.urandom(1024) * (size // 1024)
+    assert r.set("huge", value)
+    assert r.strlen("huge") == size
+    got = r.get("huge")
+    assert got == value
+    assert r.getrange("huge", size - 3, -1) == value[-3:]
+    assert r.delete("huge") == 1
+
+
+@with_server
+def test_expiry(server):
+    r = connect(server)
+    r.set("e1", "v", px=100)
+    assert 0 < r.pttl("e1") <= 100
+    assert r.ttl("nope") == -2
+    r.set("e2", "v")
+    assert r.ttl("e2") == -1
+    assert r.expire("e2", 100) is True and 99 <= r.ttl("e2") <= 100
+    assert r.expire("e2", 50, gt=True) is False
+    assert r.persist("e2") is True and r.ttl("e2") == -1
+    assert r.expiretime("e2") == -1
+    r.set("e3", "v", ex=100, keepttl=False)
+    assert r.set("e3", "w", keepttl=True) and r.ttl("e3") > 0
+    assert r.pexpireat("e3", 1) is True and r.exists("e3") == 0
+    r.set("lazy", "v", px=50)
+    for i in range(200):
+        r.set("active:%d" % i, "v", px=50)
+    # Wait, bounded in count not time, for the keys to be gone: lazily for "lazy",
+    # actively (background sampling) for the others, which nobody reads.
+    import time
+    for _ in range(400):
+        if r.dbsize() <= 3:
+            break
+        time.sleep(0.01)
+    assert r.get("lazy") is None
+    info = r.info("stats")
+    assert info["expired_keys"] >= 200
+    assert r.dbsize() <= 3, r.dbsize()
+
+
+@with_server
+def test_server_commands(server):
+    r = connect(server)
+    assert r.echo("hi") == b"hi"
+    assert r.client_id() > 0
+    assert r.client_setname("me") and r.client_getname() == "me"
+    assert "me" in [c["name"] for c in r.client_list()]
+    assert r.command_count() > 50
+    assert len(r.time()) == 2
+    assert r.config_get("maxclients") == {"maxclients": "10000"}
+    assert r.config_set("timeout", 100)
+    assert r.config_get("timeout") == {"timeout": "100"}
+    expect_error(lambda: r.config_set("port", 1), "can't set immutable config")
+    expect_error(lambda: r.config_set("nosuch", 1), "Unknown option")
+    expect_error(lambda: r.save(), "not available in memory mode")
+    expect_error(lambda: r.bgsave(), "not available in memory mode")
+    info = r.info("everything")
+    for field in ("redis_version", "connected_clients", "used_memory", "total_commands_processed"):
+        assert field in info, field
+    assert "cmdstat_echo" in r.info("commandstats")
+    assert "latency_percentiles_usec_echo" in r.info("latencystats")
+    assert r.acl_whoami() == "default"
+    r.select(3)
+    r.set("in3", "x")
+    assert r.dbsize() == 1
+    r.select(0)
+    assert r.get("in3") is None
+    assert r.flushdb() and r.dbsize() == 0
+    import socket
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"HELLO 3\r\nGET nothing\r\n")
+        data = b""
+        for _ in range(100):
+            data += s.recv(4096)
+            if data.endswith(b"_\r\n"):
+                break
+        assert data.startswith(b"%7\r\n") and data.endswith(b"_\r\n"), data
+
+if __name__ == "__main__":
+    harness.run([test_strings, test_pipeline_and_transactions, test_watch_conflict,
+                 test_concurrent_increments, test_scan_complete_under_writes, test_binary_safe,
+                 test_large_value, test_expiry, test_server_commands])

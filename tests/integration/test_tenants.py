@@ -1,0 +1,89 @@
+"""Tenant isolation: two users acting as two tenants each see only their own keys through
+every key-reading command, cannot flush each other, and meet their quota as an -OOM error
+that changes nothing. Also AUTH, NOAUTH, NOPERM and ACL commands."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import redis  # noqa: E402
+
+CONFIG = """
+requirepass adminpass
+user alice on >alicepass tenant=acme
+user bob on >bobpass tenant=globex max-keys=5
+"""
+
+
+def expect_error(function, text):
+    try:
+        function()
+    except redis.ResponseError as error:
+        assert text in str(error), "expected %r in %r" % (text, str(error))
+        return
+    raise AssertionError("expected an error containing %r" % text)
+
+
+def test_isolation(binary):
+    server = harness.Server(binary, config_text=CONFIG)
+    try:
+        anonymous = redis.Redis(host="127.0.0.1", port=server.port)
+        try:
+            anonymous.get("x")
+            raise AssertionError("NOAUTH expected")
+        except redis.AuthenticationError:
+            pass
+        alice = redis.Redis(host="127.0.0.1", port=server.port, username="alice", password="alicepass")
+        bob = redis.Redis(host="127.0.0.1", port=server.port, username="bob", password="bobpass")
+        admin = redis.Redis(host="127.0.0.1", port=server.port, password="adminpass")
+        assert alice.acl_whoami() == "alice" and admin.acl_whoami() == "default"
+        alice.mset({"shared": "alice", "a1": "1", "a2": "2"})
+        bob.set("shared", "bob")
+        # Every key-reading command sees only the caller's tenant.
+        assert alice.get("shared") == b"alice" and bob.get("shared") == b"bob"
+        assert admin.get("shared") is None
+        assert bob.get("a1") is None and bob.mget("a1", "a2") == [None, None]
+        assert bob.exists("a1", "a2") == 0 and bob.type("a1") == b"none"
+        assert bob.strlen("a1") == 0 and bob.ttl("a1") == -2
+        assert bob.getrange("a1", 0, -1) == b""
+        assert sorted(bob.keys("*")) == [b"shared"]
+        assert sorted(bob.scan_iter()) == [b"shared"]
+        assert bob.dbsize() == 1 and alice.dbsize() == 3
+        assert bob.randomkey() == b"shared"
+        assert bob.delete("a1") == 0 and alice.get("a1") == b"1"
+        expect_error(lambda: bob.rename("a1", "stolen"), "no such key")
+        assert bob.info("keyspace")["db0"]["keys"] == 1
+        # Cursors do not cross tenants.
+        cursor, _ = alice.scan(0, count=1)
+        assert cursor != 0
+        expect_error(lambda: bob.scan(cursor), "invalid cursor")
+        # Flushes stay inside the tenant.
+        assert bob.flushall() and bob.dbsize() == 0
+        assert alice.dbsize() == 3 and alice.get("shared") == b"alice"
+        # Quota: bob's tenant has max-keys=5.
+        for i in range(5):
+            bob.set("k%d" % i, "v")
+        expect_error(lambda: bob.set("k5", "v"), "OOM")
+        assert bob.exists("k5") == 0 and bob.dbsize() == 5
+        expect_error(lambda: bob.mset({"k6": "v", "k7": "v"}), "OOM")
+        assert bob.exists("k6", "k7") == 0
+        assert bob.set("k0", "overwrite is fine")
+        # Admin-only commands.
+        expect_error(lambda: bob.config_set("timeout", 5), "no permissions")
+        expect_error(lambda: bob.execute_command("ACL", "LIST"), "no permissions")
+        expect_error(lambda: bob.execute_command("SHUTDOWN"), "no permissions")
+        users = admin.execute_command("ACL", "LIST")
+        assert any(b"tenant=globex" in u and b"max-keys=5" in u for u in users), users
+        assert admin.execute_command("ACL", "SETUSER", "carol", "on", ">c", "tenant=acme") == b"OK"
+        carol = redis.Redis(host="127.0.0.1", port=server.port, username="carol", password="c")
+        assert carol.get("shared") == b"alice"  # same tenant as alice
+        expect_error(lambda: redis.Redis(host="127.0.0.1", port=server.port, username="alice",
+                                         password="wrong").ping(), "invalid username-password")
+        assert "tenant_acme" in str(admin.execute_command("INFO", "tenants"))
+        assert "tenant_acme" not in str(bob.execute_command("INFO", "tenants"))
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    harness.run([test_isolation])

@@ -101,7 +101,7 @@ int main(int argc, char **argv)
         freeReplyObject(r);
     }
     r = redisCommand(c, "INCR %s", "k\0ey");
-    CHECK(r && r->type == REDIS_REPLY_STRING); /* "k" alone: a new key */
+    CHECK(r && r->type == REDIS_REPLY_INTEGER && r->integer == 1); /* "k" alone: a new key */
     freeReplyObject(r);
     r = redisCommand(c, "SET k v EX notanumber");
     CHECK(r && r->type == REDIS_REPLY_ERROR &&

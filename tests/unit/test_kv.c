@@ -261,12 +261,12 @@ static void test_binary_keys(void **state)
             shoal_db *db = test_open(shard_counts[si], 0);
             shoal_ns *ns = test_ns(db, "binary", placements[pi], 0);
             for (size_t i = 0; i < n; i++) {
-                char value[8];
+                char value[32];
                 snprintf(value, sizeof value, "v%zu", i);
                 assert_ok(shoal_put(ns, keys[i].key, keys[i].len, value, strlen(value), NULL));
             }
             for (size_t i = 0; i < n; i++) {
-                char value[8];
+                char value[32];
                 snprintf(value, sizeof value, "v%zu", i);
                 test_expect(ns, NULL, keys[i].key, keys[i].len, value, strlen(value));
             }
@@ -422,13 +422,13 @@ static void test_namespaces_independent(void **state)
     for (size_t si = 0; si < SHARD_COUNTS; si++) {
         shoal_db *db = test_open(shard_counts[si], 0);
         shoal_ns *ns[6];
-        char name[16];
+        char name[32];
         for (int i = 0; i < 6; i++) {
             snprintf(name, sizeof name, "ns%d", i);
             ns[i] = test_ns(db, name, placements[i % 2], 0);
         }
         for (int k = 0; k < 200; k++) {
-            char key[16], value[32];
+            char key[32], value[32];
             snprintf(key, sizeof key, "key%03d", k);
             for (int i = 0; i < 6; i++) {
                 snprintf(value, sizeof value, "ns%d-key%03d", i, k);
@@ -436,13 +436,13 @@ static void test_namespaces_independent(void **state)
             }
         }
         for (int k = 0; k < 200; k += 2) {
-            char key[16];
+            char key[32];
             snprintf(key, sizeof key, "key%03d", k);
             assert_ok(shoal_delete(ns[3], key, strlen(key), NULL));
         }
         assert_ok(shoal_ns_drop(db, "ns4"));
         for (int k = 0; k < 200; k++) {
-            char key[16], value[32];
+            char key[32], value[32];
             snprintf(key, sizeof key, "key%03d", k);
             for (int i = 0; i < 6; i++) {
                 if (i == 4)
@@ -520,7 +520,7 @@ static void test_namespace_catalog(void **state)
 
     /* Counts: puts, overwrites (bytes change, keys do not), deletes. */
     for (int k = 0; k < 50; k++) {
-        char key[8];
+        char key[32];
         snprintf(key, sizeof key, "k%02d", k); /* 3 bytes */
         assert_ok(shoal_put(ns[1], key, 3, "0123456789", 10, NULL));
     }
@@ -533,12 +533,12 @@ static void test_namespace_catalog(void **state)
     assert_int_equal(info.keys, 50);
     assert_int_equal(info.bytes, 50 * 13);
     for (int k = 0; k < 10; k++) {
-        char key[8];
+        char key[32];
         snprintf(key, sizeof key, "k%02d", k);
         assert_ok(shoal_put(ns[1], key, 3, "01234", 5, NULL));
     }
     for (int k = 40; k < 50; k++) {
-        char key[8];
+        char key[32];
         snprintf(key, sizeof key, "k%02d", k);
         assert_ok(shoal_delete(ns[1], key, 3, NULL));
     }
@@ -575,7 +575,7 @@ static void test_pinned_spread_over_shards(void **state)
     shoal_ns *ns[8];
     bool used[8] = {false};
     for (int i = 0; i < 8; i++) {
-        char name[8];
+        char name[32];
         snprintf(name, sizeof name, "p%d", i);
         ns[i] = test_ns(db, name, SHOAL_PLACE_PINNED, 0);
         shoal_ns_info info;
@@ -606,7 +606,7 @@ static void test_drop_frees_and_reopens_empty(void **state)
             shoal_db_stats empty;
             assert_ok(shoal_stats(db, &empty));
             for (int k = 0; k < 2000; k++) {
-                char key[16];
+                char key[32];
                 snprintf(key, sizeof key, "key%05d", k);
                 assert_ok(shoal_put(ns, key, strlen(key), value, sizeof value, NULL));
             }
@@ -671,7 +671,7 @@ static void test_two_databases(void **state)
     shoal_ns *na = test_ns(a, "same", SHOAL_PLACE_SPREAD, 0);
     shoal_ns *nb = test_ns(b, "same", SHOAL_PLACE_SPREAD, 0);
     for (int k = 0; k < 100; k++) {
-        char key[8];
+        char key[32];
         snprintf(key, sizeof key, "k%d", k);
         test_put(na, key, "from a");
         if (k % 2)
@@ -727,17 +727,17 @@ static void test_stats_counters(void **state)
 
     shoal_ns *ns = test_ns(db, "counted", SHOAL_PLACE_SPREAD, 0);
     for (int k = 0; k < 100; k++) {
-        char key[8];
+        char key[32];
         snprintf(key, sizeof key, "k%02d", k);
         assert_ok(shoal_put(ns, key, 3, "value", 5, NULL));
     }
     for (int k = 0; k < 64; k++) {
-        char key[8];
+        char key[32];
         snprintf(key, sizeof key, "k%02d", k);
         test_expect(ns, NULL, key, 3, "value", 5);
     }
     for (int k = 0; k < 10; k++) {
-        char key[8];
+        char key[32];
         snprintf(key, sizeof key, "k%02d", k);
         assert_ok(shoal_delete(ns, key, 3, NULL));
     }

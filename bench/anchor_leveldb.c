@@ -104,20 +104,20 @@ static int anchor_leveldb_fill(void *handle, const bench_dataset *d, size_t firs
                                size_t batch)
 {
     anchor_leveldb_handle *h = handle;
-    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    leveldb_writebatch_t *write_batch = leveldb_writebatch_create();
     size_t end = first + count;
     int rc = 0;
     for (size_t i = first; i < end && rc == 0;) {
         size_t stop = (end - i > batch) ? i + batch : end;
         for (; i < stop; i++)
-            leveldb_writebatch_put(wb, (const char *)bench_key(d, i), BENCH_KEY_SIZE,
+            leveldb_writebatch_put(write_batch, (const char *)bench_key(d, i), BENCH_KEY_SIZE,
                                    (const char *)bench_value(d, i), BENCH_VALUE_SIZE);
         char *error = NULL;
-        leveldb_write(h->db, h->write_options, wb, &error);
+        leveldb_write(h->db, h->write_options, write_batch, &error);
         rc = anchor_leveldb_check("write", error);
-        leveldb_writebatch_clear(wb);
+        leveldb_writebatch_clear(write_batch);
     }
-    leveldb_writebatch_destroy(wb);
+    leveldb_writebatch_destroy(write_batch);
     return rc;
 }
 

@@ -107,10 +107,11 @@ static pid_t anchor_redis_start(const char *dir, int port)
             dup2(devnull, STDIN_FILENO);
             dup2(devnull, STDOUT_FILENO);
         }
-        char *argv[] = {"redis-server", "--port",     port_text, "--bind",      "127.0.0.1",
-                        "--save",       "",           "--appendonly", "no",      "--daemonize",
-                        "no",           "--dir",      (char *)dir, "--logfile", log_path,
-                        "--loglevel",   "warning",    NULL};
+        char *argv[] = {"redis-server", "--port",      port_text, "--bind",
+                        "127.0.0.1",    "--save",      "",        "--appendonly",
+                        "no",           "--daemonize", "no",      "--dir",
+                        (char *)dir,    "--logfile",   log_path,  "--loglevel",
+                        "warning",      NULL};
         execvp("redis-server", argv);
         _exit(127);
     }

@@ -109,20 +109,20 @@ static int anchor_rocksdb_fill(void *handle, const bench_dataset *d, size_t firs
                                size_t batch)
 {
     anchor_rocksdb_handle *h = handle;
-    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_t *write_batch = rocksdb_writebatch_create();
     size_t end = first + count;
     int rc = 0;
     for (size_t i = first; i < end && rc == 0;) {
         size_t stop = (end - i > batch) ? i + batch : end;
         for (; i < stop; i++)
-            rocksdb_writebatch_put(wb, (const char *)bench_key(d, i), BENCH_KEY_SIZE,
+            rocksdb_writebatch_put(write_batch, (const char *)bench_key(d, i), BENCH_KEY_SIZE,
                                    (const char *)bench_value(d, i), BENCH_VALUE_SIZE);
         char *error = NULL;
-        rocksdb_write(h->db, h->write_options, wb, &error);
+        rocksdb_write(h->db, h->write_options, write_batch, &error);
         rc = anchor_rocksdb_check("write", error);
-        rocksdb_writebatch_clear(wb);
+        rocksdb_writebatch_clear(write_batch);
     }
-    rocksdb_writebatch_destroy(wb);
+    rocksdb_writebatch_destroy(write_batch);
     return rc;
 }
 

@@ -109,7 +109,10 @@ static const char *const bench_column_names[COLUMN_COUNT] = {
 
 /* The key-value engines, indexed by column. */
 static const bench_engine *const bench_engines[COLUMN_REDIS] = {
-    &engine_shoal, &anchor_lmdb, &anchor_rocksdb, &anchor_leveldb,
+    &engine_shoal,
+    &anchor_lmdb,
+    &anchor_rocksdb,
+    &anchor_leveldb,
 };
 
 /* ---- settings and results ------------------------------------------------------------- */
@@ -151,8 +154,7 @@ static int bench_compare_doubles(const void *a, const void *b)
 }
 
 /* The median of the recorded runs; false when there are none or the engine failed. */
-static bool bench_median(const bench_results *r, enum bench_id b, enum bench_column c,
-                         double *out)
+static bool bench_median(const bench_results *r, enum bench_id b, enum bench_column c, double *out)
 {
     int n = r->count[b][c];
     if (n == 0 || r->failed[b][c])
@@ -290,16 +292,16 @@ static void *bench_reader_thread(void *arg)
 
 /* Reads with threads threads (1 or 2), thread t in orders[t]; returns keys/s or -1 after a
  * failure (reported). Every key must be found with its value. */
-static double bench_read_pass(const bench_db *db, const bench_dataset *d,
-                              uint32_t *const orders[2], int threads)
+static double bench_read_pass(const bench_db *db, const bench_dataset *d, uint32_t *const orders[2],
+                              int threads)
 {
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, (unsigned)threads + 1);
     bench_reader readers[2];
     pthread_t ids[2];
     for (int t = 0; t < threads; t++) {
-        readers[t] = (bench_reader){.db = db, .d = d, .order = orders[t], .count = d->count,
-                                    .start = &start};
+        readers[t] = (bench_reader){
+            .db = db, .d = d, .order = orders[t], .count = d->count, .start = &start};
         if (pthread_create(&ids[t], NULL, bench_reader_thread, &readers[t]) != 0) {
             /* Threads already started wait at a barrier that cannot open. */
             fprintf(stderr, "# pthread_create failed\n");
@@ -315,8 +317,8 @@ static double bench_read_pass(const bench_db *db, const bench_dataset *d,
     for (int t = 0; t < threads; t++) {
         if (readers[t].rc != 0 || readers[t].reads.good != d->count || readers[t].reads.bad) {
             fprintf(stderr, "# %s: get (%d threads): %llu of %zu keys read right, %llu wrong\n",
-                    db->engine->name, threads, (unsigned long long)readers[t].reads.good,
-                    d->count, (unsigned long long)readers[t].reads.bad);
+                    db->engine->name, threads, (unsigned long long)readers[t].reads.good, d->count,
+                    (unsigned long long)readers[t].reads.bad);
             return -1;
         }
     }
@@ -362,8 +364,7 @@ static void bench_kv_run(const bench_settings *s, bench_results *r, enum bench_c
     if (s->selected[BENCH_FILL])
         bench_record(r, BENCH_FILL, c, fill);
 
-    bool reads = s->selected[BENCH_GET_1T] || s->selected[BENCH_GET_2T] ||
-                 s->selected[BENCH_SCAN];
+    bool reads = s->selected[BENCH_GET_1T] || s->selected[BENCH_GET_2T] || s->selected[BENCH_SCAN];
     if (reads && engine->settle && engine->settle(db.handle) != 0) {
         for (int b = BENCH_GET_1T; b <= BENCH_SCAN; b++)
             if (s->selected[b])
@@ -389,9 +390,8 @@ static void bench_kv_run(const bench_settings *s, bench_results *r, enum bench_c
         rc = engine->scan(db.handle, false, &scan);
         end = bench_now_ns();
         if (rc != 0 || scan.good != d->count || scan.bad) {
-            fprintf(stderr, "# %s: scan: %llu of %zu keys read right, %llu wrong\n",
-                    engine->name, (unsigned long long)scan.good, d->count,
-                    (unsigned long long)scan.bad);
+            fprintf(stderr, "# %s: scan: %llu of %zu keys read right, %llu wrong\n", engine->name,
+                    (unsigned long long)scan.good, d->count, (unsigned long long)scan.bad);
             bench_fail(r, BENCH_SCAN, c);
         } else {
             double rate = (double)d->count / ((double)(end - begin) / 1e9);
@@ -540,8 +540,8 @@ static void bench_print_targets(const bench_results *r)
             continue;
         for (int c = COLUMN_LMDB; c < COLUMN_COUNT; c++) {
             double theirs;
-            bool eligible = targets[i].only == COLUMN_COUNT ? c <= COLUMN_LEVELDB
-                                                            : c == (int)targets[i].only;
+            bool eligible =
+                targets[i].only == COLUMN_COUNT ? c <= COLUMN_LEVELDB : c == (int)targets[i].only;
             if (eligible && bench_median(r, targets[i].bench, (enum bench_column)c, &theirs) &&
                 theirs > best) {
                 best = theirs;
@@ -577,8 +577,7 @@ static void bench_selftest_engine(const bench_engine *engine, const bench_datase
         bench_expect(false, engine->name, "open");
         return;
     }
-    bench_expect(engine->fill(db.handle, d, 0, d->count, BENCH_BATCH) == 0, engine->name,
-                 "fill");
+    bench_expect(engine->fill(db.handle, d, 0, d->count, BENCH_BATCH) == 0, engine->name, "fill");
     /* Writing the same keys again changes nothing: the scan below must still see each once. */
     bench_expect(engine->fill(db.handle, d, 0, d->count / 3, 7) == 0, engine->name, "refill");
     bench_expect(!engine->settle || engine->settle(db.handle) == 0, engine->name, "settle");
@@ -685,8 +684,7 @@ static bool bench_parse_number(const char *text, unsigned long min, unsigned lon
 
 /* Applies a comma-separated list of names to flags[], where names[i] names flags[i]. A token
  * matches a name exactly or as its prefix up to an underscore ("get" matches "get_1t"). */
-static bool bench_parse_list(const char *list, const char *const *names, size_t count,
-                             bool *flags)
+static bool bench_parse_list(const char *list, const char *const *names, size_t count, bool *flags)
 {
     char copy[256];
     if (strlen(list) >= sizeof copy)

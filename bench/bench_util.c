@@ -67,8 +67,7 @@ int bench_temp_dir(char *buf, size_t cap)
     return 0;
 }
 
-static int bench_remove_entry(const char *path, const struct stat *st, int type,
-                              struct FTW *ftw)
+static int bench_remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
     (void)st;
     (void)ftw;

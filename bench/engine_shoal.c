@@ -91,8 +91,8 @@ static int engine_shoal_open(const char *dir, size_t expected_keys, void **out)
 }
 
 /* Writes keys [first, first + count) into ns in batches of batch keys. */
-static int engine_shoal_fill_ns(shoal_db *db, shoal_ns *ns, const bench_dataset *d,
-                                size_t first, size_t count, size_t batch)
+static int engine_shoal_fill_ns(shoal_db *db, shoal_ns *ns, const bench_dataset *d, size_t first,
+                                size_t count, size_t batch)
 {
     shoal_batch *b;
     int rc = shoal_batch_new(db, &b);
@@ -334,8 +334,8 @@ static int engine_shoal_disjoint_namespaces(shoal_db *db, shoal_ns *ns[2])
         if (rc != 0)
             return engine_shoal_fail("ns_info_get", rc);
         if (other.shard != first.shard) {
-            fprintf(stderr, "# disjoint: namespaces %s (shard %u) and %s (shard %u)\n",
-                    first.name, first.shard, other.name, other.shard);
+            fprintf(stderr, "# disjoint: namespaces %s (shard %u) and %s (shard %u)\n", first.name,
+                    first.shard, other.name, other.shard);
             return 0;
         }
         shoal_ns_close(ns[1]);

@@ -182,9 +182,9 @@ static int cli_bench_gets(shoal_ns *ns, const cli_bench_data *d)
         size_t index = order[i], vlen = 0;
         rc = shoal_get_into(ns, NULL, cli_bench_key(d, index), CLI_BENCH_KEY_SIZE, buffer,
                             d->value_size + 1, &vlen);
-        if (rc == SHOAL_ENOTFOUND || (rc == 0 && (vlen != d->value_size ||
-                                                  memcmp(buffer, cli_bench_value(d, index),
-                                                         vlen) != 0))) {
+        if (rc == SHOAL_ENOTFOUND ||
+            (rc == 0 &&
+             (vlen != d->value_size || memcmp(buffer, cli_bench_value(d, index), vlen) != 0))) {
             wrong++;
             rc = 0;
         } else if (rc != 0) {
@@ -310,9 +310,8 @@ static int cli_bench_print_stats(shoal_db *db)
     if (rc != 0)
         return cli_bench_fail("stats", rc);
     printf("\ndatabase statistics\n");
-    printf("  seq %llu, %u shards (%u active), %llu namespace(s)\n",
-           (unsigned long long)stats.seq, stats.shards, stats.active_shards,
-           (unsigned long long)stats.namespaces);
+    printf("  seq %llu, %u shards (%u active), %llu namespace(s)\n", (unsigned long long)stats.seq,
+           stats.shards, stats.active_shards, (unsigned long long)stats.namespaces);
     printf("  %llu live keys, %.1f MB of keys and values, %.1f MB held by the engine\n",
            (unsigned long long)stats.keys, stats.bytes / 1e6, stats.memory / 1e6);
     printf("  %llu gets, %llu puts, %llu deletes, %llu batch commits, %llu scans\n",
@@ -320,8 +319,7 @@ static int cli_bench_print_stats(shoal_db *db)
            (unsigned long long)stats.deletes, (unsigned long long)stats.commits,
            (unsigned long long)stats.scans);
     printf("  versions retired %llu, reclaimed %llu; snapshots open %llu\n",
-           (unsigned long long)stats.versions_retired,
-           (unsigned long long)stats.versions_reclaimed,
+           (unsigned long long)stats.versions_retired, (unsigned long long)stats.versions_reclaimed,
            (unsigned long long)stats.snapshots_open);
     printf("\n  latency  %10s %9s %9s %9s %9s   (microseconds, as the engine samples them)\n",
            "count", "p50", "p99", "p99.9", "max");
@@ -342,12 +340,10 @@ static void cli_bench_usage(FILE *out)
             "  --keys N         keys to write, 1..%u\n"
             "  --value-size N   bytes per value, 0..%u (default 100)\n"
             "  --batch N        keys per atomic batch, 1..100000 (default 1000)\n",
-            CLI_BENCH_QUICK_KEYS, CLI_BENCH_DEFAULT_KEYS, CLI_BENCH_MAX_KEYS,
-            CLI_BENCH_MAX_VALUE);
+            CLI_BENCH_QUICK_KEYS, CLI_BENCH_DEFAULT_KEYS, CLI_BENCH_MAX_KEYS, CLI_BENCH_MAX_VALUE);
 }
 
-static bool cli_bench_number(const char *text, unsigned long min, unsigned long max,
-                             size_t *out)
+static bool cli_bench_number(const char *text, unsigned long min, unsigned long max, size_t *out)
 {
     if (!text || text[0] == '-')
         return false;

@@ -97,8 +97,9 @@
  * Testing: tests/unit/test_object_table.c covers the handle encoding, ABA (stale ids after
  * reuse), the tag arithmetic and its wrap, retire/reclaim horizons and order, batches,
  * directory growth past one chunk, lock-free resolve racing writers on 4 threads (run under
- * TSan too), progressive activation driven by ot_part_note_contention(), and two tables
- * used alternately by one thread. bench/bench_ot.c measures the sharded fast path.
+ * TSan too), progressive activation driven by ot_part_note_contention(), two tables used
+ * alternately by one thread, and a window used up in one table not borrowing its way into
+ * a neighbour's. bench/bench_ot.c measures the sharded fast path against a bare part.
  */
 #include "core/object_table.h"
 

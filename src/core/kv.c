@@ -262,8 +262,9 @@ static uint64_t version_bytes(const struct version *v)
     return v && !version_is_tombstone(v) ? (uint64_t)v->klen + v->vlen : 0;
 }
 
-/* Step 5: link the new versions; records what each replaced and the usage change. */
-static int ops_link(struct write_op *ops, size_t n, uint64_t seq)
+/* Step 5: link the new versions; records what each replaced and the usage change. The
+ * versions get their seq afterwards (ops_stamp): nobody can see them before the locks go. */
+static int ops_link(struct write_op *ops, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         struct write_op *op = &ops[i];
@@ -276,7 +277,6 @@ static int ops_link(struct write_op *ops, size_t n, uint64_t seq)
             continue;
         struct btree *tree = op->ns->parts[op->shard].tree;
         struct version *fresh = op->fresh;
-        fresh->seq = seq;
         if (op->type == WRITE_DELETE) {
             struct version *prev = btree_get(tree, op->key, op->klen);
             if (!prev || version_is_tombstone(prev)) {
@@ -490,17 +490,26 @@ int commit_ops(struct shoal_db *db, struct write_op *ops, size_t n,
         unlock_shards(db, mask);
         return err;
     }
-    uint64_t seq = atomic_fetch_add(&db->seq, 1) + 1;
-    err = ops_link(ops, n, seq);
+    err = ops_link(ops, n);
     if (!err && (err = ops_reserve_quota(ops, n)) != 0) {
         ops_unlink(ops, n);
         atomic_fetch_add(&db->quota_refusals, 1);
     }
-    if (err) {
+    size_t applied = 0;
+    for (size_t i = 0; !err && i < n; i++)
+        applied += ops[i].type != WRITE_REQUIRE && !ops[i].skipped;
+    if (err || applied == 0) {
+        /* A commit that changes nothing (deletes of absent keys) draws no seq. */
         ops_free_fresh(db, ops, n);
         unlock_shards(db, mask);
+        if (!err && seq_out)
+            *seq_out = atomic_load(&db->seq);
         return err;
     }
+    uint64_t seq = atomic_fetch_add(&db->seq, 1) + 1;
+    for (size_t i = 0; i < n; i++)
+        if (ops[i].fresh)
+            ops[i].fresh->seq = seq;
     ops_finish(db, ops, n, seq);
     err = log_commit(db, ops, n, seq, wo);
     for (uint64_t m = mask; m; m &= m - 1) {

@@ -6,6 +6,7 @@ must stay bounded."""
 import os
 import socket
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -93,22 +94,48 @@ def test_bad_clients(binary):
                 s.close()
         check_alive(server)
 
-        # A client that never reads: replies of a 1 MiB value pile up to the output limit.
-        r = redis.Redis(host="127.0.0.1", port=server.port)
+        # A client that never reads: replies of a 1 MiB value pile up past the output limit.
+        # Whether the client's own send fails says nothing: on loopback the kernel buffers
+        # megabytes of requests (tcp_rmem up to 32 MiB), so a client can finish writing
+        # long before the server's loop runs. The test therefore sends a fixed number of
+        # requests whose replies must exceed the limit whatever the kernel absorbs, then
+        # asks the server (on another connection) until that client is gone.
+        r = redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=30)
         r.set("big", b"x" * (1024 * 1024))
-        request = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 64
-        disconnected = False
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            for _ in range(2000):  # at most 128,000 GETs = 125 GB of replies
-                try:
-                    s.sendall(request)
-                except OSError:
-                    disconnected = True
-                    break
-        assert disconnected, "the slow reader was never disconnected"
-        info = r.info("stats")
-        assert info["client_output_buffer_limit_disconnections"] >= 1
+        before = r.info("stats")["client_output_buffer_limit_disconnections"]
+        slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: small window
+        slow.settimeout(10)
+        slow.connect(("127.0.0.1", server.port))
+        address = "%s:%d" % slow.getsockname()
+        # 128 GETs = 128 MiB of replies: four times the 32 MiB hard limit, far beyond the
+        # few MiB the two sockets' kernel buffers can hold. The requests are 3.7 KB, so
+        # sendall cannot block on a server that stops reading.
+        slow.sendall(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 128)
+        def disconnected():
+            stats = r.info("stats")["client_output_buffer_limit_disconnections"]
+            listed = [client["addr"] for client in r.client_list()]
+            return stats == before + 1 and address not in listed
+        gone = False
+        for _ in range(1200):  # a bounded wait for the event; nothing is asserted on time
+            if disconnected():
+                gone = True
+                break
+            time.sleep(0.05)
+        assert gone, "the slow reader %s was never disconnected: %r" % (address, r.client_list())
+        assert ("addr=%s: output buffer limit" % address) in server.log_text()
+        # From the client's side the connection is dead too: the server answers data sent
+        # to a closed socket with a reset, so a later send fails (bounded).
+        reset = False
+        for _ in range(100):
+            try:
+                slow.sendall(b"PING\r\n")
+            except OSError:
+                reset = True
+                break
+            time.sleep(0.01)
+        slow.close()
+        assert reset, "the slow reader's connection still accepts data"
         check_alive(server)
         assert server.rss_kb() < RSS_LIMIT_KB, server.rss_kb()
     finally:

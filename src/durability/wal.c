@@ -145,6 +145,18 @@ struct wal_async {
     void *ctx;
 };
 
+/* A thread blocked in wal_wait. It sleeps on its own condition variable, so the end of a
+ * flush wakes exactly the waiters it covered, plus at most one that is to lead the next
+ * flush, instead of every waiter of the stream. */
+struct wal_waiter {
+    struct wal_waiter *prev, *next;
+    uint64_t lsn;
+    uint64_t due_ns; /* BATCH: when to force a sync; otherwise 0 */
+    bool durable;
+    bool queued;
+    pthread_cond_t wake;
+};
+
 struct wal_stream {
     struct wal *wal;
     unsigned index;
@@ -173,6 +185,7 @@ struct wal_stream {
     uint64_t request_write; /* FLUSHER scheme: highest lsn a non-durable waiter needs */
     struct wal_async *async;
     size_t async_len, async_cap;
+    struct wal_waiter *waiters_head, *waiters_tail; /* blocked in wal_wait, FIFO */
     struct wal_segment *segments; /* oldest first; the last may be the one being written */
     size_t segment_count, segment_cap;
     uint64_t stat_appends, stat_bytes, stat_syncs, stat_sync_ns, stat_group_commits,
@@ -579,6 +592,66 @@ static int wal_stream_write(struct wal_stream *s, const uint8_t *data, size_t le
     return 0;
 }
 
+static void wal_waiter_enqueue(struct wal_stream *s, struct wal_waiter *w)
+{
+    w->prev = s->waiters_tail;
+    w->next = NULL;
+    if (s->waiters_tail != NULL)
+        s->waiters_tail->next = w;
+    else
+        s->waiters_head = w;
+    s->waiters_tail = w;
+    w->queued = true;
+}
+
+static void wal_waiter_dequeue(struct wal_stream *s, struct wal_waiter *w)
+{
+    if (w->prev != NULL)
+        w->prev->next = w->next;
+    else
+        s->waiters_head = w->next;
+    if (w->next != NULL)
+        w->next->prev = w->prev;
+    else
+        s->waiters_tail = w->prev;
+    w->prev = w->next = NULL;
+    w->queued = false;
+}
+
+/* Is the record at lsn covered for a waiter of this kind? (mutex held) */
+static bool wal_stream_covers(const struct wal_stream *s, uint64_t lsn, bool durable)
+{
+    return durable ? s->synced >= lsn : s->written >= lsn;
+}
+
+/* Called (mutex held) whenever a flush ends: wakes every waiter the flush covered (every
+ * waiter if the log failed) and, in the LEADER scheme, the oldest waiter still uncovered
+ * and due, which then leads the next flush. BATCH waiters not yet due are left to their
+ * timers. */
+static void wal_stream_wake_waiters(struct wal_stream *s)
+{
+    int err = atomic_load(&s->wal->error);
+    bool choose_leader = s->wal->group_commit == WAL_GROUP_LEADER && !s->flushing;
+    struct wal_waiter *leader = NULL;
+    uint64_t now = 0;
+    for (struct wal_waiter *w = s->waiters_head, *next; w != NULL; w = next) {
+        next = w->next;
+        if (err != 0 || wal_stream_covers(s, w->lsn, w->durable)) {
+            wal_waiter_dequeue(s, w);
+            pthread_cond_signal(&w->wake);
+            continue;
+        }
+        if (!choose_leader || leader != NULL)
+            continue;
+        if (w->due_ns != 0 && now == 0)
+            now = wal_now_ns();
+        if (w->due_ns <= now)
+            leader = w;
+    }
+    if (leader != NULL)
+        pthread_cond_signal(&leader->wake);
+}
+
 enum {
     WAL_FLUSH_SYNC = 1,        /* fdatasync after writing */
     WAL_FLUSH_END_SEGMENT = 2, /* end the segment after writing (rotate) */
@@ -645,6 +718,7 @@ static void wal_stream_flush(struct wal_stream *s, int how, uint64_t floor)
         }
     }
     s->flushing = false;
+    wal_stream_wake_waiters(s);
     pthread_cond_broadcast(&s->flushed);
     if (s->async_len > 0 && s->thread_idle) {
         s->thread_idle = false;
@@ -733,12 +807,6 @@ int wal_append(struct wal *w, unsigned stream, uint8_t type, uint64_t seq, const
     return err;
 }
 
-/* Is the record at lsn covered for a waiter of this kind? (mutex held) */
-static bool wal_stream_covers(const struct wal_stream *s, uint64_t lsn, bool durable)
-{
-    return durable ? s->synced >= lsn : s->written >= lsn;
-}
-
 int wal_wait(struct wal *w, unsigned stream, uint64_t lsn, int sync)
 {
     if (w == NULL || stream >= w->stream_count)
@@ -746,31 +814,36 @@ int wal_wait(struct wal *w, unsigned stream, uint64_t lsn, int sync)
     int policy = wal_policy(w, sync);
     if (policy < 0)
         return SHOAL_EINVAL;
-    bool durable = wal_policy_durable(policy);
-    uint64_t due = policy == SHOAL_SYNC_BATCH ? wal_now_ns() + w->window_ns : 0;
     struct wal_stream *s = &w->streams[stream];
+    struct wal_waiter self = {
+        .lsn = lsn,
+        .durable = wal_policy_durable(policy),
+        .due_ns = policy == SHOAL_SYNC_BATCH ? wal_now_ns() + w->window_ns : 0,
+    };
+    /* A BATCH waiter sleeps with a deadline, so its condition uses the monotonic clock. */
+    if (policy == SHOAL_SYNC_BATCH ? wal_cond_init(&self.wake) != 0
+                                   : pthread_cond_init(&self.wake, NULL) != 0)
+        return SHOAL_ENOMEM;
     int rc = 0;
 
     pthread_mutex_lock(&s->mutex);
-    if (lsn > s->appended) {
-        pthread_mutex_unlock(&s->mutex);
-        return SHOAL_EINVAL;
-    }
-    for (;;) {
+    if (lsn > s->appended)
+        rc = SHOAL_EINVAL;
+    while (rc == 0) {
         rc = atomic_load(&w->error);
         if (rc != 0)
             break;
-        if (wal_stream_covers(s, lsn, durable)) {
-            if (durable)
+        if (wal_stream_covers(s, lsn, self.durable)) {
+            if (self.durable)
                 s->stat_waiters_woken++;
             break;
         }
         if (w->group_commit == WAL_GROUP_FLUSHER) {
-            if (durable) {
+            if (self.durable) {
                 if (lsn > s->request_sync)
                     s->request_sync = lsn;
-                if (due < s->request_sync_due)
-                    s->request_sync_due = due;
+                if (self.due_ns < s->request_sync_due)
+                    s->request_sync_due = self.due_ns;
             } else if (lsn > s->request_write) {
                 s->request_write = lsn;
             }
@@ -778,22 +851,32 @@ int wal_wait(struct wal *w, unsigned stream, uint64_t lsn, int sync)
                 s->thread_idle = false;
                 pthread_cond_signal(&s->work);
             }
-            pthread_cond_wait(&s->flushed, &s->mutex);
+            if (!self.queued)
+                wal_waiter_enqueue(s, &self);
+            pthread_cond_wait(&self.wake, &s->mutex);
             continue;
         }
-        if (s->flushing) {
-            pthread_cond_wait(&s->flushed, &s->mutex);
+        bool due = self.due_ns == 0 || wal_now_ns() >= self.due_ns;
+        if (!s->flushing && due) {
+            /* Lead: write and sync everything appended so far, for every waiter. */
+            if (self.queued)
+                wal_waiter_dequeue(s, &self);
+            wal_stream_flush(s, self.durable ? WAL_FLUSH_SYNC : 0, 0);
             continue;
         }
-        if (policy == SHOAL_SYNC_BATCH && wal_now_ns() < due) {
-            /* Give other writers the window to join this sync; any flush that ends
-             * meanwhile wakes us through `flushed`. */
-            wal_timed_wait(&s->flushed, &s->mutex, due);
-            continue;
-        }
-        wal_stream_flush(s, durable ? WAL_FLUSH_SYNC : 0, 0);
+        if (!self.queued)
+            wal_waiter_enqueue(s, &self);
+        if (!due)
+            /* Give other writers the window to join a sync; the end of any flush that
+             * covers this record wakes it earlier. */
+            wal_timed_wait(&self.wake, &s->mutex, self.due_ns);
+        else
+            pthread_cond_wait(&self.wake, &s->mutex);
     }
+    if (self.queued)
+        wal_waiter_dequeue(s, &self);
     pthread_mutex_unlock(&s->mutex);
+    pthread_cond_destroy(&self.wake);
     return rc;
 }
 
@@ -900,12 +983,10 @@ static void *wal_stream_thread(void *arg)
         uint64_t wake = next_tick;
         bool need_sync = false, need_write = false;
         if (err != 0) {
-            /* Waiters of the FLUSHER scheme learn of the failure from a broadcast. */
-            if (s->request_sync > s->synced || s->request_write > s->written) {
-                s->request_sync = s->synced;
-                s->request_write = s->written;
-                pthread_cond_broadcast(&s->flushed);
-            }
+            /* Waiters learn of a failure of another stream here. */
+            s->request_sync = s->synced;
+            s->request_write = s->written;
+            wal_stream_wake_waiters(s);
         } else {
             if (s->request_sync > s->synced) {
                 if (s->request_sync_due <= now)

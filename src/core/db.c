@@ -734,7 +734,8 @@ SHOAL_API int shoal_ns_list(shoal_db *db, uint32_t tenant, shoal_ns_info *out, s
     pthread_mutex_unlock(&db->catalog_lock);
     if (n)
         qsort(all, n, sizeof *all, compare_info_names);
-    memcpy(out, all, (n < cap ? n : cap) * sizeof *all);
+    if (n && cap)
+        memcpy(out, all, (n < cap ? n : cap) * sizeof *all);
     free(all);
     *count = n;
     return 0;

@@ -657,7 +657,8 @@ static int copy_value(void *ctx, const void *value, size_t vlen)
     } else if (vlen > c->cap) {
         return SHOAL_ERANGE;
     }
-    memcpy(c->buf, value, vlen);
+    if (vlen)
+        memcpy(c->buf, value, vlen);
     return 0;
 }
 

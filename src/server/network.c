@@ -467,6 +467,44 @@ static void *network_loop_main(void *argument)
     return NULL;
 }
 
+/* SO_REUSEPORT lets any process of the same user join a port that is already listening,
+ * and the kernel would then spread connections over two unrelated servers. Before the
+ * loops bind their shared sockets, one plain socket (no SO_REUSEPORT) binds the address:
+ * that fails with EADDRINUSE if anything listens there already, as Redis would. It is
+ * closed at once; a second server started in the microseconds between this probe and the
+ * loops' binds could still join, which only simultaneous starts on one port can hit. */
+static int network_probe_port(const char *address, int port, char *error, size_t error_size)
+{
+    if (port == 0)
+        return 0; /* the kernel picks a free port for the first real socket */
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICHOST};
+    struct addrinfo *found;
+    char port_text[16];
+    snprintf(port_text, sizeof(port_text), "%d", port);
+    int status = getaddrinfo(address, port_text, &hints, &found);
+    if (status != 0) {
+        snprintf(error, error_size, "bad bind address '%s': %s", address, gai_strerror(status));
+        return -1;
+    }
+    int fd = socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int result = 0;
+    if (fd >= 0) {
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (found->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        if (bind(fd, found->ai_addr, found->ai_addrlen) != 0) {
+            snprintf(error, error_size, "cannot listen on %s:%d: %s", address, port,
+                     strerror(errno));
+            result = -1;
+        }
+        close(fd);
+    }
+    freeaddrinfo(found);
+    return result;
+}
+
 static int network_listen(const char *address, int port, int backlog, char *error,
                           size_t error_size)
 {
@@ -527,6 +565,10 @@ int network_start(char *error, size_t error_size)
     }
     int port = (int)atomic_load(&server.config.port);
     int backlog = (int)atomic_load(&server.config.tcp_backlog);
+    for (size_t a = 0; a < address_count; a++) {
+        if (network_probe_port(addresses[a], port, error, error_size) != 0)
+            return -1;
+    }
     for (size_t l = 0; l < server.loop_count; l++) {
         event_loop *loop = &server.loops[l];
         loop->index = (int)l;

@@ -21,28 +21,43 @@ def free_port():
 
 class Server:
     def __init__(self, binary, extra_args=(), config_text=None, env=None):
-        self.port = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="shoal-server-", suffix=".log", delete=False)
-        args = [binary]
+        self.config = None
         if config_text is not None:
             self.config = tempfile.NamedTemporaryFile("w", prefix="shoal-", suffix=".conf", delete=False)
             self.config.write(config_text)
             self.config.close()
-            args.append(self.config.name)
-        args += ["--port", str(self.port), "--bind", "127.0.0.1"] + list(extra_args)
         full_env = dict(os.environ)
         full_env.pop("SHOAL_PORT", None)
         if env:
             full_env.update(env)
+        # The free port is only free when it was picked: another test running in parallel
+        # can take it before the server binds. The server then refuses to start ("Address
+        # already in use"; it never shares a port), and the start is retried on a new port.
+        for _ in range(5):
+            if self._start(binary, extra_args, full_env):
+                return
+        raise RuntimeError("no free port after 5 attempts:\n" + self.log_text())
+
+    def _start(self, binary, extra_args, full_env):
+        self.port = free_port()
+        args = [binary]
+        if self.config is not None:
+            args.append(self.config.name)
+        args += ["--port", str(self.port), "--bind", "127.0.0.1"] + list(extra_args)
+        self.log.seek(0)
+        self.log.truncate()
         self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=full_env)
         for _ in range(200):  # bounded: at most ~10 s
             if self.process.poll() is not None:
+                if "Address already in use" in self.log_text():
+                    return False
                 raise RuntimeError("server exited early:\n" + self.log_text())
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                     s.sendall(b"PING\r\n")
                     if s.recv(64):
-                        return
+                        return True
             except OSError:
                 pass
             time.sleep(0.05)

@@ -4,12 +4,25 @@
 # if every check passed and the server exited 0 on SIGTERM.
 set -euo pipefail
 binary="$1"
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 log=$(mktemp)
-"$binary" --port "$port" --bind 127.0.0.1 >"$log" 2>&1 &
-pid=$!
+# A picked port is only free when picked; a parallel test may take it first. The server
+# then refuses to start (it never shares a port), and the start is retried on a new port.
+pid=
+for _ in 1 2 3 4 5; do
+  port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$binary" --port "$port" --bind 127.0.0.1 >"$log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    redis-cli -p "$port" ping >/dev/null 2>&1 && break
+    sleep 0.05
+  done
+  kill -0 "$pid" 2>/dev/null && break
+  wait "$pid" || true
+  grep -q "Address already in use" "$log" || { echo "FAIL: server did not start"; cat "$log"; exit 1; }
+done
 trap 'kill -TERM $pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+kill -0 "$pid" 2>/dev/null || { echo "FAIL: no free port"; cat "$log"; exit 1; }
 cli() { redis-cli -p "$port" "$@"; }
 check() { if [ "$1" != "$2" ]; then echo "FAIL: expected '$2', got '$1'"; cat "$log"; exit 1; fi; }
 check "$(cli ping)" "PONG"

@@ -57,6 +57,15 @@ int main(int argc, char **argv)
         struct timespec pause = {0, 50 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }
+    /* The picked port may have been taken by a parallel test before the server bound it;
+     * the server then exits (it never shares a port) and the client must not talk to
+     * whatever listens there. */
+    int early_status;
+    if (c != NULL && waitpid(pid, &early_status, WNOHANG) == pid) {
+        fprintf(stderr, "the server exited at start (port %d taken?)\n", port);
+        redisFree(c);
+        return 1;
+    }
     if (c == NULL) {
         kill(pid, SIGKILL);
         fprintf(stderr, "cannot connect\n");

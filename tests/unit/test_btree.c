@@ -403,25 +403,42 @@ static void test_sequential_insert_and_remove(void **state)
     for (int direction = 0; direction < 2; direction++) {
         struct btree *tree = btree_new(item_key);
         assert_non_null(tree);
-        struct model model = {0};
+        /* The model is filled in place: item number i is at index i (the array stays
+         * sorted), which keeps the model O(1) per step while the tree sees every key at its
+         * front or back. */
         const int n = 60000;
+        struct model model = {0};
+        model.items = calloc((size_t)n, sizeof(*model.items));
+        assert_non_null(model.items);
+        model.capacity = (size_t)n;
         char key[32];
         for (int i = 0; i < n; i++) {
             int number = direction == 0 ? i : n - 1 - i;
             uint32_t length = (uint32_t)snprintf(key, sizeof(key), "seq%08d", number);
-            assert_true(both_upsert(tree, &model, key, length));
+            struct item *item = item_new(key, length, next_version++);
+            void **slot;
+            bool created;
+            assert_int_equal(btree_upsert(tree, key, length, &slot, &created), 0);
+            assert_true(created);
+            *slot = item;
+            model.items[number] = item;
         }
+        model.count = (size_t)n;
         verify_all(tree, &model);
         assert_true(btree_height(tree) >= 3);
         /* Nearly full leaves: 16 bytes per slot, little else. */
         assert_true(btree_memory(tree) < 20 * (size_t)n);
         for (int i = 0; i < n; i++) {
             int number = direction == 0 ? i : n - 1 - i;
-            uint32_t length = (uint32_t)snprintf(key, sizeof(key), "seq%08d", number);
-            assert_true(both_remove(tree, &model, key, length));
-            if (i % 5000 == 0)
-                verify_all(tree, &model);
+            struct item *item = model.items[number];
+            assert_ptr_equal(btree_remove(tree, item->key, item->length), item);
+            free(item);
+            if (i % 5000 == 0) {
+                assert_int_equal(btree_check(tree), 0);
+                assert_int_equal(btree_count(tree), (size_t)(n - 1 - i));
+            }
         }
+        model.count = 0;
         verify_all(tree, &model);
         assert_int_equal(btree_height(tree), 0);
         btree_free(tree);
@@ -623,20 +640,31 @@ static void test_memory_per_key(void **state)
     rng_state = 4242;
     struct btree *tree = btree_new(item_key);
     assert_non_null(tree);
-    struct model model = {0};
-    uint8_t key[16];
     const int n = 200000;
+    struct item **items = calloc((size_t)n, sizeof(*items));
+    assert_non_null(items);
+    uint8_t key[16];
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < 16; b++)
             key[b] = (uint8_t)rng_next();
-        assert_true(both_upsert(tree, &model, key, 16));
+        items[i] = item_new(key, 16, next_version++);
+        void **slot;
+        bool created;
+        assert_int_equal(btree_upsert(tree, key, 16, &slot, &created), 0);
+        assert_true(created); /* 128 random bits never repeat here */
+        *slot = items[i];
     }
-    verify_all(tree, &model);
+    assert_int_equal(btree_check(tree), 0);
+    assert_int_equal(btree_count(tree), (size_t)n);
+    for (int i = 0; i < n; i++)
+        assert_ptr_equal(btree_get(tree, items[i]->key, 16), items[i]);
     double per_key = (double)btree_memory(tree) / n;
     print_message("btree: %.1f bytes per key for %d random 16-byte keys\n", per_key, n);
     assert_true(per_key < 24.0);
     btree_free(tree);
-    model_free(&model);
+    for (int i = 0; i < n; i++)
+        free(items[i]);
+    free(items);
 }
 
 /* Allocation failures: a failed upsert changes nothing; a remove that cannot allocate a

@@ -424,7 +424,11 @@ static uint32_t btree_leaf_search(const struct btree *tree, const struct btree_l
     *found = false;
     if (low == n || leaf->prefix[low] != key->prefix)
         return low;
-    uint32_t high = low + btree_upper_bound(leaf->prefix + low, n - low, key->prefix);
+    /* Usually the prefix is unique in the leaf; only look for the end of a run of equal
+     * prefixes when there is one. */
+    uint32_t high = low + 1;
+    if (high < n && leaf->prefix[high] == key->prefix)
+        high = low + btree_upper_bound(leaf->prefix + low, n - low, key->prefix);
     while (low < high) {
         uint32_t middle = low + (high - low) / 2;
         int c = btree_compare_slot(tree, key, leaf->value[middle]);

@@ -105,7 +105,7 @@ static void test_round_trips(void **state)
             uint8_t *content = make_content(sizes[i], i + 1, random_only);
             write_file(path, content, sizes[i], 3, 42);
             uint8_t *back;
-            size_t len, blocks;
+            size_t len = 0, blocks = 0;
             uint32_t shard = 0;
             uint64_t seq = 0, offset;
             assert_int_equal(read_file(path, &back, &len, &shard, &seq, &offset, &blocks), 0);
@@ -157,7 +157,7 @@ static void check_damage(const char *path, uint8_t *image, size_t size, const ui
     image[off] ^= (uint8_t)(1u << (off % 8));
 
     uint8_t *back;
-    size_t len, blocks;
+    size_t len = 0, blocks = 0;
     uint64_t error_offset;
     int rc = read_file(path, &back, &len, NULL, NULL, &error_offset, &blocks);
     assert_int_equal(rc, SHOAL_ECORRUPT);
@@ -179,7 +179,7 @@ static void test_bit_flips(void **state)
     /* A small file: every byte. */
     uint8_t *content = make_content(2000, 7, false);
     write_file(path, content, 2000, 0, 9);
-    size_t size;
+    size_t size = 0;
     uint8_t *image = testing_read_file(path, &size);
     assert_non_null(image);
     for (size_t off = 0; off < size; off++)
@@ -215,7 +215,7 @@ static void check_truncation(const char *path, const uint8_t *image, size_t size
     size_t count = structure_starts(image, size, starts, 64);
     assert_int_equal(testing_write_file(path, image, cut), 0);
     uint8_t *back;
-    size_t len, blocks;
+    size_t len = 0, blocks = 0;
     uint64_t error_offset;
     int rc = read_file(path, &back, &len, NULL, NULL, &error_offset, &blocks);
     /* Never a clean end: the trailer is what vouches for completeness. */
@@ -244,7 +244,7 @@ static void test_truncations(void **state)
     /* A small file: every length. */
     uint8_t *content = make_content(3000, 5, false);
     write_file(path, content, 3000, 2, 77);
-    size_t size;
+    size_t size = 0;
     uint8_t *image = testing_read_file(path, &size);
     assert_non_null(image);
     for (size_t cut = 0; cut < size; cut++)
@@ -275,7 +275,7 @@ static void test_truncations(void **state)
     memset(longer + size, 0, 4);
     assert_int_equal(testing_write_file(path, longer, size + 4), 0);
     uint8_t *back;
-    size_t len, blocks;
+    size_t len = 0, blocks = 0;
     uint64_t error_offset;
     assert_int_equal(read_file(path, &back, &len, NULL, NULL, &error_offset, &blocks),
                      SHOAL_ECORRUPT);
@@ -334,7 +334,7 @@ static void test_injected_failures(void **state)
     struct ckpt_reader *r = NULL;
     assert_int_equal(ckpt_reader_open(&faults.io, path, &r, NULL, NULL), 0);
     const void *data;
-    size_t len;
+    size_t len = 0;
     assert_int_equal(ckpt_reader_next(r, &data, &len), SHOAL_EIO);
     ckpt_reader_close(r);
     free(content);

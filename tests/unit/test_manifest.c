@@ -119,7 +119,7 @@ static void test_damage_everywhere(void **state)
     assert_int_equal(size, MANIFEST_HEADER_SIZE + strlen(catalog));
 
     void *body;
-    size_t len;
+    size_t len = 0;
     for (size_t off = 0; off < size; off++) {
         for (int bit = 0; bit < 8; bit += 3) {
             image[off] ^= (uint8_t)(1u << bit);

@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "durability/crc32c.h"
 #include "durability/encoding.h"
 #include "durability/io.h"
 #include "durability/wal.h"
@@ -854,14 +855,173 @@ static void test_truncations_everywhere(void **state)
         assert_int_equal(testing_write_file(f.paths[k], f.images[k], f.sizes[k]), 0);
     }
 
-    /* A missing middle segment is damage too; salvage keeps what precedes it. */
-    struct collected all = {0};
-    collected_reset(&all, 60);
-    assert_int_equal(wal_replay(f.dir, 0, 0, NULL, false, true, collect, &all, NULL), 0);
-    assert_prefix(&all, f.total);
-    free(all.seqs);
+    /* Restored, the stream reads whole again. */
+    collected_reset(&c, 60);
+    assert_int_equal(wal_replay(f.dir, 0, 0, NULL, false, true, collect, &c, NULL), 0);
+    assert_prefix(&c, f.total);
     free(c.seqs);
     damage_teardown(&f);
+}
+
+/* Copies a file (a "crash image" of a segment, or a backup to restore). */
+static void copy_file(const char *from, const char *to)
+{
+    size_t len = 0;
+    uint8_t *data = testing_read_file(from, &len);
+    assert_non_null(data);
+    assert_int_equal(testing_write_file(to, data, len), 0);
+    free(data);
+}
+
+static void test_missing_segment(void **state)
+{
+    (void)state;
+    char dir[4096];
+    assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
+    struct wal_options o = test_options(dir, 1, SHOAL_SYNC_ALWAYS);
+    o.segment_bytes = 300;
+    o.no_preallocate = true;
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(&o, &w), 0);
+    uint64_t lsn;
+    for (uint64_t seq = 1; seq <= 20; seq++) {
+        append_record(w, 0, seq, 60, &lsn);
+        assert_int_equal(wal_wait(w, 0, lsn, SHOAL_SYNC_ALWAYS), 0);
+    }
+    assert_int_equal(wal_close(w), 0);
+    struct segment_names names;
+    list_segments(dir, 0, &names);
+    assert_true(names.count >= 4);
+
+    /* Remove the second segment: the third's header names it, so this is damage, reported
+     * at the end of the first segment; salvage keeps the first segment only. */
+    char first[4096], second[4096], saved[4096];
+    assert_int_equal(wal_segment_path(first, sizeof first, dir, 0, names.bases[0]), 0);
+    assert_int_equal(wal_segment_path(second, sizeof second, dir, 0, names.bases[1]), 0);
+    assert_int_equal(io_path_join(saved, sizeof saved, dir, "saved"), 0);
+    copy_file(second, saved);
+    assert_int_equal(unlink(second), 0);
+
+    struct collected c = {0};
+    collected_reset(&c, 60);
+    struct wal_replay_report report;
+    assert_int_equal(wal_replay(dir, 0, 0, NULL, false, true, collect, &c, &report),
+                     SHOAL_ECORRUPT);
+    assert_string_equal(report.file, first);
+    assert_int_equal(report.offset, testing_file_size(first));
+    size_t in_first = c.count;
+    assert_true(in_first > 0);
+    assert_prefix(&c, in_first);
+
+    collected_reset(&c, 60);
+    assert_int_equal(wal_replay(dir, 0, 0, NULL, true, true, collect, &c, &report), 0);
+    assert_true(report.salvaged);
+    assert_prefix(&c, in_first);
+
+    /* Deleting a prefix of segments (what wal_delete_before does) is no damage. */
+    copy_file(saved, second);
+    assert_int_equal(unlink(first), 0);
+    collected_reset(&c, 60);
+    assert_int_equal(wal_replay(dir, 0, 0, NULL, false, true, collect, &c, &report), 0);
+    assert_int_equal(c.count, 20 - in_first);
+    assert_int_equal(c.seqs[0], in_first + 1);
+    free(c.seqs);
+    testing_remove_tree(dir);
+}
+
+static int stop_after_five(void *ctx, uint8_t type, uint64_t seq, const void *payload,
+                           size_t len)
+{
+    (void)type;
+    (void)payload;
+    (void)len;
+    int *seen = ctx;
+    return ++*seen == 5 ? 1234 : 0;
+}
+
+static void test_replay_edges(void **state)
+{
+    (void)state;
+    char dir[4096];
+    assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
+    struct wal_replay_report report;
+    /* No log at all: nothing to replay, no error. */
+    assert_int_equal(wal_replay(dir, 3, 0, NULL, false, false, collect, NULL, &report), 0);
+    assert_int_equal(report.records, 0);
+    unsigned streams = 9;
+    assert_int_equal(wal_list_streams(dir, NULL, &streams), 0);
+    assert_int_equal(streams, 0);
+
+    struct wal_options o = test_options(dir, 1, SHOAL_SYNC_ALWAYS);
+    o.segment_bytes = 1 << 20;
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(&o, &w), 0);
+    uint64_t lsn;
+    for (uint64_t seq = 1; seq <= 10; seq++)
+        append_record(w, 0, seq, 60, &lsn);
+    assert_int_equal(wal_wait(w, 0, lsn, SHOAL_SYNC_ALWAYS), 0);
+
+    /* A crash image: the segment as it is on disk while the log is open, with the zeros of
+     * its reservation after the last record. */
+    char crash[4096], crash_stream[4096], live[4096], image[4096];
+    assert_int_equal(io_path_join(crash, sizeof crash, dir, "crash"), 0);
+    assert_int_equal(io_path_join(crash_stream, sizeof crash_stream, crash, "log"), 0);
+    assert_int_equal(mkdir(crash, 0755), 0);
+    assert_int_equal(mkdir(crash_stream, 0755), 0);
+    assert_int_equal(io_path_join(crash_stream, sizeof crash_stream, crash, "log/0"), 0);
+    assert_int_equal(mkdir(crash_stream, 0755), 0);
+    struct segment_names names;
+    list_segments(dir, 0, &names);
+    assert_int_equal(names.count, 1);
+    assert_int_equal(wal_segment_path(live, sizeof live, dir, 0, names.bases[0]), 0);
+    assert_int_equal(wal_segment_path(image, sizeof image, crash, 0, names.bases[0]), 0);
+    copy_file(live, image);
+    long long reserved = testing_file_size(image);
+    assert_int_equal(wal_close(w), 0);
+    long long used = testing_file_size(live); /* close trimmed the reservation */
+    assert_true(used <= reserved); /* equal only where fallocate is missing */
+
+    struct collected c = {0};
+    collected_reset(&c, 60);
+    assert_int_equal(wal_replay(crash, 0, 0, NULL, false, false, collect, &c, &report), 0);
+    assert_prefix(&c, 10);
+    assert_false(report.torn_tail);
+    assert_int_equal(report.bytes_dropped, 0);
+    assert_int_equal(testing_file_size(image), used); /* the zeros were trimmed */
+
+    /* Garbage after the records of a crash image is a torn tail, even with zeros after. */
+    size_t len = 0;
+    uint8_t *bytes = testing_read_file(live, &len);
+    assert_non_null(bytes);
+    uint8_t *longer = calloc(1, len + 4096);
+    memcpy(longer, bytes, len);
+    memset(longer + len, 0xee, 7);
+    assert_int_equal(testing_write_file(image, longer, len + 4096), 0);
+    collected_reset(&c, 60);
+    assert_int_equal(wal_replay(crash, 0, 0, NULL, false, true, collect, &c, &report), 0);
+    assert_prefix(&c, 10);
+    assert_true(report.torn_tail);
+    assert_int_equal(report.offset, len);
+    assert_int_equal(report.bytes_dropped, 7);
+    free(longer);
+
+    /* fn stops the replay with its value. */
+    int seen = 0;
+    assert_int_equal(wal_replay(dir, 0, 0, NULL, false, false, stop_after_five, &seen, &report),
+                     1234);
+    assert_int_equal(seen, 5);
+
+    /* A segment of a newer format is refused, not misread. */
+    bytes[8] = 2;
+    uint32_t crc = crc32c(bytes, 44);
+    encoding_put_u32(bytes + 44, crc32c_mask(crc));
+    assert_int_equal(testing_write_file(live, bytes, len), 0);
+    assert_int_equal(wal_replay(dir, 0, 0, NULL, false, true, collect, &c, &report),
+                     SHOAL_ENOTSUP);
+    assert_string_equal(report.file, live);
+    free(bytes);
+    free(c.seqs);
+    testing_remove_tree(dir);
 }
 
 static void test_salvage_rewrites(void **state)
@@ -1036,6 +1196,8 @@ int main(void)
         cmocka_unit_test(test_bit_flips_everywhere),
         cmocka_unit_test(test_truncations_everywhere),
         cmocka_unit_test(test_salvage_rewrites),
+        cmocka_unit_test(test_missing_segment),
+        cmocka_unit_test(test_replay_edges),
         cmocka_unit_test(test_async_waits),
         cmocka_unit_test(test_periodic_and_batch),
     };

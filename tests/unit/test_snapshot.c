@@ -357,6 +357,53 @@ static void test_long_lived_snapshot(void **state)
     shoal_close(db);
 }
 
+/* The reclaim horizon's edge: a version replaced by the very next write after a
+ * snapshot (retired at the snapshot's seq + 1) is exactly what the snapshot reads, and
+ * must survive reclaim passes that run while the snapshot is open. An older snapshot
+ * keeps earlier garbage queued; its release lets the next writes reclaim that garbage
+ * (the statistics show the passes ran), up to the open snapshot and not one seq past. */
+static void test_reclaim_horizon_edge(void **state)
+{
+    (void)state;
+    for (int variant = 0; variant < 2; variant++) {
+        shoal_db *db = test_open(1, 0);
+        shoal_ns *ns = test_ns(db, "edge", SHOAL_PLACE_PINNED, 0);
+        test_put(ns, "k", "old");
+        test_put(ns, "filler", "start");
+        shoal_snapshot *older = take(db);
+        char value[32];
+        for (int i = 0; i < 100; i++) { /* garbage once older is gone */
+            snprintf(value, sizeof value, "early%d", i);
+            test_put(ns, "filler", value);
+        }
+        shoal_snapshot *snap = take(db);
+        if (variant == 1)
+            test_put(ns, "k", "new"); /* retired at snap's seq + 1 */
+        else
+            assert_ok(shoal_delete(ns, "k", 1, NULL));
+        shoal_db_stats st;
+        assert_ok(shoal_stats(db, &st));
+        uint64_t reclaimed_before = st.versions_reclaimed;
+        shoal_snapshot_release(older);
+        for (int i = 0; i < 1000; i++) {
+            snprintf(value, sizeof value, "%d", i);
+            test_put(ns, "filler", value);
+        }
+        assert_ok(shoal_stats(db, &st));
+        assert_true(st.versions_reclaimed >= reclaimed_before + 99); /* passes did run */
+        test_expect_str(ns, snap, "k", "old");
+        test_expect_str(ns, snap, "filler", "early99");
+        assert_int_equal(test_count_keys(ns, snap), 2);
+        if (variant == 1)
+            test_expect_str(ns, NULL, "k", "new");
+        else
+            test_expect_absent_str(ns, NULL, "k");
+        shoal_snapshot_release(snap);
+        shoal_ns_close(ns);
+        shoal_close(db);
+    }
+}
+
 /* ---- many snapshots from several threads ---------------------------------------------- */
 
 struct threaded {
@@ -515,6 +562,7 @@ int main(void)
         cmocka_unit_test(test_reclaim_after_release),
         cmocka_unit_test(test_reclaim_of_deletes),
         cmocka_unit_test(test_long_lived_snapshot),
+        cmocka_unit_test(test_reclaim_horizon_edge),
         cmocka_unit_test(test_many_snapshots_from_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1045,8 +1045,11 @@ int wal_sync_all(struct wal *w)
     for (unsigned i = 0; i < w->stream_count; i++) {
         struct wal_stream *s = &w->streams[i];
         pthread_mutex_lock(&s->mutex);
+        /* Only what was appended before the call: a stream that never stops receiving
+         * records must not keep this loop going. */
+        uint64_t target = s->appended;
         for (;;) {
-            if (atomic_load(&w->error) != 0 || s->synced >= s->appended)
+            if (atomic_load(&w->error) != 0 || s->synced >= target)
                 break;
             if (s->flushing)
                 pthread_cond_wait(&s->flushed, &s->mutex);

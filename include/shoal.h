@@ -31,7 +31,10 @@
  * Modes
  * -----
  * shoal_open(NULL, ...) opens a memory database: no files at all. A directory opens a
- * durable database (not yet available: SHOAL_ENOTSUP).
+ * durable database: every commit is logged (log streams with group commit), checkpoints
+ * are taken in the background from snapshots, and opening the directory again recovers
+ * every write its sync policy made durable. shoal_persist turns a memory database into a
+ * durable one.
  */
 #ifndef SHOAL_H
 #define SHOAL_H
@@ -160,17 +163,46 @@ SHOAL_API void shoal_options_free(shoal_options *opts);
 
 typedef struct shoal_db shoal_db;
 
-/* Opens a database. dir NULL opens a memory database; a directory opens a durable one
- * (SHOAL_ENOTSUP in this version). opts may be NULL for every default; it is copied and may
- * be freed after the call. On success *out is the database; on failure *out is NULL.
- * Errors: SHOAL_EINVAL, SHOAL_ENOMEM, SHOAL_ENOTSUP. Thread-safety: any thread. */
+/* Opens a database. dir NULL opens a memory database. A directory opens (creating it and
+ * its files if needed) a durable database: DIR/LOCK is locked, the MANIFEST, the latest
+ * checkpoint and the log streams are loaded in parallel, a torn tail at the end of a log
+ * stream is cut off (and counted in the statistics), and logging resumes. The shard count
+ * of an existing durable database is the one it was created with. opts may be NULL for
+ * every default; it is copied and may be freed after the call. On success *out is the
+ * database; on failure *out is NULL and nothing was changed on disk except a cut torn tail.
+ * Errors: SHOAL_EINVAL, SHOAL_ENOMEM, SHOAL_EBUSY (another process or handle has the
+ * directory open), SHOAL_ECORRUPT (damage other than a torn tail: shoal_error_detail()
+ * names the file and offset; SHOAL_OPT_SALVAGE opens anyway, keeping the longest valid
+ * prefix of each stream), SHOAL_ENOTSUP (files of a newer format), SHOAL_EIO, SHOAL_ENOSPC.
+ * Thread-safety: any thread. */
 SHOAL_API int shoal_open(const char *dir, const shoal_options *opts, shoal_db **out);
 
-/* Closes the database and frees everything it holds. Every namespace handle, snapshot,
- * batch and iterator of the database must be closed or freed first; the caller guarantees
- * no other thread uses the database during and after the call. NULL is a no-op.
- * Returns 0 (or, for a durable database, the first error met while closing). */
+/* Closes the database and frees everything it holds. A durable database first takes a
+ * checkpoint (unless it is read-only after a failure), then syncs and closes its log.
+ * Every namespace handle, snapshot, batch and iterator of the database must be closed or
+ * freed first; the caller guarantees no other thread uses the database during and after
+ * the call. NULL is a no-op. Returns 0 or the first error met while closing (the database
+ * is freed either way; what was acknowledged under its sync policy is on disk). */
 SHOAL_API int shoal_close(shoal_db *db);
+
+/* Takes a checkpoint of a durable database now: a snapshot at seq S is written, all shards
+ * in parallel, without stopping writers; then the MANIFEST names it and the log segments
+ * and checkpoints it replaces are deleted. Blocks until done. Errors: SHOAL_ENOTSUP (memory
+ * mode), SHOAL_EREADONLY, SHOAL_EIO, SHOAL_ENOSPC, SHOAL_EFSYNC, SHOAL_ENOSLOT.
+ * Thread-safety: any thread; checkpoints run one at a time. */
+SHOAL_API int shoal_checkpoint(shoal_db *db);
+
+/* Makes a memory database durable in dir (created if missing; it must hold no database
+ * yet): logging starts, then a checkpoint is written, and from then on the database
+ * behaves as if opened on dir. Errors: SHOAL_EINVAL (already durable), SHOAL_EEXIST (dir
+ * holds a database), SHOAL_EBUSY, SHOAL_EIO, SHOAL_ENOSPC, SHOAL_EFSYNC.
+ * Thread-safety: any thread, while others keep reading and writing. */
+SHOAL_API int shoal_persist(shoal_db *db, const char *dir);
+
+/* Describes the last error of shoal_open, shoal_checkpoint or shoal_persist on the calling
+ * thread (for SHOAL_ECORRUPT: the file and offset of the damage), or "" if none. The text
+ * stays valid until the thread's next such call. */
+SHOAL_API const char *shoal_error_detail(void);
 
 /* ---------------------------------------------------------------------------------------
  * Tenants. Tenant 0, "default", always exists and has no limits.
@@ -413,6 +445,22 @@ typedef struct shoal_db_stats {
     shoal_latency get, put, commit; /* commit: batches */
     bool read_only;             /* after a failed write or fsync (durable mode) */
     int read_only_cause;        /* the SHOAL_E* that made it read-only, else 0 */
+    /* Durable mode (all 0 in memory mode). */
+    bool durable;
+    uint32_t log_streams;
+    uint64_t log_bytes;         /* bytes in live log segments */
+    uint64_t log_syncs;         /* fdatasync calls on log segments */
+    uint64_t group_commits;     /* syncs that made new records durable */
+    uint64_t group_waiters;     /* waiters those syncs released: / group_commits = group size */
+    uint64_t checkpoints;       /* completed since open */
+    uint64_t checkpoint_seq;    /* seq of the current checkpoint (0: none) */
+    int64_t checkpoint_unix;    /* wall-clock time it completed (seconds), 0 if none */
+    int last_checkpoint_error;  /* 0 or the error of the last failed checkpoint */
+    uint64_t recovered_records; /* log records replayed at open */
+    uint64_t recovered_keys;    /* keys loaded from the checkpoint at open */
+    uint32_t torn_streams;      /* streams whose torn tail was cut at open */
+    uint64_t torn_bytes;        /* bytes cut */
+    uint64_t salvaged_bytes;    /* bytes dropped by SHOAL_OPT_SALVAGE at open */
 } shoal_db_stats;
 
 typedef struct shoal_shard_stats {

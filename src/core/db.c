@@ -21,7 +21,7 @@
  *
  * Tested by tests/unit/test_db.c (catalog, tenants, options, errors) and the model test.
  */
-#include "core/internal.h"
+#include "core/durable.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -261,25 +261,22 @@ unsigned ns_route(const struct namespace *ns, const void *key, size_t klen)
 
 /* ---- open and close -------------------------------------------------------------------- */
 
-static int tenant_add(struct shoal_db *db, const char *name, const shoal_quota *q,
-                      uint32_t *id);
-
-SHOAL_API int shoal_open(const char *dir, const shoal_options *opts, shoal_db **out)
+void db_config_from(const shoal_options *opts, struct db_config *out)
 {
-    if (!out)
-        return SHOAL_EINVAL;
-    *out = NULL;
-    if (dir)
-        return SHOAL_ENOTSUP; /* durable mode arrives with the durability layer */
+    if (opts)
+        *out = opts->config;
+    else
+        config_defaults(out);
+}
 
+int db_create(const struct db_config *config, struct shoal_db **out)
+{
+    *out = NULL;
     struct shoal_db *db;
     if (posix_memalign((void **)&db, CACHE_LINE, sizeof *db) != 0)
         return SHOAL_ENOMEM;
     memset(db, 0, sizeof *db);
-    if (opts)
-        db->config = opts->config;
-    else
-        config_defaults(&db->config);
+    db->config = *config;
     db->shard_mask = (unsigned)db->config.shards - 1;
     pthread_mutex_init(&db->shard_create_lock, NULL);
     pthread_mutex_init(&db->catalog_lock, NULL);
@@ -302,8 +299,7 @@ SHOAL_API int shoal_open(const char *dir, const shoal_options *opts, shoal_db **
     }
     if (pthread_key_create(&db->thread_key, thread_state_release) != 0)
         goto fail;
-    uint32_t default_tenant;
-    if ((err = tenant_add(db, "default", NULL, &default_tenant)) != 0) {
+    if ((err = db_tenant_add(db, "default", NULL)) != 0) {
         pthread_key_delete(db->thread_key);
         goto fail;
     }
@@ -319,12 +315,22 @@ fail:
     return err;
 }
 
+SHOAL_API int shoal_open(const char *dir, const shoal_options *opts, shoal_db **out)
+{
+    if (!out)
+        return SHOAL_EINVAL;
+    *out = NULL;
+    if (dir)
+        return *dir ? durable_open(dir, opts, NULL, out) : SHOAL_EINVAL;
+    struct db_config config;
+    db_config_from(opts, &config);
+    return db_create(&config, out);
+}
+
 static void namespace_free_data(struct shoal_db *db, struct namespace *ns);
 
-SHOAL_API int shoal_close(shoal_db *db)
+void db_destroy(struct shoal_db *db)
 {
-    if (!db)
-        return 0;
     for (uint32_t slot = 0; slot < db->ns_high; slot++) {
         struct namespace *ns = db->namespaces[slot];
         if (!ns)
@@ -351,7 +357,15 @@ SHOAL_API int shoal_close(shoal_db *db)
     free(db->threads);
     free(db->slots);
     free(db);
-    return 0;
+}
+
+SHOAL_API int shoal_close(shoal_db *db)
+{
+    if (!db)
+        return 0;
+    int err = durable_close(db);
+    db_destroy(db);
+    return err;
 }
 
 /* ---- tenants --------------------------------------------------------------------------- */
@@ -391,9 +405,9 @@ static void tenant_set_quota(struct tenant *t, const shoal_quota *q)
     }
 }
 
-/* Called with the catalog lock held (or during open). */
-static int tenant_add(struct shoal_db *db, const char *name, const shoal_quota *q,
-                      uint32_t *id)
+/* Adds a tenant; its id is the previous tenant count. Called with the catalog lock held,
+ * or before the database is shared. */
+int db_tenant_add(struct shoal_db *db, const char *name, const shoal_quota *q)
 {
     for (uint32_t i = 0; i < db->tenant_count; i++)
         if (strcmp(db->tenants[i]->name, name) == 0)
@@ -413,7 +427,6 @@ static int tenant_add(struct shoal_db *db, const char *name, const shoal_quota *
     strcpy(t->name, name);
     tenant_set_quota(t, q);
     db->tenants[db->tenant_count++] = t;
-    *id = t->id;
     return 0;
 }
 
@@ -429,7 +442,12 @@ SHOAL_API int shoal_tenant_create(shoal_db *db, const char *name, const shoal_qu
     if (!db || !name_valid(name) || !id || !quota_valid(q))
         return SHOAL_EINVAL;
     pthread_mutex_lock(&db->catalog_lock);
-    int err = tenant_add(db, name, q, id);
+    int err = db_tenant_add(db, name, q);
+    if (!err && (err = durable_save_catalog(db)) != 0) {
+        free(db->tenants[--db->tenant_count]); /* not durable: not created */
+    }
+    if (!err)
+        *id = db->tenant_count - 1;
     pthread_mutex_unlock(&db->catalog_lock);
     return err;
 }
@@ -459,10 +477,16 @@ SHOAL_API int shoal_tenant_set_quota(shoal_db *db, uint32_t id, const shoal_quot
         return SHOAL_EINVAL; /* D2: the default tenant has no limits */
     pthread_mutex_lock(&db->catalog_lock);
     struct tenant *t = tenant_by_id(db, id);
-    if (t)
+    int err = t ? 0 : SHOAL_ENOTFOUND;
+    if (t) {
+        shoal_quota old = {atomic_load(&t->max_keys), atomic_load(&t->max_bytes),
+                           atomic_load(&t->max_ops)};
         tenant_set_quota(t, q);
+        if ((err = durable_save_catalog(db)) != 0)
+            tenant_set_quota(t, &old);
+    }
     pthread_mutex_unlock(&db->catalog_lock);
-    return t ? 0 : SHOAL_ENOTFOUND;
+    return err;
 }
 
 SHOAL_API int shoal_tenant_get_quota(shoal_db *db, uint32_t id, shoal_quota *q)
@@ -536,8 +560,10 @@ static unsigned pinned_placement(struct shoal_db *db)
     return best;
 }
 
-static int namespace_create(struct shoal_db *db, const char *name, const shoal_ns_config *cfg,
-                            struct namespace **out)
+/* Creates a namespace in the catalog (catalog lock held, or before the database is
+ * shared). id 0 draws a new id; shard is used for a pinned namespace when id is given. */
+static int namespace_add(struct shoal_db *db, const char *name, const shoal_ns_config *cfg,
+                         uint32_t id, unsigned shard, struct namespace **out)
 {
     uint32_t slot = 0;
     while (slot < MAX_NAMESPACES && db->namespaces[slot])
@@ -548,7 +574,9 @@ static int namespace_create(struct shoal_db *db, const char *name, const shoal_n
     struct namespace *ns = calloc(1, sizeof *ns + parts * sizeof(struct ns_part));
     if (!ns)
         return SHOAL_ENOMEM;
-    ns->id = ++db->next_ns_id;
+    ns->id = id ? id : ++db->next_ns_id;
+    if (ns->id > db->next_ns_id)
+        db->next_ns_id = ns->id;
     ns->slot = slot;
     strcpy(ns->name, name);
     ns->kind = cfg->kind;
@@ -556,7 +584,7 @@ static int namespace_create(struct shoal_db *db, const char *name, const shoal_n
     ns->tenant = db->tenants[cfg->tenant];
     ns->shard_mask = db->shard_mask;
     if (ns->placement == SHOAL_PLACE_PINNED) {
-        ns->shard = pinned_placement(db);
+        ns->shard = id ? shard : pinned_placement(db);
         struct shard *s = db_shard(db, ns->shard);
         if (!s) {
             free(ns);
@@ -570,6 +598,24 @@ static int namespace_create(struct shoal_db *db, const char *name, const shoal_n
         db->ns_high = slot + 1;
     *out = ns;
     return 0;
+}
+
+int db_namespace_restore(struct shoal_db *db, const char *name, const shoal_ns_config *cfg,
+                         uint32_t id, unsigned shard)
+{
+    struct namespace *ns;
+    if (id == 0 || namespace_find(db, name))
+        return SHOAL_ECORRUPT;
+    return namespace_add(db, name, cfg, id, shard, &ns);
+}
+
+/* Removes a namespace that was just added and holds no data (its creation failed). */
+static void namespace_unadd(struct shoal_db *db, struct namespace *ns)
+{
+    if (ns->placement == SHOAL_PLACE_PINNED)
+        atomic_fetch_sub(&atomic_load(&db->shards[ns->shard])->pinned_namespaces, 1);
+    db->namespaces[ns->slot] = NULL;
+    free(ns);
 }
 
 SHOAL_API int shoal_ns_open(shoal_db *db, const char *name, const shoal_ns_config *cfg,
@@ -598,8 +644,9 @@ SHOAL_API int shoal_ns_open(shoal_db *db, const char *name, const shoal_ns_confi
         err = SHOAL_ENOTFOUND;
     else if (!ns && cfg->tenant >= db->tenant_count)
         err = SHOAL_ENOTFOUND;
-    else if (!ns)
-        err = namespace_create(db, name, cfg, &ns);
+    else if (!ns && (err = namespace_add(db, name, cfg, 0, 0, &ns)) == 0 &&
+             (err = durable_save_catalog(db)) != 0)
+        namespace_unadd(db, ns); /* not durable: not created */
     else if (cfg && (cfg->kind != ns->kind || cfg->tenant != ns->tenant->id))
         err = SHOAL_EEXIST;
     if (!err)
@@ -666,8 +713,15 @@ SHOAL_API int shoal_ns_drop(shoal_db *db, const char *name)
         return SHOAL_ENOTFOUND;
     }
     /* Writers check the flag under their shard lock, so after each shard's data is freed
-     * below no writer can recreate it. */
+     * below no writer can recreate it. The MANIFEST forgets the namespace first: a drop
+     * that is not durable does not happen. */
     atomic_store(&ns->dropped, true);
+    int err = durable_save_catalog(db);
+    if (err) {
+        atomic_store(&ns->dropped, false);
+        pthread_mutex_unlock(&db->catalog_lock);
+        return err;
+    }
     namespace_free_data(db, ns);
     if (ns->placement == SHOAL_PLACE_PINNED)
         atomic_fetch_sub(&atomic_load(&db->shards[ns->shard])->pinned_namespaces, 1);

@@ -88,6 +88,13 @@ static inline size_t version_size(uint32_t klen, uint32_t vlen)
 {
     return sizeof(struct version) + klen + (vlen == VERSION_TOMBSTONE ? 0 : vlen);
 }
+/* The key of a version, for the index (btree_key_fn). */
+static inline const void *version_key_of(const void *value, uint32_t *len)
+{
+    const struct version *v = value;
+    *len = v->klen;
+    return v->data;
+}
 /* The newest version visible at snapshot seq snap (UINT64_MAX: the latest). */
 static inline const struct version *version_visible(const struct version *v, uint64_t snap)
 {
@@ -220,7 +227,7 @@ struct shoal_db {
     struct thread_state *threads; /* MAX_THREAD_STATES, allocated at open */
 
     _Atomic uint64_t quota_refusals;
-    struct log *log; /* NULL in memory mode */
+    _Atomic(struct durable *) durable; /* NULL in memory mode (durable.c) */
 };
 
 /* ---- writes -------------------------------------------------------------------------------- */
@@ -243,6 +250,11 @@ struct write_op {
     bool created, skipped;
     int64_t delta_keys, delta_bytes;
 };
+
+/* Creates an iterator over ns (iter.c); only_shard >= 0 restricts it to that shard's part
+ * (checkpoints write one file per shard). */
+int iter_create(struct shoal_db *db, struct namespace *ns, int only_shard,
+                const shoal_iter_options *opts, shoal_iter **out);
 
 /* Commits ops atomically under one seq (kv.c); *seq_out gets it. */
 int commit_ops(struct shoal_db *db, struct write_op *ops, size_t n,
@@ -271,6 +283,14 @@ int tenant_charge_op(struct tenant *t);
 /* Monotonic clock in nanoseconds. */
 uint64_t clock_ns(void);
 void namespace_release(struct namespace *ns);
+/* Database life cycle (db.c), shared by memory and durable opens. */
+void db_config_from(const shoal_options *opts, struct db_config *out);
+int db_create(const struct db_config *config, struct shoal_db **out);
+void db_destroy(struct shoal_db *db);
+/* Catalog restoration at recovery (db.c; no locking: the database is not shared yet). */
+int db_tenant_add(struct shoal_db *db, const char *name, const shoal_quota *q);
+int db_namespace_restore(struct shoal_db *db, const char *name, const shoal_ns_config *cfg,
+                         uint32_t id, unsigned shard);
 /* Publishes a shard's segment bytes in use for statistics and the memory limit. */
 void shard_refresh_memory(struct shard *s);
 

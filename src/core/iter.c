@@ -88,7 +88,7 @@ struct cursor {
 };
 
 struct shoal_iter {
-    shoal_ns *handle;
+    struct namespace *ns;
     struct shoal_db *db;
     shoal_snapshot *own_snapshot; /* T2: taken when the caller gave none */
     uint64_t at;
@@ -124,7 +124,7 @@ static int cursor_refill(struct shoal_iter *it, struct cursor *c)
     c->bytes.len = 0;
     if (c->exhausted)
         return 0;
-    struct namespace *ns = it->handle->ns;
+    struct namespace *ns = it->ns;
     struct shard *s = atomic_load_explicit(&it->db->shards[c->shard], memory_order_acquire);
     if (!s) {
         c->exhausted = true;
@@ -336,34 +336,33 @@ static int iter_bounds(struct shoal_iter *it, const shoal_iter_options *o)
     return err;
 }
 
-SHOAL_API int shoal_iter_new(shoal_ns *h, const shoal_iter_options *opts, shoal_iter **out)
+int iter_create(struct shoal_db *db, struct namespace *ns, int only_shard,
+                const shoal_iter_options *opts, shoal_iter **out)
 {
-    if (!h || !out)
-        return SHOAL_EINVAL;
     *out = NULL;
     shoal_iter_options none = {0};
     const shoal_iter_options *o = opts ? opts : &none;
     if ((o->start_len && !o->start) || (o->end_len && !o->end) ||
-        (o->prefix_len && !o->prefix) || (o->snap && o->snap->db != h->db))
+        (o->prefix_len && !o->prefix) || (o->snap && o->snap->db != db))
         return SHOAL_EINVAL;
-    if (atomic_load(&h->ns->dropped))
+    if (atomic_load(&ns->dropped))
         return SHOAL_EDROPPED;
     struct shoal_iter *it = calloc(1, sizeof *it);
     if (!it)
         return SHOAL_ENOMEM;
-    it->handle = h;
-    it->db = h->db;
+    it->ns = ns;
+    it->db = db;
     it->reverse = o->reverse;
     int err = iter_bounds(it, o);
     if (!err && !o->snap)
-        err = shoal_snapshot_take(h->db, &it->own_snapshot);
+        err = shoal_snapshot_take(db, &it->own_snapshot);
     if (err) {
         shoal_iter_free(it);
         return err;
     }
     it->at = shoal_snapshot_seq(o->snap ? o->snap : it->own_snapshot);
-    struct namespace *ns = h->ns;
-    unsigned count = ns->placement == SHOAL_PLACE_PINNED ? 1 : ns->shard_mask + 1;
+    unsigned count = ns->placement == SHOAL_PLACE_PINNED || only_shard >= 0
+                         ? 1 : ns->shard_mask + 1;
     it->cursors = calloc(count, sizeof *it->cursors);
     it->heap = calloc(count, sizeof *it->heap);
     if (!it->cursors || !it->heap) {
@@ -372,16 +371,28 @@ SHOAL_API int shoal_iter_new(shoal_ns *h, const shoal_iter_options *opts, shoal_
     }
     it->cursor_count = count;
     for (unsigned i = 0; i < count; i++) {
-        it->cursors[i].shard = ns->placement == SHOAL_PLACE_PINNED ? ns->shard : i;
+        if (only_shard >= 0)
+            it->cursors[i].shard = (unsigned)only_shard;
+        else
+            it->cursors[i].shard = ns->placement == SHOAL_PLACE_PINNED ? ns->shard : i;
         it->cursors[i].entries = malloc(ITER_CHUNK_KEYS * sizeof(struct chunk_entry));
         if (!it->cursors[i].entries) {
             shoal_iter_free(it);
             return SHOAL_ENOMEM;
         }
     }
-    counter_add(&db_thread(h->db)->scans, 1);
     *out = it;
     return 0;
+}
+
+SHOAL_API int shoal_iter_new(shoal_ns *h, const shoal_iter_options *opts, shoal_iter **out)
+{
+    if (!h || !out)
+        return SHOAL_EINVAL;
+    int err = iter_create(h->db, h->ns, -1, opts, out);
+    if (!err)
+        counter_add(&db_thread(h->db)->scans, 1);
+    return err;
 }
 
 SHOAL_API int shoal_iter_next(shoal_iter *it)

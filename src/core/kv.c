@@ -23,7 +23,7 @@
  * snapshot-isolation test.
  */
 #include "core/internal.h"
-#include "core/log.h"
+#include "core/durable.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,13 +31,6 @@
 #define LATENCY_SAMPLE_MASK 7 /* time one operation in 8 */
 
 /* ---- versions and reclaiming ------------------------------------------------------------ */
-
-static const void *version_key_of(const void *value, uint32_t *len)
-{
-    const struct version *v = value;
-    *len = v->klen;
-    return v->data;
-}
 
 static void version_release_memory(struct shard *s, struct version *v)
 {
@@ -471,7 +464,10 @@ static int ops_charge(struct write_op *ops, size_t n)
 int commit_ops(struct shoal_db *db, struct write_op *ops, size_t n,
                const shoal_write_options *wo, uint64_t *seq_out)
 {
-    int err = ops_charge(ops, n);
+    int err = durable_writable(db); /* durable.c R4: sticky after a failed write or fsync */
+    if (err)
+        return err;
+    err = ops_charge(ops, n);
     if (err) {
         atomic_fetch_add(&db->quota_refusals, 1);
         return err;
@@ -510,8 +506,17 @@ int commit_ops(struct shoal_db *db, struct write_op *ops, size_t n,
     for (size_t i = 0; i < n; i++)
         if (ops[i].fresh)
             ops[i].fresh->seq = seq;
+    unsigned stream = 0;
+    uint64_t lsn = 0;
+    if ((err = durable_append(db, ops, n, seq, &stream, &lsn)) != 0) {
+        /* durable.c R1: not logged, so not applied. */
+        ops_unlink(ops, n);
+        tenant_unreserve(ops, n, n);
+        ops_free_fresh(db, ops, n);
+        unlock_shards(db, mask);
+        return err;
+    }
     ops_finish(db, ops, n, seq);
-    err = log_commit(db, ops, n, seq, wo);
     for (uint64_t m = mask; m; m &= m - 1) {
         struct shard *s = atomic_load_explicit(&db->shards[__builtin_ctzll(m)],
                                                memory_order_relaxed);
@@ -523,7 +528,8 @@ int commit_ops(struct shoal_db *db, struct write_op *ops, size_t n,
     unlock_shards(db, mask);
     if (seq_out)
         *seq_out = seq;
-    return err;
+    /* Waiting for the disk happens with no lock held. */
+    return durable_wait(db, stream, lsn, wo);
 }
 
 /* ---- single writes ----------------------------------------------------------------------- */

@@ -140,13 +140,3 @@ int log_decode(uint8_t type, const uint8_t *payload, size_t len,
     int err = decode_walk(type, payload, len, NULL, NULL);
     return err ? err : decode_walk(type, payload, len, fn, ctx);
 }
-
-int log_commit(struct shoal_db *db, const struct write_op *ops, size_t n, uint64_t seq,
-               const shoal_write_options *wo)
-{
-    if (!db->log)
-        return 0;
-    /* Durable mode is not available yet: shoal_open refuses a directory. */
-    (void)ops, (void)n, (void)seq, (void)wo;
-    return SHOAL_ENOTSUP;
-}

@@ -1,6 +1,6 @@
 /*
- * log.h -- the one seam between the core and durability: every commit produces its log
- * record through log_commit().
+ * log.h -- the payloads of log records: every commit's record is encoded here, and
+ * recovery decodes it here (durable.c).
  *
  * Record payloads (the bytes inside a log record's frame, see docs/FORMAT.md), all
  * integers little-endian:
@@ -10,9 +10,8 @@
  *   LOG_BATCH  count u32, then count operations, each: op u8 (1 put, 2 delete),
  *              ns_id u32, klen u32, [vlen u32 for a put], key, [value]
  *
- * Catalog records (namespace and tenant changes, quota changes) are defined with the
- * durability layer. In memory mode (db->log NULL) log_commit returns at once without
- * encoding anything.
+ * The types 4..7 are reserved for catalog records; the catalog itself lives in the
+ * MANIFEST (durable.c). durable_append encodes a commit's record only in durable mode.
  *
  * Tested by tests/unit/test_log_record.c (encode/decode round trips, truncated input).
  */
@@ -53,10 +52,5 @@ void log_encode(const struct write_op *ops, size_t n, uint8_t *buf);
  * payload: it is checked whole first), or fn's non-zero result. */
 int log_decode(uint8_t type, const uint8_t *payload, size_t len,
                int (*fn)(void *ctx, const struct log_op *op), void *ctx);
-
-/* Hands a commit's record to the log (durable mode) and waits as the sync policy says;
- * called with the commit's shard locks held, so it never waits for the disk itself. */
-int log_commit(struct shoal_db *db, const struct write_op *ops, size_t n, uint64_t seq,
-               const shoal_write_options *wo);
 
 #endif

@@ -6,7 +6,7 @@
  * (live keys and bytes). Reading sums them; the sums are exact when the database is
  * quiet and approximate while other threads run.
  */
-#include "core/internal.h"
+#include "core/durable.h"
 
 #include <string.h>
 
@@ -81,6 +81,7 @@ SHOAL_API int shoal_stats(shoal_db *db, shoal_db_stats *out)
                                                             offsets[k]));
         latency_from(&sum, targets[k]);
     }
+    durable_stats(db, out);
     return 0;
 }
 

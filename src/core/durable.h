@@ -1,0 +1,37 @@
+/*
+ * durable.h -- the core's side of durable mode: recovery at open, the commit log,
+ * checkpoints and the MANIFEST's catalog. The only core file that calls the durability
+ * modules (wal.h, manifest.h, ckpt_file.h); the rest of the core calls this header.
+ */
+#ifndef SHOAL_CORE_DURABLE_H
+#define SHOAL_CORE_DURABLE_H
+
+#include "core/internal.h"
+
+struct shoal_io;
+
+/* Opens dir as a durable database (shoal_open with a directory), with file I/O through io
+ * (NULL: POSIX). Tests pass a fault-injecting table. */
+int durable_open(const char *dir, const shoal_options *opts, const struct shoal_io *io,
+                 shoal_db **out);
+/* Stops the checkpointer, takes the closing checkpoint, closes the log and unlocks. */
+int durable_close(struct shoal_db *db);
+
+/* 0 when the database accepts writes, else the sticky error (SHOAL_EFSYNC, SHOAL_EIO...). */
+int durable_writable(struct shoal_db *db);
+/* Appends a commit's record to its stream; called with the commit's shard locks held,
+ * before anything it replaced is freed. */
+int durable_append(struct shoal_db *db, const struct write_op *ops, size_t n, uint64_t seq,
+                   unsigned *stream, uint64_t *lsn);
+/* Waits as the sync policy says (wo or the database's); called after the locks are gone. */
+int durable_wait(struct shoal_db *db, unsigned stream, uint64_t lsn,
+                 const shoal_write_options *wo);
+/* Rewrites the MANIFEST with the current catalog; called with the catalog lock held after
+ * every namespace, tenant or quota change. */
+int durable_save_catalog(struct shoal_db *db);
+/* Fills the durable part of the statistics. */
+void durable_stats(struct shoal_db *db, shoal_db_stats *out);
+/* Records a detail for shoal_error_detail() on this thread. */
+void durable_set_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

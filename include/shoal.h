@@ -315,7 +315,20 @@ SHOAL_API uint64_t shoal_last_seq(shoal_db *db);
 
 typedef struct shoal_write_options {
     shoal_sync sync; /* SHOAL_SYNC_DEFAULT: the database's policy */
+    /* Optional, for event loops that must not block on the disk. When set, a write that
+     * has to wait for its log record (durable mode, any policy but SHOAL_SYNC_NONE) returns
+     * SHOAL_PENDING at once instead of waiting, and on_durable(ctx, err) runs exactly once
+     * later, on a thread of the log, when the record is durable (err 0) or the log failed
+     * (err SHOAL_EFSYNC, SHOAL_EIO...: the write's outcome is unknown). It must return
+     * quickly and must not call shoal_close. When the call returns anything else (0 or an
+     * error), on_durable is never called. */
+    void (*on_durable)(void *ctx, int err);
+    void *ctx;
 } shoal_write_options;
+
+/* Returned by writes given shoal_write_options.on_durable: applied (visible to readers),
+ * durability pending; on_durable will report it. */
+#define SHOAL_PENDING 1
 
 /* Stores value under key, replacing any previous value. wo may be NULL.
  * Errors: SHOAL_EINVAL (NULL handle or key, empty key), SHOAL_ETOOBIG, SHOAL_EQUOTA,

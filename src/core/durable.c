@@ -1084,6 +1084,10 @@ int durable_wait(struct shoal_db *db, unsigned stream, uint64_t lsn,
     int sync = wo && wo->sync != SHOAL_SYNC_DEFAULT ? (int)wo->sync : (int)db->config.sync;
     if (sync == SHOAL_SYNC_NONE)
         return 0;
+    if (wo && wo->on_durable) {
+        int err = wal_wait_async(d->wal, stream, lsn, sync, wo->on_durable, wo->ctx);
+        return err ? err : SHOAL_PENDING;
+    }
     return wal_wait(d->wal, stream, lsn, sync);
 }
 

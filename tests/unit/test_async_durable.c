@@ -1,0 +1,135 @@
+/*
+ * test_async_durable.c -- writes that do not wait for the disk: shoal_write_options
+ * on_durable returns SHOAL_PENDING and reports durability once, from the log's thread.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shoal.h"
+
+struct waiter {
+    sem_t done;
+    _Atomic int calls;
+    _Atomic int err;
+};
+
+static void on_durable(void *ctx, int err)
+{
+    struct waiter *w = ctx;
+    atomic_store(&w->err, err);
+    atomic_fetch_add(&w->calls, 1);
+    sem_post(&w->done);
+}
+
+static char *temp_dir(void)
+{
+    char *dir = strdup("/tmp/shoal-async-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    return dir;
+}
+
+static void remove_dir(const char *dir)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Under sync=always every write through on_durable is pending and reported exactly once;
+ * after reopening, all of them are there. */
+static void test_pending_then_durable(void **state)
+{
+    (void)state;
+    char *dir = temp_dir();
+    shoal_options *o;
+    assert_int_equal(shoal_options_new(&o), 0);
+    assert_int_equal(shoal_options_set(o, SHOAL_OPT_SYNC, SHOAL_SYNC_ALWAYS), 0);
+    shoal_db *db;
+    assert_int_equal(shoal_open(dir, o, &db), 0);
+    shoal_ns_config cfg = {.kind = SHOAL_KIND_KV, .placement = SHOAL_PLACE_SPREAD};
+    shoal_ns *ns;
+    assert_int_equal(shoal_ns_open(db, "a", &cfg, &ns), 0);
+    enum { WRITES = 200 };
+    static struct waiter waiters[WRITES];
+    for (int i = 0; i < WRITES; i++) {
+        sem_init(&waiters[i].done, 0, 0);
+        atomic_store(&waiters[i].calls, 0);
+        shoal_write_options wo = {.on_durable = on_durable, .ctx = &waiters[i]};
+        char key[16];
+        int n = snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(shoal_put(ns, key, (size_t)n, "v", 1, &wo), SHOAL_PENDING);
+    }
+    for (int i = 0; i < WRITES; i++) {
+        sem_wait(&waiters[i].done);
+        assert_int_equal(atomic_load(&waiters[i].err), 0);
+    }
+    /* A batch commit reports the same way. */
+    struct waiter batch_waiter = {0};
+    sem_init(&batch_waiter.done, 0, 0);
+    shoal_batch *b;
+    assert_int_equal(shoal_batch_new(db, &b), 0);
+    assert_int_equal(shoal_batch_put(b, ns, "x", 1, "1", 1), 0);
+    assert_int_equal(shoal_batch_put(b, ns, "y", 1, "2", 1), 0);
+    shoal_write_options wo = {.on_durable = on_durable, .ctx = &batch_waiter};
+    assert_int_equal(shoal_batch_commit(b, &wo, NULL), SHOAL_PENDING);
+    sem_wait(&batch_waiter.done);
+    assert_int_equal(atomic_load(&batch_waiter.err), 0);
+    shoal_batch_free(b);
+    shoal_ns_close(ns);
+    assert_int_equal(shoal_close(db), 0);
+    for (int i = 0; i < WRITES; i++)
+        assert_int_equal(atomic_load(&waiters[i].calls), 1);
+    assert_int_equal(atomic_load(&batch_waiter.calls), 1);
+
+    assert_int_equal(shoal_open(dir, o, &db), 0);
+    assert_int_equal(shoal_ns_open(db, "a", NULL, &ns), 0);
+    for (int i = 0; i < WRITES; i++) {
+        char key[16];
+        int n = snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(shoal_exists(ns, NULL, key, (size_t)n), 1);
+    }
+    assert_int_equal(shoal_exists(ns, NULL, "y", 1), 1);
+    shoal_ns_close(ns);
+    assert_int_equal(shoal_close(db), 0);
+    shoal_options_free(o);
+    remove_dir(dir);
+    free(dir);
+}
+
+/* In memory mode nothing waits: the write returns 0 and the callback never runs. */
+static void test_memory_mode_never_pending(void **state)
+{
+    (void)state;
+    shoal_db *db;
+    assert_int_equal(shoal_open(NULL, NULL, &db), 0);
+    shoal_ns_config cfg = {.kind = SHOAL_KIND_KV};
+    shoal_ns *ns;
+    assert_int_equal(shoal_ns_open(db, "a", &cfg, &ns), 0);
+    struct waiter w = {0};
+    shoal_write_options wo = {.sync = SHOAL_SYNC_ALWAYS, .on_durable = on_durable, .ctx = &w};
+    assert_int_equal(shoal_put(ns, "k", 1, "v", 1, &wo), 0);
+    assert_int_equal(shoal_delete(ns, "k", 1, &wo), 0);
+    assert_int_equal(atomic_load(&w.calls), 0);
+    shoal_ns_close(ns);
+    shoal_close(db);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pending_then_durable),
+        cmocka_unit_test(test_memory_mode_never_pending),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

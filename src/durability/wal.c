@@ -125,6 +125,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,16 +167,29 @@ struct wal_async {
     void *ctx;
 };
 
-/* A thread blocked in wal_wait. It sleeps on its own condition variable, so the end of a
- * flush wakes exactly the waiters it covered, plus at most one that is to lead the next
- * flush, instead of every waiter of the stream. */
+/* A thread blocked in wal_wait. It sleeps on its own semaphore, so the end of a flush wakes
+ * exactly the waiters it covered, plus at most one that is to lead the next flush, instead
+ * of every waiter of the stream. The waker dequeues the waiter and sets its verdict under
+ * the mutex, then posts the semaphore after releasing the mutex: a covered waiter returns
+ * with the verdict without taking the mutex again, so waking a group costs one wakeup per
+ * waiter and no second round of contention on the stream lock (which appenders holding
+ * shard locks need). Rule: a waiter that a waker dequeued is owed exactly one post, and
+ * consumes it before it returns (sem_destroy is then safe, as POSIX promises). */
+enum wal_verdict {
+    WAL_WAITING = 0, /* queued, or running */
+    WAL_DONE,        /* result holds the answer */
+    WAL_LEAD,        /* lead the next flush */
+};
+
 struct wal_waiter {
     struct wal_waiter *prev, *next;
     uint64_t lsn;
     uint64_t due_ns; /* BATCH: when to force a sync; otherwise 0 */
     bool durable;
     bool queued;
-    pthread_cond_t wake;
+    int verdict;     /* enum wal_verdict, written by the waker before the post */
+    int result;
+    sem_t wake;
 };
 
 struct wal_stream {
@@ -645,21 +659,26 @@ static bool wal_stream_covers(const struct wal_stream *s, uint64_t lsn, bool dur
     return durable ? s->synced >= lsn : s->written >= lsn;
 }
 
-/* Called (mutex held) whenever a flush ends: wakes every waiter the flush covered (every
- * waiter if the log failed) and, in the LEADER scheme, the oldest waiter still uncovered
- * and due, which then leads the next flush. BATCH waiters not yet due are left to their
- * timers. */
+/* Called (mutex held) whenever a flush ends, and returns with the mutex held: wakes every
+ * waiter the flush covered (every waiter if the log failed) and, in the LEADER scheme, the
+ * oldest waiter still uncovered and due, which then leads the next flush. BATCH waiters
+ * not yet due are left to their timers. The posts happen with the mutex released. */
 static void wal_stream_wake_waiters(struct wal_stream *s)
 {
     int err = atomic_load(&s->wal->error);
     bool choose_leader = s->wal->group_commit == WAL_GROUP_LEADER && !s->flushing;
-    struct wal_waiter *leader = NULL;
+    struct wal_waiter *wake = NULL, *leader = NULL;
     uint64_t now = 0;
     for (struct wal_waiter *w = s->waiters_head, *next; w != NULL; w = next) {
         next = w->next;
         if (err != 0 || wal_stream_covers(s, w->lsn, w->durable)) {
             wal_waiter_dequeue(s, w);
-            pthread_cond_signal(&w->wake);
+            w->verdict = WAL_DONE;
+            w->result = err;
+            if (err == 0 && w->durable)
+                s->stat_waiters_woken++;
+            w->next = wake; /* the post list reuses the link: the waiter is off the queue */
+            wake = w;
             continue;
         }
         if (!choose_leader || leader != NULL)
@@ -669,8 +688,21 @@ static void wal_stream_wake_waiters(struct wal_stream *s)
         if (w->due_ns <= now)
             leader = w;
     }
-    if (leader != NULL)
-        pthread_cond_signal(&leader->wake);
+    if (leader != NULL) {
+        wal_waiter_dequeue(s, leader);
+        leader->verdict = WAL_LEAD;
+        leader->next = wake;
+        wake = leader;
+    }
+    if (wake == NULL)
+        return;
+    pthread_mutex_unlock(&s->mutex);
+    while (wake != NULL) {
+        struct wal_waiter *next = wake->next; /* read first: after the post it may be gone */
+        sem_post(&wake->wake);
+        wake = next;
+    }
+    pthread_mutex_lock(&s->mutex);
 }
 
 enum {
@@ -739,12 +771,12 @@ static void wal_stream_flush(struct wal_stream *s, int how, uint64_t floor)
         }
     }
     s->flushing = false;
-    wal_stream_wake_waiters(s);
     pthread_cond_broadcast(&s->flushed);
     if (s->async_len > 0 && s->thread_idle) {
         s->thread_idle = false;
         pthread_cond_signal(&s->work);
     }
+    wal_stream_wake_waiters(s);
 }
 
 /* Waits (mutex held) until no flush is in progress. */
@@ -828,6 +860,48 @@ int wal_append(struct wal *w, unsigned stream, uint8_t type, uint64_t seq, const
     return err;
 }
 
+/* Sleeps on the waiter's semaphore with the mutex released; returns with it held unless
+ * the verdict is WAL_DONE (then *done is set and the mutex is not taken). */
+static void wal_waiter_sleep(struct wal_stream *s, struct wal_waiter *self, bool *done)
+{
+    self->verdict = WAL_WAITING;
+    pthread_mutex_unlock(&s->mutex);
+    bool posted = true;
+    if (self->due_ns != 0 && wal_now_ns() < self->due_ns) {
+        struct timespec ts = {
+            .tv_sec = (time_t)(self->due_ns / 1000000000ull),
+            .tv_nsec = (long)(self->due_ns % 1000000000ull),
+        };
+        while (sem_clockwait(&self->wake, CLOCK_MONOTONIC, &ts) != 0) {
+            if (errno != EINTR) {
+                posted = false; /* the deadline passed */
+                break;
+            }
+        }
+    } else {
+        while (sem_wait(&self->wake) != 0)
+            ;
+    }
+    if (!posted) {
+        pthread_mutex_lock(&s->mutex);
+        if (self->queued) {
+            /* Nobody woke it: it is due now, and leaves the queue to act for itself. */
+            wal_waiter_dequeue(s, self);
+            return;
+        }
+        /* A waker dequeued it meanwhile and owes it a post: take it, then read the
+         * verdict. The waker posts with the mutex released, so waiting here is safe. */
+        pthread_mutex_unlock(&s->mutex);
+        while (sem_wait(&self->wake) != 0)
+            ;
+    }
+    if (self->verdict == WAL_DONE) {
+        *done = true;
+        return;
+    }
+    pthread_mutex_lock(&s->mutex);
+}
+
 int wal_wait(struct wal *w, unsigned stream, uint64_t lsn, int sync)
 {
     if (w == NULL || stream >= w->stream_count)
@@ -841,11 +915,10 @@ int wal_wait(struct wal *w, unsigned stream, uint64_t lsn, int sync)
         .durable = wal_policy_durable(policy),
         .due_ns = policy == SHOAL_SYNC_BATCH ? wal_now_ns() + w->window_ns : 0,
     };
-    /* A BATCH waiter sleeps with a deadline, so its condition uses the monotonic clock. */
-    if (policy == SHOAL_SYNC_BATCH ? wal_cond_init(&self.wake) != 0
-                                   : pthread_cond_init(&self.wake, NULL) != 0)
+    if (sem_init(&self.wake, 0, 0) != 0)
         return SHOAL_ENOMEM;
     int rc = 0;
+    bool done = false;
 
     pthread_mutex_lock(&s->mutex);
     if (lsn > s->appended)
@@ -872,32 +945,23 @@ int wal_wait(struct wal *w, unsigned stream, uint64_t lsn, int sync)
                 s->thread_idle = false;
                 pthread_cond_signal(&s->work);
             }
-            if (!self.queued)
-                wal_waiter_enqueue(s, &self);
-            pthread_cond_wait(&self.wake, &s->mutex);
-            continue;
-        }
-        bool due = self.due_ns == 0 || wal_now_ns() >= self.due_ns;
-        if (!s->flushing && due) {
+        } else if (!s->flushing && (self.due_ns == 0 || wal_now_ns() >= self.due_ns)) {
             /* Lead: write and sync everything appended so far, for every waiter. */
-            if (self.queued)
-                wal_waiter_dequeue(s, &self);
             wal_stream_flush(s, self.durable ? WAL_FLUSH_SYNC : 0, 0);
             continue;
         }
-        if (!self.queued)
-            wal_waiter_enqueue(s, &self);
-        if (!due)
-            /* Give other writers the window to join a sync; the end of any flush that
-             * covers this record wakes it earlier. */
-            wal_timed_wait(&self.wake, &s->mutex, self.due_ns);
-        else
-            pthread_cond_wait(&self.wake, &s->mutex);
+        /* Wait for a flush to cover the record (or, for BATCH, for the window to pass, so
+         * that other writers can join the sync). */
+        wal_waiter_enqueue(s, &self);
+        wal_waiter_sleep(s, &self, &done);
+        if (done) {
+            rc = self.result;
+            break;
+        }
     }
-    if (self.queued)
-        wal_waiter_dequeue(s, &self);
-    pthread_mutex_unlock(&s->mutex);
-    pthread_cond_destroy(&self.wake);
+    if (!done)
+        pthread_mutex_unlock(&s->mutex);
+    sem_destroy(&self.wake);
     return rc;
 }
 

@@ -24,6 +24,7 @@
 #include "core/durable.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -170,7 +171,7 @@ struct thread_state *db_thread(struct shoal_db *db)
             atomic_store(&t->in_use, true);
         } else {
             atomic_store(&db->thread_count, MAX_THREAD_STATES);
-            t = &db->threads[(uintptr_t)pthread_self() % MAX_THREAD_STATES];
+            t = &db->threads[MAX_THREAD_STATES]; /* the shared overflow state */
         }
     }
     pthread_setspecific(db->thread_key, t);
@@ -185,12 +186,7 @@ static struct shard *shard_new(struct shoal_db *db, unsigned i)
     if (posix_memalign((void **)&s, CACHE_LINE, sizeof *s) != 0)
         return NULL;
     memset(s, 0, sizeof *s);
-    pthread_rwlockattr_t attr;
-    pthread_rwlockattr_init(&attr);
-    /* Writers must not starve behind a stream of readers. */
-    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&s->lock, &attr);
-    pthread_rwlockattr_destroy(&attr);
+    pthread_mutex_init(&s->write_mutex, NULL);
     s->index = i;
     s->db = db;
     s->reclaim_threshold = 64;
@@ -198,7 +194,7 @@ static struct shard *shard_new(struct shoal_db *db, unsigned i)
     s->objects = ot_part(db->objects, i);
     if (!s->segments || !s->objects) {
         segment_destroy(s->segments);
-        pthread_rwlock_destroy(&s->lock);
+        pthread_mutex_destroy(&s->write_mutex);
         free(s);
         return NULL;
     }
@@ -227,29 +223,67 @@ static void lock_waited(struct shard *s, uint64_t start)
     atomic_fetch_add_explicit(&s->lock_wait_ns, clock_ns() - start, memory_order_relaxed);
 }
 
-/* The clock is read only when the lock is contended, so the uncontended path costs one
- * try-lock. */
-void shard_read_lock(struct shard *s)
+/* The shard lock (internal.h, struct shard). Readers and writers meet as in Dekker's
+ * algorithm: a reader stores its flag, then loads `writer`; a writer stores `writer`, then
+ * loads every flag; both sequentially consistent, so at least one sees the other. A reader
+ * that sees a writer clears its flag and sets it again while holding write_mutex, which no
+ * writer holds then, so readers cannot starve. Threads that share the overflow state have
+ * no flag of their own and take write_mutex to read. The clock is read only on contention.
+ */
+void shard_read_lock(struct shard *s, struct thread_state *t)
 {
-    if (pthread_rwlock_tryrdlock(&s->lock) == 0)
-        return;
+    if (!t->shared) {
+        atomic_store(&t->reading[s->index], 1);
+        if (__builtin_expect(!atomic_load(&s->writer), 1))
+            return;
+        atomic_store_explicit(&t->reading[s->index], 0, memory_order_release);
+    }
     uint64_t start = clock_ns();
-    pthread_rwlock_rdlock(&s->lock);
+    pthread_mutex_lock(&s->write_mutex);
     lock_waited(s, start);
+    if (t->shared)
+        return; /* reads holding the mutex */
+    atomic_store(&t->reading[s->index], 1);
+    pthread_mutex_unlock(&s->write_mutex);
+}
+
+void shard_read_unlock(struct shard *s, struct thread_state *t)
+{
+    if (t->shared)
+        pthread_mutex_unlock(&s->write_mutex);
+    else
+        atomic_store_explicit(&t->reading[s->index], 0, memory_order_release);
 }
 
 void shard_write_lock(struct shard *s)
 {
-    if (pthread_rwlock_trywrlock(&s->lock) == 0)
-        return;
-    uint64_t start = clock_ns();
-    pthread_rwlock_wrlock(&s->lock);
-    lock_waited(s, start);
+    if (pthread_mutex_trylock(&s->write_mutex) != 0) {
+        uint64_t start = clock_ns();
+        pthread_mutex_lock(&s->write_mutex);
+        lock_waited(s, start);
+    }
+    atomic_store(&s->writer, 1);
+    struct shoal_db *db = s->db;
+    unsigned threads = atomic_load(&db->thread_count);
+    if (threads > MAX_THREAD_STATES)
+        threads = MAX_THREAD_STATES;
+    uint64_t start = 0;
+    for (unsigned i = 0; i < threads; i++) {
+        for (unsigned spins = 0; atomic_load(&db->threads[i].reading[s->index]); spins++) {
+            if (!start)
+                start = clock_ns();
+            if (spins > 64)
+                sched_yield();
+        }
+    }
+    if (start)
+        lock_waited(s, start);
 }
 
-void shard_unlock(struct shard *s)
+void shard_write_unlock(struct shard *s)
 {
-    pthread_rwlock_unlock(&s->lock);
+    atomic_store_explicit(&s->writer, 0, memory_order_release);
+    pthread_mutex_unlock(&s->write_mutex);
 }
 
 unsigned ns_route(const struct namespace *ns, const void *key, size_t klen)
@@ -284,15 +318,16 @@ int db_create(const struct db_config *config, struct shoal_db **out)
     int err = SHOAL_ENOMEM;
     db->objects = ot_new((unsigned)db->config.shards, (unsigned)db->config.activation_step);
     db->namespaces = calloc(MAX_NAMESPACES, sizeof *db->namespaces);
-    db->threads = aligned_alloc(CACHE_LINE, MAX_THREAD_STATES * sizeof *db->threads);
+    db->threads = aligned_alloc(CACHE_LINE, (MAX_THREAD_STATES + 1) * sizeof *db->threads);
     db->slots = aligned_alloc(CACHE_LINE, db->config.snapshot_slots * sizeof *db->slots);
     if (!db->objects || !db->namespaces || !db->threads || !db->slots)
         goto fail;
-    memset(db->threads, 0, MAX_THREAD_STATES * sizeof *db->threads);
-    for (unsigned i = 0; i < MAX_THREAD_STATES; i++) {
+    memset(db->threads, 0, (MAX_THREAD_STATES + 1) * sizeof *db->threads);
+    for (unsigned i = 0; i <= MAX_THREAD_STATES; i++) {
         db->threads[i].db = db;
         db->threads[i].index = i;
     }
+    db->threads[MAX_THREAD_STATES].shared = true;
     for (uint64_t i = 0; i < db->config.snapshot_slots; i++) {
         atomic_init(&db->slots[i].value, 0);
         db->slots[i].db = db;
@@ -343,7 +378,7 @@ void db_destroy(struct shoal_db *db)
         if (!s)
             continue;
         segment_destroy(s->segments);
-        pthread_rwlock_destroy(&s->lock);
+        pthread_mutex_destroy(&s->write_mutex);
         free(s);
     }
     for (uint32_t i = 0; i < db->tenant_count; i++)
@@ -516,12 +551,15 @@ int tenant_charge_op(struct tenant *t)
     uint64_t last = atomic_load_explicit(&t->bucket_time_ns, memory_order_relaxed);
     if (now > last &&
         atomic_compare_exchange_strong(&t->bucket_time_ns, &last, now)) {
-        int64_t add = (int64_t)((now - last) * max);
+        /* Saturating: a second of idleness (or more) refills the bucket, and the sum never
+         * passes the capacity (quota_valid keeps the capacity within int64). */
         int64_t cap = (int64_t)(max * 1000000000ull);
+        uint64_t idle = now - last;
+        int64_t add = idle >= 1000000000ull ? cap : (int64_t)(idle * max);
         int64_t cur = atomic_load(&t->bucket);
         int64_t next;
         do {
-            next = cur + add > cap ? cap : cur + add;
+            next = add >= cap - cur ? cap : cur + add;
         } while (!atomic_compare_exchange_weak(&t->bucket, &cur, next));
     }
     if (atomic_fetch_sub(&t->bucket, cost) < cost) {
@@ -698,7 +736,7 @@ static void namespace_free_data(struct shoal_db *db, struct namespace *ns)
         atomic_store(&ns->parts[i].keys, 0);
         atomic_store(&ns->parts[i].bytes, 0);
         shard_refresh_memory(s);
-        shard_unlock(s);
+        shard_write_unlock(s);
     }
 }
 

@@ -369,7 +369,7 @@ static int recover_apply(struct shoal_db *db, struct namespace *ns, const uint8_
     counter_add(&part->bytes, new_bytes - old_bytes);
     version_free_chain(s, prev);
 out:
-    shard_unlock(s);
+    shard_write_unlock(s);
     return err;
 }
 

@@ -106,7 +106,12 @@ static inline const struct version *version_visible(const struct version *v, uin
 /* ---- shards ---------------------------------------------------------------------------- */
 
 struct shard {
-    pthread_rwlock_t lock;
+    /* The shard's lock, a "big reader" lock: writers serialize on write_mutex, raise
+     * `writer` and wait until no thread's reading flag for this shard is set; readers set
+     * their own flag (a line no other thread writes) and back off if a writer is up.
+     * Readers on different cores therefore never bounce a cache line between them. */
+    pthread_mutex_t write_mutex;
+    _Atomic int writer;
     unsigned index;
     struct shoal_db *db;
     struct segment_allocator *segments;
@@ -180,8 +185,12 @@ struct shoal_snapshot {
 /* Statistics and hints one thread keeps for one database. Found through a pthread key of
  * that database, so two databases in one process never see each other's state. */
 struct thread_state {
-    struct shoal_db *db;
+    /* One flag per shard, set while this thread reads it (shard lock, db.c). Alone on its
+     * cache line: only this thread writes it, writers of the shard read it. */
+    _Alignas(CACHE_LINE) _Atomic uint8_t reading[SHOAL_MAX_SHARDS];
+    _Alignas(CACHE_LINE) struct shoal_db *db;
     unsigned index;
+    bool shared; /* the overflow state of threads past MAX_THREAD_STATES: no flags */
     _Atomic bool in_use;
     uint32_t sample_tick;
     _Atomic uint64_t gets, puts, deletes, commits, scans;
@@ -268,10 +277,11 @@ struct thread_state *db_thread(struct shoal_db *db);
 struct shard *db_shard(struct shoal_db *db, unsigned i);
 /* Returns the shard that holds key of ns. */
 unsigned ns_route(const struct namespace *ns, const void *key, size_t klen);
-/* Locks a shard for reading or writing, counting waits. */
-void shard_read_lock(struct shard *s);
+/* Locks a shard for reading (as thread t) or writing, counting waits. */
+void shard_read_lock(struct shard *s, struct thread_state *t);
+void shard_read_unlock(struct shard *s, struct thread_state *t);
 void shard_write_lock(struct shard *s);
-void shard_unlock(struct shard *s);
+void shard_write_unlock(struct shard *s);
 /* The oldest seq an open snapshot may read; versions retired at or before it are garbage. */
 uint64_t snapshot_horizon(struct shoal_db *db);
 /* Frees a version chain starting at v (memory and object-table handles). */

@@ -130,14 +130,15 @@ static int cursor_refill(struct shoal_iter *it, struct cursor *c)
         c->exhausted = true;
         return 0;
     }
-    shard_read_lock(s);
+    struct thread_state *t = db_thread(it->db);
+    shard_read_lock(s, t);
     if (atomic_load_explicit(&ns->dropped, memory_order_acquire)) {
-        shard_unlock(s);
+        shard_read_unlock(s, t);
         return SHOAL_EDROPPED;
     }
     struct btree *tree = ns->parts[c->shard].tree;
     if (!tree) {
-        shard_unlock(s);
+        shard_read_unlock(s, t);
         c->exhausted = true;
         return 0;
     }
@@ -223,7 +224,7 @@ static int cursor_refill(struct shoal_iter *it, struct cursor *c)
     bool more = !bound && btree_cursor_valid(&bc);
     if (!err && last)
         err = buffer_set(&c->resume, last->data, last->klen);
-    shard_unlock(s);
+    shard_read_unlock(s, t);
     if (err)
         return err;
     if (!more)

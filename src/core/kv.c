@@ -157,7 +157,7 @@ static void lock_shards(struct shoal_db *db, uint64_t mask)
 static void unlock_shards(struct shoal_db *db, uint64_t mask)
 {
     for (uint64_t m = mask; m; m &= m - 1)
-        shard_unlock(atomic_load_explicit(&db->shards[__builtin_ctzll(m)],
+        shard_write_unlock(atomic_load_explicit(&db->shards[__builtin_ctzll(m)],
                                           memory_order_relaxed));
 }
 
@@ -594,8 +594,9 @@ SHOAL_API int shoal_delete(shoal_ns *h, const void *key, size_t klen,
 
 /* Finds the version of key visible at snap, with the shard's read lock held on success
  * (the caller unlocks *locked). Returns 0, SHOAL_ENOTFOUND or an error. */
-static int read_begin(shoal_ns *h, const shoal_snapshot *snap, const void *key, size_t klen,
-                      struct shard **locked, const struct version **found)
+static int read_begin(shoal_ns *h, struct thread_state *t, const shoal_snapshot *snap,
+                      const void *key, size_t klen, struct shard **locked,
+                      const struct version **found)
 {
     int err;
     if ((err = handle_check(h)) || (err = check_key(key, klen)))
@@ -613,9 +614,9 @@ static int read_begin(shoal_ns *h, const shoal_snapshot *snap, const void *key, 
     if (!s)
         return SHOAL_ENOTFOUND; /* nothing was ever written there */
     uint64_t at = snap ? shoal_snapshot_seq(snap) : UINT64_MAX;
-    shard_read_lock(s);
+    shard_read_lock(s, t);
     if (atomic_load_explicit(&ns->dropped, memory_order_acquire)) {
-        shard_unlock(s);
+        shard_read_unlock(s, t);
         return SHOAL_EDROPPED;
     }
     struct btree *tree = ns->parts[si].tree;
@@ -632,14 +633,14 @@ static int read_value(shoal_ns *h, const shoal_snapshot *snap, const void *key, 
     uint64_t start = t ? sample_start(t) : 0;
     struct shard *s;
     const struct version *v;
-    int err = read_begin(h, snap, key, klen, &s, &v);
+    int err = read_begin(h, t, snap, key, klen, &s, &v);
     if (err)
         return err;
     if (!v || version_is_tombstone(v))
         err = SHOAL_ENOTFOUND;
     else
         err = fn(ctx, version_value(v), v->vlen);
-    shard_unlock(s);
+    shard_read_unlock(s, t);
     counter_add(&t->gets, 1);
     counter_add(&t->shard_gets[s->index], 1);
     record_latency(t, &t->get_latency, start);
@@ -706,13 +707,14 @@ SHOAL_API int shoal_get_with(shoal_ns *h, const shoal_snapshot *snap, const void
 SHOAL_API int shoal_exists(shoal_ns *h, const shoal_snapshot *snap, const void *key,
                            size_t klen)
 {
+    struct thread_state *t = h ? db_thread(h->db) : NULL;
     struct shard *s;
     const struct version *v;
-    int err = read_begin(h, snap, key, klen, &s, &v);
+    int err = read_begin(h, t, snap, key, klen, &s, &v);
     if (err)
         return err == SHOAL_ENOTFOUND ? 0 : err;
     int present = v && !version_is_tombstone(v);
-    shard_unlock(s);
+    shard_read_unlock(s, t);
     return present;
 }
 
@@ -721,9 +723,10 @@ SHOAL_API int shoal_key_seq(shoal_ns *h, const shoal_snapshot *snap, const void 
 {
     if (!seq)
         return SHOAL_EINVAL;
+    struct thread_state *t = h ? db_thread(h->db) : NULL;
     struct shard *s;
     const struct version *v;
-    int err = read_begin(h, snap, key, klen, &s, &v);
+    int err = read_begin(h, t, snap, key, klen, &s, &v);
     if (err == SHOAL_ENOTFOUND) {
         *seq = 0;
         return 0;
@@ -731,7 +734,7 @@ SHOAL_API int shoal_key_seq(shoal_ns *h, const shoal_snapshot *snap, const void 
     if (err)
         return err;
     *seq = v ? v->seq : 0;
-    shard_unlock(s);
+    shard_read_unlock(s, t);
     return 0;
 }
 

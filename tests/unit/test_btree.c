@@ -466,6 +466,22 @@ static void test_shared_prefixes(void **state)
     assert_ptr_equal(btree_get(tree, "abcdefg\0", 8), model_get(&model, "abcdefg\0", 8));
     assert_null(btree_get(tree, "abcdefg\0\1", 9));
 
+    /* Keys whose prefix is all ones: the value unused slots hold as a search sentinel. */
+    memset(key, 0xff, 40);
+    for (uint32_t length = 0; length <= 40; length++)
+        both_upsert(tree, &model, key, length);
+    for (int i = 0; i < 300; i++) {
+        key[8] = (uint8_t)i;
+        key[9] = (uint8_t)(i >> 8);
+        both_upsert(tree, &model, key, 10);
+    }
+    verify_all(tree, &model);
+    for (uint32_t length = 0; length <= 41; length++)
+        verify_seek(tree, &model, key, length);
+    memset(key, 0xff, 40);
+    for (uint32_t length = 0; length <= 40; length++)
+        verify_seek(tree, &model, key, length);
+
     /* 20000 keys with the same 8-byte prefix, differing from byte 9 on; whole leaves of equal
      * prefixes, and separators that need their tails. */
     rng_state = 12345;

@@ -6,7 +6,7 @@
  * policy). The log is split into L streams, each a directory of segment files with its own
  * buffer, mutex, file and background thread, so that L streams append without sharing a
  * lock and fdatasync in parallel (the disk overlaps syncs of different files: 30,226
- * fdatasync/s on two files against 17,920/s on one, in the run measured below). Records
+ * fdatasync/s on two files against 17,920/s on one, in a quiet run). Records
  * are opaque: a type byte, a seq and payload bytes encoded by the core.
  *
  * FORMAT (docs/FORMAT.md has the byte-by-byte tables; version WAL_FORMAT_VERSION)
@@ -64,28 +64,36 @@
  *     flusher (wal_wait -> wal_stream_flush): it takes everything appended so far, writes
  *     it, fdatasyncs, then wakes the waiters its sync covered and hands the lead to the
  *     oldest waiter left over (wal_stream_wake_waiters). The thread that commits first
- *     syncs for itself: no hand-off to another thread unless there is a queue.
+ *     syncs for itself: no hand-off to another thread unless there is a queue. Waiters
+ *     sleep on their own semaphores, posted after the stream lock is released, and a
+ *     covered waiter returns with the verdict the waker left it, without taking the lock
+ *     again (struct wal_waiter).
  *   WAL_GROUP_FLUSHER -- waiters post the lsn they need and sleep; the stream's background
  *     thread does every write and sync.
- * Measured on this machine (2 vCPUs shared with other work, virtio disk, one fdatasync
- * 55-80 us when the machine is quiet; bench/bench_fsync.c: sync ALWAYS, one 100-byte record
- * per commit, 2 s per point, the points of one thread count run back to back), commits/s:
+ * Measured on this machine (2 vCPUs shared with other work, virtio disk; one fdatasync
+ * takes 55-80 us when the machine is quiet and milliseconds when it is not) with
+ * bench/bench_fsync.c: sync ALWAYS, one 100-byte record per commit, 2 s per point, the
+ * points of one writer count run back to back so they share the disk's mood. Two runs of
+ * the final code (a / b), commits/s:
  *
- *     threads   RocksDB sync=true   leader L=1   leader L=2   flusher L=1   flusher L=2
- *        1           10,451           18,175       18,161        14,763        10,680
- *        4           22,093           33,424       32,298         1,812        11,976
- *       16           33,232           56,469       61,379         2,564        21,487
- *       64           28,558           95,311      117,094        17,520        65,591
+ *                         16 writers            64 writers
+ *     RocksDB sync=true   28,748 / 26,818       48,733 /  31,437
+ *     leader,  L=1        72,195 / 80,114      201,479 / 129,672
+ *     leader,  L=2        88,873 / 63,183      180,150 / 131,790
+ *     flusher, L=1        58,675 / 13,177       46,764 /  53,629
+ *     flusher, L=2        78,164 / 58,587      119,835 /  25,240
  *
- * Runs under heavier load moved every figure by 2x or more (once the flusher scheme won
- * at 64 threads), but the leader scheme won every run from 1 to 16 threads. A flusher
- * thread puts two wakeups of a sleeping thread on the path of every commit (waiter to
- * flusher, flusher to waiter), and on a small virtual machine a wakeup can cost as much as
- * the fdatasync. Hence WAL_GROUP_LEADER is the default. Two refinements were measured: a
- * flush wakes only the waiters it covered plus one next leader, each on its own condition
- * variable, instead of broadcasting to all (kept: fewer useless wakeups on 2 cores); a
- * leader that goes on leading a few more flushes rather than handing over (no better in
- * 3 interleaved runs; dropped).
+ * With 1 and 4 writers both runs were dominated by disk stalls (raw fdatasync at 230-260/s)
+ * and the order of the schemes flipped between them; in a quiet run of the same path: 1
+ * writer 18,175/s (RocksDB 10,451), 4 writers 33,424/s (RocksDB 22,093), the flusher scheme
+ * 14,763 and 1,812. A flusher thread puts two wakeups of a sleeping thread on the path of
+ * every commit (waiter to flusher, flusher to waiter), and on a small virtual machine a
+ * wakeup can cost as much as the fdatasync. Hence WAL_GROUP_LEADER is the default.
+ * Refinements measured in interleaved A/B runs: waking only the covered waiters plus one
+ * next leader instead of broadcasting (kept); semaphores posted outside the lock with the
+ * verdict handed over, instead of condition variables signalled under it (kept: 16
+ * writers 62-97K against 26-62K, 64 writers 134-212K against 8-119K); a leader that goes on
+ * leading a few more flushes instead of handing over (no better; dropped).
  *
  * BACKGROUND THREAD (one per stream)
  * Runs async waits (wal_wait_async callbacks), the PERIODIC sync every sync_period_ms
@@ -95,8 +103,8 @@
  *
  * PREALLOCATION
  * New segments are fallocate'd to segment_bytes: fdatasync after appending into reserved
- * space measured 1.2-1.5x faster than into a growing file (17,920/s against 12,514/s in the
- * run above), since the file size need not be journaled with every sync.
+ * space measured 1.2-1.5x faster than into a growing file (17,920/s against 12,514/s in a
+ * quiet run), since the file size need not be journaled with every sync.
  * The reader therefore treats zeros to the end of a file as a clean end, and ending a
  * segment (roll, close) trims the unused reservation.
  *

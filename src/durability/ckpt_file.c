@@ -59,11 +59,11 @@ struct ckpt_writer {
     const struct shoal_io *io;
     char path[CKPT_PATH_MAX];
     int fd;
-    int error;        /* sticky (invariant 2) */
+    int error; /* sticky (invariant 2) */
     ZSTD_CCtx *zstd;
-    uint8_t *raw;     /* the block being filled */
+    uint8_t *raw; /* the block being filled */
     size_t raw_len;
-    uint8_t *out;     /* block header + compressed bytes, written with one call */
+    uint8_t *out; /* block header + compressed bytes, written with one call */
     size_t out_cap;
     uint64_t blocks;
     uint64_t total;
@@ -74,8 +74,8 @@ struct ckpt_reader {
     const struct shoal_io *io;
     int fd;
     uint64_t size;
-    uint64_t offset;  /* next structure to read; after an error, the damaged one */
-    int error;        /* sticky */
+    uint64_t offset; /* next structure to read; after an error, the damaged one */
+    int error;       /* sticky */
     bool done;
     ZSTD_DCtx *zstd;
     uint8_t *stored;
@@ -294,8 +294,8 @@ int ckpt_writer_open(const struct shoal_io *io, const char *path, uint32_t shard
 static int ckpt_writer_block(struct ckpt_writer *w, const uint8_t *raw, size_t len)
 {
     uint8_t *stored = w->out + CKPT_BLOCK_HEADER_SIZE;
-    size_t stored_len = ZSTD_compress2(w->zstd, stored, w->out_cap - CKPT_BLOCK_HEADER_SIZE, raw,
-                                       len);
+    size_t stored_len =
+        ZSTD_compress2(w->zstd, stored, w->out_cap - CKPT_BLOCK_HEADER_SIZE, raw, len);
     uint32_t kind = CKPT_KIND_ZSTD;
     if (ZSTD_isError(stored_len) || stored_len >= len) {
         /* zstd could not shrink it (or failed): store the raw bytes. */
@@ -519,9 +519,8 @@ static int ckpt_reader_trailer(struct ckpt_reader *r)
     int err = ckpt_reader_read(r, t, sizeof t, r->offset);
     if (err != 0)
         return err;
-    if (crc32c(t, 28) != crc32c_unmask(encoding_get_u32(t + 28)) ||
-        encoding_get_u32(t + 24) != 0 || encoding_get_u64(t + 8) != r->blocks ||
-        encoding_get_u64(t + 16) != r->total ||
+    if (crc32c(t, 28) != crc32c_unmask(encoding_get_u32(t + 28)) || encoding_get_u32(t + 24) != 0 ||
+        encoding_get_u64(t + 8) != r->blocks || encoding_get_u64(t + 16) != r->total ||
         crc32c_unmask(encoding_get_u32(t + 4)) != r->raw_crc ||
         r->offset + CKPT_TRAILER_SIZE != r->size)
         return SHOAL_ECORRUPT;

@@ -287,8 +287,7 @@ int io_write_full(const struct shoal_io *io, int fd, const void *buf, size_t len
     return 0;
 }
 
-int io_pwrite_full(const struct shoal_io *io, int fd, const void *buf, size_t len,
-                   uint64_t offset)
+int io_pwrite_full(const struct shoal_io *io, int fd, const void *buf, size_t len, uint64_t offset)
 {
     const uint8_t *p = buf;
     while (len > 0) {

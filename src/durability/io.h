@@ -95,8 +95,7 @@ int io_sync_error(int negative_errno);
 /* Writes all len bytes, looping over short writes. Returns 0 or -errno. A write that makes
  * no progress gives -EIO. */
 int io_write_full(const struct shoal_io *io, int fd, const void *buf, size_t len);
-int io_pwrite_full(const struct shoal_io *io, int fd, const void *buf, size_t len,
-                   uint64_t offset);
+int io_pwrite_full(const struct shoal_io *io, int fd, const void *buf, size_t len, uint64_t offset);
 /* Reads up to len bytes from offset, looping over short reads until len or end of file.
  * Returns the bytes read or -errno. */
 ssize_t io_pread_full(const struct shoal_io *io, int fd, void *buf, size_t len, uint64_t offset);
@@ -129,7 +128,7 @@ enum io_op {
     IO_OP_DIR_SYNC, /* fsync_dir */
     IO_OP_TRUNCATE,
     IO_OP_ALLOCATE,
-    IO_OP_STAT,     /* file_size */
+    IO_OP_STAT, /* file_size */
     IO_OP_RENAME,
     IO_OP_UNLINK,
     IO_OP_MKDIR,
@@ -148,12 +147,12 @@ enum io_fault_kind {
 };
 
 struct io_fault_rule {
-    _Atomic int kind;            /* enum io_fault_kind; IO_FAULT_NONE: disarmed */
-    _Atomic uint64_t at;         /* the 1-based number of the call it hits */
-    _Atomic bool and_after;      /* IO_FAULT_FAIL: every later call fails too */
-    _Atomic int error;           /* positive errno returned (negated) by FAIL and TEAR */
-    _Atomic size_t keep;         /* SHORT and TEAR: bytes that reach the file; clamped to
-                                    len - 1; 0 means half of the call's length */
+    _Atomic int kind;       /* enum io_fault_kind; IO_FAULT_NONE: disarmed */
+    _Atomic uint64_t at;    /* the 1-based number of the call it hits */
+    _Atomic bool and_after; /* IO_FAULT_FAIL: every later call fails too */
+    _Atomic int error;      /* positive errno returned (negated) by FAIL and TEAR */
+    _Atomic size_t keep;    /* SHORT and TEAR: bytes that reach the file; clamped to
+                               len - 1; 0 means half of the call's length */
 };
 
 struct io_faults {
@@ -161,7 +160,7 @@ struct io_faults {
     const struct shoal_io *base; /* the table that does the real work */
     struct io_fault_rule rules[IO_OP_COUNT];
     _Atomic uint64_t calls[IO_OP_COUNT];
-    _Atomic uint64_t injected;   /* faults injected so far, all kinds */
+    _Atomic uint64_t injected; /* faults injected so far, all kinds */
     /* Called before every IO_OP_SYNC call with its 1-based number (NULL: none). Lets a test
      * make a sync wait for a condition (bounded), to provoke a group commit. */
     void (*before_sync)(void *ctx, uint64_t nth);

@@ -195,7 +195,7 @@ struct wal_waiter {
     uint64_t due_ns; /* BATCH: when to force a sync; otherwise 0 */
     bool durable;
     bool queued;
-    int verdict;     /* enum wal_verdict, written by the waker before the post */
+    int verdict; /* enum wal_verdict, written by the waker before the post */
     int result;
     sem_t wake;
 };
@@ -211,21 +211,21 @@ struct wal_stream {
     bool thread_started;
 
     /* Guarded by mutex. */
-    uint8_t *buf;           /* records appended and not yet taken by a flusher */
+    uint8_t *buf; /* records appended and not yet taken by a flusher */
     size_t len, cap;
-    uint8_t *spare;         /* the other buffer, swapped in by each flush */
+    uint8_t *spare; /* the other buffer, swapped in by each flush */
     size_t spare_cap;
-    uint64_t appended;      /* lsn of the last record appended */
-    uint64_t written;       /* records <= written have been handed to write (invariant 3) */
-    uint64_t synced;        /* records <= synced are durable */
-    uint64_t max_seq;       /* largest seq appended */
-    bool flushing;          /* a flusher owns the file fields (invariant 4) */
-    bool stop;              /* wal_close has begun */
-    bool thread_idle;       /* the background thread waits on `work` */
+    uint64_t appended; /* lsn of the last record appended */
+    uint64_t written;  /* records <= written have been handed to write (invariant 3) */
+    uint64_t synced;   /* records <= synced are durable */
+    uint64_t max_seq;  /* largest seq appended */
+    bool flushing;     /* a flusher owns the file fields (invariant 4) */
+    bool stop;         /* wal_close has begun */
+    bool thread_idle;  /* the background thread waits on `work` */
     bool write_behind_kicked;
-    uint64_t request_sync;  /* FLUSHER scheme: highest lsn a durable waiter needs */
+    uint64_t request_sync;     /* FLUSHER scheme: highest lsn a durable waiter needs */
     uint64_t request_sync_due; /* ... and when its sync is due (ALWAYS: now) */
-    uint64_t request_write; /* FLUSHER scheme: highest lsn a non-durable waiter needs */
+    uint64_t request_write;    /* FLUSHER scheme: highest lsn a non-durable waiter needs */
     struct wal_async *async;
     size_t async_len, async_cap;
     struct wal_waiter *waiters_head, *waiters_tail; /* blocked in wal_wait, FIFO */
@@ -235,12 +235,12 @@ struct wal_stream {
         stat_waiters_woken;
 
     /* Owned by the flusher (invariant 4). */
-    int fd;                 /* the segment being written, -1 if none */
-    uint64_t seg_len;       /* bytes written to it, header included */
-    uint64_t seg_allocated; /* bytes reserved by fallocate, 0 if none */
-    uint64_t last_base;     /* base of the newest segment, 0 if none */
-    uint64_t base_floor;    /* the next segment's base is at least this */
-    uint64_t max_seq_written; /* bound of every seq written to this stream */
+    int fd;                                  /* the segment being written, -1 if none */
+    uint64_t seg_len;                        /* bytes written to it, header included */
+    uint64_t seg_allocated;                  /* bytes reserved by fallocate, 0 if none */
+    uint64_t last_base;                      /* base of the newest segment, 0 if none */
+    uint64_t base_floor;                     /* the next segment's base is at least this */
+    uint64_t max_seq_written;                /* bound of every seq written to this stream */
     uint64_t pending_syncs, pending_sync_ns; /* folded into the stats at the end of a flush */
 };
 
@@ -592,8 +592,7 @@ static int wal_stream_end_segment(struct wal_stream *s)
 /* Writes a run of whole records, starting segments as needed. A segment takes records
  * while they fit in segment_bytes; a record larger than that gets a segment of its own.
  * max_seq bounds every seq in data. */
-static int wal_stream_write(struct wal_stream *s, const uint8_t *data, size_t len,
-                            uint64_t max_seq)
+static int wal_stream_write(struct wal_stream *s, const uint8_t *data, size_t len, uint64_t max_seq)
 {
     struct wal *w = s->wal;
     size_t pos = 0;
@@ -608,8 +607,8 @@ static int wal_stream_write(struct wal_stream *s, const uint8_t *data, size_t le
         if (chunk > room) {
             chunk = 0;
             while (pos + chunk < len) {
-                size_t record = WAL_RECORD_HEADER_SIZE +
-                                (size_t)encoding_get_u32(data + pos + chunk + 4);
+                size_t record =
+                    WAL_RECORD_HEADER_SIZE + (size_t)encoding_get_u32(data + pos + chunk + 4);
                 if (chunk + record > room)
                     break;
                 chunk += record;
@@ -1398,10 +1397,10 @@ int wal_open(const struct wal_options *o, struct wal **out)
     if (w->segment_bytes < WAL_SEGMENT_HEADER_SIZE + WAL_RECORD_HEADER_SIZE)
         w->segment_bytes = WAL_SEGMENT_HEADER_SIZE + WAL_RECORD_HEADER_SIZE;
     w->sync = sync;
-    w->period_ns = (uint64_t)(o->sync_period_ms ? o->sync_period_ms : WAL_DEFAULT_PERIOD_MS) *
-                   1000000ull;
-    w->window_ns = (uint64_t)(o->sync_window_us ? o->sync_window_us : WAL_DEFAULT_WINDOW_US) *
-                   1000ull;
+    w->period_ns =
+        (uint64_t)(o->sync_period_ms ? o->sync_period_ms : WAL_DEFAULT_PERIOD_MS) * 1000000ull;
+    w->window_ns =
+        (uint64_t)(o->sync_window_us ? o->sync_window_us : WAL_DEFAULT_WINDOW_US) * 1000ull;
     w->group_commit = o->group_commit;
     w->preallocate = !o->no_preallocate;
     atomic_init(&w->error, 0);
@@ -1471,8 +1470,7 @@ int wal_open(const struct wal_options *o, struct wal **out)
             w->io->rmdir(w->io, r.dir); /* an empty leftover directory; absent is fine too */
             continue;
         }
-        struct wal_retired *retired =
-            realloc(w->retired, (w->retired_count + 1) * sizeof *retired);
+        struct wal_retired *retired = realloc(w->retired, (w->retired_count + 1) * sizeof *retired);
         if (retired == NULL) {
             free(r.segments);
             err = SHOAL_ENOMEM;
@@ -1677,9 +1675,9 @@ static int wal_classify(struct wal_reader *r, uint64_t off, bool last, uint64_t 
  * offset where reading ended and *data_end the end of its non-zero bytes, or a negative
  * error, or SHOAL_ENOTSUP, or fn's non-zero value (as *fn_result). */
 static int wal_replay_segment(struct wal_reader *r, unsigned stream, uint64_t base, bool last,
-                              const struct wal_previous *prev, uint64_t after_seq,
-                              wal_replay_fn fn, void *ctx, struct wal_replay_report *report,
-                              uint64_t *stop, uint64_t *data_end, int *fn_result)
+                              const struct wal_previous *prev, uint64_t after_seq, wal_replay_fn fn,
+                              void *ctx, struct wal_replay_report *report, uint64_t *stop,
+                              uint64_t *data_end, int *fn_result)
 {
     const uint8_t *h;
     *stop = 0;
@@ -1841,8 +1839,8 @@ int wal_replay(const char *dir, unsigned stream, uint64_t after_seq, const struc
 
         uint64_t stop = 0, data_end = 0;
         int fn_result = 0;
-        int outcome = wal_replay_segment(&r, stream, l.bases[k], last, &prev, after_seq, fn,
-                                         ctx, report, &stop, &data_end, &fn_result);
+        int outcome = wal_replay_segment(&r, stream, l.bases[k], last, &prev, after_seq, fn, ctx,
+                                         report, &stop, &data_end, &fn_result);
         if (fn_result != 0) {
             result = fn_result;
         } else if (outcome < 0) {
@@ -1873,8 +1871,7 @@ int wal_replay(const char *dir, unsigned stream, uint64_t after_seq, const struc
                 report->salvaged = true;
                 io->close(io, fd);
                 fd = -1;
-                result = wal_drop_segments(io, stream_dir, l.bases, k, l.count, read_only,
-                                           report);
+                result = wal_drop_segments(io, stream_dir, l.bases, k, l.count, read_only, report);
             }
         } else {
             snprintf(report->file, sizeof report->file, "%s", path);
@@ -1884,8 +1881,8 @@ int wal_replay(const char *dir, unsigned stream, uint64_t after_seq, const struc
             } else {
                 report->salvaged = true;
                 report->bytes_dropped += data_end - stop;
-                result = wal_drop_segments(io, stream_dir, l.bases, k + 1, l.count, read_only,
-                                           report);
+                result =
+                    wal_drop_segments(io, stream_dir, l.bases, k + 1, l.count, read_only, report);
                 if (!read_only && result == 0)
                     result = wal_cut_segment(io, stream_dir, path, fd, stop);
             }
@@ -1894,8 +1891,8 @@ int wal_replay(const char *dir, unsigned stream, uint64_t after_seq, const struc
             io->close(io, fd);
         if (outcome != WAL_SEGMENT_CLEAN || result != 0)
             break;
-        prev = (struct wal_previous){.present = true, .base = l.bases[k], .stop = stop,
-                                     .size = r.size};
+        prev = (struct wal_previous){
+            .present = true, .base = l.bases[k], .stop = stop, .size = r.size};
         snprintf(prev_path, sizeof prev_path, "%s", path);
     }
     free(r.buf);

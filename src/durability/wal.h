@@ -125,12 +125,12 @@ int wal_delete_before(struct wal *w, uint64_t seq);
 uint64_t wal_bytes(const struct wal *w);
 
 struct wal_stats {
-    uint64_t appends;        /* records appended */
-    uint64_t bytes;          /* record bytes appended, headers included */
-    uint64_t syncs;          /* fdatasync calls on segments */
-    uint64_t sync_ns_total;  /* time spent in them */
-    uint64_t group_commits;  /* syncs that made new records durable */
-    uint64_t waiters_woken;  /* ALWAYS/BATCH waits (and async waits) that a sync satisfied */
+    uint64_t appends;       /* records appended */
+    uint64_t bytes;         /* record bytes appended, headers included */
+    uint64_t syncs;         /* fdatasync calls on segments */
+    uint64_t sync_ns_total; /* time spent in them */
+    uint64_t group_commits; /* syncs that made new records durable */
+    uint64_t waiters_woken; /* ALWAYS/BATCH waits (and async waits) that a sync satisfied */
 };
 /* Sums the counters of every stream. Group size = waiters_woken / group_commits. */
 void wal_stats(const struct wal *w, struct wal_stats *out);

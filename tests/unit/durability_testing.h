@@ -30,8 +30,7 @@ static inline int testing_make_dir(char *out, size_t cap, const char *tag)
     return mkdtemp(out) != NULL ? 0 : -1;
 }
 
-static int testing_remove_entry(const char *path, const struct stat *st, int flag,
-                                struct FTW *ftw)
+static int testing_remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;
     (void)flag;

@@ -51,8 +51,8 @@ static void write_file(const char *path, const uint8_t *content, size_t len, uin
 }
 
 /* Reads a whole file back. Returns 0 and the bytes in *out, or the reader's error. */
-static int read_file(const char *path, uint8_t **out, size_t *len, uint32_t *shard,
-                     uint64_t *seq, uint64_t *error_offset, size_t *blocks)
+static int read_file(const char *path, uint8_t **out, size_t *len, uint32_t *shard, uint64_t *seq,
+                     uint64_t *error_offset, size_t *blocks)
 {
     struct ckpt_reader *r = NULL;
     *out = NULL;
@@ -383,10 +383,8 @@ static void test_directory_helpers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trips),
-        cmocka_unit_test(test_bit_flips),
-        cmocka_unit_test(test_truncations),
-        cmocka_unit_test(test_injected_failures),
+        cmocka_unit_test(test_round_trips),       cmocka_unit_test(test_bit_flips),
+        cmocka_unit_test(test_truncations),       cmocka_unit_test(test_injected_failures),
         cmocka_unit_test(test_directory_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -96,8 +96,8 @@ static void test_extend_composes(void **state)
     for (size_t split = 0; split <= sizeof buf; split += 37) {
         uint32_t first = crc32c(buf, split);
         assert_int_equal(crc32c_extend(first, buf + split, sizeof buf - split), whole);
-        assert_int_equal(crc32c_extend_portable(crc32c_extend_portable(0, buf, split),
-                                                buf + split, sizeof buf - split),
+        assert_int_equal(crc32c_extend_portable(crc32c_extend_portable(0, buf, split), buf + split,
+                                                sizeof buf - split),
                          whole);
     }
     /* A single changed bit changes the checksum. */

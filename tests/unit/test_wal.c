@@ -47,8 +47,8 @@ static uint8_t test_type(uint64_t seq)
 struct collected {
     uint64_t *seqs;
     size_t count, cap;
-    size_t max_len;     /* the max_len the payloads were made with */
-    bool wrong_record;  /* a replayed record did not match its seq's payload */
+    size_t max_len;    /* the max_len the payloads were made with */
+    bool wrong_record; /* a replayed record did not match its seq's payload */
 };
 
 static int collect(void *ctx, uint8_t type, uint64_t seq, const void *payload, size_t len)
@@ -178,9 +178,8 @@ static void round_trip(bool preallocate, int group_commit)
         struct wal_replay_report report;
         if (stream == 0) {
             /* Stream 0 also holds the two special records: check them by hand. */
-            assert_int_equal(wal_replay(dir, stream, RECORDS, NULL, false, true, NULL, NULL,
-                                        &report),
-                             0);
+            assert_int_equal(
+                wal_replay(dir, stream, RECORDS, NULL, false, true, NULL, NULL, &report), 0);
             assert_int_equal(report.records, 2);
             assert_int_equal(report.last_seq, RECORDS + 2);
         }
@@ -199,9 +198,8 @@ static void round_trip(bool preallocate, int group_commit)
 
         /* after_seq filters, and the order is kept. */
         collected_reset(&c, MAX_LEN);
-        assert_int_equal(wal_replay(dir, stream, RECORDS / 2, NULL, false, true, collect, &c,
-                                    &report),
-                         0);
+        assert_int_equal(
+            wal_replay(dir, stream, RECORDS / 2, NULL, false, true, collect, &c, &report), 0);
         for (size_t i = 0; i < c.count; i++)
             assert_true(c.seqs[i] > RECORDS / 2);
         assert_true(c.count >= (RECORDS / 2) / STREAMS - 1);
@@ -351,8 +349,8 @@ enum { GROUP_THREADS = 8, GROUP_APPENDS = 40 };
 
 struct group_test {
     struct wal *wal;
-    _Atomic int in_flight;     /* threads that appended and have not been acknowledged */
-    _Atomic int active;        /* threads still appending */
+    _Atomic int in_flight; /* threads that appended and have not been acknowledged */
+    _Atomic int active;    /* threads still appending */
     _Atomic uint64_t next_seq;
     uint64_t acked[GROUP_THREADS][GROUP_APPENDS];
     int failures;
@@ -455,8 +453,8 @@ static void group_commit(int scheme)
     qsort(c.seqs, c.count, sizeof c.seqs[0], compare_u64);
     for (int i = 0; i < GROUP_THREADS; i++)
         for (int j = 0; j < GROUP_APPENDS; j++)
-            assert_non_null(bsearch(&t.acked[i][j], c.seqs, c.count, sizeof c.seqs[0],
-                                    compare_u64));
+            assert_non_null(
+                bsearch(&t.acked[i][j], c.seqs, c.count, sizeof c.seqs[0], compare_u64));
     free(c.seqs);
     testing_remove_tree(dir);
 }
@@ -556,8 +554,8 @@ static void test_write_failures(void **state)
         assert_int_equal(wal_open(&o, &w), 0);
         uint64_t lsn = 0;
         append_acked(w, 1, 5, &lsn);
-        io_faults_fail(&faults, IO_OP_WRITE, io_faults_count(&faults, IO_OP_WRITE) + 1,
-                       errors[e], true);
+        io_faults_fail(&faults, IO_OP_WRITE, io_faults_count(&faults, IO_OP_WRITE) + 1, errors[e],
+                       true);
         append_record(w, 0, 6, 100, &lsn);
         assert_int_equal(wal_wait(w, 0, lsn, SHOAL_SYNC_PERIODIC), expected[e]);
         assert_int_equal(wal_error(w), expected[e]);
@@ -680,8 +678,8 @@ static void test_torn_last_write_growing(void **state)
 
 struct damage_fixture {
     char dir[4096];
-    char paths[2][4096];  /* the two segments of stream 0 */
-    uint8_t *images[2];   /* their original bytes */
+    char paths[2][4096]; /* the two segments of stream 0 */
+    uint8_t *images[2];  /* their original bytes */
     size_t sizes[2];
     /* Record starts: offsets[k][i] is where record i of segment k begins. */
     uint64_t offsets[2][64];
@@ -709,9 +707,8 @@ static void damage_setup(struct damage_fixture *f)
     assert_int_equal(names.count, 2);
     f->total = 0;
     for (int k = 0; k < 2; k++) {
-        assert_int_equal(wal_segment_path(f->paths[k], sizeof f->paths[k], f->dir, 0,
-                                          names.bases[k]),
-                         0);
+        assert_int_equal(
+            wal_segment_path(f->paths[k], sizeof f->paths[k], f->dir, 0, names.bases[k]), 0);
         f->images[k] = testing_read_file(f->paths[k], &f->sizes[k]);
         assert_non_null(f->images[k]);
         f->records[k] = 0;
@@ -929,8 +926,7 @@ static void test_missing_segment(void **state)
     testing_remove_tree(dir);
 }
 
-static int stop_after_five(void *ctx, uint8_t type, uint64_t seq, const void *payload,
-                           size_t len)
+static int stop_after_five(void *ctx, uint8_t type, uint64_t seq, const void *payload, size_t len)
 {
     (void)type;
     (void)payload;
@@ -979,7 +975,7 @@ static void test_replay_edges(void **state)
     long long reserved = testing_file_size(image);
     assert_int_equal(wal_close(w), 0);
     long long used = testing_file_size(live); /* close trimmed the reservation */
-    assert_true(used <= reserved); /* equal only where fallocate is missing */
+    assert_true(used <= reserved);            /* equal only where fallocate is missing */
 
     struct collected c = {0};
     collected_reset(&c, 60);
@@ -1016,8 +1012,7 @@ static void test_replay_edges(void **state)
     uint32_t crc = crc32c(bytes, 44);
     encoding_put_u32(bytes + 44, crc32c_mask(crc));
     assert_int_equal(testing_write_file(live, bytes, len), 0);
-    assert_int_equal(wal_replay(dir, 0, 0, NULL, false, true, collect, &c, &report),
-                     SHOAL_ENOTSUP);
+    assert_int_equal(wal_replay(dir, 0, 0, NULL, false, true, collect, &c, &report), SHOAL_ENOTSUP);
     assert_string_equal(report.file, live);
     free(bytes);
     free(c.seqs);
@@ -1120,8 +1115,7 @@ static void test_async_waits(void **state)
         uint64_t lsn;
         unsigned stream = (unsigned)(seq % 2);
         append_record(w, stream, seq, 100, &lsn);
-        assert_int_equal(wal_wait_async(w, stream, lsn, policies[seq % 4], async_done, &result),
-                         0);
+        assert_int_equal(wal_wait_async(w, stream, lsn, policies[seq % 4], async_done, &result), 0);
         expected++;
     }
     wait_for_calls(&result, expected);

@@ -1100,20 +1100,26 @@ static void *wal_stream_thread(void *arg)
                     wake = a->due_ns;
             }
             if (now >= next_tick) {
-                next_tick = now + w->period_ns;
+                /* The tick stays due until its flush has run: a flush by someone else in
+                 * the meantime may have been a write without a sync. */
                 if (w->sync == SHOAL_SYNC_PERIODIC && s->appended > s->synced)
                     need_sync = true;
                 else if (s->appended > s->written)
                     need_write = true;
+                else
+                    next_tick = now + w->period_ns;
             }
             if (s->len >= WAL_WRITE_BEHIND_BYTES)
                 need_write = true;
         }
         if (need_sync || need_write) {
-            if (s->flushing)
+            if (s->flushing) {
                 pthread_cond_wait(&s->flushed, &s->mutex);
-            else
+            } else {
                 wal_stream_flush(s, need_sync ? WAL_FLUSH_SYNC : 0, 0);
+                if (now >= next_tick)
+                    next_tick = now + w->period_ns;
+            }
             continue;
         }
         s->thread_idle = true;

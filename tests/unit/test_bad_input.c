@@ -1,8 +1,12 @@
 /*
  * test_bad_input.c -- every public function against bad input: NULL handles and pointers,
- * oversized and empty keys, bad options, unsupported modes and kinds, handles used after
+ * oversized and empty keys, bad options, bad directories, reserved kinds, handles used after
  * their namespace was dropped, snapshots of another database, and the names and messages
  * of every result code.
+ *
+ * Durable databases appear only where a directory is bad input: paths that cannot be a
+ * database's directory, a directory another handle holds, durable-only calls on a memory
+ * database. Their own behaviour is tested with the durability layer.
  *
  * The rule checked (shoal.h): a bad call returns a clear error (SHOAL_EINVAL unless a more
  * precise code applies) and changes nothing; the free, close and release functions accept
@@ -19,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "durability_testing.h"
 #include "test_util.h"
 
 /* The state every test starts from and must end with: one namespace, one key. */
@@ -129,13 +134,50 @@ static void test_bad_options(void **state)
     shoal_close(db);
 }
 
-/* A directory asks for a durable database, which this version does not have. */
-static void test_durable_not_supported(void **state)
+/* Directories a durable database cannot live in are refused with *out NULL; a directory
+ * another handle holds is SHOAL_EBUSY; the durable-only calls refuse a memory database
+ * and NULL handles. */
+static void test_bad_directories(void **state)
 {
     (void)state;
     shoal_db *db = (shoal_db *)1;
-    assert_code(shoal_open("/tmp/shoal-test-never-created", NULL, &db), SHOAL_ENOTSUP);
+    int r = shoal_open("/dev/null/not-a-directory", NULL, &db);
+    assert_true(r < 0);
     assert_null(db);
+    assert_non_null(shoal_error_detail());
+
+    char dir[4096], file[4200];
+    assert_int_equal(testing_make_dir(dir, sizeof dir, "bad-input"), 0);
+    snprintf(file, sizeof file, "%s/plain-file", dir);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fputs("not a database", f);
+    fclose(f);
+    db = (shoal_db *)1;
+    r = shoal_open(file, NULL, &db);
+    assert_true(r < 0);
+    assert_null(db);
+
+    char home[4300];
+    snprintf(home, sizeof home, "%s/db", dir);
+    shoal_db *first = NULL;
+    assert_ok(shoal_open(home, NULL, &first));
+    shoal_db *second = (shoal_db *)1;
+    assert_code(shoal_open(home, NULL, &second), SHOAL_EBUSY);
+    assert_null(second);
+    assert_code(shoal_persist(first, dir), SHOAL_EINVAL); /* already durable */
+    assert_ok(shoal_close(first));
+    assert_ok(shoal_open(home, NULL, &second)); /* free again once closed */
+    assert_ok(shoal_close(second));
+
+    shoal_db *memory = test_open(2, 0);
+    assert_code(shoal_checkpoint(memory), SHOAL_ENOTSUP);
+    assert_code(shoal_checkpoint(NULL), SHOAL_EINVAL);
+    assert_code(shoal_persist(NULL, dir), SHOAL_EINVAL);
+    assert_code(shoal_persist(memory, NULL), SHOAL_EINVAL);
+    assert_code(shoal_persist(memory, home), SHOAL_EEXIST); /* holds a database */
+    shoal_close(memory);
+    testing_remove_tree(dir);
 }
 
 static void test_null_handles_everywhere(void **state)
@@ -473,7 +515,7 @@ static void test_error_names(void **state)
     assert_string_equal(shoal_error_name(SHOAL_ENOSLOT), "ENOSLOT");
     assert_string_equal(shoal_error_name(0), "OK");
     assert_non_null(shoal_strerror(0));
-    static const int unknown[] = {1, 5, -999, -100000, INT32_MIN, INT32_MAX};
+    static const int unknown[] = {2, 5, -999, -100000, INT32_MIN, INT32_MAX};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         assert_string_equal(shoal_error_name(unknown[i]), "UNKNOWN");
         const char *m = shoal_strerror(unknown[i]);
@@ -489,7 +531,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_null_options_and_open),
         cmocka_unit_test(test_bad_options),
-        cmocka_unit_test(test_durable_not_supported),
+        cmocka_unit_test(test_bad_directories),
         cmocka_unit_test_setup_teardown(test_null_handles_everywhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversized, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_namespaces, setup, teardown),

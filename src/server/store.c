@@ -877,7 +877,7 @@ uint64_t store_active_expire(size_t keys_per_namespace)
     pthread_mutex_lock(&store_table.lock);
     size_t count = store_table.count;
     store_namespace_entry **entries = malloc((count ? count : 1) * sizeof(*entries));
-    if (entries != NULL)
+    if (entries != NULL && count > 0) /* with no namespace yet the table is NULL */
         memcpy(entries, store_table.entries, count * sizeof(*entries));
     pthread_mutex_unlock(&store_table.lock);
     if (entries == NULL)

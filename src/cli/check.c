@@ -218,7 +218,8 @@ static int cli_check_list(cli_check_state *c, const char *path, cli_check_names 
         cli_check_names_free(l);
         return rc;
     }
-    qsort(l->names, l->count, sizeof *l->names, cli_check_names_compare);
+    if (l->count > 1)
+        qsort(l->names, l->count, sizeof *l->names, cli_check_names_compare);
     return 0;
 }
 

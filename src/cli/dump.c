@@ -618,8 +618,10 @@ static int cli_load_validate(cli_dump_reader *r, cli_load_plan *p)
                 rc = cli_dump_malformed(r, at, "out of memory");
                 break;
             }
-            memcpy(copy, p->namespaces, p->namespace_count * sizeof *copy);
-            qsort(copy, p->namespace_count, sizeof *copy, cli_load_compare_names);
+            if (p->namespace_count > 1) {
+                memcpy(copy, p->namespaces, p->namespace_count * sizeof *copy);
+                qsort(copy, p->namespace_count, sizeof *copy, cli_load_compare_names);
+            }
             for (size_t i = 1; rc == 1 && i < p->namespace_count; i++)
                 if (strcmp(copy[i - 1].name, copy[i].name) == 0)
                     rc = cli_dump_malformed(r, CLI_DUMP_HEADER_SIZE,

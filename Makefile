@@ -37,10 +37,12 @@ test-tsan: deps
 test-crash: build
 	cd $(BUILD) && ctest -L crash --output-on-failure
 
-# The engine against its anchors (LMDB, RocksDB, LevelDB, Redis), then the object-table
-# benchmark when it is built. docs/BENCHMARKS.md explains the output.
+# The engine against its anchors (LMDB, RocksDB, LevelDB, Redis), then what durability
+# costs against the same anchors, then the object-table benchmark when it is built.
+# docs/BENCHMARKS.md explains the output.
 bench: build
 	$(BUILD)/bench/shoal-bench
+	$(BUILD)/bench/shoal-bench-durable
 	@if [ -x $(BUILD)/bench/bench-ot ]; then echo "$(BUILD)/bench/bench-ot"; $(BUILD)/bench/bench-ot; fi
 
 format:

@@ -35,30 +35,39 @@
  *
  * Node sizes
  * ----------
- * Chosen by measurement: 1M random 16-byte keys inserted in random order, looked up in
- * another random order; each value a separately allocated 24-byte object holding its key;
- * a shared 2-core Xeon VM where a dependent load that misses the 4 MiB L2 costs ~145 ns
- * (pointer chase over 64 MiB). Times are the best of 5 runs (medians run 10-50% higher on
- * this shared machine); "descend" is root to value pointer without reading the value.
+ * Chosen by measurement with bench/btree_vs_art.c: 1M random 16-byte keys inserted in
+ * random order and looked up in another; each value a separately allocated object holding
+ * its key. The machine is a shared 2-core 2 GHz Xeon VM whose effective cache is the 4 MiB
+ * L2: a dependent load over 64 MiB takes ~145 ns. Times are thread CPU time per key, the
+ * best and the median of 4 runs (the median of the per-run ratios for the last column):
  *
- *     leaf  inner  bytes/key  height  insert ns  lookup ns  descend ns  walk ns/key
- *       16     64       23.5       4        420        401         216         10.6
- *       32     32       20.9       5        347        432         179          4.4
- *       32     64       20.9       4        307        388         182          4.2
- *       48     64       19.9       4        292        312         138          2.6
- *       64     64       19.6       4        266        310-354     131-168      2.3
- *       64    128       19.6       4        231        313         142          4.5
- *      128     64       18.8       4        338        340         186          3.4
+ *     leaf/inner  bytes/key  insert ns  lookup ns  walk ns/key  lookup / ART lookup
+ *       32/64         21.1    277/364    309/348      9.1             2.35
+ *       48/64         19.9    304/330    302/326      8.1             2.23
+ *       64/64         19.6    290/320    313/350      6.5             2.36
+ *       64/32         19.7    295/350    478/516      6.2             3.08
+ *       96/64         19.0    266/352    290/496      5.5             2.43
+ *      128/64         18.8    327/350    396/427      6.1             2.56
+ *       64/128        19.6    309/334    523/594      8.2             3.32
  *
- * 64/64 is the choice: a leaf is 1048 bytes, an inner node 1784. Larger leaves cost no
- * lookup time because a search prefetches the whole leaf (prefixes and values) on arrival,
- * so the leaf costs one memory latency whatever its size, and the inner levels (473 nodes,
- * 0.8 MiB, for 1M keys) stay in cache. A lookup is thus two dependent misses: the leaf,
- * then the value object whose key confirms the match (the second is the one the caller
- * pays anyway to read the version). Prefetching only the prefix array made the descent
- * 15-50% slower. The goal of "well under 300 ns" per lookup is not reached on this
- * machine: two serial misses at ~145 ns each are its floor. Memory is ~87% leaf fill;
- * malloc's own chunk header adds ~0.15 bytes/key to the figures above.
+ * 64/64 is the choice: the least memory among the sizes that look up fastest, and a walk
+ * within 20% of the fastest. A leaf is 1048 bytes and an inner node 1792; the inner levels of
+ * 1M keys are ~0.8 MiB and stay in cache. Leaf size barely moves lookups because the
+ * descent prefetches the whole leaf (prefixes and values) the moment it knows it, so a
+ * leaf costs about one memory latency whatever its size; a lookup is then two dependent
+ * misses, the leaf and the value whose key confirms the match (the second is the one the
+ * caller pays anyway to read the version). Leaf fill is ~87%; malloc's chunk headers add
+ * ~0.15 bytes/key to the figures. The goal of "well under 300 ns" per lookup is not met:
+ * the best runs give ~300-315 ns, and two serial ~145 ns misses are the floor of any
+ * design that must read the value to confirm a key.
+ *
+ * Against an adaptive radix tree built the same way (no key copies: its leaves are the
+ * values) the same runs gave the ART ~140-155 ns lookups (2.2-2.4x faster: a node16 is 3
+ * cache lines to this tree's 17 per leaf, and a lookup is fewer instructions, so more of
+ * consecutive lookups overlap), inserts ~1.9x faster, walks ~3x slower, and 22.8 bytes/key
+ * (16% more). This tree is kept for its walks in both directions (scans, prefix scans,
+ * checkpoints), its memory, and cursors that step either way in O(1); an ART would serve
+ * namespaces that do almost only point reads better.
  *
  * Invariants (btree_check verifies each one)
  * ------------------------------------------
@@ -358,10 +367,10 @@ static int btree_separator_make(struct btree *tree, const uint8_t *left, uint32_
  * first level compares x with the last prefix of every block, the second with the eight
  * prefixes of the one block where x falls. The compares of a level are independent of
  * each other, so a node costs two dependent steps where a binary search costs log2(slots)
- * + 1, each a load, a compare and an add (a chain of 7 for 64 slots measured twice as slow
- * on cache-resident trees). Compare results are summed, never branched on: on random keys
- * a branch here mispredicts half the time. slots is a constant at every call, so both
- * loops unroll. */
+ * + 1 (7 for 64 slots); the change cut cache-resident lookups from ~70 to ~55 ns at 10K
+ * keys and from ~170 to ~120 ns at 100K. Compare results are summed, never branched on: on
+ * random keys a branch here mispredicts half the time. slots is a constant at every call,
+ * so both loops unroll. */
 #define BTREE_BLOCK 8
 
 static inline uint32_t btree_rank(const uint64_t *array, uint32_t slots, uint64_t x)

@@ -161,8 +161,8 @@ static void **art_find_child(struct art_node *node, uint8_t byte)
     }
     case ART_NODE16: {
         struct art_node16 *n = (struct art_node16 *)node;
-        __m128i equal = _mm_cmpeq_epi8(_mm_set1_epi8((char)byte),
-                                       _mm_loadu_si128((const __m128i *)n->keys));
+        __m128i equal =
+            _mm_cmpeq_epi8(_mm_set1_epi8((char)byte), _mm_loadu_si128((const __m128i *)n->keys));
         unsigned mask = (unsigned)_mm_movemask_epi8(equal) & ((1u << node->children) - 1);
         return mask != 0 ? &n->child[__builtin_ctz(mask)] : NULL;
     }
@@ -347,8 +347,7 @@ static void art_insert(struct art *tree, const struct bench_item *value)
                 common++;
             struct art_node *split = art_node_new(tree, ART_NODE4);
             split->prefix_length = common;
-            memcpy(split->prefix, key + depth,
-                   common < ART_MAX_PREFIX ? common : ART_MAX_PREFIX);
+            memcpy(split->prefix, key + depth, common < ART_MAX_PREFIX ? common : ART_MAX_PREFIX);
             *ref = split;
             art_add_child(tree, ref, split, other->key[depth + common], node);
             art_add_child(tree, ref, split, key[depth + common], art_leaf_make(value));
@@ -410,8 +409,8 @@ static const struct bench_item *art_lookup(const struct art *tree, const uint8_t
         struct art_node *inner = node;
         if (inner->prefix_length > 0) {
             /* Optimistic: bytes past the inline ones are checked at the leaf. */
-            uint32_t kept = inner->prefix_length < ART_MAX_PREFIX ? inner->prefix_length
-                                                                   : ART_MAX_PREFIX;
+            uint32_t kept =
+                inner->prefix_length < ART_MAX_PREFIX ? inner->prefix_length : ART_MAX_PREFIX;
             if (depth + inner->prefix_length >= length)
                 return NULL;
             if (memcmp(inner->prefix, key + depth, kept) != 0)
@@ -683,8 +682,7 @@ int main(int argc, char **argv)
 
     printf("%zu random %d-byte keys, random insert and lookup orders, best of %d runs\n",
            btree_keys, KEY_LENGTH, RUNS);
-    printf("%-8s %12s %12s %14s %10s\n", "", "insert ns", "lookup ns", "walk ns/key",
-           "bytes/key");
+    printf("%-8s %12s %12s %14s %10s\n", "", "insert ns", "lookup ns", "walk ns/key", "bytes/key");
     printf("%-8s %12.0f %12.0f %14.2f %10.1f\n", "btree", btree_figures.insert_ns,
            btree_figures.lookup_ns, btree_figures.walk_ns, btree_figures.bytes_per_key);
     printf("%-8s %12.0f %12.0f %14.2f %10.1f\n", "art", art_figures.insert_ns,

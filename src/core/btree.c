@@ -18,10 +18,11 @@
  * prefixes the bytes after the 8th decide, then the lengths (see btree_compare_rest).
  *
  *     leaf:  count | prefix[LEAF_SLOTS] | value[LEAF_SLOTS] | prev | next
- *     inner: count | prefix[INNER_SLOTS-1] | length[INNER_SLOTS-1] | tail[INNER_SLOTS-1]
+ *     inner: count | prefix[INNER_SLOTS] | length[INNER_SLOTS-1] | tail[INNER_SLOTS-1]
  *            | child[INNER_SLOTS]
  *
- * The count comes first so that it shares a cache line with the first prefixes.
+ * The count comes first so that it shares a cache line with the first prefixes. An inner
+ * node has one prefix slot more than it has separators, always a sentinel (invariant 9).
  *
  * Inner nodes own copies of their separators, stored the same way: the 8-byte prefix in a
  * contiguous array, the length, and a heap copy of the bytes after the 8th ("tail"; NULL
@@ -32,6 +33,17 @@
  * only where neighbouring keys share more than 8 bytes.
  *
  * Child i of an inner node holds the keys k with separator[i-1] <= k < separator[i].
+ *
+ * Insert policy
+ * -------------
+ * A full leaf first shares its entries with a neighbour under the same parent that has
+ * room (the one with more room; the pair is balanced evenly), and splits only when both
+ * neighbours are full. That lifts the average leaf fill for random inserts from about 69%
+ * (plain halving splits) to about 87%, and ascending or descending inserts end with nearly
+ * full leaves, because every leaf behind the insertion point is topped up before a new one
+ * is made. Inner nodes split in halves: they are few. Removal merges a leaf or inner node
+ * that falls below a third full with a neighbour when both fit in one node, else evens the
+ * pair out.
  *
  * Node sizes
  * ----------
@@ -51,23 +63,25 @@
  *       64/128        19.6    309/334    523/594      8.2             3.32
  *
  * 64/64 is the choice: the least memory among the sizes that look up fastest, and a walk
- * within 20% of the fastest. A leaf is 1048 bytes and an inner node 1792; the inner levels of
- * 1M keys are ~0.8 MiB and stay in cache. Leaf size barely moves lookups because the
+ * within 20% of the fastest. A leaf is 1048 bytes and an inner node 1792; the inner levels
+ * of 1M keys are ~0.8 MiB and stay in cache. Leaf size barely moves lookups because the
  * descent prefetches the whole leaf (prefixes and values) the moment it knows it, so a
- * leaf costs about one memory latency whatever its size; a lookup is then two dependent
+ * leaf costs about one memory latency whatever its size. A lookup is then two dependent
  * misses, the leaf and the value whose key confirms the match (the second is the one the
- * caller pays anyway to read the version). Leaf fill is ~87%; malloc's chunk headers add
- * ~0.15 bytes/key to the figures. The goal of "well under 300 ns" per lookup is not met:
- * the best runs give ~300-315 ns, and two serial ~145 ns misses are the floor of any
- * design that must read the value to confirm a key.
+ * caller pays anyway to read the version): ~290 ns of latency here. A loop of independent
+ * lookups beats that only where the processor overlaps consecutive lookups. Leaf fill is
+ * ~87%; malloc's chunk headers add ~0.15 bytes/key to the figures. The goal of "well under
+ * 300 ns" per lookup is not met: the best runs give ~300-315 ns, 500-700 ns while other
+ * work loads the machine.
  *
  * Against an adaptive radix tree built the same way (no key copies: its leaves are the
- * values) the same runs gave the ART ~140-155 ns lookups (2.2-2.4x faster: a node16 is 3
- * cache lines to this tree's 17 per leaf, and a lookup is fewer instructions, so more of
- * consecutive lookups overlap), inserts ~1.9x faster, walks ~3x slower, and 22.8 bytes/key
- * (16% more). This tree is kept for its walks in both directions (scans, prefix scans,
- * checkpoints), its memory, and cursors that step either way in O(1); an ART would serve
- * namespaces that do almost only point reads better.
+ * values) the same runs gave the ART ~140-155 ns lookups: 2.2-2.4x faster, up to 3x on a
+ * loaded machine. It makes the same two misses, but its last node (a node16) is 3 cache
+ * lines to this tree's 17 per leaf and its lookup runs far fewer instructions, so more of
+ * consecutive lookups overlap. It also inserts ~1.9x faster, walks ~3x slower and holds
+ * 22.8 bytes/key (16% more). This tree is kept for its walks in both directions (scans,
+ * prefix scans, checkpoints), its memory, and cursors that step either way in O(1); an ART
+ * would serve namespaces that do almost only point reads better.
  *
  * Invariants (btree_check verifies each one)
  * ------------------------------------------
@@ -145,8 +159,9 @@ struct btree_leaf {
 
 struct btree_inner {
     uint32_t count; /* children; separators are count - 1 */
-    uint64_t prefix[BTREE_INNER_SLOTS]; /* the last slot is never used: it stays a sentinel
-                                         * so that btree_rank sees whole blocks */
+    /* The last prefix slot is never used: it stays a sentinel so that btree_rank always
+     * sees whole blocks of 8. */
+    uint64_t prefix[BTREE_INNER_SLOTS];
     uint32_t length[BTREE_INNER_SLOTS - 1];
     uint8_t *tail[BTREE_INNER_SLOTS - 1]; /* bytes 8.. of the separator, or NULL */
     void *child[BTREE_INNER_SLOTS];
@@ -556,9 +571,8 @@ static void btree_leaf_entries_scatter(const struct btree_leaf_entries *entries,
 /* The separator between gathered entries boundary-1 and boundary. The entry at new_index
  * (if any) is the one being inserted: its value is still NULL, so its key is `key`. */
 static int btree_leaf_entries_separator(struct btree *tree,
-                                        const struct btree_leaf_entries *entries,
-                                        uint32_t boundary, uint32_t new_index,
-                                        const struct btree_key *key,
+                                        const struct btree_leaf_entries *entries, uint32_t boundary,
+                                        uint32_t new_index, const struct btree_key *key,
                                         struct btree_separator *out)
 {
     const uint8_t *bytes[2];
@@ -889,8 +903,7 @@ static int btree_insert_into_full_leaf(struct btree *tree, struct btree_path *pa
             return btree_leaf_pair_insert(tree, parent, index - 1, left, leaf, leaf, pos, key,
                                           slot);
         if (right_room > 0)
-            return btree_leaf_pair_insert(tree, parent, index, leaf, right, leaf, pos, key,
-                                          slot);
+            return btree_leaf_pair_insert(tree, parent, index, leaf, right, leaf, pos, key, slot);
     }
     return btree_split_leaf(tree, path, leaf, pos, key, slot);
 }
@@ -1008,8 +1021,7 @@ static void btree_inner_pair_balance(struct btree_inner *parent, uint32_t separa
 
 /* Restores invariant 4 for the inner nodes on the path from level upwards, after a child
  * of path->node[level] was merged away, and shrinks the root when it has one child left. */
-static void btree_rebalance_inner(struct btree *tree, const struct btree_path *path,
-                                  uint32_t level)
+static void btree_rebalance_inner(struct btree *tree, const struct btree_path *path, uint32_t level)
 {
     for (;;) {
         struct btree_inner *node = path->node[level];
@@ -1114,8 +1126,7 @@ static struct btree_leaf *btree_edge_leaf(const struct btree *tree, bool last)
     return node;
 }
 
-void btree_seek_ge(const struct btree *tree, struct btree_cursor *c, const void *key,
-                   uint32_t klen)
+void btree_seek_ge(const struct btree *tree, struct btree_cursor *c, const void *key, uint32_t klen)
 {
     c->tree = tree;
     c->leaf = NULL;
@@ -1140,8 +1151,7 @@ void btree_seek_ge(const struct btree *tree, struct btree_cursor *c, const void 
     c->pos = (int)pos;
 }
 
-void btree_seek_lt(const struct btree *tree, struct btree_cursor *c, const void *key,
-                   uint32_t klen)
+void btree_seek_lt(const struct btree *tree, struct btree_cursor *c, const void *key, uint32_t klen)
 {
     c->tree = tree;
     c->leaf = NULL;
@@ -1300,8 +1310,11 @@ static int btree_check_node(struct btree_check_state *state, const void *node, u
             return btree_check_fail("separator prefix has bytes past its length");
         if (separator.length > 8)
             state->separator_bytes += separator.length - 8;
-        if (btree_check_compare(separator.prefix, separator.tail, separator.length, low, false) <= 0 ||
-            btree_check_compare(separator.prefix, separator.tail, separator.length, high, true) >= 0)
+        int above_low =
+            btree_check_compare(separator.prefix, separator.tail, separator.length, low, false);
+        int below_high =
+            btree_check_compare(separator.prefix, separator.tail, separator.length, high, true);
+        if (above_low <= 0 || below_high >= 0)
             return btree_check_fail("separator outside its bounds");
         if (i > 0) {
             struct btree_separator previous = btree_inner_separator(inner, i - 1);

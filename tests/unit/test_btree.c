@@ -105,8 +105,7 @@ static void model_insert_at(struct model *model, size_t i, struct item *item)
 
 static void model_erase_at(struct model *model, size_t i)
 {
-    memmove(&model->items[i], &model->items[i + 1],
-            (model->count - i - 1) * sizeof(*model->items));
+    memmove(&model->items[i], &model->items[i + 1], (model->count - i - 1) * sizeof(*model->items));
     model->count--;
 }
 
@@ -124,8 +123,7 @@ static uint32_t next_version = 1;
 
 /* Upserts key in both. A new key gets a fresh item; an existing key gets a newer item in
  * the same slot (as the engine stores a newer version). Returns whether it was created. */
-static bool both_upsert(struct btree *tree, struct model *model, const void *key,
-                        uint32_t length)
+static bool both_upsert(struct btree *tree, struct model *model, const void *key, uint32_t length)
 {
     void **slot = NULL;
     bool created = false;
@@ -148,8 +146,7 @@ static bool both_upsert(struct btree *tree, struct model *model, const void *key
     return created;
 }
 
-static bool both_remove(struct btree *tree, struct model *model, const void *key,
-                        uint32_t length)
+static bool both_remove(struct btree *tree, struct model *model, const void *key, uint32_t length)
 {
     struct item *removed = btree_remove(tree, key, length);
     size_t i = model_lower_bound(model, key, length);
@@ -490,7 +487,7 @@ static void test_shared_prefixes(void **state)
         memcpy(key, "SAMEPREF", 8);
         uint32_t length = 8 + 1 + rng_below(24);
         for (uint32_t b = 8; b < length; b++)
-            key[b] = (uint8_t)"\0\1xyz"[rng_below(5)];
+            key[b] = (uint8_t) "\0\1xyz"[rng_below(5)];
         both_upsert(tree, &model, key, length);
     }
     verify_all(tree, &model);

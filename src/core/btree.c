@@ -39,11 +39,12 @@
  * A full leaf first shares its entries with a neighbour under the same parent that has
  * room (the one with more room; the pair is balanced evenly), and splits only when both
  * neighbours are full. That lifts the average leaf fill for random inserts from about 69%
- * (plain halving splits) to about 87%, and ascending or descending inserts end with nearly
- * full leaves, because every leaf behind the insertion point is topped up before a new one
- * is made. Inner nodes split in halves: they are few. Removal merges a leaf or inner node
- * that falls below a third full with a neighbour when both fit in one node, else evens the
- * pair out.
+ * (plain halving splits) to about 87%: for 1M random 16-byte keys, 19.6 bytes/key instead
+ * of 24.4, which would miss the 24-byte budget. Ascending or descending inserts end with
+ * nearly full leaves, because every leaf behind the insertion point is topped up before a
+ * new one is made. Inner nodes split in halves: they are few. Removal merges a leaf or
+ * inner node that falls below a third full with a neighbour when both fit in one node,
+ * else evens the pair out.
  *
  * Node sizes
  * ----------

@@ -98,7 +98,11 @@ typedef struct durable_settings {
     bool anchors[ENGINE_COUNT]; /* ENGINE_SHOAL is always on */
     bool redis;
     unsigned time_limit;
+    unsigned log_streams; /* Shoal's SHOAL_OPT_LOG_STREAMS; 0: the engine's default */
 } durable_settings;
+
+/* The log streams Shoal opens with (--log-streams); 0 keeps the engine's default. */
+static unsigned durable_log_streams;
 
 /* ---- small helpers ---------------------------------------------------------------------------- */
 
@@ -276,6 +280,8 @@ static int durable_shoal_open(const char *dir, shoal_sync sync, durable_shoal *s
         rc = shoal_options_set(opts, SHOAL_OPT_SYNC, sync);
     if (rc == 0)
         rc = shoal_options_set(opts, SHOAL_OPT_CHECKPOINT_LOG_BYTES, 1ull << 40);
+    if (rc == 0 && durable_log_streams)
+        rc = shoal_options_set(opts, SHOAL_OPT_LOG_STREAMS, durable_log_streams);
     if (rc == 0)
         rc = shoal_open(dir, opts, &s->db);
     shoal_options_free(opts);
@@ -1146,6 +1152,7 @@ static void durable_usage(FILE *out)
             "  --keys N        keys for recovery and checkpoints (default 1,000,000)\n"
             "  --only LIST     commits,recovery,checkpoint (default: all)\n"
             "  --anchors LIST  rocksdb,leveldb,lmdb,redis, or all (default) or none\n"
+            "  --log-streams N Shoal's log streams (default: the engine's, one per core)\n"
             "  --time-limit S  stop everything after S seconds (default 900)\n",
             DURABLE_MAX_RUNS);
 }
@@ -1205,6 +1212,12 @@ static int durable_parse(int argc, char **argv, durable_settings *s)
                 return -1;
             s->time_limit = (unsigned)v;
             i++;
+        } else if (strcmp(argv[i], "--log-streams") == 0 && next) {
+            unsigned long v = strtoul(next, &end, 10);
+            if (*end || v < 1 || v > SHOAL_MAX_SHARDS)
+                return -1;
+            s->log_streams = (unsigned)v;
+            i++;
         } else if (strcmp(argv[i], "--only") == 0 && next) {
             s->commits = durable_list_has(next, "commits");
             s->recovery = durable_list_has(next, "recovery");
@@ -1235,13 +1248,16 @@ int main(int argc, char **argv)
         return parsed < 0 ? 2 : 0;
     }
     bench_watchdog(s.time_limit);
+    durable_log_streams = s.log_streams;
     signal(SIGPIPE, SIG_IGN);
     for (size_t i = 0; i < BENCH_VALUE_SIZE; i++)
         durable_commit_value[i] = (uint8_t)(durable_mix(i + 11) >> 56);
     uint64_t begin = bench_now_ns();
     printf("# shoal-bench-durable: %u run(s) per figure (median), %.1f s per commit point, "
-           "%zu keys for recovery and checkpoints, %ld cores; files under /tmp\n",
-           s.runs, s.seconds, s.keys, sysconf(_SC_NPROCESSORS_ONLN));
+           "%zu keys for recovery and checkpoints, %ld cores, Shoal log streams: %s; files "
+           "under /tmp\n",
+           s.runs, s.seconds, s.keys, sysconf(_SC_NPROCESSORS_ONLN),
+           s.log_streams ? (s.log_streams == 1 ? "1" : "as given") : "default");
     fflush(stdout);
     int failures = 0;
     if (s.commits && durable_run_commits(&s) != 0)

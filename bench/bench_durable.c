@@ -104,7 +104,8 @@ typedef struct durable_settings {
 /* The log streams Shoal opens with (--log-streams); 0 keeps the engine's default. */
 static unsigned durable_log_streams;
 
-/* ---- small helpers ---------------------------------------------------------------------------- */
+/* ---- small helpers ----------------------------------------------------------------------------
+ */
 
 static uint64_t durable_mix(uint64_t z)
 {
@@ -174,7 +175,8 @@ static int durable_dataset_make(bench_dataset *d, size_t count)
     return 0;
 }
 
-/* ---- durable commits: the driver ------------------------------------------------------------------ */
+/* ---- durable commits: the driver
+ * ------------------------------------------------------------------ */
 
 /* One engine's side of the commit benchmark: put must make one key durable before it
  * returns (0, or -1 after saying why). */
@@ -254,7 +256,8 @@ static double durable_drive(int (*put)(void *, const uint8_t *, const uint8_t *)
     return (double)total / ((double)elapsed / 1e9);
 }
 
-/* ---- durable commits: the engines ------------------------------------------------------------------ */
+/* ---- durable commits: the engines
+ * ------------------------------------------------------------------ */
 
 typedef struct durable_shoal {
     shoal_db *db;
@@ -286,8 +289,7 @@ static int durable_shoal_open(const char *dir, shoal_sync sync, durable_shoal *s
         rc = shoal_open(dir, opts, &s->db);
     shoal_options_free(opts);
     if (rc != 0) {
-        fprintf(stderr, "# shoal: open %s: %s %s\n", dir, shoal_strerror(rc),
-                shoal_error_detail());
+        fprintf(stderr, "# shoal: open %s: %s %s\n", dir, shoal_strerror(rc), shoal_error_detail());
         return -1;
     }
     shoal_ns_config cfg = {.kind = SHOAL_KIND_KV, .placement = SHOAL_PLACE_SPREAD};
@@ -547,8 +549,8 @@ static void durable_recovery_fill(const char *dir, const bench_dataset *d)
      * survives the _exit below. */
     shoal_write_options written = {.sync = SHOAL_SYNC_PERIODIC};
     for (size_t i = half; rc == 0 && i < d->count; i++)
-        rc = shoal_put(s.ns, bench_key(d, i), BENCH_KEY_SIZE, bench_value(d, i),
-                       BENCH_VALUE_SIZE, d->count - i <= 1000 ? &written : NULL);
+        rc = shoal_put(s.ns, bench_key(d, i), BENCH_KEY_SIZE, bench_value(d, i), BENCH_VALUE_SIZE,
+                       d->count - i <= 1000 ? &written : NULL);
     if (rc != 0) {
         fprintf(stderr, "# recovery fill: %s\n", shoal_strerror(rc));
         _exit(1);
@@ -580,8 +582,8 @@ static void durable_recovery_open(const char *dir, const bench_dataset *d, int f
             uint8_t value[BENCH_VALUE_SIZE + 1];
             for (size_t i = 0; i < d->count; i += 997) {
                 size_t vlen = 0;
-                if (shoal_get_into(ns, NULL, bench_key(d, i), BENCH_KEY_SIZE, value,
-                                   sizeof value, &vlen) != 0 ||
+                if (shoal_get_into(ns, NULL, bench_key(d, i), BENCH_KEY_SIZE, value, sizeof value,
+                                   &vlen) != 0 ||
                     vlen != BENCH_VALUE_SIZE ||
                     memcmp(value, bench_value(d, i), BENCH_VALUE_SIZE) != 0)
                     r.wrong++;
@@ -632,8 +634,9 @@ static int durable_recovery_shoal(const bench_dataset *d, double *seconds)
             if (!got || r.status != 0) {
                 fprintf(stderr, "# recovery: the timing process failed\n");
             } else if (r.keys != d->count || r.wrong) {
-                fprintf(stderr, "# recovery: %llu keys after open (expected %zu), %llu of the "
-                                "sampled values wrong\n",
+                fprintf(stderr,
+                        "# recovery: %llu keys after open (expected %zu), %llu of the "
+                        "sampled values wrong\n",
                         (unsigned long long)r.keys, d->count, (unsigned long long)r.wrong);
             } else {
                 fprintf(stderr,
@@ -686,10 +689,10 @@ static pid_t durable_redis_start(const char *dir, int port)
             dup2(devnull, STDIN_FILENO);
             dup2(devnull, STDOUT_FILENO);
         }
-        char *argv[] = {"redis-server", "--port", port_text, "--bind", "127.0.0.1", "--save", "",
-                        "--appendonly", "no", "--daemonize", "no", "--dir", (char *)dir,
-                        "--dbfilename", "dump.rdb", "--logfile", log_path, "--loglevel",
-                        "warning", NULL};
+        char *argv[] = {"redis-server", "--port", port_text,      "--bind",       "127.0.0.1",
+                        "--save",       "",       "--appendonly", "no",           "--daemonize",
+                        "no",           "--dir",  (char *)dir,    "--dbfilename", "dump.rdb",
+                        "--logfile",    log_path, "--loglevel",   "warning",      NULL};
         execvp("redis-server", argv);
         _exit(127);
     }
@@ -737,7 +740,8 @@ static redisContext *durable_redis_ready(pid_t pid, int port)
         }
         if (c) {
             redisReply *reply = redisCommand(c, "PING");
-            bool pong = reply && reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "PONG") == 0;
+            bool pong =
+                reply && reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "PONG") == 0;
             if (reply)
                 freeReplyObject(reply);
             if (pong)
@@ -965,8 +969,8 @@ static int durable_checkpoint_run(const bench_dataset *d, double *p99_during, do
         goto out;
     shoal_db_stats stats;
     if (shoal_stats(s.db, &stats) != 0 || stats.keys != d->count) {
-        fprintf(stderr, "# checkpoint: %llu keys, expected %zu\n",
-                (unsigned long long)stats.keys, d->count);
+        fprintf(stderr, "# checkpoint: %llu keys, expected %zu\n", (unsigned long long)stats.keys,
+                d->count);
         goto out;
     }
     uint64_t bytes = durable_checkpoint_bytes(dir, stats.checkpoint_seq);
@@ -1003,7 +1007,8 @@ static void durable_line(const char *name, double ours, const char *anchor, doub
     fflush(stdout);
 }
 
-/* ---- the benchmarks --------------------------------------------------------------------------- */
+/* ---- the benchmarks ---------------------------------------------------------------------------
+ */
 
 static int durable_run_commits(const durable_settings *s)
 {
@@ -1027,9 +1032,8 @@ static int durable_run_commits(const durable_settings *s)
                 if (!s->anchors[e])
                     continue;
                 double group = 0;
-                double rate =
-                    durable_commits_point((enum durable_engine)e, durable_thread_counts[t],
-                                          s->seconds, &group);
+                double rate = durable_commits_point((enum durable_engine)e,
+                                                    durable_thread_counts[t], s->seconds, &group);
                 fprintf(stderr, "# run %u: %-7s %2u threads %8.0f commits/s\n", run + 1,
                         durable_engine_names[e], durable_thread_counts[t], rate);
                 if (rate <= 0) {
@@ -1106,8 +1110,8 @@ static int durable_run_recovery(const durable_settings *s, const bench_dataset *
     if (ours_done == s->runs) {
         double median = durable_median(ours, ours_done);
         if (theirs_done == s->runs)
-            durable_line(name, median, "redis", durable_median(theirs, theirs_done), false,
-                         "%.3f", "s");
+            durable_line(name, median, "redis", durable_median(theirs, theirs_done), false, "%.3f",
+                         "s");
         else
             printf("# %s shoal=%.3f s (no Redis figure)\n", name, median);
         printf("# target: recovery under 0.5 s: %.3f s (%s)\n", median,
@@ -1122,14 +1126,13 @@ static int durable_run_checkpoint(const durable_settings *s, const bench_dataset
         seconds[DURABLE_MAX_RUNS];
     unsigned done = 0;
     for (unsigned run = 0; run < s->runs; run++)
-        if (durable_checkpoint_run(d, &during[done], &idle[done], &size[done], &seconds[done]) ==
-            0)
+        if (durable_checkpoint_run(d, &during[done], &idle[done], &size[done], &seconds[done]) == 0)
             done++;
     if (done != s->runs)
         return -1;
     double p99_during = durable_median(during, done), p99_idle = durable_median(idle, done);
-    printf("BENCH checkpoint_p99 shoal=%.0f idle=%.0f ratio=%.2f unit=ns\n", p99_during,
-           p99_idle, p99_idle / p99_during);
+    printf("BENCH checkpoint_p99 shoal=%.0f idle=%.0f ratio=%.2f unit=ns\n", p99_during, p99_idle,
+           p99_idle / p99_during);
     printf("# target: checkpoint_p99 ratio >= 0.5: %s (checkpoint of %zu keys took %.3f s, "
            "median)\n",
            p99_idle / p99_during >= 0.5 ? "met" : "not met", d->count,
@@ -1139,7 +1142,8 @@ static int durable_run_checkpoint(const durable_settings *s, const bench_dataset
     return 0;
 }
 
-/* ---- options and main ------------------------------------------------------------------------- */
+/* ---- options and main -------------------------------------------------------------------------
+ */
 
 static void durable_usage(FILE *out)
 {
@@ -1173,8 +1177,13 @@ static bool durable_list_has(const char *list, const char *word)
 
 static int durable_parse(int argc, char **argv, durable_settings *s)
 {
-    *s = (durable_settings){.runs = 3, .seconds = 1.0, .keys = 1000000, .commits = true,
-                            .recovery = true, .checkpoint = true, .redis = true,
+    *s = (durable_settings){.runs = 3,
+                            .seconds = 1.0,
+                            .keys = 1000000,
+                            .commits = true,
+                            .recovery = true,
+                            .checkpoint = true,
+                            .redis = true,
                             .time_limit = 900};
     for (int e = 0; e < ENGINE_COUNT; e++)
         s->anchors[e] = true;

@@ -334,7 +334,8 @@ static void cli_check_catalog(cli_check_state *c, const char *path, const uint8_
     uint64_t allowed = shards == 64 ? UINT64_MAX : (1ull << shards) - 1;
     if ((checkpoint_shards & ~allowed) || (checkpoint_seq == 0 && checkpoint_shards != 0)) {
         cli_check_damage(c, path, MANIFEST_HEADER_SIZE + 12,
-                         "the checkpoint shard mask 0x%" PRIx64 " does not fit %u shards at seq %" PRIu64,
+                         "the checkpoint shard mask 0x%" PRIx64
+                         " does not fit %u shards at seq %" PRIu64,
                          checkpoint_shards, shards, checkpoint_seq);
         return;
     }
@@ -444,8 +445,8 @@ static void cli_check_manifest(cli_check_state *c)
  * its key and value may straddle blocks. */
 typedef struct cli_check_image {
     uint8_t header[12];
-    size_t header_len;   /* bytes of the current entry's header seen so far */
-    uint64_t remaining;  /* key and value bytes of the current entry still to skip */
+    size_t header_len;  /* bytes of the current entry's header seen so far */
+    uint64_t remaining; /* key and value bytes of the current entry still to skip */
     uint64_t entries, foreign;
     const char *problem; /* the first malformed entry found, or NULL */
 } cli_check_image;
@@ -501,8 +502,9 @@ static void cli_check_checkpoint_file(cli_check_state *c, const char *path, uint
         return;
     }
     if (err) {
-        cli_check_error(c, path, "%s", err == SHOAL_ENOTSUP ? "written by a newer format version"
-                                                           : shoal_strerror(err));
+        cli_check_error(c, path, "%s",
+                        err == SHOAL_ENOTSUP ? "written by a newer format version"
+                                             : shoal_strerror(err));
         return;
     }
     if (header_shard != shard || header_seq != c->checkpoint_seq) {
@@ -533,8 +535,7 @@ static void cli_check_checkpoint_file(cli_check_state *c, const char *path, uint
         cli_check_damage(c, path, ckpt_reader_offset(r),
                          "the image ends in the middle of an entry");
     else
-        cli_check_ok(c, path,
-                     "(%" PRIu64 " block%s, %" PRIu64 " raw bytes, %" PRIu64 " entries%s)",
+        cli_check_ok(c, path, "(%" PRIu64 " block%s, %" PRIu64 " raw bytes, %" PRIu64 " entries%s)",
                      blocks, blocks == 1 ? "" : "s", raw, im.entries,
                      im.foreign ? ", some of namespaces dropped since" : "");
     ckpt_reader_close(r);
@@ -557,9 +558,8 @@ static void cli_check_checkpoint_dir(cli_check_state *c, const char *path)
             strlen(files.names[i]) > 16) {
             cli_check_warning(c, file, "stray: not a checkpoint file name");
         } else if (shard >= c->shards || !(c->checkpoint_shards & (1ull << shard))) {
-            cli_check_warning(c, file,
-                              "stray: the MANIFEST does not name shard %u of this checkpoint",
-                              shard);
+            cli_check_warning(
+                c, file, "stray: the MANIFEST does not name shard %u of this checkpoint", shard);
         }
     }
     cli_check_names_free(&files);
@@ -635,12 +635,10 @@ static int cli_check_op(void *ctx, const struct log_op *op)
     return 0;
 }
 
-static int cli_check_record(void *ctx, uint8_t type, uint64_t seq, const void *payload,
-                            size_t len)
+static int cli_check_record(void *ctx, uint8_t type, uint64_t seq, const void *payload, size_t len)
 {
     cli_check_stream *s = ctx;
-    int err = type <= LOG_BATCH ? log_decode(type, payload, len, cli_check_op, s)
-                                : SHOAL_ECORRUPT;
+    int err = type <= LOG_BATCH ? log_decode(type, payload, len, cli_check_op, s) : SHOAL_ECORRUPT;
     if (err) {
         s->bad_type = type;
         s->bad_seq = seq;
@@ -718,8 +716,7 @@ static void cli_check_stream_run(cli_check_state *c, unsigned stream)
     cli_check_stream s = {.check = c};
     struct wal_replay_report report;
     memset(&report, 0, sizeof report);
-    int err =
-        wal_replay(c->dir, stream, 0, c->io, false, true, cli_check_record, &s, &report);
+    int err = wal_replay(c->dir, stream, 0, c->io, false, true, cli_check_record, &s, &report);
 
     /* Which segment the replay stopped in, if it did. */
     uint64_t bad_offset = report.offset;

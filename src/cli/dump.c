@@ -379,8 +379,7 @@ static int cli_dump_read_record(cli_dump_reader *r, uint8_t *type, const uint8_t
     if (head[0] < CLI_DUMP_TENANT || head[0] > CLI_DUMP_END)
         return cli_dump_malformed(r, r->offset, "unknown record type %u", head[0]);
     if (length > CLI_DUMP_MAX_PAYLOAD)
-        return cli_dump_malformed(r, r->offset, "record length %u is beyond any record's",
-                                  length);
+        return cli_dump_malformed(r, r->offset, "record length %u is beyond any record's", length);
     if (length + 1u > r->cap) {
         size_t cap = r->cap ? r->cap : 4096;
         while (cap < length + 1u)
@@ -516,8 +515,7 @@ static int cli_load_namespace_record(cli_dump_reader *r, cli_load_plan *p, uint6
         return cli_dump_malformed(r, at, "namespace \"%s\" names tenant %u of %zu", ns->name,
                                   ns->tenant, p->tenant_count);
     if (ns->kind != SHOAL_KIND_KV)
-        return cli_dump_malformed(r, at, "namespace \"%s\": unknown kind %u", ns->name,
-                                  payload[4]);
+        return cli_dump_malformed(r, at, "namespace \"%s\": unknown kind %u", ns->name, payload[4]);
     if (ns->placement != SHOAL_PLACE_PINNED && ns->placement != SHOAL_PLACE_SPREAD)
         return cli_dump_malformed(r, at, "namespace \"%s\": unknown placement %u", ns->name,
                                   payload[5]);
@@ -546,8 +544,7 @@ static int cli_load_entry_record(cli_dump_reader *r, cli_load_plan *p, cli_load_
     uint32_t ns = encoding_get_u32(payload);
     uint32_t klen = encoding_get_u32(payload + 4);
     if (ns >= p->namespace_count)
-        return cli_dump_malformed(r, at, "an entry of namespace %u of %zu", ns,
-                                  p->namespace_count);
+        return cli_dump_malformed(r, at, "an entry of namespace %u of %zu", ns, p->namespace_count);
     if (klen == 0 || klen > SHOAL_MAX_KEY || klen > len - 8)
         return cli_dump_malformed(r, at, "an entry's key length %u is out of range", klen);
     size_t vlen = len - 8 - klen;
@@ -586,8 +583,8 @@ static int cli_load_end_record(cli_dump_reader *r, cli_load_plan *p, uint64_t at
                                   "the end record counts %llu tenants, %llu namespaces and %llu "
                                   "entries; the file holds %zu, %zu and %llu",
                                   (unsigned long long)tenants, (unsigned long long)namespaces,
-                                  (unsigned long long)entries, p->tenant_count,
-                                  p->namespace_count, (unsigned long long)p->entries);
+                                  (unsigned long long)entries, p->tenant_count, p->namespace_count,
+                                  (unsigned long long)p->entries);
     return 0;
 }
 
@@ -767,8 +764,8 @@ static int cli_load_entries(shoal_db *db, cli_dump_reader *r, cli_load_plan *p)
         if (type != CLI_DUMP_ENTRY)
             continue;
         uint32_t ns = encoding_get_u32(payload), klen = encoding_get_u32(payload + 4);
-        rc = shoal_batch_put(batch, p->namespaces[ns].handle, payload + 8, klen,
-                             payload + 8 + klen, len - 8 - klen);
+        rc = shoal_batch_put(batch, p->namespaces[ns].handle, payload + 8, klen, payload + 8 + klen,
+                             len - 8 - klen);
         pending_bytes += len;
         if (rc == 0 && (shoal_batch_count(batch) >= CLI_DUMP_BATCH_KEYS ||
                         pending_bytes >= CLI_DUMP_BATCH_BYTES)) {

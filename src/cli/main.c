@@ -34,7 +34,8 @@ static int cli_help(int argc, char **argv);
 static const cli_command cli_commands[] = {
     {"bench", cli_bench, "measure the engine on a memory database (fill, gets, scan, snapshots)"},
     {"check", cli_check, "verify every checksum of a durable database, read-only (exit 1: damage)"},
-    {"dump", cli_dump, "write a database's tenants, namespaces and keys in the portable dump format"},
+    {"dump", cli_dump,
+     "write a database's tenants, namespaces and keys in the portable dump format"},
     {"load", cli_load, "load a dump into a database, validating the whole file first"},
     {"stats", cli_stats, "print a durable database's statistics: shards, tenants, namespaces"},
     {"help", cli_help, "list the subcommands"},

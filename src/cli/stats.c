@@ -42,8 +42,8 @@ static void cli_stats_latency(const char *name, const shoal_latency *l)
     if (l->count == 0)
         return;
     printf("  %-7s latency: %llu sampled, p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us\n",
-           name, (unsigned long long)l->count, l->p50_ns / 1e3, l->p99_ns / 1e3,
-           l->p999_ns / 1e3, l->max_ns / 1e3);
+           name, (unsigned long long)l->count, l->p50_ns / 1e3, l->p99_ns / 1e3, l->p999_ns / 1e3,
+           l->max_ns / 1e3);
 }
 
 static int cli_stats_database(shoal_db *db, const char *dir, shoal_db_stats *s)
@@ -60,9 +60,9 @@ static int cli_stats_database(shoal_db *db, const char *dir, shoal_db_stats *s)
            (unsigned long long)s->memory);
     printf("  since open: %llu gets, %llu puts, %llu deletes, %llu batch commits, %llu scans; "
            "%llu snapshots open\n",
-           (unsigned long long)s->gets, (unsigned long long)s->puts,
-           (unsigned long long)s->deletes, (unsigned long long)s->commits,
-           (unsigned long long)s->scans, (unsigned long long)s->snapshots_open);
+           (unsigned long long)s->gets, (unsigned long long)s->puts, (unsigned long long)s->deletes,
+           (unsigned long long)s->commits, (unsigned long long)s->scans,
+           (unsigned long long)s->snapshots_open);
     printf("  versions retired %llu, reclaimed %llu; quota refusals %llu\n",
            (unsigned long long)s->versions_retired, (unsigned long long)s->versions_reclaimed,
            (unsigned long long)s->quota_refusals);
@@ -111,10 +111,10 @@ static int cli_stats_shards(shoal_db *db, uint32_t shards)
         if (rc != 0)
             return rc;
         printf("  %5u %6s %10llu %12llu %7llu %9llu %9llu %9llu %11llu\n", s.shard,
-               s.active ? "yes" : "no", (unsigned long long)s.objects,
-               (unsigned long long)s.bytes, (unsigned long long)s.indexes,
-               (unsigned long long)s.puts, (unsigned long long)s.deletes,
-               (unsigned long long)s.gets, (unsigned long long)s.lock_waits);
+               s.active ? "yes" : "no", (unsigned long long)s.objects, (unsigned long long)s.bytes,
+               (unsigned long long)s.indexes, (unsigned long long)s.puts,
+               (unsigned long long)s.deletes, (unsigned long long)s.gets,
+               (unsigned long long)s.lock_waits);
     }
     return 0;
 }

@@ -18,14 +18,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAKE_DB_CHECK(call)                                                                     \
-    do {                                                                                       \
-        int make_db_rc = (call);                                                               \
-        if (make_db_rc != 0) {                                                                 \
-            fprintf(stderr, "make_db: %s: %s (%s)\n", #call, shoal_strerror(make_db_rc),      \
-                    shoal_error_detail());                                                      \
-            _exit(1);                                                                          \
-        }                                                                                      \
+#define MAKE_DB_CHECK(call)                                                                        \
+    do {                                                                                           \
+        int make_db_rc = (call);                                                                   \
+        if (make_db_rc != 0) {                                                                     \
+            fprintf(stderr, "make_db: %s: %s (%s)\n", #call, shoal_strerror(make_db_rc),           \
+                    shoal_error_detail());                                                         \
+            _exit(1);                                                                              \
+        }                                                                                          \
     } while (0)
 
 static void make_db_value(unsigned char *value, size_t len, unsigned seed)
@@ -82,7 +82,8 @@ int main(int argc, char **argv)
     }
     live += 2000;
     for (unsigned i = 0; i < 1000; i++) {
-        unsigned char key[9] = {0, 0xff, (unsigned char)(i >> 8), (unsigned char)i, 0, 1, 2, 0xff, 0};
+        unsigned char key[9] = {0,    0xff, (unsigned char)(i >> 8), (unsigned char)i, 0, 1, 2,
+                                0xff, 0};
         make_db_value(value, 100, i + 7);
         MAKE_DB_CHECK(shoal_put(events, key, sizeof key, value, 100, NULL));
     }
@@ -98,7 +99,8 @@ int main(int argc, char **argv)
         MAKE_DB_CHECK(shoal_put(users, key, (size_t)klen, value, 120, NULL));
     }
     for (unsigned i = 0; i < 1000; i += 5) {
-        unsigned char key[9] = {0, 0xff, (unsigned char)(i >> 8), (unsigned char)i, 0, 1, 2, 0xff, 0};
+        unsigned char key[9] = {0,    0xff, (unsigned char)(i >> 8), (unsigned char)i, 0, 1, 2,
+                                0xff, 0};
         MAKE_DB_CHECK(shoal_delete(events, key, sizeof key, NULL));
         live--;
     }

@@ -102,9 +102,12 @@
  * final flush at close.
  *
  * PREALLOCATION
- * New segments are fallocate'd to segment_bytes: fdatasync after appending into reserved
- * space measured 1.2-1.5x faster than into a growing file (17,920/s against 12,514/s in a
- * quiet run), since the file size need not be journaled with every sync.
+ * Segments are fallocate'd ahead of the writes, WAL_PREALLOCATE_STEP at a time (up to
+ * segment_bytes): fdatasync after appending into reserved space measured 1.2-1.5x faster
+ * than into a growing file (17,920/s against 12,514/s in a quiet run), since the file size
+ * need not be journaled with every sync. Reserving a step rather than the whole segment
+ * bounds the zeros recovery must read past at the end of a crashed stream (a whole 64 MiB
+ * reservation made them most of the cost of recovering a small log).
  * The reader therefore treats zeros to the end of a file as a clean end, and ending a
  * segment (roll, close) trims the unused reservation.
  *
@@ -305,6 +308,11 @@ static int wal_cond_init(pthread_cond_t *cond)
     int rc = pthread_cond_init(cond, &attr);
     pthread_condattr_destroy(&attr);
     return rc == 0 ? 0 : SHOAL_ENOMEM;
+}
+
+static uint64_t wal_min(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
 }
 
 static uint64_t wal_max(uint64_t a, uint64_t b)
@@ -514,8 +522,9 @@ static int wal_stream_create_segment(struct wal_stream *s)
     if (fd < 0)
         return io_error(fd);
     uint64_t allocated = 0;
-    if (w->preallocate && io->fallocate(io, fd, 0, w->segment_bytes) == 0)
-        allocated = w->segment_bytes;
+    uint64_t first_step = wal_min(w->segment_bytes, WAL_PREALLOCATE_STEP);
+    if (w->preallocate && io->fallocate(io, fd, 0, first_step) == 0)
+        allocated = first_step;
     /* A failed reservation is not an error: the file grows instead, and a disk that is
      * really full fails the writes themselves with ENOSPC. */
 
@@ -593,6 +602,22 @@ static int wal_stream_end_segment(struct wal_stream *s)
     return 0;
 }
 
+/* Extends the segment's reservation to cover `upto` bytes, a step at a time. A failed
+ * reservation is not an error: the file grows instead from there on. */
+static void wal_stream_preallocate(struct wal_stream *s, uint64_t upto)
+{
+    struct wal *w = s->wal;
+    if (s->seg_allocated == 0 || upto <= s->seg_allocated)
+        return;
+    uint64_t target = wal_min(w->segment_bytes, wal_max(upto, s->seg_allocated + WAL_PREALLOCATE_STEP));
+    if (target <= s->seg_allocated ||
+        w->io->fallocate(w->io, s->fd, s->seg_allocated, target - s->seg_allocated) != 0) {
+        s->seg_allocated = 0;
+        return;
+    }
+    s->seg_allocated = target;
+}
+
 /* Writes a run of whole records, starting segments as needed. A segment takes records
  * while they fit in segment_bytes; a record larger than that gets a segment of its own.
  * max_seq bounds every seq in data. */
@@ -621,6 +646,7 @@ static int wal_stream_write(struct wal_stream *s, const uint8_t *data, size_t le
                 chunk = WAL_RECORD_HEADER_SIZE + (size_t)encoding_get_u32(data + pos + 4);
         }
         if (chunk > 0) {
+            wal_stream_preallocate(s, s->seg_len + chunk);
             int rc = io_pwrite_full(w->io, s->fd, data + pos, chunk, s->seg_len);
             if (rc < 0)
                 return io_error(rc);

@@ -36,6 +36,8 @@
 #define WAL_SEGMENT_HEADER_SIZE 48u
 #define WAL_RECORD_HEADER_SIZE 20u
 #define WAL_DEFAULT_SEGMENT_BYTES (64ull * 1024 * 1024)
+/* Segments are reserved (fallocate) this much at a time ahead of the writes. */
+#define WAL_PREALLOCATE_STEP (4ull * 1024 * 1024)
 /* The largest payload one record can carry (its length field is 32 bits). */
 #define WAL_MAX_PAYLOAD ((size_t)UINT32_MAX - WAL_RECORD_HEADER_SIZE)
 

@@ -74,6 +74,9 @@ struct durable {
     _Atomic uint64_t checkpoints;
     _Atomic int64_t checkpoint_unix;
     _Atomic int last_checkpoint_error;
+    /* A failed fsync outside the log (MANIFEST, checkpoint directory) is as fatal as one
+     * inside it (R4): the database stops accepting writes with this error. */
+    _Atomic int failed;
     uint64_t recovered_records, recovered_keys, torn_bytes, salvaged_bytes;
     uint32_t torn_streams;
 };
@@ -219,7 +222,19 @@ static int catalog_write(struct shoal_db *db, struct durable *d, uint64_t checkp
     }
     int err = w.failed ? SHOAL_ENOMEM : manifest_write(d->io, d->dir, w.data, w.len);
     free(w.data);
+    if (err == SHOAL_EFSYNC) {
+        /* The new MANIFEST may or may not be the one a crash would find: stop here. */
+        int none = 0;
+        atomic_compare_exchange_strong(&d->failed, &none, err);
+    }
     return err;
+}
+
+/* The sticky error of the log or of the MANIFEST, or 0. */
+static int durable_error(struct durable *d)
+{
+    int err = wal_error(d->wal);
+    return err ? err : atomic_load(&d->failed);
 }
 
 int durable_save_catalog(struct shoal_db *db)
@@ -227,7 +242,7 @@ int durable_save_catalog(struct shoal_db *db)
     struct durable *d = durable_of(db);
     if (!d)
         return 0;
-    int err = wal_error(d->wal);
+    int err = durable_error(d);
     if (err)
         return err;
     return catalog_write(db, d, d->checkpoint_seq, d->checkpoint_shards);
@@ -752,7 +767,7 @@ static int remove_old_checkpoints(struct durable *d, uint64_t keep)
 
 static int checkpoint_run(struct shoal_db *db, struct durable *d)
 {
-    int err = wal_error(d->wal);
+    int err = durable_error(d);
     if (err)
         return SHOAL_EREADONLY;
     struct checkpoint_job job = {.db = db, .d = d};
@@ -841,7 +856,7 @@ static void *checkpointer_main(void *arg)
             until.tv_nsec -= 1000000000;
         }
         pthread_cond_timedwait(&d->wake, &d->wake_lock, &until);
-        if (d->stopping || wal_error(d->wal) ||
+        if (d->stopping || durable_error(d) ||
             wal_bytes(d->wal) < db->config.checkpoint_log_bytes)
             continue;
         pthread_mutex_unlock(&d->wake_lock);
@@ -993,7 +1008,7 @@ int durable_close(struct shoal_db *db)
         return 0;
     checkpointer_stop(d);
     int err = 0;
-    if (!wal_error(d->wal))
+    if (!durable_error(d))
         err = shoal_checkpoint(db);
     int closed = wal_close(d->wal);
     if (!err)
@@ -1050,7 +1065,7 @@ SHOAL_API int shoal_persist(shoal_db *db, const char *dir)
 int durable_writable(struct shoal_db *db)
 {
     struct durable *d = durable_of(db);
-    return d ? wal_error(d->wal) : 0;
+    return d ? durable_error(d) : 0;
 }
 
 int durable_append(struct shoal_db *db, const struct write_op *ops, size_t n, uint64_t seq,
@@ -1115,7 +1130,7 @@ void durable_stats(struct shoal_db *db, shoal_db_stats *out)
     out->torn_streams = d->torn_streams;
     out->torn_bytes = d->torn_bytes;
     out->salvaged_bytes = d->salvaged_bytes;
-    int err = wal_error(d->wal);
+    int err = durable_error(d);
     if (err) {
         out->read_only = true;
         out->read_only_cause = err;

@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,6 +192,137 @@ static void test_zero_length_values(void **state)
         shoal_ns_close(ns);
         shoal_close(db);
     }
+}
+
+/* SHOAL_OPT_MEMORY_LIMIT: puts past the limit fail with SHOAL_EMEMLIMIT and store nothing;
+ * deletes always work, even at the limit with a snapshot open (which makes them allocate
+ * tombstones); what they free makes room for new puts. */
+static void test_memory_limit(void **state)
+{
+    (void)state;
+    shoal_options *opts = NULL;
+    assert_ok(shoal_options_new(&opts));
+    assert_ok(shoal_options_set(opts, SHOAL_OPT_SHARDS, 2));
+    assert_ok(shoal_options_set(opts, SHOAL_OPT_MEMORY_LIMIT, 2u << 20));
+    shoal_db *db = NULL;
+    assert_ok(shoal_open(NULL, opts, &db));
+    shoal_options_free(opts);
+    shoal_ns *ns = test_ns(db, "bounded", SHOAL_PLACE_SPREAD, 0);
+    uint8_t value[1000];
+    test_fill_pattern(value, sizeof value, 6);
+    char key[32];
+    int stored = 0, r = 0;
+    for (; stored < 100000; stored++) {
+        snprintf(key, sizeof key, "k%06d", stored);
+        r = shoal_put(ns, key, strlen(key), value, sizeof value, NULL);
+        if (r != 0)
+            break;
+    }
+    assert_code(r, SHOAL_EMEMLIMIT);
+    assert_true(stored > 500 && stored < 2100); /* about 2 MiB of 1 KiB values */
+    uint64_t seq = shoal_last_seq(db);
+    test_expect_absent_str(ns, NULL, key);
+    assert_int_equal(shoal_last_seq(db), seq);
+    uint64_t keys, bytes;
+    test_ns_counts(ns, &keys, &bytes);
+    assert_int_equal(keys, (uint64_t)stored);
+    /* A batch that would grow the data is refused whole. */
+    shoal_batch *b = NULL;
+    assert_ok(shoal_batch_new(db, &b));
+    assert_ok(shoal_batch_delete(b, ns, "k000000", 7));
+    assert_ok(shoal_batch_put(b, ns, "extra", 5, value, sizeof value));
+    assert_code(shoal_batch_commit(b, NULL, NULL), SHOAL_EMEMLIMIT);
+    test_expect(ns, NULL, "k000000", 7, value, sizeof value);
+    shoal_batch_free(b);
+    /* Deletes work at the limit, with a snapshot open too. */
+    shoal_snapshot *snap = NULL;
+    assert_ok(shoal_snapshot_take(db, &snap));
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "k%06d", i);
+        assert_ok(shoal_delete(ns, key, strlen(key), NULL));
+    }
+    test_expect(ns, snap, "k000000", 7, value, sizeof value);
+    shoal_snapshot_release(snap);
+    /* With the snapshot gone, what the deletes removed is garbage: the memory it holds must
+     * not keep refusing puts (checked after closing, so that a failure leaks nothing). */
+    int first = 0, refused = 0;
+    for (int i = 0; i < 50; i++) {
+        snprintf(key, sizeof key, "new%03d", i);
+        r = shoal_put(ns, key, strlen(key), value, sizeof value, NULL);
+        if (i == 0)
+            first = r;
+        refused += r != 0;
+    }
+    shoal_ns_close(ns);
+    shoal_close(db);
+    assert_code(first, 0);
+    assert_int_equal(refused, 0);
+}
+
+/* Statistics read while writers run: every call succeeds and its figures are within what
+ * the writers could have produced. Under TSan this also checks that reading them races
+ * with nothing (the statistics are documented as callable from any thread). */
+struct stats_writer {
+    shoal_ns *ns;
+    int index;
+    _Atomic bool *stop;
+    int errors;
+};
+
+static void *stats_writer_main(void *arg)
+{
+    struct stats_writer *w = arg;
+    char key[32];
+    for (int i = 0; i < 20000 && !atomic_load(w->stop); i++) {
+        snprintf(key, sizeof key, "w%d-%d", w->index, i % 2000);
+        if (shoal_put(w->ns, key, strlen(key), "value", 5, NULL) != 0)
+            w->errors++;
+        if (i % 3 == 0 && shoal_delete(w->ns, key, strlen(key), NULL) != 0)
+            w->errors++;
+    }
+    return NULL;
+}
+
+static void test_stats_while_writing(void **state)
+{
+    (void)state;
+    shoal_db *db = test_open(8, 0);
+    shoal_ns *spread = test_ns(db, "spread", SHOAL_PLACE_SPREAD, 0);
+    shoal_ns *pinned = test_ns(db, "pinned", SHOAL_PLACE_PINNED, 0);
+    _Atomic bool stop = false;
+    struct stats_writer writers[2] = {{.ns = spread, .index = 0, .stop = &stop},
+                                      {.ns = pinned, .index = 1, .stop = &stop}};
+    pthread_t ids[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&ids[i], NULL, stats_writer_main, &writers[i]), 0);
+    uint64_t last_seq = 0;
+    for (int round = 0; round < SHOAL_TEST_SCALE(2000, 300); round++) {
+        shoal_db_stats st;
+        assert_ok(shoal_stats(db, &st));
+        assert_true(st.seq >= last_seq);
+        last_seq = st.seq;
+        assert_true(st.keys <= 4000);
+        shoal_shard_stats ss;
+        assert_ok(shoal_stats_shard(db, (uint32_t)round % 8, &ss));
+        shoal_tenant_stats ts;
+        assert_ok(shoal_stats_tenant(db, 0, &ts));
+        assert_true(ts.keys <= 4000);
+        shoal_ns_info infos[2];
+        size_t count = 0;
+        assert_ok(shoal_ns_list(db, UINT32_MAX, infos, 2, &count));
+        assert_int_equal(count, 2);
+    }
+    atomic_store(&stop, true);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(ids[i], NULL);
+        assert_int_equal(writers[i].errors, 0);
+    }
+    shoal_db_stats st;
+    assert_ok(shoal_stats(db, &st));
+    assert_int_equal(st.keys, test_count_keys(spread, NULL) + test_count_keys(pinned, NULL));
+    shoal_ns_close(spread);
+    shoal_ns_close(pinned);
+    shoal_close(db);
 }
 
 /* shoal_get_into accepts no buffer at all (NULL, capacity 0): a zero-length value fits
@@ -813,6 +946,8 @@ int main(void)
         cmocka_unit_test(test_drop_frees_and_reopens_empty),
         cmocka_unit_test(test_two_databases),
         cmocka_unit_test(test_stats_counters),
+        cmocka_unit_test(test_memory_limit),
+        cmocka_unit_test(test_stats_while_writing),
         cmocka_unit_test(test_get_into_empty_value_without_buffer),
         cmocka_unit_test(test_ns_list_count_only),
     };

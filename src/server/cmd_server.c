@@ -4,9 +4,16 @@
  *
  * Identity changes (AUTH, HELLO AUTH, CLIENT SETNAME) are made under the registry lock,
  * because CLIENT LIST on other loops reads those fields (server.h). INFO shows a
- * non-admin user only its own tenant. Checkpoint commands answer that they are not
- * available in memory mode until durability exists.
- * Tested by tests/integration/test_server.py and the redis-cli smoke test.
+ * non-admin user only its own tenant.
+ *
+ * Checkpoints: SAVE runs shoal_checkpoint on the caller's loop (blocking that loop and its
+ * clients, as SAVE blocks Redis); BGSAVE runs it on a thread of its own, one at a time
+ * (server.bgsave_lock guards the thread's handle and the in-progress and scheduled flags,
+ * so a BGSAVE SCHEDULE is never lost between the thread's last check and its exit);
+ * LASTSAVE is the newer of the last checkpoint the engine completed (on request or
+ * because the log grew) and the startup time. In memory mode they answer that
+ * checkpoints need a directory.
+ * Tested by tests/integration/test_server.py, test_durable.py and the redis-cli smoke test.
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -16,6 +23,7 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -417,6 +425,57 @@ static long info_rss_kb(void)
     return resident * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
+/* Newest of the startup time, the last SAVE/BGSAVE and the engine's last checkpoint. */
+static long long server_last_save(const shoal_db_stats *stats)
+{
+    long long last = atomic_load(&server.last_save_unix);
+    return stats->checkpoint_unix > last ? (long long)stats->checkpoint_unix : last;
+}
+
+/* INFO persistence: Redis's field names where one means the same thing (a checkpoint is
+ * an "rdb save", the log is the "aof"), then the engine's own figures. */
+static void info_persistence(info_text *t, const shoal_db_stats *stats)
+{
+    int bgsave_error = atomic_load(&server.last_bgsave_error);
+    info_append(t,
+                "loading:0\r\nasync_loading:0\r\nmode:%s\r\ndir:%s\r\nsync:%s\r\n"
+                "aof_enabled:%d\r\nappendfsync:%s\r\nrdb_changes_since_last_save:%llu\r\n"
+                "rdb_bgsave_in_progress:%d\r\nrdb_saves:%llu\r\nrdb_last_save_time:%lld\r\n"
+                "rdb_last_bgsave_status:%s\r\nrdb_last_checkpoint_seq:%llu\r\n"
+                "last_checkpoint_error:%s\r\naof_last_write_status:%s\r\n",
+                server.durable ? "durable" : "memory", server.durable ? server.config.dir : "",
+                server.durable ? server.config.sync : "", server.durable ? 1 : 0,
+                server.durable ? config_appendfsync_name(server.config.sync) : "no",
+                (unsigned long long)(server.durable && stats->seq > stats->checkpoint_seq
+                                         ? stats->seq - stats->checkpoint_seq
+                                         : 0),
+                atomic_load(&server.bgsave_in_progress) ? 1 : 0,
+                (unsigned long long)stats->checkpoints, server_last_save(stats),
+                bgsave_error == 0 ? "ok" : "err", (unsigned long long)stats->checkpoint_seq,
+                stats->last_checkpoint_error ? shoal_error_name(stats->last_checkpoint_error)
+                                             : "none",
+                stats->read_only ? "err" : "ok");
+    double group = stats->group_commits > 0
+                       ? (double)stats->group_waiters / (double)stats->group_commits
+                       : 0.0;
+    info_append(t,
+                "log_streams:%u\r\nlog_bytes:%llu\r\nlog_syncs:%llu\r\ngroup_commits:%llu\r\n"
+                "group_commit_avg_size:%.2f\r\npending_durable_writes:%lld\r\n"
+                "durability_failures:%llu\r\nrecovery_time_ms:%lld\r\n"
+                "recovered_checkpoint_keys:%llu\r\nrecovered_log_records:%llu\r\n"
+                "recovered_torn_streams:%u\r\nrecovered_torn_bytes:%llu\r\n"
+                "recovered_salvaged_bytes:%llu\r\nread_only:%d\r\nread_only_cause:%s\r\n",
+                stats->log_streams, (unsigned long long)stats->log_bytes,
+                (unsigned long long)stats->log_syncs, (unsigned long long)stats->group_commits,
+                group, atomic_load(&server.pending_writes),
+                (unsigned long long)atomic_load(&server.durability_failures), server.recovery_ms,
+                (unsigned long long)stats->recovered_keys,
+                (unsigned long long)stats->recovered_records, stats->torn_streams,
+                (unsigned long long)stats->torn_bytes, (unsigned long long)stats->salvaged_bytes,
+                stats->read_only ? 1 : 0,
+                stats->read_only_cause ? shoal_error_name(stats->read_only_cause) : "none");
+}
+
 COMMAND_HANDLER(cmd_info)
 {
     info_text t = {0};
@@ -458,11 +517,7 @@ COMMAND_HANDLER(cmd_info)
     }
     if (info_wanted(c, "persistence", true)) {
         SECTION("Persistence");
-        info_append(&t, "loading:0\r\nmode:%s\r\nrdb_changes_since_last_save:0\r\n"
-                        "rdb_bgsave_in_progress:0\r\nrdb_last_save_time:%lld\r\n"
-                        "aof_enabled:0\r\nread_only:%d\r\nread_only_cause:%s\r\n",
-                    server.config.mode, atomic_load(&server.last_save_unix), stats.read_only ? 1 : 0,
-                    stats.read_only_cause ? shoal_error_name(stats.read_only_cause) : "none");
+        info_persistence(&t, &stats);
     }
     if (info_wanted(c, "stats", true)) {
         SECTION("Stats");
@@ -562,10 +617,11 @@ COMMAND_HANDLER(cmd_config)
         }
         /* Settings Redis clients ask about that have no meaning here: answered as a
          * Redis without persistence would, so redis-benchmark and friends are content. */
-        bool save = false, appendonly = false;
+        bool save = false, appendonly = false, appendfsync = false;
         for (size_t i = 0; i < count; i++) {
             save |= text_glob_match(patterns[i], lengths[i], "save", 4, true);
             appendonly |= text_glob_match(patterns[i], lengths[i], "appendonly", 10, true);
+            appendfsync |= text_glob_match(patterns[i], lengths[i], "appendfsync", 11, true);
         }
         resp_buffer body;
         resp_buffer_init(&body);
@@ -594,7 +650,7 @@ COMMAND_HANDLER(cmd_config)
         long long pairs = strtoll(flat + 1, NULL, 10);
         if (flat[0] == '*')
             pairs /= 2;
-        long long extra = (long long)save + (long long)appendonly;
+        long long extra = (long long)save + (long long)appendonly + (long long)appendfsync;
         resp_add_map(&c->out, pairs + extra);
         if (line_end != NULL)
             resp_add_raw(&c->out, line_end + 2, total - (size_t)(line_end + 2 - flat));
@@ -604,7 +660,11 @@ COMMAND_HANDLER(cmd_config)
         }
         if (appendonly) {
             resp_add_bulk_cstring(&c->out, "appendonly");
-            resp_add_bulk_cstring(&c->out, "no");
+            resp_add_bulk_cstring(&c->out, server.durable ? "yes" : "no");
+        }
+        if (appendfsync) {
+            resp_add_bulk_cstring(&c->out, "appendfsync");
+            resp_add_bulk_cstring(&c->out, config_appendfsync_name(server.config.sync));
         }
         free(flat);
     } else if (arg_is(c, 1, "SET") && c->argc >= 4 && c->argc % 2 == 0) {
@@ -655,40 +715,143 @@ COMMAND_HANDLER(cmd_config)
     }
 }
 
+static void server_reply_checkpoint_error(client *c, int result)
+{
+    const char *detail = shoal_error_detail();
+    if (result == SHOAL_EREADONLY || result == SHOAL_EFSYNC)
+        resp_add_errorf(&c->out, "MISCONF checkpoint refused: %s", shoal_strerror(result));
+    else
+        resp_add_errorf(&c->out, "ERR checkpoint failed: %s%s%s", shoal_strerror(result),
+                        detail[0] ? ": " : "", detail);
+}
+
 COMMAND_HANDLER(cmd_save)
 {
-    resp_add_error(&c->out, "ERR SAVE: checkpoints are not available in memory mode");
+    if (!server.durable) {
+        resp_add_error(&c->out, "ERR SAVE: checkpoints are not available in memory mode "
+                                "(start with --dir to use durable mode)");
+        return;
+    }
+    if (atomic_load(&server.bgsave_in_progress)) {
+        resp_add_error(&c->out, "ERR Background save already in progress");
+        return;
+    }
+    int result = shoal_checkpoint(server.db);
+    if (result != 0) {
+        log_message(LOG_WARNING, "SAVE failed: %s", shoal_strerror(result));
+        server_reply_checkpoint_error(c, result);
+        return;
+    }
+    atomic_store(&server.last_save_unix, (long long)time(NULL));
+    log_message(LOG_NOTICE, "DB saved on disk (checkpoint by SAVE)");
+    resp_add_ok(&c->out);
+}
+
+/* The BGSAVE thread: one checkpoint, and another while BGSAVE SCHEDULE asked for one. */
+static void *server_bgsave_main(void *unused)
+{
+    (void)unused;
+    for (;;) {
+        int result = shoal_checkpoint(server.db);
+        atomic_store(&server.last_bgsave_error, result);
+        if (result == 0) {
+            atomic_store(&server.last_save_unix, (long long)time(NULL));
+            log_message(LOG_NOTICE, "Background saving terminated with success (checkpoint)");
+        } else {
+            const char *detail = shoal_error_detail();
+            log_message(LOG_WARNING, "Background saving failed: %s%s%s", shoal_strerror(result),
+                        detail[0] ? ": " : "", detail);
+        }
+        pthread_mutex_lock(&server.bgsave_lock);
+        bool again = atomic_load(&server.bgsave_scheduled) && !atomic_load(&server.shutting_down);
+        atomic_store(&server.bgsave_scheduled, false);
+        if (!again)
+            atomic_store(&server.bgsave_in_progress, false);
+        pthread_mutex_unlock(&server.bgsave_lock);
+        if (!again)
+            return NULL;
+    }
 }
 
 COMMAND_HANDLER(cmd_bgsave)
 {
-    resp_add_error(&c->out, "ERR BGSAVE: checkpoints are not available in memory mode");
+    bool schedule = c->argc == 2 && arg_is(c, 1, "SCHEDULE");
+    if (c->argc > 2 || (c->argc == 2 && !schedule)) {
+        resp_add_error(&c->out, "ERR syntax error");
+        return;
+    }
+    if (!server.durable) {
+        resp_add_error(&c->out, "ERR BGSAVE: checkpoints are not available in memory mode "
+                                "(start with --dir to use durable mode)");
+        return;
+    }
+    pthread_mutex_lock(&server.bgsave_lock);
+    if (atomic_load(&server.bgsave_in_progress)) {
+        if (schedule)
+            atomic_store(&server.bgsave_scheduled, true);
+        pthread_mutex_unlock(&server.bgsave_lock);
+        if (schedule)
+            resp_add_simple(&c->out, "Background saving scheduled");
+        else
+            resp_add_error(&c->out, "ERR Background save already in progress");
+        return;
+    }
+    /* A previous thread has finished (it cleared in_progress as its last step). */
+    if (server.bgsave_joinable)
+        pthread_join(server.bgsave_thread, NULL);
+    server.bgsave_joinable = false;
+    atomic_store(&server.bgsave_in_progress, true);
+    if (pthread_create(&server.bgsave_thread, NULL, server_bgsave_main, NULL) != 0) {
+        atomic_store(&server.bgsave_in_progress, false);
+        pthread_mutex_unlock(&server.bgsave_lock);
+        resp_add_error(&c->out, "ERR cannot start the background checkpoint thread");
+        return;
+    }
+    server.bgsave_joinable = true;
+    pthread_mutex_unlock(&server.bgsave_lock);
+    log_message(LOG_NOTICE, "Background saving started (checkpoint) by client id=%llu",
+                (unsigned long long)c->id);
+    resp_add_simple(&c->out, "Background saving started");
 }
 
 COMMAND_HANDLER(cmd_lastsave)
 {
-    resp_add_integer(&c->out, atomic_load(&server.last_save_unix));
+    shoal_db_stats stats;
+    memset(&stats, 0, sizeof(stats));
+    shoal_stats(server.db, &stats);
+    resp_add_integer(&c->out, server_last_save(&stats));
 }
 
 COMMAND_HANDLER(cmd_shutdown)
 {
-    bool save = false;
+    bool save = false, nosave = false;
     for (size_t i = 1; i < c->argc; i++) {
         if (arg_is(c, i, "SAVE"))
             save = true;
-        else if (arg_is(c, i, "NOSAVE") || arg_is(c, i, "NOW") || arg_is(c, i, "FORCE") ||
-                 arg_is(c, i, "ABORT"))
+        else if (arg_is(c, i, "NOSAVE"))
+            nosave = true;
+        else if (arg_is(c, i, "NOW") || arg_is(c, i, "FORCE") || arg_is(c, i, "ABORT"))
             continue;
         else {
             resp_add_error(&c->out, "ERR syntax error");
             return;
         }
     }
-    if (save) {
+    if (save && nosave) {
+        resp_add_error(&c->out, "ERR syntax error");
+        return;
+    }
+    if (save && !server.durable) {
         resp_add_error(&c->out, "ERR Errors trying to SHUTDOWN: SAVE needs checkpoints, which "
                                 "are not available in memory mode");
         return;
     }
+    /* Durable mode: shoal_close always takes the closing checkpoint, so NOSAVE cannot skip
+     * it; it would change nothing anyway, since every acknowledged write is in the log
+     * and the next start replays it. */
+    if (nosave && server.durable)
+        log_message(LOG_NOTICE, "SHUTDOWN NOSAVE: the engine still takes its closing checkpoint "
+                                "(the log holds every acknowledged write either way)");
     log_message(LOG_WARNING, "SHUTDOWN requested by client id=%llu addr=%s user=%s",
                 (unsigned long long)c->id, c->address, c->identity.user);
     /* The main thread waits for this signal and stops every loop (main.c). */

@@ -47,6 +47,7 @@
 #include <time.h>
 
 #include "commands.h"
+#include "pending.h"
 #include "text.h"
 
 #define COMMAND_MAX_ATTEMPTS 100000
@@ -126,7 +127,8 @@
     X("shutdown", cmd_shutdown, -1, A | M, 0, 0, 0, "server", "Stops the server")          \
     X("command", cmd_command, -1, 0, 0, 0, 0, "server", "Describes commands")              \
     X("time", cmd_time, 1, F, 0, 0, 0, "server", "Returns the server time")                \
-    X("acl", cmd_acl, -2, 0, 0, 0, 0, "server", "Users: WHOAMI LIST USERS SETUSER")
+    X("acl", cmd_acl, -2, 0, 0, 0, 0, "server", "Users: WHOAMI LIST USERS SETUSER") \
+    X("debug", cmd_debug, -2, A, 0, 0, 0, "server", "Fault injection for tests")
 
 #define COMMAND_ROW(name, handler, arity, flags, first, last, step, group, summary)         \
     {name, handler, arity, flags, first, last, step, group, summary, 0},
@@ -266,8 +268,19 @@ void reply_engine_error(client *c, int error)
         return;
     case SHOAL_EREADONLY:
     case SHOAL_EFSYNC:
-        resp_add_errorf(&c->out, "READONLY %s", shoal_strerror(error));
+    case SHOAL_EIO:
+    case SHOAL_ENOSPC: {
+        /* Redis answers writes with MISCONF once it cannot write its files; the engine is
+         * read-only for writes after a failed log write or sync (invariant 8). */
+        shoal_db_stats stats;
+        int cause = error;
+        if (shoal_stats(server.db, &stats) == 0 && stats.read_only_cause != 0)
+            cause = stats.read_only_cause;
+        resp_add_errorf(&c->out, "MISCONF Errors writing to the log (%s): writes are refused "
+                                 "until the server is restarted; reads still work",
+                        shoal_strerror(cause));
         return;
+    }
     case SHOAL_ENOSLOT:
         resp_add_error(&c->out, "BUSY too many open snapshots, retry later");
         return;
@@ -429,7 +442,12 @@ static void command_execute(client *c, const command_def *cmd)
             if (c->retry) {
                 store_txn_abort(&c->txn);
             } else {
-                int result = store_txn_commit(&c->txn);
+                /* In durable mode the reply just written is held until the log confirms
+                 * the commit (pending.c); the loop goes on with the next request. */
+                shoal_write_options options;
+                pending_write *w = pending_begin(c, &options, mark);
+                int result = store_txn_commit(&c->txn, w != NULL ? &options : NULL);
+                result = pending_end(c, w, result);
                 if (result != 0) {
                     resp_buffer_truncate(&c->out, mark);
                     reply_engine_error(c, result);
@@ -659,7 +677,10 @@ COMMAND_HANDLER(cmd_exec)
         c->argv = saved_argv;
         c->lengths = saved_lengths;
         if (!c->retry) {
-            int result = store_txn_commit(&c->txn);
+            /* One batch, one commit, one pending write: the whole EXEC reply waits for it. */
+            shoal_write_options options;
+            pending_write *w = pending_begin(c, &options, mark);
+            int result = pending_end(c, w, store_txn_commit(&c->txn, w != NULL ? &options : NULL));
             if (result == 0)
                 break;
             resp_buffer_truncate(&c->out, mark);

@@ -16,6 +16,7 @@ COMMAND_HANDLER(cmd_client);
 COMMAND_HANDLER(cmd_command);
 COMMAND_HANDLER(cmd_config);
 COMMAND_HANDLER(cmd_dbsize);
+COMMAND_HANDLER(cmd_debug);
 COMMAND_HANDLER(cmd_decr);
 COMMAND_HANDLER(cmd_decrby);
 COMMAND_HANDLER(cmd_del);

@@ -17,8 +17,12 @@
  * Words may be double-quoted. Memory sizes accept b, k, kb, m, mb, g, gb like Redis.
  *
  * Precedence: defaults, then the config file, then the environment (SHOAL_PORT,
- * SHOAL_DIR, SHOAL_SHARDS, SHOAL_MODE, SHOAL_THREADS), then command-line flags
+ * SHOAL_DIR, SHOAL_SHARDS, SHOAL_MODE, SHOAL_SYNC, SHOAL_THREADS), then command-line flags
  * (--<name> <value>, e.g. --port 7000 --shards 8 --sync always --config file).
+ *
+ * Redis's persistence words map onto durable mode: `appendfsync always|everysec|no` sets
+ * sync always|periodic|none; `appendonly` and `save` are accepted and ignored (the log is
+ * always on in durable mode, and checkpoints follow the log's size, checkpoint-log-bytes).
  *
  * Invariants
  * ----------
@@ -76,11 +80,24 @@ static const config_entry config_table[] = {
            "event-loop threads; 0 = one per online core"),
     NUMBER("shards", CONFIG_INTEGER, shards, "0", 0, 64, CONFIG_IMMUTABLE,
            "engine shards (power of two); 0 = engine default (4 x cores, at most 64)"),
-    STRING("mode", mode, "memory", CONFIG_IMMUTABLE, "memory|durable",
-           "memory: no files; durable: a directory (not yet available)"),
-    STRING("dir", dir, "", CONFIG_IMMUTABLE, NULL, "database directory (durable mode)"),
+    STRING("mode", mode, "auto", CONFIG_IMMUTABLE, "auto|memory|durable",
+           "auto: durable when dir is set, else memory; durable needs dir"),
+    STRING("dir", dir, "", CONFIG_IMMUTABLE, NULL,
+           "database directory (created if missing); selects durable mode"),
     STRING("sync", sync, "periodic", CONFIG_IMMUTABLE, "always|batch|periodic|none",
-           "default sync policy (durable mode)"),
+           "when a write is acknowledged (durable mode; see docs/OPERATIONS.md)"),
+    NUMBER("sync-period-ms", CONFIG_INTEGER, sync_period_ms, "1000", 1, 3600000,
+           CONFIG_IMMUTABLE, "sync periodic: the log is fdatasync'ed this often"),
+    NUMBER("sync-window-us", CONFIG_INTEGER, sync_window_us, "2000", 0, 1000000,
+           CONFIG_IMMUTABLE, "sync batch: longest wait to gather writes into one sync"),
+    NUMBER("checkpoint-log-bytes", CONFIG_MEMORY, checkpoint_log_bytes, "64mb", 1024 * 1024,
+           LLONG_MAX, CONFIG_IMMUTABLE, "log size that triggers a background checkpoint"),
+    NUMBER("log-streams", CONFIG_INTEGER, log_streams, "0", 0, 64, CONFIG_IMMUTABLE,
+           "log streams (parallel fdatasync); 0 = engine default (one per core)"),
+    NUMBER("salvage", CONFIG_BOOL, salvage, "no", 0, 1, CONFIG_IMMUTABLE,
+           "open a damaged directory anyway, keeping each log's longest valid prefix"),
+    NUMBER("enable-debug-command", CONFIG_BOOL, enable_debug_command, "no", 0, 1,
+           CONFIG_IMMUTABLE, "allow DEBUG (fault injection, for tests)"),
     NUMBER("maxclients", CONFIG_INTEGER, maxclients, "10000", 1, 1000000, 0,
            "most connected clients; more are refused with an error"),
     NUMBER("timeout", CONFIG_INTEGER, timeout, "0", 0, INT_MAX, 0,
@@ -241,6 +258,15 @@ int config_set(server_config *cfg, const char *name, const char *value, bool sta
 {
     if (!strcasecmp(name, "client-output-buffer-limit"))
         return config_set_output_limit(cfg, value, error, error_size);
+    if (!strcasecmp(name, "appendfsync")) {
+        static const char *const words[][2] = {
+            {"always", "always"}, {"everysec", "periodic"}, {"no", "none"}};
+        for (size_t i = 0; i < 3; i++)
+            if (!strcasecmp(value, words[i][0]))
+                return config_set(cfg, "sync", words[i][1], startup, error, error_size);
+        snprintf(error, error_size, "argument must be one of always|everysec|no");
+        return -1;
+    }
     if (!strcasecmp(name, "save") || !strcasecmp(name, "appendonly") ||
         !strcasecmp(name, "daemonize") || !strcasecmp(name, "protected-mode")) {
         /* Accepted so that redis.conf files and redis-benchmark's CONFIG SET load. */
@@ -369,7 +395,7 @@ int config_load(server_config *cfg, int argc, char **argv, char *error, size_t e
         const char *variable, *setting;
     } environment[] = {
         {"SHOAL_PORT", "port"},   {"SHOAL_DIR", "dir"},         {"SHOAL_SHARDS", "shards"},
-        {"SHOAL_MODE", "mode"},   {"SHOAL_THREADS", "threads"},
+        {"SHOAL_MODE", "mode"},   {"SHOAL_SYNC", "sync"},       {"SHOAL_THREADS", "threads"},
     };
     for (size_t i = 0; i < sizeof(environment) / sizeof(environment[0]); i++) {
         const char *value = getenv(environment[i].variable);
@@ -482,4 +508,13 @@ void config_print_defaults(void)
                (config_table[i].flags & CONFIG_IMMUTABLE) ? " [startup only]" : "");
     printf("  --%-34s %-12s %s\n", "user", "", "\"<name> <rules>\" declares an ACL user");
     printf("  --%-34s %-12s %s\n", "config", "", "redis.conf-style file to read first");
+}
+
+const char *config_appendfsync_name(const char *sync)
+{
+    if (!strcmp(sync, "always") || !strcmp(sync, "batch"))
+        return "always";
+    if (!strcmp(sync, "none"))
+        return "no";
+    return "everysec";
 }

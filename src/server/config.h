@@ -36,9 +36,15 @@ typedef struct server_config {
     atomic_llong active_expire_keys;   /* keys examined per namespace per cycle */
     atomic_llong latency_tracking;     /* bool */
     atomic_llong slowlog_log_slower_than;
+    atomic_llong sync_period_ms;       /* durable: SHOAL_OPT_SYNC_PERIOD_MS */
+    atomic_llong sync_window_us;       /* durable: SHOAL_OPT_SYNC_WINDOW_US */
+    atomic_llong checkpoint_log_bytes; /* durable: SHOAL_OPT_CHECKPOINT_LOG_BYTES */
+    atomic_llong log_streams;          /* durable: SHOAL_OPT_LOG_STREAMS; 0 = engine default */
+    atomic_llong salvage;              /* bool: open a damaged directory anyway */
+    atomic_llong enable_debug_command; /* bool: DEBUG (fault injection for tests) */
     char bind[CONFIG_STRING_MAX];
     char dir[CONFIG_STRING_MAX];
-    char mode[16];                     /* memory | durable */
+    char mode[16];                     /* auto | memory | durable */
     char sync[16];                     /* always | batch | periodic | none */
     char loglevel[16];
     char logfile[CONFIG_STRING_MAX];
@@ -53,7 +59,8 @@ typedef struct server_config {
 /* Fills every default. */
 void config_defaults(server_config *cfg);
 /* Applies, in order, the config file (the first argument that is not a flag, or --config),
- * the environment (SHOAL_PORT SHOAL_DIR SHOAL_SHARDS SHOAL_MODE SHOAL_THREADS) and the
+ * the environment (SHOAL_PORT SHOAL_DIR SHOAL_SHARDS SHOAL_MODE SHOAL_SYNC SHOAL_THREADS)
+ * and the
  * flags (--<setting> <value> for every setting). Returns 0, or -1 after writing a message
  * into error. */
 int config_load(server_config *cfg, int argc, char **argv, char *error, size_t error_size);
@@ -68,5 +75,7 @@ int config_reply_get(server_config *cfg, resp_buffer *out, const char *const *pa
 void config_free(server_config *cfg);
 /* Prints every setting with its default, one per line (for --help and the docs). */
 void config_print_defaults(void);
+/* Redis's appendfsync word for a sync policy: always, everysec or no. */
+const char *config_appendfsync_name(const char *sync);
 
 #endif /* SHOAL_SERVER_CONFIG_H */

@@ -56,13 +56,20 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "pending.h"
 
 /* epoll data for the loop's own descriptors; client pointers are never this small. */
 #define NETWORK_TAG_WAKE 1u
+#define NETWORK_TAG_DURABLE 2u
 #define NETWORK_TAG_LISTEN_BASE 16u
 #define NETWORK_TAG_LIMIT 4096u
 
 #define NETWORK_READ_CHUNK (16u * 1024u)
+
+/* At shutdown a loop waits at most this many rounds of NETWORK_DRAIN_ROUND_MS for the log
+ * to confirm the writes in flight, so their replies can still be sent. */
+#define NETWORK_DRAIN_ROUNDS 100
+#define NETWORK_DRAIN_ROUND_MS 100
 
 static long long network_now_ms(void)
 {
@@ -161,6 +168,7 @@ static void network_client_free(client *c)
     }
     epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
+    c->fd = -1;
     client_free_multi(c);
     client_unwatch(c);
     free(c->watched);
@@ -171,16 +179,50 @@ static void network_client_free(client *c)
     free(c->query);
     free(c->argv);
     free(c->lengths);
-    free(c);
     atomic_fetch_sub(&server.connected_clients, 1);
+    if (c->pending_count > 0) {
+        /* Writes of this client are still in the log: their callbacks come back through
+         * the loop's queue, so the struct stays until the last one has (pending.c). */
+        pending_adopt(c);
+        return;
+    }
+    free(c);
 }
 
-/* Writes as much pending output as the socket takes. Returns -1 if the client must go. */
+/* The events the client needs: input unless it is paused (too many writes waiting for
+ * the log, a reply that closes the connection, shutdown), output while some of its
+ * pending bytes may be sent (held replies do not count: they wait for the log, and a
+ * writable socket would wake the loop for nothing). */
+static void network_update_interest(client *c)
+{
+    bool readable = !c->loop->draining && !c->close_after_reply &&
+                    c->pending_count < PENDING_CLIENT_MAX;
+    bool writable = resp_buffer_pending(&c->out) > 0 && c->out.sent < pending_sendable(c);
+    uint32_t events = (readable ? (uint32_t)EPOLLIN : 0u) | (writable ? (uint32_t)EPOLLOUT : 0u);
+    if (events == c->epoll_events)
+        return;
+    struct epoll_event event = {.events = events, .data.ptr = c};
+    epoll_ctl(c->loop->epoll_fd, EPOLL_CTL_MOD, c->fd, &event);
+    c->epoll_events = events;
+}
+
+/* Writes as much pending output as the socket takes, up to the replies that wait for the
+ * log (pending.c, invariant 1). Returns -1 if the client must go. */
 static int network_flush(client *c)
 {
-    while (resp_buffer_pending(&c->out) > 0) {
+    uint64_t sendable = pending_sendable(c);
+    while (resp_buffer_pending(&c->out) > 0 && c->out.sent < sendable) {
         struct iovec iov[64];
         int count = resp_buffer_iov(&c->out, iov, 64);
+        uint64_t allowed = sendable - c->out.sent;
+        for (int i = 0; i < count; i++) {
+            if (iov[i].iov_len >= allowed) {
+                iov[i].iov_len = (size_t)allowed;
+                count = i + 1;
+                break;
+            }
+            allowed -= iov[i].iov_len;
+        }
         ssize_t written = writev(c->fd, iov, count);
         if (written < 0) {
             if (errno == EINTR)
@@ -192,16 +234,10 @@ static int network_flush(client *c)
         resp_buffer_consume(&c->out, (uint64_t)written);
         atomic_fetch_add_explicit(&server.output_bytes, (uint64_t)written, memory_order_relaxed);
     }
-    bool pending = resp_buffer_pending(&c->out) > 0;
-    if (pending != c->writable_armed) {
-        struct epoll_event event = {.events = EPOLLIN | (pending ? EPOLLOUT : 0u),
-                                    .data.ptr = c};
-        epoll_ctl(c->loop->epoll_fd, EPOLL_CTL_MOD, c->fd, &event);
-        c->writable_armed = pending;
-    }
+    network_update_interest(c);
     atomic_store_explicit(&c->output_bytes_held, resp_buffer_pending(&c->out),
                           memory_order_relaxed);
-    if (!pending && c->close_after_reply)
+    if (resp_buffer_pending(&c->out) == 0 && c->close_after_reply)
         return -1;
     return 0;
 }
@@ -241,7 +277,10 @@ static void network_protocol_error(client *c, const char *message)
 static void network_process(client *c)
 {
     size_t start = 0;
-    while (!c->close_after_reply && !c->close_now && start < c->query_length) {
+    /* A client with PENDING_CLIENT_MAX writes waiting for the log stops here; the rest of
+     * its input runs when some complete (network_client_progress). */
+    while (!c->close_after_reply && !c->close_now && start < c->query_length &&
+           c->pending_count < PENDING_CLIENT_MAX) {
         int result = resp_parse(&c->parser, c->query + start, c->query_length - start);
         if (result == RESP_PARSE_INCOMPLETE)
             break;
@@ -343,6 +382,26 @@ static int network_read(client *c)
     return 0;
 }
 
+void network_client_progress(client *c)
+{
+    if (c->zombie) {
+        if (c->pending_count == 0)
+            free(c); /* everything else went when it disconnected (network_client_free) */
+        return;
+    }
+    /* Input that stopped at PENDING_CLIENT_MAX waiting writes runs now. */
+    if (c->query_length > 0 && !c->loop->draining && !c->close_after_reply &&
+        c->pending_count < PENDING_CLIENT_MAX) {
+        network_process(c);
+        if (c->close_now) {
+            network_client_free(c);
+            return;
+        }
+    }
+    if (network_flush(c) != 0)
+        network_client_free(c);
+}
+
 static void network_client_event(client *c, uint32_t events)
 {
     if (events & (EPOLLERR | EPOLLHUP)) {
@@ -351,7 +410,8 @@ static void network_client_event(client *c, uint32_t events)
             return;
         }
     }
-    if ((events & EPOLLIN) && !c->close_after_reply) {
+    if ((events & EPOLLIN) && !c->close_after_reply && !c->loop->draining &&
+        c->pending_count < PENDING_CLIENT_MAX) {
         if (network_read(c) != 0) {
             network_client_free(c);
             return;
@@ -402,6 +462,7 @@ static void network_accept(event_loop *loop, int listen_fd)
             continue;
         }
         struct epoll_event event = {.events = EPOLLIN, .data.ptr = c};
+        c->epoll_events = EPOLLIN;
         if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0)
             network_client_free(c);
     }
@@ -429,36 +490,63 @@ static void network_cron(event_loop *loop, long long now_ms)
     }
 }
 
+/* One round of events. The wake eventfd (shutdown, CLIENT KILL) and the completion queue's
+ * eventfd (pending.c) have their own tags; everything else is a client. */
+static void network_loop_events(event_loop *loop, int wait_ms)
+{
+    struct epoll_event events[256];
+    int count = epoll_wait(loop->epoll_fd, events, 256, wait_ms);
+    for (int i = 0; i < count; i++) {
+        uint64_t tag = events[i].data.u64;
+        if (tag == NETWORK_TAG_WAKE) {
+            uint64_t value;
+            ssize_t ignored = read(loop->wake_fd, &value, sizeof(value));
+            (void)ignored;
+            loop->last_cron_ms = 0; /* run the kill checks now */
+        } else if (tag == NETWORK_TAG_DURABLE) {
+            pending_drain(loop);
+        } else if (tag >= NETWORK_TAG_LISTEN_BASE && tag < NETWORK_TAG_LIMIT) {
+            if (!loop->draining)
+                network_accept(loop, loop->listen_fds[tag - NETWORK_TAG_LISTEN_BASE]);
+        } else {
+            network_client_event(events[i].data.ptr, events[i].events);
+        }
+    }
+}
+
+static bool network_loop_waiting_for_log(const event_loop *loop)
+{
+    for (size_t i = 0; i < loop->client_count; i++)
+        if (loop->clients[i]->pending_count > 0)
+            return true;
+    return false;
+}
+
 static void *network_loop_main(void *argument)
 {
     event_loop *loop = argument;
-    struct epoll_event events[256];
     while (!atomic_load(&server.shutting_down)) {
         long long hz = atomic_load(&server.config.hz);
         int wait_ms = (int)(1000 / (hz > 0 ? hz : 10));
-        int count = epoll_wait(loop->epoll_fd, events, 256, wait_ms);
-        if (count < 0 && errno != EINTR)
-            break;
-        for (int i = 0; i < count; i++) {
-            uint64_t tag = events[i].data.u64;
-            if (tag == NETWORK_TAG_WAKE) {
-                uint64_t value;
-                ssize_t ignored = read(loop->wake_fd, &value, sizeof(value));
-                (void)ignored;
-                loop->last_cron_ms = 0; /* run the kill checks now */
-            } else if (tag >= NETWORK_TAG_LISTEN_BASE && tag < NETWORK_TAG_LIMIT) {
-                network_accept(loop, loop->listen_fds[tag - NETWORK_TAG_LISTEN_BASE]);
-            } else {
-                network_client_event(events[i].data.ptr, events[i].events);
-            }
-        }
+        network_loop_events(loop, wait_ms);
         long long now_ms = network_now_ms();
         if (now_ms - loop->last_cron_ms >= wait_ms) {
             loop->last_cron_ms = now_ms;
             network_cron(loop, now_ms);
         }
     }
-    /* Shutdown: send what can be sent without waiting, then close everything. */
+    /* Shutdown: no new connections or requests; writes already run still get their
+     * replies once the log confirms them (bounded: the log normally answers within its
+     * sync period). */
+    loop->draining = true;
+    for (size_t a = 0; a < loop->listen_count; a++)
+        epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, loop->listen_fds[a], NULL);
+    for (size_t i = 0; i < loop->client_count; i++)
+        network_update_interest(loop->clients[i]);
+    for (int round = 0; round < NETWORK_DRAIN_ROUNDS && network_loop_waiting_for_log(loop);
+         round++)
+        network_loop_events(loop, NETWORK_DRAIN_ROUND_MS);
+    /* Then send what can be sent without waiting, and close everything. */
     while (loop->client_count > 0) {
         client *c = loop->clients[loop->client_count - 1];
         network_flush(c);
@@ -577,12 +665,14 @@ int network_start(char *error, size_t error_size)
         loop->stats = calloc(command_count(), sizeof(command_stats));
         loop->listen_fds = calloc(address_count, sizeof(int));
         if (loop->epoll_fd < 0 || loop->wake_fd < 0 || loop->stats == NULL ||
-            loop->listen_fds == NULL) {
+            loop->listen_fds == NULL || pending_loop_init(loop) != 0) {
             snprintf(error, error_size, "cannot create event loop: %s", strerror(errno));
             return -1;
         }
         struct epoll_event wake = {.events = EPOLLIN, .data.u64 = NETWORK_TAG_WAKE};
         epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, loop->wake_fd, &wake);
+        struct epoll_event durable = {.events = EPOLLIN, .data.u64 = NETWORK_TAG_DURABLE};
+        epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, pending_loop_fd(loop), &durable);
         for (size_t a = 0; a < address_count; a++) {
             int fd = network_listen(addresses[a], port, backlog, error, error_size);
             if (fd < 0)
@@ -628,10 +718,23 @@ void network_wait(void)
         event_loop *loop = &server.loops[l];
         if (loop->thread)
             pthread_join(loop->thread, NULL);
+        loop->thread = 0;
         for (size_t a = 0; a < loop->listen_count; a++)
             close(loop->listen_fds[a]);
-        close(loop->epoll_fd);
-        close(loop->wake_fd);
+        loop->listen_count = 0;
+        if (loop->epoll_fd > 0)
+            close(loop->epoll_fd);
+        loop->epoll_fd = -1;
+    }
+}
+
+void network_free(void)
+{
+    for (size_t l = 0; l < server.loop_count; l++) {
+        event_loop *loop = &server.loops[l];
+        pending_loop_free(loop);
+        if (loop->wake_fd > 0)
+            close(loop->wake_fd);
         free(loop->listen_fds);
         free(loop->stats);
         free(loop->clients);

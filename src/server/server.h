@@ -76,6 +76,8 @@ uint64_t stats_bucket_upper_ns(unsigned bucket);
  * ------------------------------------------------------------------------------------- */
 
 typedef struct event_loop event_loop;
+typedef struct pending_write pending_write;
+typedef struct pending_queue pending_queue;
 
 typedef struct queued_command {
     const command_def *command;
@@ -124,7 +126,16 @@ struct client {
 
     bool close_after_reply; /* QUIT, protocol error: send what is queued, then close */
     bool close_now;
-    bool writable_armed;    /* EPOLLOUT is registered */
+    uint32_t epoll_events;  /* the events registered with the loop's epoll */
+
+    /* Writes whose log records are not durable yet, in the order they were run
+     * (pending.c). Output from the first one's reply on is held until it is durable. */
+    pending_write *pending_head, *pending_tail;
+    size_t pending_count;
+    bool pending_touched;   /* listed in the loop's drain, to be flushed once */
+    bool durability_failed; /* its replies were cut after a failed sync: send all, close */
+    bool zombie;            /* disconnected; freed when its last pending write completes */
+    client *zombie_previous, *zombie_next;
 
     /* The request being run. */
     size_t argc;
@@ -150,6 +161,8 @@ struct event_loop {
     pthread_t thread;
     int epoll_fd;
     int wake_fd;            /* eventfd: shutdown and CLIENT KILL wake the loop */
+    pending_queue *pending; /* completions of durable writes, posted by the log (pending.c) */
+    bool draining;          /* shutting down: no more requests, waiting for the log */
     int *listen_fds;
     size_t listen_count;
     command_stats *stats;   /* one per command */
@@ -178,15 +191,37 @@ typedef struct server_state {
     atomic_ullong input_bytes, output_bytes, evicted_clients, keyspace_hits, keyspace_misses;
     atomic_ullong output_limit_disconnections, query_limit_disconnections;
     atomic_ullong protocol_errors;
-    atomic_llong last_save_unix;
+    atomic_llong last_save_unix;   /* startup time, then the last checkpoint's */
+
+    /* Durable mode (main.c resolves mode and dir at startup). */
+    bool durable;
+    shoal_sync sync;                /* the database's policy */
+    long long recovery_ms;          /* time shoal_open took to recover the directory */
+    atomic_llong pending_writes;    /* writes whose replies wait for the log, all loops */
+    atomic_ullong durability_failures; /* writes answered with an error after a failed sync */
+    pthread_mutex_t bgsave_lock;    /* the BGSAVE thread's handle */
+    pthread_t bgsave_thread;
+    bool bgsave_joinable;
+    atomic_bool bgsave_in_progress;
+    atomic_bool bgsave_scheduled;   /* BGSAVE SCHEDULE during a checkpoint: run one more */
+    atomic_int last_bgsave_error;   /* 0 or the SHOAL_E* of the last failed BGSAVE */
 } server_state;
 
 extern server_state server;
 
 /* network.c */
 int network_start(char *error, size_t error_size);
+/* Joins the loop threads (after network_stop) and closes the sockets. The loops' completion
+ * queues stay, because the log may still post to them until shoal_close returns. */
 void network_wait(void);
+/* After shoal_close: frees the loops, their queues and the clients that were waiting for
+ * the log. */
+void network_free(void);
 void network_stop(void);
+/* Called by pending.c on the loop thread after a client's pending writes advanced: frees a
+ * disconnected client that has none left, otherwise runs input that was paused and sends
+ * what became sendable. */
+void network_client_progress(client *c);
 /* Asks the loop that owns client id to close it; returns true if found. */
 bool network_kill_client(uint64_t id);
 size_t network_kill_matching(const char *address, const char *user, uint64_t id,

@@ -56,6 +56,11 @@
 
 atomic_ullong store_expired_keys;
 
+/* Deletes of expired keys never wait for the log: a lost one leaves a key that is still
+ * expired after recovery, and is deleted again. So neither the loop that found it on a
+ * read nor the expiry cycle blocks on the disk. */
+static const shoal_write_options store_expiry_write = {.sync = SHOAL_SYNC_NONE};
+
 /* ---------------------------------------------------------------------------------------
  * Keys
  * ------------------------------------------------------------------------------------- */
@@ -246,6 +251,49 @@ int store_flush(uint32_t tenant, const char *tenant_name, int db)
     return result;
 }
 
+size_t store_open_existing(int databases)
+{
+    size_t count = 0, capacity = 64;
+    shoal_ns_info *infos = NULL;
+    /* The list may grow between the two calls only if someone else creates namespaces;
+     * at startup nobody does, but a bounded retry costs nothing. */
+    for (int attempt = 0; attempt < 4; attempt++) {
+        shoal_ns_info *grown = realloc(infos, capacity * sizeof(*infos));
+        if (grown == NULL)
+            break;
+        infos = grown;
+        if (shoal_ns_list(store_table.db, UINT32_MAX, infos, capacity, &count) != 0) {
+            count = 0;
+            break;
+        }
+        if (count <= capacity)
+            break;
+        capacity = count;
+        count = 0;
+    }
+    size_t opened = 0;
+    for (size_t i = 0; i < count && i < capacity; i++) {
+        const char *slash = strrchr(infos[i].name, '/');
+        if (slash == NULL || slash[1] == '\0')
+            continue;
+        char *end;
+        long db = strtol(slash + 1, &end, 10);
+        if (*end != '\0' || db < 0 || db >= databases)
+            continue;
+        shoal_tenant_stats tenant;
+        if (shoal_stats_tenant(store_table.db, infos[i].tenant, &tenant) != 0)
+            continue;
+        size_t prefix = (size_t)(slash - infos[i].name);
+        if (strlen(tenant.name) != prefix || memcmp(tenant.name, infos[i].name, prefix) != 0)
+            continue; /* not a name this server gives its namespaces */
+        shoal_ns *handle;
+        if (store_namespace(infos[i].tenant, tenant.name, (int)db, &handle) == 0)
+            opened++;
+    }
+    free(infos);
+    return opened;
+}
+
 int store_count(uint32_t tenant, const char *tenant_name, int db, uint64_t *keys)
 {
     *keys = 0;
@@ -350,7 +398,7 @@ static void store_delete_if_expired(shoal_ns *ns, const store_key *k, int64_t no
         if (shoal_batch_new(store_table.db, &batch) == 0) {
             if (shoal_batch_require(batch, ns, k->bytes, k->length, seq) == 0 &&
                 shoal_batch_delete(batch, ns, k->bytes, k->length) == 0 &&
-                shoal_batch_commit(batch, NULL, NULL) == 0)
+                shoal_batch_commit(batch, &store_expiry_write, NULL) == 0)
                 atomic_fetch_add_explicit(&store_expired_keys, 1, memory_order_relaxed);
             shoal_batch_free(batch);
         }
@@ -695,17 +743,17 @@ int store_txn_require(store_txn *txn, shoal_ns *ns, const char *key, size_t key_
     return 0;
 }
 
-int store_txn_commit(store_txn *txn)
+int store_txn_commit(store_txn *txn, const shoal_write_options *wo)
 {
     int result = txn->failure;
     if (result == 0 && txn->writes > 0) {
         if (txn->single_ns != NULL && txn->requires == 0 && txn->writes == 1) {
             result = shoal_put(txn->single_ns, txn->single_key, txn->single_key_length,
-                               txn->single_value, txn->single_value_length, NULL);
+                               txn->single_value, txn->single_value_length, wo);
         } else {
             result = store_txn_flush_single(txn);
             if (result == 0)
-                result = shoal_batch_commit(txn->batch, NULL, NULL);
+                result = shoal_batch_commit(txn->batch, wo, NULL);
         }
     }
     store_txn_clear(txn);
@@ -949,7 +997,7 @@ uint64_t store_active_expire(size_t keys_per_namespace)
              * the others alive. */
             if (shoal_batch_require(batch, ns, key, key_length, seq) == 0 &&
                 shoal_batch_delete(batch, ns, key, key_length) == 0 &&
-                shoal_batch_commit(batch, NULL, NULL) == 0)
+                shoal_batch_commit(batch, &store_expiry_write, NULL) == 0)
                 deleted++;
         }
         shoal_batch_free(batch);

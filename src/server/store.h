@@ -27,6 +27,10 @@ extern atomic_ullong store_expired_keys;
 
 /* Prepares the namespace table. Thread-safety: once, before any other call. */
 int store_init(shoal_db *db);
+/* Durable mode, at startup: opens every namespace a previous run created ("<tenant>/<n>"
+ * of a known tenant, n below databases), so DBSIZE, FLUSHALL, INFO keyspace and active
+ * expiry know them before any client touches them. Returns how many were opened. */
+size_t store_open_existing(int databases);
 /* Closes every namespace handle. Thread-safety: once, after every other call. */
 void store_shutdown(void);
 /* Returns (opening or creating it on first use) the handle of database db of a tenant.
@@ -110,9 +114,11 @@ int store_txn_delete(store_txn *txn, shoal_ns *ns, const char *key, size_t key_l
 /* Adds a bare condition: the key's seq must still be seq at commit (WATCH). */
 int store_txn_require(store_txn *txn, shoal_ns *ns, const char *key, size_t key_length,
                       uint64_t seq);
-/* Commits the attempt (nothing to do if it wrote nothing) and ends it. Returns 0,
- * SHOAL_ECONFLICT (run again), or another SHOAL_E* (nothing changed). */
-int store_txn_commit(store_txn *txn);
+/* Commits the attempt (nothing to do if it wrote nothing) and ends it, with the write
+ * options wo (NULL: the database's policy, waiting for the log if it says so). Returns 0,
+ * SHOAL_PENDING (applied; wo->on_durable reports durability later), SHOAL_ECONFLICT (run
+ * again), or another SHOAL_E* (nothing changed). */
+int store_txn_commit(store_txn *txn, const shoal_write_options *wo);
 /* Ends an attempt without committing. */
 void store_txn_abort(store_txn *txn);
 /* The key's current seq (0 if the database has no record of it), for WATCH. */

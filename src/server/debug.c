@@ -1,0 +1,75 @@
+/*
+ * debug.c -- DEBUG FAULT: makes the engine's file I/O fail on request, so that tests can
+ * drive the server's answer to a failed log sync end to end.
+ *
+ * Purpose
+ * -------
+ * A failed fdatasync cannot be provoked from outside a process without privileges (a full
+ * or broken disk). The engine routes all its file I/O through a table of functions and
+ * ships a fault injector for that table (src/durability/io.h); this file opens the
+ * durable database through that injector when `enable-debug-command yes` was set at
+ * startup, and DEBUG FAULT arms it. Without the setting the database is opened with
+ * shoal_open and DEBUG answers Redis's "not allowed" error, so production servers carry
+ * no armed path.
+ *
+ * This is the one server file that reaches below include/shoal.h (durable_open and the
+ * fault injector are the engine's internal test interfaces); nothing else in the server
+ * includes engine internals.
+ *
+ *   DEBUG FAULT FSYNC   every later fsync/fdatasync of the engine fails with EIO
+ *   DEBUG FAULT WRITE   every later file write of the engine fails with EIO
+ *
+ * Invariants: 1. no fault is armed unless enable-debug-command was set at startup;
+ * 2. a fault, once armed, stays (the engine's failure is sticky anyway).
+ * Tested by tests/integration/test_durable.py (test_failed_sync_answers_misconf).
+ */
+#include "debug.h"
+
+#include <errno.h>
+
+#include "commands.h"
+#include "core/durable.h"
+#include "durability/io.h"
+
+static struct io_faults debug_faults;
+static bool debug_faults_used;
+
+int debug_open(const char *dir, const shoal_options *opts, bool faults, shoal_db **out)
+{
+    if (!faults)
+        return shoal_open(dir, opts, out);
+    io_faults_init(&debug_faults, NULL);
+    debug_faults_used = true;
+    return durable_open(dir, opts, &debug_faults.io, out);
+}
+
+COMMAND_HANDLER(cmd_debug)
+{
+    if (!atomic_load(&server.config.enable_debug_command)) {
+        resp_add_error(&c->out, "ERR DEBUG command not allowed. If the enable-debug-command "
+                                "option is set to \"local\", you can run it from a local "
+                                "connection, otherwise you need to set this option in the "
+                                "configuration file, and then restart the server.");
+        return;
+    }
+    if (arg_is(c, 1, "FAULT") && c->argc == 3) {
+        if (!debug_faults_used) {
+            resp_add_error(&c->out, "ERR DEBUG FAULT needs durable mode");
+            return;
+        }
+        enum io_op op;
+        if (arg_is(c, 2, "FSYNC"))
+            op = IO_OP_SYNC;
+        else if (arg_is(c, 2, "WRITE"))
+            op = IO_OP_WRITE;
+        else {
+            resp_add_error(&c->out, "ERR DEBUG FAULT FSYNC|WRITE");
+            return;
+        }
+        io_faults_fail(&debug_faults, op, io_faults_count(&debug_faults, op) + 1, EIO, true);
+        resp_add_ok(&c->out);
+        return;
+    }
+    resp_add_errorf(&c->out, "ERR unknown subcommand '%.*s'. Try DEBUG FAULT FSYNC|WRITE.",
+                    (int)c->lengths[1], c->argv[1]);
+}

@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -460,6 +462,126 @@ static void test_use_after_drop(void **state)
     expect_unchanged(f);
 }
 
+/* A namespace dropped while other threads use it through their own handles: each of them
+ * (writer, reader, scanner, batch writer) gets SHOAL_EDROPPED and nothing else, nothing
+ * is left behind on the shards, and the name opens again as an empty namespace. */
+struct drop_worker {
+    shoal_db *db;
+    shoal_ns *ns; /* the worker's own handle, opened before the thread starts */
+    int kind;
+    int other_errors;
+    bool saw_dropped;
+};
+
+static void *drop_worker_main(void *arg)
+{
+    struct drop_worker *w = arg;
+    shoal_ns *ns = w->ns;
+    shoal_batch *b = NULL;
+    if (shoal_batch_new(w->db, &b) != 0)
+        w->other_errors++;
+    char key[32];
+    for (int i = 0; i < 5000000 && b; i++) {
+        snprintf(key, sizeof key, "k%d", i % 3000);
+        int r;
+        if (w->kind == 0) {
+            r = shoal_put(ns, key, strlen(key), "value", 5, NULL);
+        } else if (w->kind == 1) {
+            void *v;
+            size_t vlen;
+            r = shoal_get(ns, NULL, key, strlen(key), &v, &vlen);
+            if (r == 0)
+                shoal_free(v);
+            if (r == SHOAL_ENOTFOUND)
+                r = 0;
+        } else if (w->kind == 2) {
+            shoal_iter *it = NULL;
+            r = shoal_iter_new(ns, NULL, &it);
+            for (int steps = 0; r == 0 && steps < 100000; steps++) {
+                int n = shoal_iter_next(it);
+                if (n <= 0) {
+                    r = n;
+                    break;
+                }
+            }
+            shoal_iter_free(it);
+        } else {
+            shoal_batch_clear(b);
+            r = shoal_batch_put(b, ns, key, strlen(key), "v", 1);
+            if (r == 0)
+                r = shoal_batch_delete(b, ns, "k1", 2);
+            if (r == 0)
+                r = shoal_batch_commit(b, NULL, NULL);
+        }
+        if (r == SHOAL_EDROPPED) {
+            w->saw_dropped = true;
+            break;
+        }
+        if (r != 0) {
+            w->other_errors++;
+            break;
+        }
+    }
+    shoal_batch_free(b);
+    return NULL;
+}
+
+static void test_drop_while_in_use(void **state)
+{
+    (void)state;
+    for (int round = 0; round < SHOAL_TEST_SCALE(20, 6); round++) {
+        shoal_db *db = test_open(8, 0);
+        shoal_ns *ns = test_ns(db, "victim", round % 2 ? SHOAL_PLACE_SPREAD : SHOAL_PLACE_PINNED,
+                               0);
+        /* Half the rounds start empty, so that writers create the namespace's indexes on
+         * the shards while the drop runs. */
+        for (int i = 0; i < (round % 4 < 2 ? 500 : 0); i++) {
+            char key[32];
+            snprintf(key, sizeof key, "k%d", i);
+            test_put(ns, key, "seed");
+        }
+        shoal_snapshot *snap = NULL; /* some rounds keep versions retired */
+        if (round % 3 == 0)
+            assert_ok(shoal_snapshot_take(db, &snap));
+        struct drop_worker workers[4];
+        pthread_t ids[4];
+        for (int k = 0; k < 4; k++) {
+            shoal_ns *handle = NULL;
+            assert_ok(shoal_ns_open(db, "victim", NULL, &handle));
+            workers[k] = (struct drop_worker){.db = db, .ns = handle, .kind = k};
+            assert_int_equal(pthread_create(&ids[k], NULL, drop_worker_main, &workers[k]), 0);
+        }
+        /* A pause, not a handshake: the drop must not be ordered after the workers' first
+         * writes by any synchronization of the test's own (TSan sees what the engine
+         * orders, and nothing else). */
+        test_sleep_ms((unsigned)(round % 5));
+        assert_ok(shoal_ns_drop(db, "victim"));
+        for (int k = 0; k < 4; k++) {
+            pthread_join(ids[k], NULL);
+            shoal_ns_close(workers[k].ns);
+            assert_int_equal(workers[k].other_errors, 0);
+            assert_true(workers[k].saw_dropped);
+        }
+        shoal_snapshot_release(snap);
+        shoal_ns *fresh = test_ns(db, "victim", SHOAL_PLACE_SPREAD, 0);
+        assert_int_equal(test_count_keys(fresh, NULL), 0);
+        test_put(fresh, "x", "y"); /* a write on some shard lets it reclaim */
+        uint64_t objects = 0;
+        for (uint32_t s = 0; s < 8; s++) {
+            shoal_shard_stats ss;
+            assert_ok(shoal_stats_shard(db, s, &ss));
+            objects += ss.objects;
+        }
+        assert_int_equal(objects, 1); /* only "x": the dropped namespace left nothing */
+        shoal_db_stats st;
+        assert_ok(shoal_stats(db, &st));
+        assert_int_equal(st.keys, 1);
+        shoal_ns_close(fresh);
+        shoal_ns_close(ns);
+        shoal_close(db);
+    }
+}
+
 /* A snapshot belongs to its database: using it with another database's namespace is
  * SHOAL_EINVAL on every read path and for iterators. */
 static void test_snapshot_of_another_database(void **state)
@@ -536,6 +658,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_oversized, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_namespaces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_use_after_drop, setup, teardown),
+        cmocka_unit_test(test_drop_while_in_use),
         cmocka_unit_test_setup_teardown(test_snapshot_of_another_database, setup, teardown),
         cmocka_unit_test(test_error_names),
     };

@@ -298,6 +298,24 @@ static void test_batch_quota(void **state)
     test_expect_str(na, NULL, "a7", "v");
     assert_int_equal(tenant_stats(db, a).keys, 5);
 
+    /* Another tenant's reservation, made first in the batch, is given back when a later
+     * tenant's quota refuses the batch. */
+    uint64_t b_keys = tenant_stats(db, b).keys, b_bytes = tenant_stats(db, b).bytes;
+    shoal_batch_clear(batch);
+    assert_ok(shoal_batch_put(batch, nb, "b3", 2, "v", 1));
+    assert_ok(shoal_batch_put(batch, nb, "b4", 2, "v", 1));
+    assert_ok(shoal_batch_put(batch, na, "a8", 2, "v", 1));
+    assert_code(shoal_batch_commit(batch, NULL, NULL), SHOAL_EQUOTA);
+    assert_int_equal(tenant_stats(db, b).keys, b_keys);
+    assert_int_equal(tenant_stats(db, b).bytes, b_bytes);
+    test_expect_absent_str(nb, NULL, "b3");
+    /* The usage really was given back: b can still grow to its limit of 100 keys. */
+    for (uint64_t i = b_keys; i < 100; i++) {
+        snprintf(key, sizeof key, "bb%llu", (unsigned long long)i);
+        test_put(nb, key, "v");
+    }
+    assert_code(shoal_put(nb, "one-too-many", 12, "v", 1, NULL), SHOAL_EQUOTA);
+
     /* A put followed by a delete of the same new key in one batch adds nothing. */
     shoal_batch_clear(batch);
     assert_ok(shoal_batch_put(batch, na, "ghost", 5, "v", 1));

@@ -283,11 +283,15 @@ int main(int argc, char **argv)
     log_message(LOG_NOTICE, "received %s, shutting down", received == SIGINT ? "SIGINT" : "SIGTERM");
     network_stop();
     network_wait();
+    /* A BGSAVE still running finishes first (its thread takes bgsave_lock as it ends, so
+     * it is joined outside the lock; no loop is left to start another). */
     pthread_mutex_lock(&server.bgsave_lock);
-    if (server.bgsave_joinable)
-        pthread_join(server.bgsave_thread, NULL);
+    bool bgsave_running = server.bgsave_joinable;
+    pthread_t bgsave_thread = server.bgsave_thread;
     server.bgsave_joinable = false;
     pthread_mutex_unlock(&server.bgsave_lock);
+    if (bgsave_running)
+        pthread_join(bgsave_thread, NULL);
     store_shutdown();
     acl_shutdown();
     if (server.durable)

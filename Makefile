@@ -17,8 +17,15 @@ $(BUILD)/CMakeCache.txt: | deps
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
+# shoal-server on 127.0.0.1:$(PORT), durable, data in ./data (sync periodic, as Redis's
+# appendfsync everysec). Ctrl-C stops it cleanly; the next `make run` recovers ./data.
+PORT ?= 6379
 run: build
-	$(BUILD)/shoal bench --quick
+	@mkdir -p data
+	@echo "shoal-server: 127.0.0.1:$(PORT), durable mode, data in ./data (sync periodic)."
+	@echo "Connect with:   redis-cli -p $(PORT)     (e.g. SET greeting hello, GET greeting, INFO persistence)"
+	@echo "Stop with Ctrl-C: it takes a checkpoint and exits; the next 'make run' recovers ./data."
+	$(BUILD)/shoal-server --bind 127.0.0.1 --port $(PORT) --dir data --sync periodic
 
 test: build
 	cd $(BUILD) && ctest -L quick --output-on-failure -j $(JOBS)
@@ -44,6 +51,11 @@ bench: build
 	$(BUILD)/bench/shoal-bench
 	$(BUILD)/bench/shoal-bench-durable
 	@if [ -x $(BUILD)/bench/bench-ot ]; then echo "$(BUILD)/bench/bench-ot"; $(BUILD)/bench/bench-ot; fi
+
+# shoal-server against Debian's redis-server with redis-benchmark, both started here, in
+# one run (about 4 minutes; QUICK=1 for a smoke run). docs/BENCHMARKS.md, "Server".
+bench-server: build
+	./bench/bench_server.sh $(BUILD)/shoal-server
 
 format:
 	clang-format -i include/*.h src/*/*.[ch] tests/*/*.[ch] bench/*.[ch]

@@ -494,8 +494,12 @@ static void op_batch(struct model_ctx *c, shoal_batch *b)
     if (stale || (r == SHOAL_ECONFLICT && absent_required && !c->exact_seq)) {
         CHECK(c, r == SHOAL_ECONFLICT, "commit with a stale condition: %s",
               shoal_error_name(r));
+        /* Not stale, yet refused: the condition named a deleted key by its delete's seq,
+         * and another thread's write on that shard reclaimed the delete's record between
+         * our key_seq and the commit, so the key's seq became 0. Nobody wrote the key; the
+         * engine reports a conflict all the same. Counted and shown in the log. */
         if (!stale)
-            c->spurious_conflicts++; /* see the report: a tombstone reclaimed meanwhile */
+            c->spurious_conflicts++;
         c->conflicts++;
         if (c->exact_seq)
             CHECK(c, shoal_last_seq(c->db) == c->seq, "a refused batch moved the seq");

@@ -18,6 +18,11 @@ struct batch_entry {
 
 struct shoal_batch {
     struct shoal_db *db;
+    /* The namespaces the batch names, each holding one reference until the batch is
+     * cleared or freed, so a handle closed and a namespace dropped before the commit
+     * leave the batch with EDROPPED rather than freed memory. */
+    struct namespace **held;
+    size_t held_count, held_cap;
     struct write_op *ops;
     struct batch_entry *entries;
     size_t count, cap, writes;
@@ -36,16 +41,46 @@ SHOAL_API int shoal_batch_new(shoal_db *db, shoal_batch **out)
     return 0;
 }
 
+static void batch_release_namespaces(shoal_batch *b)
+{
+    for (size_t i = 0; i < b->held_count; i++)
+        namespace_release(b->held[i]);
+    b->held_count = 0;
+}
+
+/* Holds a reference on ns for the batch; the last one added is checked first. */
+static int batch_hold(shoal_batch *b, struct namespace *ns)
+{
+    for (size_t i = b->held_count; i-- > 0;)
+        if (b->held[i] == ns)
+            return 0;
+    if (b->held_count == b->held_cap) {
+        size_t cap = b->held_cap ? b->held_cap * 2 : 4;
+        struct namespace **held = realloc(b->held, cap * sizeof *held);
+        if (!held)
+            return SHOAL_ENOMEM;
+        b->held = held;
+        b->held_cap = cap;
+    }
+    atomic_fetch_add(&ns->refs, 1);
+    b->held[b->held_count++] = ns;
+    return 0;
+}
+
 SHOAL_API void shoal_batch_clear(shoal_batch *b)
 {
-    if (b)
-        b->count = b->used = b->writes = 0;
+    if (!b)
+        return;
+    batch_release_namespaces(b);
+    b->count = b->used = b->writes = 0;
 }
 
 SHOAL_API void shoal_batch_free(shoal_batch *b)
 {
     if (!b)
         return;
+    batch_release_namespaces(b);
+    free(b->held);
     free(b->ops);
     free(b->entries);
     free(b->arena);
@@ -95,6 +130,8 @@ static int batch_add(shoal_batch *b, uint8_t type, shoal_ns *h, const void *key,
     if (atomic_load_explicit(&h->ns->dropped, memory_order_relaxed))
         return SHOAL_EDROPPED;
     int err = batch_reserve(b, klen + vlen);
+    if (!err)
+        err = batch_hold(b, h->ns);
     if (err)
         return err;
     struct batch_entry *e = &b->entries[b->count];

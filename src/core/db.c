@@ -719,10 +719,15 @@ static void namespace_free_data(struct shoal_db *db, struct namespace *ns)
 {
     for (unsigned i = 0; i <= db->shard_mask; i++) {
         struct shard *s = atomic_load(&db->shards[i]);
-        if (!s || !ns->parts[i].tree)
+        if (!s)
             continue;
         shard_write_lock(s);
-        struct btree *tree = ns->parts[i].tree;
+        struct btree *tree = ns->parts[i].tree; /* read under the lock: a writer may be
+                                                    creating it right now */
+        if (!tree) {
+            shard_write_unlock(s);
+            continue;
+        }
         struct btree_cursor c;
         for (btree_seek_ge(tree, &c, NULL, 0); btree_cursor_valid(&c); btree_next(&c))
             version_free_chain(s, btree_cursor_value(&c));

@@ -352,6 +352,7 @@ int iter_create(struct shoal_db *db, struct namespace *ns, int only_shard,
     if (!it)
         return SHOAL_ENOMEM;
     it->ns = ns;
+    atomic_fetch_add(&ns->refs, 1); /* the namespace outlives a closed handle (shoal_iter_free) */
     it->db = db;
     it->reverse = o->reverse;
     int err = iter_bounds(it, o);
@@ -469,5 +470,6 @@ SHOAL_API void shoal_iter_free(shoal_iter *it)
     free(it->lower.data);
     free(it->upper.data);
     shoal_snapshot_release(it->own_snapshot);
+    namespace_release(it->ns);
     free(it);
 }

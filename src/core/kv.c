@@ -478,8 +478,16 @@ int commit_ops(struct shoal_db *db, struct write_op *ops, size_t n,
     uint64_t mask = ops_shard_mask(ops, n);
     lock_shards(db, mask);
     err = ops_check(db, ops, n);
-    if (!err)
+    if (!err && (err = ops_check_memory(db, ops, n)) == SHOAL_EMEMLIMIT) {
+        /* Versions that released snapshots kept may be all that stands in the way. */
+        for (uint64_t m = mask; m; m &= m - 1) {
+            struct shard *s = atomic_load_explicit(&db->shards[__builtin_ctzll(m)],
+                                                   memory_order_relaxed);
+            shard_reclaim(s, true);
+            shard_refresh_memory(s);
+        }
         err = ops_check_memory(db, ops, n);
+    }
     if (!err)
         err = ops_allocate(db, ops, n);
     if (err) {

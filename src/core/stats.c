@@ -51,9 +51,22 @@ SHOAL_API int shoal_stats(shoal_db *db, shoal_db_stats *out)
         for (unsigned i = 0; i <= ns->shard_mask; i++) {
             out->keys += counter_get(&ns->parts[i].keys);
             out->bytes += counter_get(&ns->parts[i].bytes);
-            if (ns->parts[i].tree)
+        }
+    }
+    /* Index memory changes under the shard locks: read it under them, a shard at a time
+     * (catalog before shard is the lock order). */
+    struct thread_state *self = db_thread(db);
+    for (unsigned i = 0; i <= db->shard_mask; i++) {
+        struct shard *s = atomic_load(&db->shards[i]);
+        if (!s)
+            continue;
+        shard_read_lock(s, self);
+        for (uint32_t slot = 0; slot < db->ns_high; slot++) {
+            struct namespace *ns = db->namespaces[slot];
+            if (ns && ns->parts[i].tree)
                 out->memory += btree_memory(ns->parts[i].tree);
         }
+        shard_read_unlock(s, self);
     }
     pthread_mutex_unlock(&db->catalog_lock);
 

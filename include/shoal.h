@@ -362,7 +362,11 @@ SHOAL_API int shoal_exists(shoal_ns *ns, const shoal_snapshot *snap, const void 
                            size_t klen);
 /* Stores in *seq the seq of the latest write to key (a put or a delete) as seen by snap,
  * or 0 if the database has no record of the key. Used with shoal_batch_require for
- * optimistic read-modify-write. Errors as shoal_get (never SHOAL_ENOTFOUND). */
+ * optimistic read-modify-write: read the seq and the value at one snapshot (or the seq
+ * first, then the value), never the value first, or a condition may pass with a value
+ * older than its seq. A deleted key's seq may fall to 0 when its delete is reclaimed, which
+ * can make such a condition fail spuriously (retry). Errors as shoal_get (never
+ * SHOAL_ENOTFOUND). */
 SHOAL_API int shoal_key_seq(shoal_ns *ns, const shoal_snapshot *snap, const void *key,
                             size_t klen, uint64_t *seq);
 

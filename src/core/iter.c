@@ -30,7 +30,7 @@
 
 #define ITER_CHUNK_KEYS 256
 #define ITER_CHUNK_BYTES (256u << 10)
-#define ITER_PREFETCH 32
+#define ITER_PREFETCH 16
 
 struct buffer {
     uint8_t *data;
@@ -87,6 +87,14 @@ struct cursor {
     bool started, exhausted;
 };
 
+/* A heap entry keeps its cursor's current 8-byte prefix (reverse: inverted, so that the
+ * smallest value always comes first), so most comparisons of the merge read only the
+ * compact heap array. */
+struct heap_entry {
+    uint64_t order;
+    unsigned cursor;
+};
+
 struct shoal_iter {
     struct namespace *ns;
     struct shoal_db *db;
@@ -96,7 +104,7 @@ struct shoal_iter {
     bool has_lower, has_upper, reverse;
     struct cursor *cursors;
     unsigned cursor_count;
-    unsigned *heap; /* cursor indexes, best first */
+    struct heap_entry *heap; /* best first */
     unsigned heap_size;
     bool begun;
     int error;
@@ -170,6 +178,9 @@ static int cursor_refill(struct shoal_iter *it, struct cursor *c)
      * runs ITER_PREFETCH entries ahead and prefetches them, overlapping the misses. */
     struct btree_cursor ahead = bc;
     for (int k = 0; k < ITER_PREFETCH && btree_cursor_valid(&ahead); k++) {
+        const char *p = btree_cursor_value(&ahead);
+        __builtin_prefetch(p);
+        __builtin_prefetch(p + 64);
         if (it->reverse)
             btree_prev(&ahead);
         else
@@ -248,33 +259,39 @@ static bool cursor_has(const struct cursor *c)
     return c->pos < c->count;
 }
 
-/* Whether cursor a should come before cursor b. */
-static bool heap_before(const struct shoal_iter *it, unsigned a, unsigned b)
+static uint64_t cursor_order(const struct shoal_iter *it, const struct cursor *c)
 {
-    const struct cursor *ca = &it->cursors[a], *cb = &it->cursors[b];
-    uint64_t pa = ca->entries[ca->pos].prefix, pb = cb->entries[cb->pos].prefix;
-    if (pa != pb)
-        return it->reverse ? pa > pb : pa < pb;
+    uint64_t prefix = c->entries[c->pos].prefix;
+    return it->reverse ? ~prefix : prefix;
+}
+
+/* Whether heap entry a should come before heap entry b. */
+static bool heap_before(const struct shoal_iter *it, const struct heap_entry *a,
+                        const struct heap_entry *b)
+{
+    if (a->order != b->order)
+        return a->order < b->order;
     uint32_t alen, blen;
-    const uint8_t *ak = cursor_key(&it->cursors[a], &alen);
-    const uint8_t *bk = cursor_key(&it->cursors[b], &blen);
+    const uint8_t *ak = cursor_key(&it->cursors[a->cursor], &alen);
+    const uint8_t *bk = cursor_key(&it->cursors[b->cursor], &blen);
     int c = key_compare(ak, alen, bk, blen);
     return it->reverse ? c > 0 : c < 0;
 }
 
 static void heap_sift_down(struct shoal_iter *it, unsigned i)
 {
+    struct heap_entry *h = it->heap;
     for (;;) {
         unsigned best = i, l = 2 * i + 1, r = 2 * i + 2;
-        if (l < it->heap_size && heap_before(it, it->heap[l], it->heap[best]))
+        if (l < it->heap_size && heap_before(it, &h[l], &h[best]))
             best = l;
-        if (r < it->heap_size && heap_before(it, it->heap[r], it->heap[best]))
+        if (r < it->heap_size && heap_before(it, &h[r], &h[best]))
             best = r;
         if (best == i)
             return;
-        unsigned tmp = it->heap[i];
-        it->heap[i] = it->heap[best];
-        it->heap[best] = tmp;
+        struct heap_entry tmp = h[i];
+        h[i] = h[best];
+        h[best] = tmp;
         i = best;
     }
 }
@@ -284,7 +301,8 @@ static void heap_build(struct shoal_iter *it)
     it->heap_size = 0;
     for (unsigned i = 0; i < it->cursor_count; i++)
         if (cursor_has(&it->cursors[i]))
-            it->heap[it->heap_size++] = i;
+            it->heap[it->heap_size++] =
+                (struct heap_entry){cursor_order(it, &it->cursors[i]), i};
     for (unsigned i = it->heap_size / 2; i-- > 0;)
         heap_sift_down(it, i);
 }
@@ -416,12 +434,14 @@ SHOAL_API int shoal_iter_next(shoal_iter *it)
         if (!err)
             heap_build(it);
     } else if (it->heap_size > 0) {
-        struct cursor *c = &it->cursors[it->heap[0]];
+        struct cursor *c = &it->cursors[it->heap[0].cursor];
         c->pos++;
         err = cursor_fill(it, c);
         if (!err) {
             if (!cursor_has(c))
                 it->heap[0] = it->heap[--it->heap_size];
+            else
+                it->heap[0].order = cursor_order(it, c);
             if (it->heap_size > 0)
                 heap_sift_down(it, 0);
         }
@@ -439,7 +459,7 @@ SHOAL_API const void *shoal_iter_key(const shoal_iter *it, size_t *klen)
     if (!it || it->heap_size == 0)
         return NULL;
     uint32_t len;
-    const uint8_t *key = cursor_key(&it->cursors[it->heap[0]], &len);
+    const uint8_t *key = cursor_key(&it->cursors[it->heap[0].cursor], &len);
     if (klen)
         *klen = len;
     return key;
@@ -449,7 +469,7 @@ SHOAL_API const void *shoal_iter_value(const shoal_iter *it, size_t *vlen)
 {
     if (!it || it->heap_size == 0)
         return NULL;
-    const struct cursor *c = &it->cursors[it->heap[0]];
+    const struct cursor *c = &it->cursors[it->heap[0].cursor];
     const struct chunk_entry *e = &c->entries[c->pos];
     if (vlen)
         *vlen = e->vlen;

@@ -409,8 +409,12 @@ SHOAL_API void shoal_batch_free(shoal_batch *b);
 /* ---------------------------------------------------------------------------------------
  * Iterators: ordered by key, over a prefix or a [start, end) range, forward or reverse, at
  * a snapshot or (snap NULL) at an implicit snapshot taken when the iterator is created.
- * An iterator holds a snapshot slot, not a lock: it reads its shards in short steps, so a
- * long scan never stops writers. A spread namespace merges its shards' cursors.
+ * An iterator holds a snapshot slot of its own (also when given a snapshot: it pins that
+ * snapshot's seq, so the caller may release its snapshot first), not a lock: it reads its
+ * shards in short steps, so a long scan never stops writers. A spread namespace merges its
+ * shards' cursors. Keys and values are not copied: the iterator points into the stored
+ * versions, which stay in place while it is open (a dropped namespace's memory is freed
+ * when its last iterator is). The namespace handle may be closed before the iterator.
  * ------------------------------------------------------------------------------------- */
 
 typedef struct shoal_iter shoal_iter;
@@ -432,8 +436,9 @@ SHOAL_API int shoal_iter_new(shoal_ns *ns, const shoal_iter_options *opts, shoal
 /* Advances to the next key. Returns 1 when positioned on a key, 0 at the end, or a negative
  * error (SHOAL_EDROPPED if the namespace was dropped, SHOAL_ENOMEM). */
 SHOAL_API int shoal_iter_next(shoal_iter *it);
-/* The current key and value. The pointers stay valid until the next shoal_iter_next or
- * shoal_iter_free. Only valid after shoal_iter_next returned 1. */
+/* The current key and value. The pointers stay valid until shoal_iter_free (and are
+ * promised only until the next shoal_iter_next). Only valid after shoal_iter_next
+ * returned 1. */
 SHOAL_API const void *shoal_iter_key(const shoal_iter *it, size_t *klen);
 SHOAL_API const void *shoal_iter_value(const shoal_iter *it, size_t *vlen);
 /* Frees the iterator and its implicit snapshot. NULL is a no-op. */

@@ -576,7 +576,7 @@ static struct namespace *namespace_find(struct shoal_db *db, const char *name)
 {
     for (uint32_t slot = 0; slot < db->ns_high; slot++) {
         struct namespace *ns = db->namespaces[slot];
-        if (ns && strcmp(ns->name, name) == 0)
+        if (ns && !atomic_load(&ns->dropped) && strcmp(ns->name, name) == 0)
             return ns;
     }
     return NULL;
@@ -765,13 +765,34 @@ SHOAL_API int shoal_ns_drop(shoal_db *db, const char *name)
         pthread_mutex_unlock(&db->catalog_lock);
         return err;
     }
-    namespace_free_data(db, ns);
     if (ns->placement == SHOAL_PLACE_PINNED)
         atomic_fetch_sub(&atomic_load(&db->shards[ns->shard])->pinned_namespaces, 1);
+    /* iter.c T3: open iterators point into the namespace's versions; the last of them
+     * frees the data instead (the flag was set before the count is read). */
+    if (atomic_load(&ns->iterators) != 0) {
+        ns->free_pending = true;
+        pthread_mutex_unlock(&db->catalog_lock);
+        return 0;
+    }
+    namespace_free_data(db, ns);
     db->namespaces[ns->slot] = NULL; /* D1: its data is gone, the slot may be reused */
     pthread_mutex_unlock(&db->catalog_lock);
     namespace_release(ns);
     return 0;
+}
+
+void namespace_drop_finish(struct shoal_db *db, struct namespace *ns)
+{
+    pthread_mutex_lock(&db->catalog_lock);
+    bool pending = ns->free_pending && atomic_load(&ns->iterators) == 0;
+    if (pending) {
+        ns->free_pending = false;
+        namespace_free_data(db, ns);
+        db->namespaces[ns->slot] = NULL; /* D1 */
+    }
+    pthread_mutex_unlock(&db->catalog_lock);
+    if (pending)
+        namespace_release(ns); /* the catalog's reference */
 }
 
 static void namespace_describe(const struct namespace *ns, shoal_ns_info *info)
@@ -814,7 +835,8 @@ SHOAL_API int shoal_ns_list(shoal_db *db, uint32_t tenant, shoal_ns_info *out, s
     size_t n = 0;
     for (uint32_t slot = 0; slot < db->ns_high; slot++) {
         struct namespace *ns = db->namespaces[slot];
-        if (ns && (tenant == UINT32_MAX || ns->tenant->id == tenant))
+        if (ns && !atomic_load(&ns->dropped) &&
+            (tenant == UINT32_MAX || ns->tenant->id == tenant))
             n++;
     }
     shoal_ns_info *all = n ? malloc(n * sizeof *all) : NULL;
@@ -825,7 +847,8 @@ SHOAL_API int shoal_ns_list(shoal_db *db, uint32_t tenant, shoal_ns_info *out, s
     size_t k = 0;
     for (uint32_t slot = 0; slot < db->ns_high && k < n; slot++) {
         struct namespace *ns = db->namespaces[slot];
-        if (ns && (tenant == UINT32_MAX || ns->tenant->id == tenant))
+        if (ns && !atomic_load(&ns->dropped) &&
+            (tenant == UINT32_MAX || ns->tenant->id == tenant))
             namespace_describe(ns, &all[k++]);
     }
     pthread_mutex_unlock(&db->catalog_lock);

@@ -161,6 +161,8 @@ struct namespace {
     unsigned shard_mask; /* spread: shards - 1 */
     _Atomic bool dropped;
     _Atomic int refs; /* the catalog's reference plus one per open handle */
+    _Atomic int iterators; /* open iterators (iter.c T3) */
+    bool free_pending;     /* dropped while iterators were open (catalog lock) */
     struct ns_part parts[];
 };
 
@@ -293,6 +295,10 @@ int tenant_charge_op(struct tenant *t);
 /* Monotonic clock in nanoseconds. */
 uint64_t clock_ns(void);
 void namespace_release(struct namespace *ns);
+/* Frees a dropped namespace's data once its last iterator is gone (iter.c T3). */
+void namespace_drop_finish(struct shoal_db *db, struct namespace *ns);
+/* Takes a snapshot slot at seq, which an open snapshot already holds (snapshot.c). */
+int snapshot_pin(struct shoal_db *db, uint64_t seq, shoal_snapshot **out);
 /* Database life cycle (db.c), shared by memory and durable opens. */
 void db_config_from(const shoal_options *opts, struct db_config *out);
 int db_create(const struct db_config *config, struct shoal_db **out);

@@ -3,10 +3,15 @@
  *
  * An iterator reads each of its shards through a cursor that holds no lock between
  * steps: a refill takes the shard's read lock, seeks to just past the last key it visited,
- * copies up to ITER_CHUNK_KEYS visible entries (or ITER_CHUNK_BYTES, but always at least
- * one) into the cursor's buffer, remembers the last key it visited and lets the lock go.
- * Writers therefore wait at most one chunk for a scan, however long it is. Because every
- * read is at the iterator's snapshot seq, the chunks join into one consistent view.
+ * collects up to ITER_CHUNK_KEYS versions visible at the iterator's seq, remembers the last
+ * key it visited and lets the lock go. Writers therefore wait at most one chunk for a
+ * scan, however long it is. Because every read is at the iterator's snapshot seq, the
+ * chunks join into one consistent view.
+ *
+ * Nothing is copied: the iterator hands out pointers into the versions themselves. That is
+ * safe without the lock because a version visible at seq S is freed only once no snapshot
+ * at or before S is open (internal.h I4), and the iterator always holds one (T2); and a
+ * dropped namespace's versions are freed only when its last iterator goes (T3).
  *
  * A spread namespace has one cursor per shard; a binary heap ordered by each cursor's
  * current key merges them (the smallest first, or the largest when reverse).
@@ -17,8 +22,11 @@
  * Invariants:
  *   T1. A cursor's resume key is the last key its shard's index showed it, visible or
  *       not, so a refill never returns a key twice and never skips one.
- *   T2. The iterator holds a snapshot slot (the caller's or its own) from creation to
- *       free, so the versions it reads are never reclaimed under it.
+ *   T2. The iterator holds a snapshot slot of its own from creation to free (a new one, or
+ *       one pinned at the caller's snapshot's seq), so the versions it reads are never
+ *       reclaimed under it, even if the caller releases its snapshot first.
+ *   T3. ns->iterators counts the namespace's open iterators; shoal_ns_drop frees the
+ *       namespace's data only when it is zero, else the last iterator to go frees it.
  *
  * Tested by tests/unit/test_iter.c (bounds, prefixes, reverse, spread merge, chunks
  * interleaved with writes) and the model test.
@@ -29,7 +37,6 @@
 #include <string.h>
 
 #define ITER_CHUNK_KEYS 256
-#define ITER_CHUNK_BYTES (256u << 10)
 #define ITER_PREFETCH 16
 
 struct buffer {
@@ -65,8 +72,7 @@ static int buffer_set(struct buffer *b, const void *data, size_t len)
 
 struct chunk_entry {
     uint64_t prefix; /* the first 8 key bytes, big-endian: most merge comparisons end here */
-    size_t key_offset, value_offset;
-    uint32_t klen, vlen;
+    const struct version *version;
 };
 
 static uint64_t key_prefix(const uint8_t *key, uint32_t klen)
@@ -80,7 +86,6 @@ static uint64_t key_prefix(const uint8_t *key, uint32_t klen)
 
 struct cursor {
     unsigned shard;
-    struct buffer bytes;       /* keys and values of the current chunk */
     struct chunk_entry *entries;
     size_t count, pos;
     struct buffer resume;      /* T1 */
@@ -120,16 +125,15 @@ static int key_compare(const void *a, size_t alen, const void *b, size_t blen)
 
 static const uint8_t *cursor_key(const struct cursor *c, uint32_t *klen)
 {
-    const struct chunk_entry *e = &c->entries[c->pos];
-    *klen = e->klen;
-    return c->bytes.data + e->key_offset;
+    const struct version *v = c->entries[c->pos].version;
+    *klen = v->klen;
+    return version_key(v);
 }
 
 /* Copies the next chunk of visible entries of the cursor's shard. */
 static int cursor_refill(struct shoal_iter *it, struct cursor *c)
 {
     c->count = c->pos = 0;
-    c->bytes.len = 0;
     if (c->exhausted)
         return 0;
     struct namespace *ns = it->ns;
@@ -190,10 +194,10 @@ static int cursor_refill(struct shoal_iter *it, struct cursor *c)
     const struct version *last = NULL;
     bool bound = false;
     size_t visited = 0;
-    /* A chunk ends at a count of entries, of bytes (after at least one entry), or of keys
-     * visited, so that invisible keys cannot keep the lock either. */
+    /* A chunk ends at a count of entries or of keys visited, so that invisible keys cannot
+     * keep the lock either. */
     while (btree_cursor_valid(&bc) && c->count < ITER_CHUNK_KEYS &&
-           (c->count == 0 || c->bytes.len < ITER_CHUNK_BYTES) && visited < 4 * ITER_CHUNK_KEYS) {
+           visited < 4 * ITER_CHUNK_KEYS) {
         const struct version *v = btree_cursor_value(&bc);
         if ((!it->reverse && it->has_upper &&
              key_compare(v->data, v->klen, it->upper.data, it->upper.len) >= 0) ||
@@ -216,16 +220,9 @@ static int cursor_refill(struct shoal_iter *it, struct cursor *c)
         visited++;
         const struct version *seen = version_visible(v, it->at);
         if (seen && !version_is_tombstone(seen)) {
-            if ((err = buffer_reserve(&c->bytes, (size_t)seen->klen + seen->vlen)) != 0)
-                break;
             struct chunk_entry *e = &c->entries[c->count++];
-            e->klen = seen->klen;
-            e->vlen = seen->vlen;
             e->prefix = key_prefix(seen->data, seen->klen);
-            e->key_offset = c->bytes.len;
-            memcpy(c->bytes.data + c->bytes.len, seen->data, (size_t)seen->klen + seen->vlen);
-            e->value_offset = c->bytes.len + seen->klen;
-            c->bytes.len += (size_t)seen->klen + seen->vlen;
+            e->version = seen;
         }
         if (it->reverse)
             btree_prev(&bc);
@@ -372,15 +369,23 @@ int iter_create(struct shoal_db *db, struct namespace *ns, int only_shard,
     it->ns = ns;
     atomic_fetch_add(&ns->refs, 1); /* the namespace outlives a closed handle (shoal_iter_free) */
     it->db = db;
+    /* T3: counted before the dropped flag is checked again, as shoal_ns_drop sets the
+     * flag before it reads the count. */
+    atomic_fetch_add(&ns->iterators, 1);
+    if (atomic_load(&ns->dropped)) {
+        shoal_iter_free(it);
+        return SHOAL_EDROPPED;
+    }
     it->reverse = o->reverse;
     int err = iter_bounds(it, o);
-    if (!err && !o->snap)
-        err = shoal_snapshot_take(db, &it->own_snapshot);
+    if (!err)
+        err = o->snap ? snapshot_pin(db, shoal_snapshot_seq(o->snap), &it->own_snapshot)
+                      : shoal_snapshot_take(db, &it->own_snapshot);
     if (err) {
         shoal_iter_free(it);
         return err;
     }
-    it->at = shoal_snapshot_seq(o->snap ? o->snap : it->own_snapshot);
+    it->at = shoal_snapshot_seq(it->own_snapshot);
     unsigned count = ns->placement == SHOAL_PLACE_PINNED || only_shard >= 0
                          ? 1 : ns->shard_mask + 1;
     it->cursors = calloc(count, sizeof *it->cursors);
@@ -470,10 +475,10 @@ SHOAL_API const void *shoal_iter_value(const shoal_iter *it, size_t *vlen)
     if (!it || it->heap_size == 0)
         return NULL;
     const struct cursor *c = &it->cursors[it->heap[0].cursor];
-    const struct chunk_entry *e = &c->entries[c->pos];
+    const struct version *v = c->entries[c->pos].version;
     if (vlen)
-        *vlen = e->vlen;
-    return c->bytes.data + e->value_offset;
+        *vlen = v->vlen;
+    return version_value(v);
 }
 
 SHOAL_API void shoal_iter_free(shoal_iter *it)
@@ -481,7 +486,6 @@ SHOAL_API void shoal_iter_free(shoal_iter *it)
     if (!it)
         return;
     for (unsigned i = 0; it->cursors && i < it->cursor_count; i++) {
-        free(it->cursors[i].bytes.data);
         free(it->cursors[i].entries);
         free(it->cursors[i].resume.data);
     }
@@ -490,6 +494,8 @@ SHOAL_API void shoal_iter_free(shoal_iter *it)
     free(it->lower.data);
     free(it->upper.data);
     shoal_snapshot_release(it->own_snapshot);
+    if (atomic_fetch_sub(&it->ns->iterators, 1) == 1 && atomic_load(&it->ns->dropped))
+        namespace_drop_finish(it->db, it->ns);
     namespace_release(it->ns);
     free(it);
 }

@@ -30,10 +30,9 @@
  */
 #include "core/internal.h"
 
-SHOAL_API int shoal_snapshot_take(shoal_db *db, shoal_snapshot **out)
+/* Finds a free slot, starting at the thread's own place, and marks it with value. */
+static struct shoal_snapshot *slot_claim(struct shoal_db *db, uint64_t value)
 {
-    if (!db || !out)
-        return SHOAL_EINVAL;
     unsigned n = (unsigned)db->config.snapshot_slots;
     unsigned start = db_thread(db)->index % n;
     for (unsigned k = 0; k < n; k++) {
@@ -41,20 +40,41 @@ SHOAL_API int shoal_snapshot_take(shoal_db *db, shoal_snapshot **out)
         struct shoal_snapshot *slot = &db->slots[i];
         uint64_t expected = 0;
         if (atomic_load_explicit(&slot->value, memory_order_relaxed) != 0 ||
-            !atomic_compare_exchange_strong(&slot->value, &expected, SLOT_PENDING))
+            !atomic_compare_exchange_strong(&slot->value, &expected, value))
             continue;
         unsigned high = atomic_load_explicit(&db->slots_high, memory_order_relaxed);
         while (high <= i && !atomic_compare_exchange_weak(&db->slots_high, &high, i + 1))
             ;
-        atomic_fetch_add(&db->snapshots_open, 1);
-        uint64_t seq = atomic_load(&db->seq);
-        /* A plain release store is enough: until it is seen, a scan finds PENDING and
-         * uses the previous horizon, which is at most seq. */
-        atomic_store_explicit(&slot->value, seq + 1, memory_order_release);
-        *out = slot;
-        return 0;
+        return slot;
     }
-    *out = NULL;
+    return NULL;
+}
+
+SHOAL_API int shoal_snapshot_take(shoal_db *db, shoal_snapshot **out)
+{
+    if (!db || !out)
+        return SHOAL_EINVAL;
+    struct shoal_snapshot *slot = slot_claim(db, SLOT_PENDING);
+    *out = slot;
+    if (!slot)
+        return SHOAL_ENOSLOT;
+    atomic_fetch_add(&db->snapshots_open, 1);
+    uint64_t seq = atomic_load(&db->seq);
+    /* A plain release store is enough: until it is seen, a scan finds PENDING and uses the
+     * previous horizon, which is at most seq. */
+    atomic_store_explicit(&slot->value, seq + 1, memory_order_release);
+    return 0;
+}
+
+/* While another open snapshot holds seq, the horizon cannot pass it, so a second slot may
+ * publish the same seq directly. */
+int snapshot_pin(struct shoal_db *db, uint64_t seq, shoal_snapshot **out)
+{
+    atomic_fetch_add(&db->snapshots_open, 1);
+    *out = slot_claim(db, seq + 1);
+    if (*out)
+        return 0;
+    atomic_fetch_sub(&db->snapshots_open, 1);
     return SHOAL_ENOSLOT;
 }
 

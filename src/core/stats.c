@@ -45,7 +45,7 @@ SHOAL_API int shoal_stats(shoal_db *db, shoal_db_stats *out)
     out->tenants = db->tenant_count;
     for (uint32_t slot = 0; slot < db->ns_high; slot++) {
         struct namespace *ns = db->namespaces[slot];
-        if (!ns)
+        if (!ns || atomic_load(&ns->dropped))
             continue;
         out->namespaces++;
         for (unsigned i = 0; i <= ns->shard_mask; i++) {
@@ -146,7 +146,7 @@ SHOAL_API int shoal_stats_tenant(shoal_db *db, uint32_t tenant, shoal_tenant_sta
     out->ops = atomic_load(&t->ops);
     for (uint32_t slot = 0; slot < db->ns_high; slot++) {
         struct namespace *ns = db->namespaces[slot];
-        if (!ns || ns->tenant != t)
+        if (!ns || ns->tenant != t || atomic_load(&ns->dropped))
             continue;
         out->namespaces++;
         for (unsigned i = 0; i <= ns->shard_mask; i++) {

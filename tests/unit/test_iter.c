@@ -615,7 +615,8 @@ static void test_dropped_namespace(void **state)
     }
 }
 
-/* Iterators take snapshot slots only when they hold their own snapshot. */
+/* Every iterator holds a snapshot slot of its own, also when it reads at a caller's
+ * snapshot (it pins that seq), so it stays valid after the caller releases its snapshot. */
 static void test_iterator_snapshot_slots(void **state)
 {
     (void)state;
@@ -631,22 +632,72 @@ static void test_iterator_snapshot_slots(void **state)
     assert_ok(shoal_stats(db, &st));
     assert_int_equal(st.snapshots_open, 2);
     shoal_iter_free(a);
+    shoal_iter_free(b);
     shoal_snapshot *snap = NULL;
     assert_ok(shoal_snapshot_take(db, &snap));
-    /* With a caller's snapshot no slot is needed. */
     shoal_iter_options o = {.snap = snap};
-    shoal_iter *d[4];
-    for (int i = 0; i < 4; i++) {
-        assert_ok(shoal_iter_new(ns, &o, &d[i]));
-        assert_int_equal(shoal_iter_next(d[i]), 1);
-    }
-    for (int i = 0; i < 4; i++)
-        shoal_iter_free(d[i]);
-    shoal_iter_free(b);
+    shoal_iter *d = NULL, *e = (shoal_iter *)1;
+    assert_ok(shoal_iter_new(ns, &o, &d));
+    assert_code(shoal_iter_new(ns, &o, &e), SHOAL_ENOSLOT);
+    assert_null(e);
+    /* The caller's snapshot goes, the key is overwritten and deleted: the iterator still
+     * sees the value of its seq. */
     shoal_snapshot_release(snap);
+    test_put(ns, "k", "changed");
+    assert_ok(shoal_delete(ns, "k", 1, NULL));
+    assert_int_equal(shoal_iter_next(d), 1);
+    size_t vlen;
+    const void *value = shoal_iter_value(d, &vlen);
+    assert_int_equal(vlen, 1);
+    assert_memory_equal(value, "v", 1);
+    assert_int_equal(shoal_iter_next(d), 0);
+    shoal_iter_free(d);
     assert_ok(shoal_stats(db, &st));
     assert_int_equal(st.snapshots_open, 0);
     shoal_ns_close(ns);
+    shoal_close(db);
+}
+
+/* Dropping a namespace under an open iterator: what the iterator handed out stays
+ * readable, its next step reports the drop, a namespace of the same name can be created
+ * meanwhile, and the dropped data is freed when the iterator goes. */
+static void test_drop_under_open_iterator(void **state)
+{
+    (void)state;
+    shoal_db *db = test_open(4, 0);
+    shoal_ns *ns = test_ns(db, "gone", SHOAL_PLACE_SPREAD, 0);
+    char value[1000];
+    memset(value, 'x', sizeof value);
+    for (int i = 0; i < 2000; i++) {
+        char key[16];
+        int n = snprintf(key, sizeof key, "k%05d", i);
+        assert_ok(shoal_put(ns, key, (size_t)n, value, sizeof value, NULL));
+    }
+    shoal_iter *it = NULL;
+    assert_ok(shoal_iter_new(ns, NULL, &it));
+    assert_int_equal(shoal_iter_next(it), 1);
+    size_t klen, vlen;
+    const char *key = shoal_iter_key(it, &klen);
+    const char *val = shoal_iter_value(it, &vlen);
+    shoal_ns_close(ns);
+    assert_ok(shoal_ns_drop(db, "gone"));
+    assert_int_equal(klen, 6);
+    assert_memory_equal(key, "k00000", 6);
+    assert_int_equal(vlen, sizeof value);
+    assert_memory_equal(val, value, sizeof value);
+    shoal_ns *again = test_ns(db, "gone", SHOAL_PLACE_SPREAD, 0);
+    test_expect_absent_str(again, NULL, "k00000");
+    shoal_db_stats before;
+    assert_ok(shoal_stats(db, &before));
+    int r;
+    while ((r = shoal_iter_next(it)) == 1)
+        ;
+    assert_int_equal(r, SHOAL_EDROPPED);
+    shoal_iter_free(it);
+    shoal_db_stats after;
+    assert_ok(shoal_stats(db, &after));
+    assert_true(after.memory + 1000000 < before.memory);
+    shoal_ns_close(again);
     shoal_close(db);
 }
 
@@ -662,6 +713,7 @@ int main(void)
         cmocka_unit_test(test_scan_at_snapshot_while_writing),
         cmocka_unit_test(test_dropped_namespace),
         cmocka_unit_test(test_iterator_snapshot_slots),
+        cmocka_unit_test(test_drop_under_open_iterator),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

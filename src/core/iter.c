@@ -38,6 +38,7 @@
 
 #define ITER_CHUNK_KEYS 256
 #define ITER_PREFETCH 16
+#define ITER_READ_AHEAD 8
 
 struct buffer {
     uint8_t *data;
@@ -441,6 +442,13 @@ SHOAL_API int shoal_iter_next(shoal_iter *it)
     } else if (it->heap_size > 0) {
         struct cursor *c = &it->cursors[it->heap[0].cursor];
         c->pos++;
+        /* The caller is about to read the values in version memory: ask for this cursor's
+         * coming ones now (it advances about once per cursor_count steps). */
+        if (c->pos + ITER_READ_AHEAD < c->count) {
+            const char *p = (const char *)c->entries[c->pos + ITER_READ_AHEAD].version;
+            __builtin_prefetch(p + 64);
+            __builtin_prefetch(p + 128);
+        }
         err = cursor_fill(it, c);
         if (!err) {
             if (!cursor_has(c))

@@ -75,6 +75,7 @@
  * than 8 so that the first object starts at the same alignment as malloc would give. */
 #define SEGMENT_HEADER_BYTES ((size_t)16)
 /* Header in front of each large object; a multiple of 16 keeps malloc's alignment. */
+#define SEGMENT_POPULATE_BYTES ((size_t)128 << 10)
 #define SEGMENT_LARGE_HEADER_BYTES ((size_t)32)
 /* The classes 8 bytes apart end at this size. */
 #define SEGMENT_FINE_LIMIT ((size_t)256)
@@ -101,6 +102,7 @@ struct segment_allocator {
     /* The current segment's unused range [bump, bump_end). */
     char *bump;
     char *bump_end;
+    char *populated_end; /* pages of the current segment faulted in ahead of the bump */
     struct segment_header *segments;
     struct segment_large_header *large_objects_list;
     size_t segment_count;
@@ -199,6 +201,28 @@ static void segment_recycle_tail(struct segment_allocator *sa)
     sa->bump = sa->bump_end = NULL;
 }
 
+/* Faults in the next SEGMENT_POPULATE_BYTES of the current segment with one call
+ * (MADV_POPULATE_WRITE) instead of one page fault per 4 KiB page: page faults take
+ * process-wide kernel locks, and writers of different shards faulting page by page
+ * serialized on them. At most one step per shard is faulted in before it is used. Kernels
+ * without the advice fault page by page as before. */
+static void segment_populate(struct segment_allocator *sa)
+{
+    char *from = sa->populated_end;
+    char *to = from + SEGMENT_POPULATE_BYTES;
+    if (to > sa->bump_end)
+        to = sa->bump_end;
+    while (to < sa->bump)
+        to += SEGMENT_POPULATE_BYTES;
+    if (to > sa->bump_end)
+        to = sa->bump_end;
+#ifdef MADV_POPULATE_WRITE
+    if (to > from)
+        madvise(from, (size_t)(to - from), MADV_POPULATE_WRITE);
+#endif
+    sa->populated_end = to;
+}
+
 /* Maps a fresh segment and makes it current. Returns false when out of memory. */
 static bool segment_grow(struct segment_allocator *sa)
 {
@@ -214,6 +238,7 @@ static bool segment_grow(struct segment_allocator *sa)
     sa->segment_count++;
     sa->bump = (char *)mapping + SEGMENT_HEADER_BYTES;
     sa->bump_end = (char *)mapping + SEGMENT_BYTES;
+    sa->populated_end = (char *)mapping;
     SEGMENT_POISON(sa->bump, (size_t)(sa->bump_end - sa->bump));
     return true;
 }
@@ -267,6 +292,8 @@ void *segment_alloc(struct segment_allocator *sa, size_t size)
             return NULL;
         slot = (struct segment_free_slot *)sa->bump;
         sa->bump += class_bytes;
+        if (sa->bump > sa->populated_end)
+            segment_populate(sa);
         SEGMENT_UNPOISON(slot, class_bytes);
     }
     sa->small_objects++;

@@ -37,8 +37,8 @@
  *       no checkpoint is taken (architecture invariant 8).
  *
  * Tested by tests/unit/test_durable.c (reopen equals the model, catalog changes, fault
- * injection through the I/O table, corruption of every file kind, persist) and the crash
- * tests (tests/unit/test_crash.c: kill -9 of a writing child, checked against what it was
+ * injection through the I/O table, persist), tests/unit/test_corruption.c (bit flips,
+ * truncations and lost files of every kind) and the crash tests (tests/unit/test_crash.c: kill -9 of a writing child, checked against what it was
  * told was acknowledged).
  */
 #include "core/durable.h"
@@ -709,9 +709,16 @@ struct checkpoint_job {
 static int checkpoint_shard(void *ctx, unsigned shard)
 {
     struct checkpoint_job *job = ctx;
+    struct shard *s = atomic_load(&job->db->shards[shard]);
+    if (!s)
+        return 0;
+    /* Indexes are created under the shard lock: look for them under it. */
+    struct thread_state *self = db_thread(job->db);
     bool any = false;
+    shard_read_lock(s, self);
     for (uint32_t k = 0; k < job->ns_count && !any; k++)
         any = job->namespaces[k]->parts[shard].tree != NULL;
+    shard_read_unlock(s, self);
     if (!any)
         return 0;
     char path[4200];
@@ -925,6 +932,37 @@ static int durable_lock(struct durable *d)
     return err;
 }
 
+static int note_wal_file(void *ctx, const char *name)
+{
+    size_t len = strlen(name);
+    if (len > 4 && strcmp(name + len - 4, ".wal") == 0)
+        *(bool *)ctx = true;
+    return 0;
+}
+
+/* 1 if dir holds log segments or checkpoints, 0 if not, or a negative error. */
+static int durable_has_files(struct durable *d)
+{
+    uint64_t *seqs = NULL;
+    size_t count = 0;
+    int err = ckpt_list(d->io, d->dir, &seqs, &count);
+    free(seqs);
+    if (err)
+        return err;
+    if (count)
+        return 1;
+    unsigned streams = 0;
+    if ((err = wal_list_streams(d->dir, d->io, &streams)) != 0)
+        return err;
+    bool found = false;
+    for (unsigned i = 0; i < streams && !found; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/log/%u", d->dir, i);
+        d->io->list_dir(d->io, path, note_wal_file, &found);
+    }
+    return found;
+}
+
 static int wal_start(struct durable *d, struct shoal_db *db)
 {
     d->streams = (unsigned)db->config.log_streams;
@@ -959,8 +997,13 @@ int durable_open(const char *dir, const shoal_options *opts, const struct shoal_
     struct catalog_head head = {0};
     err = manifest_read(d->io, d->dir, &body, &len);
     bool fresh = err == SHOAL_ENOTFOUND;
-    if (fresh)
-        err = 0;
+    if (fresh && (err = durable_has_files(d)) == 0) {
+        /* A new database. */
+    } else if (fresh && err > 0) {
+        durable_set_detail("%s/MANIFEST: missing, but log or checkpoint files are present",
+                           d->dir);
+        err = SHOAL_ECORRUPT;
+    }
     else if (!err && (err = catalog_head(body, len, &head)) == 0)
         config.shards = head.shards;
     if (err == SHOAL_ECORRUPT)
@@ -976,16 +1019,14 @@ int durable_open(const char *dir, const shoal_options *opts, const struct shoal_
     free(body);
     if (!err)
         err = recover(db, d, &head);
+    /* A new database writes its MANIFEST before any log file exists, so that log files
+     * without a MANIFEST always mean a lost MANIFEST (durable_has_files). */
+    if (!err && fresh)
+        err = catalog_write(db, d, 0, 0);
     if (!err)
         err = wal_start(d, db);
-    if (!err) {
+    if (!err)
         atomic_store_explicit(&db->durable, d, memory_order_release);
-        if (fresh) {
-            pthread_mutex_lock(&db->catalog_lock);
-            err = durable_save_catalog(db);
-            pthread_mutex_unlock(&db->catalog_lock);
-        }
-    }
     if (!err)
         err = checkpointer_start(d, db);
     if (err) {
@@ -1039,9 +1080,8 @@ SHOAL_API int shoal_persist(shoal_db *db, const char *dir)
         else if (err == SHOAL_ENOTFOUND)
             err = 0;
     }
-    unsigned streams_on_disk = 0;
-    if (!err && wal_list_streams(d->dir, d->io, &streams_on_disk) == 0 && streams_on_disk)
-        err = SHOAL_EEXIST; /* log files without a MANIFEST: not ours to overwrite */
+    if (!err && durable_has_files(d) != 0)
+        err = SHOAL_EEXIST; /* log or checkpoint files without a MANIFEST: not ours */
     if (!err)
         err = wal_start(d, db);
     if (err) {

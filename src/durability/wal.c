@@ -1211,11 +1211,14 @@ int wal_rotate(struct wal *w, uint64_t seq)
 
 /* Deletes the leading ended segments whose seq bound is <= seq from one list. The list is
  * edited under lock (when given); the files are removed afterwards. */
-static int wal_delete_segments(struct wal *w, const char *stream_dir, struct wal_segment *segments,
-                               size_t *count, pthread_mutex_t *lock, uint64_t seq)
+static int wal_delete_segments(struct wal *w, const char *stream_dir,
+                               struct wal_segment *const *list, size_t *count,
+                               pthread_mutex_t *lock, uint64_t seq)
 {
     if (lock != NULL)
         pthread_mutex_lock(lock);
+    /* Read the array under the lock: the flusher may grow (move) it meanwhile. */
+    struct wal_segment *segments = *list;
     size_t n = 0;
     /* Bounds never decrease along the list, so the deletable segments are a prefix. */
     while (n < *count && segments[n].ended && segments[n].max_seq <= seq)
@@ -1261,7 +1264,7 @@ int wal_delete_before(struct wal *w, uint64_t seq)
     int err = 0;
     for (unsigned i = 0; i < w->stream_count; i++) {
         struct wal_stream *s = &w->streams[i];
-        int rc = wal_delete_segments(w, s->dir, s->segments, &s->segment_count, &s->mutex, seq);
+        int rc = wal_delete_segments(w, s->dir, &s->segments, &s->segment_count, &s->mutex, seq);
         if (rc != 0 && err == 0)
             err = rc;
     }
@@ -1270,7 +1273,7 @@ int wal_delete_before(struct wal *w, uint64_t seq)
         struct wal_retired *r = &w->retired[i];
         if (r->segment_count == 0)
             continue;
-        int rc = wal_delete_segments(w, r->dir, r->segments, &r->segment_count, NULL, seq);
+        int rc = wal_delete_segments(w, r->dir, &r->segments, &r->segment_count, NULL, seq);
         if (rc != 0 && err == 0)
             err = rc;
         if (r->segment_count == 0 && w->io->rmdir(w->io, r->dir) == 0)
@@ -1741,6 +1744,12 @@ static int wal_replay_segment(struct wal_reader *r, unsigned stream, uint64_t ba
         uint64_t prev_bytes = encoding_get_u64(h + 32);
         if (prev_base != prev->base || (prev_bytes != prev->stop && prev_bytes != prev->size))
             return WAL_SEGMENT_GAP;
+    } else if (encoding_get_u64(h + 24) > after_seq) {
+        /* The first segment on disk names a predecessor that is gone. A checkpoint at S
+         * deletes only segments it covers, and every segment created after it (by the
+         * rotation to S + 1) has a base above S: a missing predecessor with a base above
+         * the checkpoint the replay starts from was lost, not deleted. */
+        return WAL_SEGMENT_GAP;
     }
 
     uint64_t off = WAL_SEGMENT_HEADER_SIZE;
@@ -1898,9 +1907,15 @@ int wal_replay(const char *dir, unsigned stream, uint64_t after_seq, const struc
             if (!read_only)
                 result = wal_cut_segment(io, stream_dir, path, fd, stop);
         } else if (outcome == WAL_SEGMENT_GAP) {
-            /* The data missing is at the end of the previous segment. */
-            snprintf(report->file, sizeof report->file, "%s", prev_path);
-            report->offset = prev.stop;
+            /* The data missing is at the end of the previous segment; when that segment is
+             * gone altogether, the damage is named at the start of this one. */
+            if (prev.present) {
+                snprintf(report->file, sizeof report->file, "%s", prev_path);
+                report->offset = prev.stop;
+            } else {
+                snprintf(report->file, sizeof report->file, "%s", path);
+                report->offset = 0;
+            }
             if (!salvage) {
                 result = SHOAL_ECORRUPT;
             } else {

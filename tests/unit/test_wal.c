@@ -314,7 +314,8 @@ static void test_reopen_rotate_delete(void **state)
     struct collected c = {0};
     for (unsigned stream = 0; stream < 2; stream++) {
         collected_reset(&c, MAX_LEN);
-        assert_int_equal(wal_replay(dir, stream, 0, NULL, false, false, collect, &c, &report), 0);
+        /* Replay starts after the checkpoint (200) that deleted the older segments. */
+        assert_int_equal(wal_replay(dir, stream, 200, NULL, false, false, collect, &c, &report), 0);
         assert_int_equal(c.count, 30);
         assert_false(c.wrong_record);
         for (size_t i = 0; i < c.count; i++)
@@ -915,11 +916,15 @@ static void test_missing_segment(void **state)
     assert_true(report.salvaged);
     assert_prefix(&c, in_first);
 
-    /* Deleting a prefix of segments (what wal_delete_before does) is no damage. */
+    /* Deleting a prefix of segments (what wal_delete_before does after a checkpoint) is
+     * no damage to a replay from that checkpoint on; from before it, it is a gap. */
     copy_file(saved, second);
     assert_int_equal(unlink(first), 0);
     collected_reset(&c, 60);
-    assert_int_equal(wal_replay(dir, 0, 0, NULL, false, true, collect, &c, &report), 0);
+    assert_int_equal(wal_replay(dir, 0, 0, NULL, false, true, collect, &c, &report),
+                     SHOAL_ECORRUPT);
+    collected_reset(&c, 60);
+    assert_int_equal(wal_replay(dir, 0, in_first, NULL, false, true, collect, &c, &report), 0);
     assert_int_equal(c.count, 20 - in_first);
     assert_int_equal(c.seqs[0], in_first + 1);
     free(c.seqs);

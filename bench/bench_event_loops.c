@@ -43,9 +43,9 @@ static int port_number;
  * (an inline line, or "*N" followed by N "$len" and data lines), so any command, PING or
  * the CONFIG GET redis-benchmark sends first, gets one reply. */
 typedef struct request_state {
-    long lines_left;   /* lines still to come in the current multibulk request */
-    long number;       /* the count on a "*N" header line */
-    char first;        /* the first byte of the current line, 0 at a line start */
+    long lines_left; /* lines still to come in the current multibulk request */
+    long number;     /* the count on a "*N" header line */
+    char first;      /* the first byte of the current line, 0 at a line start */
     char previous;
 } request_state;
 
@@ -83,7 +83,8 @@ static int listen_socket(void)
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port_number),
+    struct sockaddr_in address = {.sin_family = AF_INET,
+                                  .sin_port = htons((uint16_t)port_number),
                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (bind(fd, (struct sockaddr *)&address, sizeof(address)) != 0 || listen(fd, 511) != 0) {
         perror("bind/listen");
@@ -143,7 +144,8 @@ static void *epoll_loop(void *unused)
                 if (n == 0 || (n < 0 && errno != EAGAIN)) {
                     closed = true;
                 } else if (n > 0) {
-                    c->out_length = make_replies(c->out, count_requests(c->in, (size_t)n, &c->state));
+                    c->out_length =
+                        make_replies(c->out, count_requests(c->in, (size_t)n, &c->state));
                     c->out_start = 0;
                 }
             }
@@ -163,7 +165,8 @@ static void *epoll_loop(void *unused)
                 free(c);
                 continue;
             }
-            struct epoll_event modify = {.events = c->out_length ? EPOLLOUT : EPOLLIN, .data.ptr = c};
+            struct epoll_event modify = {.events = c->out_length ? EPOLLOUT : EPOLLIN,
+                                         .data.ptr = c};
             if ((events[i].events & EPOLLOUT) || c->out_length)
                 epoll_ctl(epoll_fd, EPOLL_CTL_MOD, c->fd, &modify);
         }

@@ -127,7 +127,7 @@
     X("shutdown", cmd_shutdown, -1, A | M, 0, 0, 0, "server", "Stops the server")          \
     X("command", cmd_command, -1, 0, 0, 0, 0, "server", "Describes commands")              \
     X("time", cmd_time, 1, F, 0, 0, 0, "server", "Returns the server time")                \
-    X("acl", cmd_acl, -2, 0, 0, 0, 0, "server", "Users: WHOAMI LIST USERS SETUSER") \
+    X("acl", cmd_acl, -2, 0, 0, 0, 0, "server", "Users: WHOAMI LIST USERS SETUSER")        \
     X("debug", cmd_debug, -2, A, 0, 0, 0, "server", "Fault injection for tests")
 
 #define COMMAND_ROW(name, handler, arity, flags, first, last, step, group, summary)         \

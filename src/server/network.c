@@ -19,6 +19,14 @@
  * buffer (pipelining) and dispatch each -> network_flush: writev the pending replies;
  * if the socket is full, arm EPOLLOUT and continue when writable.
  *
+ * In durable mode a write's reply is held until the log confirms it (pending.c): the
+ * flush sends only up to pending_sendable, EPOLLOUT is armed only for sendable bytes, and
+ * the loop's epoll set also watches the completion queue's eventfd (pending_drain, then
+ * network_client_progress sends what became sendable). A client that goes away with
+ * writes in flight is freed except for its struct, which pending.c keeps until the last
+ * completion. At shutdown a loop stops reading and accepting, waits (bounded) for the
+ * writes in flight so their replies still go out, then closes its clients.
+ *
  * Invariants
  * ----------
  * 1. A client is touched only by its loop's thread, except for the fields server.h marks
@@ -277,6 +285,8 @@ static void network_protocol_error(client *c, const char *message)
 static void network_process(client *c)
 {
     size_t start = 0;
+    /* One clock reading per batch of requests is precise enough for the soft limit. */
+    long long now_ms = network_now_ms();
     /* A client with PENDING_CLIENT_MAX writes waiting for the log stops here; the rest of
      * its input runs when some complete (network_client_progress). */
     while (!c->close_after_reply && !c->close_now && start < c->query_length &&
@@ -317,7 +327,7 @@ static void network_process(client *c)
         start += c->parser.position;
         resp_parser_reset(&c->parser);
         c->parser.authenticated = c->authenticated;
-        if (network_output_over_limit(c, network_now_ms())) {
+        if (network_output_over_limit(c, now_ms)) {
             atomic_fetch_add(&server.output_limit_disconnections, 1);
             log_message(LOG_NOTICE, "closing client id=%llu addr=%s: output buffer limit",
                         (unsigned long long)c->id, c->address);

@@ -74,25 +74,25 @@
 #define PENDING_FREE_KEEP 4096u
 
 struct pending_write {
-    pending_queue *queue;            /* the owner's loop's: all the log thread needs */
+    pending_queue *queue; /* the owner's loop's: all the log thread needs */
     client *owner;
     uint64_t reply_start, reply_end; /* absolute output positions of its reply */
     int error;                       /* the engine's verdict; written by the log thread */
     bool done;
-    pending_write *next_in_client;   /* the owner's FIFO, in the order the writes ran */
-    pending_write *next_in_queue;    /* the completion queue, or the free list */
+    pending_write *next_in_client; /* the owner's FIFO, in the order the writes ran */
+    pending_write *next_in_queue;  /* the completion queue, or the free list */
 };
 
 struct pending_queue {
-    pthread_mutex_t lock;            /* guards head and tail only */
-    pending_write *head, *tail;      /* completed by the log, not yet seen by the loop */
+    pthread_mutex_t lock;       /* guards head and tail only */
+    pending_write *head, *tail; /* completed by the log, not yet seen by the loop */
     int event_fd;
     /* Loop thread only. */
     pending_write *free_list;
     size_t free_count;
-    client **touched;                /* clients whose FIFO advanced in this drain */
+    client **touched; /* clients whose FIFO advanced in this drain */
     size_t touched_count, touched_capacity;
-    client *zombies;                 /* disconnected clients with writes in flight */
+    client *zombies; /* disconnected clients with writes in flight */
 };
 
 static bool pending_waits;
@@ -225,8 +225,9 @@ static void pending_answer_failure(client *c, pending_write *w)
         return;
     bool alone = w->next_in_client == NULL && w->reply_end == resp_buffer_mark(&c->out);
     resp_buffer_truncate(&c->out, w->reply_start);
-    resp_add_errorf(&c->out, "MISCONF Errors writing to the log: %s. The write is applied in "
-                             "memory but may not be on disk; writes are refused from now on",
+    resp_add_errorf(&c->out,
+                    "MISCONF Errors writing to the log: %s. The write is applied in "
+                    "memory but may not be on disk; writes are refused from now on",
                     shoal_strerror(w->error));
     log_message(LOG_WARNING, "client id=%llu addr=%s: a write's log sync failed (%s)%s",
                 (unsigned long long)c->id, c->address, shoal_error_name(w->error),
@@ -342,8 +343,10 @@ void pending_loop_free(event_loop *loop)
         while (w != NULL) {
             pending_write *next = w->next_in_client;
             if (!w->done)
-                log_message(LOG_WARNING, "a pending write of client id=%llu was never "
-                                         "confirmed by the log", (unsigned long long)c->id);
+                log_message(LOG_WARNING,
+                            "a pending write of client id=%llu was never "
+                            "confirmed by the log",
+                            (unsigned long long)c->id);
             free(w);
             w = next;
         }

@@ -5,6 +5,8 @@
  * Ownership: a client belongs to exactly one event loop, whose thread alone reads its
  * input, runs its commands and writes its output. Other threads see a client only
  * through the registry (CLIENT LIST/KILL), which touches the fields marked "shared".
+ * The engine's log threads never touch a client: they post completed durable writes to
+ * the loop's pending_queue (pending.c), and the loop applies them to its clients.
  */
 #ifndef SHOAL_SERVER_SERVER_H
 #define SHOAL_SERVER_SERVER_H

@@ -28,6 +28,15 @@
  * are still current, the attempt is equivalent to running the command alone at its
  * commit's seq: commands are serializable, as on a single-threaded Redis.
  *
+ * Durability
+ * ----------
+ * store_txn_commit takes the caller's write options: in durable mode the dispatcher
+ * passes an on_durable callback (pending.c), the commit returns SHOAL_PENDING, and the
+ * reply waits for the log while the loop goes on. Deletes of expired keys are written
+ * with SHOAL_SYNC_NONE: a lost one leaves a key that is still expired after recovery.
+ * store_open_existing reopens, at startup, the namespaces a previous run created, so
+ * counts and FLUSHALL see every database before a client touches it.
+ *
  * Invariants
  * ----------
  * 1. A committed attempt's reads were all current at its commit seq (the require of each

@@ -239,20 +239,22 @@ static void pending_answer_failure(client *c, pending_write *w)
     }
 }
 
-static void pending_touch(pending_queue *q, client *c)
+/* Lists c for the second half of the drain. Returns false if the list cannot grow. */
+static bool pending_touch(pending_queue *q, client *c)
 {
     if (c->pending_touched)
-        return;
+        return true;
     if (q->touched_count == q->touched_capacity) {
         size_t capacity = q->touched_capacity ? q->touched_capacity * 2 : 64;
         client **grown = realloc(q->touched, capacity * sizeof(*grown));
         if (grown == NULL)
-            return; /* this client is flushed by its next event or cron instead */
+            return false;
         q->touched = grown;
         q->touched_capacity = capacity;
     }
     c->pending_touched = true;
     q->touched[q->touched_count++] = c;
+    return true;
 }
 
 /* Pops the completed writes at the front of the client's FIFO. */
@@ -269,6 +271,20 @@ static void pending_advance(pending_queue *q, client *c)
         atomic_fetch_sub_explicit(&server.pending_writes, 1, memory_order_relaxed);
         pending_recycle(q, w);
     }
+}
+
+static void pending_zombie_unlink(pending_queue *q, client *c);
+
+/* Advances the client's FIFO, then frees it or sends what became sendable. Safe while
+ * later completions of the same drain are still unmarked: a client with a write in
+ * flight is never freed, only kept as a zombie (invariant 2). */
+static void pending_settle(pending_queue *q, client *c)
+{
+    c->pending_touched = false;
+    pending_advance(q, c);
+    if (c->zombie && c->pending_count == 0)
+        pending_zombie_unlink(q, c);
+    network_client_progress(c);
 }
 
 static void pending_zombie_unlink(pending_queue *q, client *c)
@@ -302,18 +318,14 @@ void pending_drain(event_loop *loop)
     while (w != NULL) {
         pending_write *next = w->next_in_queue;
         w->done = true;
-        pending_touch(q, w->owner);
-        w = next;
+        client *owner = w->owner;
+        w = next; /* w may be recycled from here on */
+        if (!pending_touch(q, owner))
+            pending_settle(q, owner); /* out of memory for the list: settle it now */
     }
     /* Each touched client once: advance its FIFO, then free it or send what it can. */
-    for (size_t i = 0; i < q->touched_count; i++) {
-        client *c = q->touched[i];
-        c->pending_touched = false;
-        pending_advance(q, c);
-        if (c->zombie && c->pending_count == 0)
-            pending_zombie_unlink(q, c);
-        network_client_progress(c);
-    }
+    for (size_t i = 0; i < q->touched_count; i++)
+        pending_settle(q, q->touched[i]);
     q->touched_count = 0;
 }
 

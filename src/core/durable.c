@@ -331,15 +331,12 @@ static struct namespace *id_map_find(const struct id_map *m, uint32_t id)
 }
 
 /* R2: installs key's version at seq unless a newer one is there; a tombstone when value is
- * NULL. Called by several loader threads at once: it takes the shard's write lock. */
-static int recover_apply(struct shoal_db *db, struct namespace *ns, const uint8_t *key,
-                         uint32_t klen, const uint8_t *value, uint32_t vlen, uint64_t seq)
+ * NULL. Several loader threads run at once: the caller holds shard si's write lock.
+ * Returns 0, 1 when it installed a tombstone, or a negative error. */
+static int recover_apply_locked(struct shard *s, unsigned si, struct namespace *ns,
+                                const uint8_t *key, uint32_t klen, const uint8_t *value,
+                                uint32_t vlen, uint64_t seq)
 {
-    unsigned si = ns_route(ns, key, klen);
-    struct shard *s = db_shard(db, si);
-    if (!s)
-        return SHOAL_ENOMEM;
-    shard_write_lock(s);
     int err = 0;
     struct ns_part *part = &ns->parts[si];
     if (!part->tree) {
@@ -383,15 +380,18 @@ static int recover_apply(struct shoal_db *db, struct namespace *ns, const uint8_
     counter_add(&part->keys, (uint64_t)((int64_t)(value != NULL) - (int64_t)was_live));
     counter_add(&part->bytes, new_bytes - old_bytes);
     version_free_chain(s, prev);
+    if (!value)
+        return 1; /* a tombstone now stands: the sweep has work */
 out:
-    shard_write_unlock(s);
     return err;
 }
 
-/* After every stream is replayed: remove the tombstones (R2) and publish memory use. */
-static int recover_sweep(struct shoal_db *db)
+
+/* After every stream is replayed: remove the tombstones (R2), if any was replayed, and
+ * publish memory use. */
+static int recover_sweep(struct shoal_db *db, bool tombstones)
 {
-    for (uint32_t slot = 0; slot < db->ns_high; slot++) {
+    for (uint32_t slot = 0; tombstones && slot < db->ns_high; slot++) {
         struct namespace *ns = db->namespaces[slot];
         if (!ns)
             continue;
@@ -498,6 +498,7 @@ struct loader {
     struct id_map ids;
     uint64_t checkpoint_seq, checkpoint_shards;
     bool salvage;
+    _Atomic bool tombstones; /* a delete was replayed: recover_sweep has work */
     _Atomic uint64_t records, keys, torn_bytes, salvaged_bytes, max_seq;
     _Atomic uint32_t torn_streams;
     pthread_mutex_t detail_lock;
@@ -518,9 +519,25 @@ static void loader_detail(struct loader *l, const char *fmt, ...)
     pthread_mutex_unlock(&l->detail_lock);
 }
 
-/* Applies the entries in buf[0..len); returns the bytes consumed (a partial entry at the
- * end stays for the next block) or a negative error. */
-static long checkpoint_entries(struct loader *l, const uint8_t *buf, size_t len)
+static long checkpoint_entries_locked(struct loader *l, struct shard *s, unsigned shard,
+                                      const uint8_t *buf, size_t len);
+
+/* Applies the entries in buf[0..len) of shard's file, under that shard's lock taken once
+ * (every entry of the file belongs to it); returns the bytes consumed (a partial entry at
+ * the end stays for the next block) or a negative error. */
+static long checkpoint_entries(struct loader *l, unsigned shard, const uint8_t *buf, size_t len)
+{
+    struct shard *s = db_shard(l->db, shard);
+    if (!s)
+        return SHOAL_ENOMEM;
+    shard_write_lock(s);
+    long used = checkpoint_entries_locked(l, s, shard, buf, len);
+    shard_write_unlock(s);
+    return used;
+}
+
+static long checkpoint_entries_locked(struct loader *l, struct shard *s, unsigned shard,
+                                      const uint8_t *buf, size_t len)
 {
     size_t used = 0;
     while (len - used >= 12) {
@@ -535,8 +552,11 @@ static long checkpoint_entries(struct loader *l, const uint8_t *buf, size_t len)
         const uint8_t *key = buf + used + 12;
         struct namespace *ns = id_map_find(&l->ids, ns_id);
         if (ns) {
-            int err = recover_apply(l->db, ns, key, klen, key + klen, vlen, l->checkpoint_seq);
-            if (err)
+            if (ns_route(ns, key, klen) != shard)
+                return SHOAL_ECORRUPT; /* an entry in another shard's file */
+            int err = recover_apply_locked(s, shard, ns, key, klen, key + klen, vlen,
+                                           l->checkpoint_seq);
+            if (err < 0)
                 return err;
             atomic_fetch_add_explicit(&l->keys, 1, memory_order_relaxed);
         }
@@ -575,7 +595,7 @@ static int load_checkpoint_file(void *ctx, unsigned shard)
             buf = carry.data;
             buf_len = carry.len;
         }
-        long used = carry.failed ? SHOAL_ENOMEM : checkpoint_entries(l, buf, buf_len);
+        long used = carry.failed ? SHOAL_ENOMEM : checkpoint_entries(l, shard, buf, buf_len);
         if (used < 0) {
             err = (int)used;
             break;
@@ -598,29 +618,76 @@ static int load_checkpoint_file(void *ctx, unsigned shard)
     return err < 0 ? err : 0;
 }
 
+/* A record's operations, gathered so that a batch takes each shard's lock once. */
 struct replay_record {
     struct loader *l;
-    uint64_t seq;
+    struct replay_op {
+        struct log_op op;
+        struct namespace *ns;
+        unsigned shard;
+    } *ops;
+    size_t count, cap;
+    uint64_t shards; /* mask of the shards the operations touch */
 };
 
-static int replay_op(void *ctx, const struct log_op *op)
+static int replay_gather(void *ctx, const struct log_op *op)
 {
     struct replay_record *rr = ctx;
     struct namespace *ns = id_map_find(&rr->l->ids, op->ns_id);
     if (!ns)
         return 0; /* a namespace dropped since */
-    return recover_apply(rr->l->db, ns, op->key, op->klen,
-                         op->type == WRITE_PUT ? op->value : NULL, op->vlen, rr->seq);
+    if (rr->count == rr->cap) {
+        size_t cap = rr->cap ? rr->cap * 2 : 64;
+        struct replay_op *ops = realloc(rr->ops, cap * sizeof *ops);
+        if (!ops)
+            return SHOAL_ENOMEM;
+        rr->ops = ops;
+        rr->cap = cap;
+    }
+    unsigned si = ns_route(ns, op->key, op->klen);
+    rr->ops[rr->count++] = (struct replay_op){*op, ns, si};
+    rr->shards |= 1ull << si;
+    return 0;
+}
+
+static int replay_apply(struct replay_record *rr, uint64_t seq)
+{
+    for (uint64_t m = rr->shards; m; m &= m - 1) {
+        unsigned si = (unsigned)__builtin_ctzll(m);
+        struct shard *s = db_shard(rr->l->db, si);
+        if (!s)
+            return SHOAL_ENOMEM;
+        shard_write_lock(s);
+        int err = 0;
+        for (size_t i = 0; i < rr->count && err >= 0; i++) {
+            const struct replay_op *o = &rr->ops[i];
+            if (o->shard != si)
+                continue;
+            err = recover_apply_locked(s, si, o->ns, o->op.key, o->op.klen,
+                                       o->op.type == WRITE_PUT ? o->op.value : NULL,
+                                       o->op.vlen, seq);
+            if (err == 1)
+                atomic_store_explicit(&rr->l->tombstones, true, memory_order_relaxed);
+        }
+        shard_write_unlock(s);
+        if (err < 0)
+            return err;
+    }
+    return 0;
 }
 
 static int replay_record(void *ctx, uint8_t type, uint64_t seq, const void *payload,
                          size_t len)
 {
-    struct loader *l = ctx;
+    struct replay_record *rr = ctx;
+    struct loader *l = rr->l;
     if (type > LOG_BATCH)
         return SHOAL_ENOTSUP; /* a record type of a newer version */
-    struct replay_record rr = {l, seq};
-    int err = log_decode(type, payload, len, replay_op, &rr);
+    rr->count = 0;
+    rr->shards = 0;
+    int err = log_decode(type, payload, len, replay_gather, rr);
+    if (!err)
+        err = replay_apply(rr, seq);
     if (err)
         return err;
     atomic_fetch_add_explicit(&l->records, 1, memory_order_relaxed);
@@ -635,8 +702,10 @@ static int replay_stream(void *ctx, unsigned stream)
     struct loader *l = ctx;
     struct wal_replay_report report;
     memset(&report, 0, sizeof report);
+    struct replay_record rr = {.l = l};
     int err = wal_replay(l->d->dir, stream, l->checkpoint_seq, l->d->io, l->salvage, false,
-                         replay_record, l, &report);
+                         replay_record, &rr, &report);
+    free(rr.ops);
     uint64_t max = atomic_load(&l->max_seq);
     while (report.last_seq > max && !atomic_compare_exchange_weak(&l->max_seq, &max,
                                                                   report.last_seq))
@@ -677,7 +746,7 @@ static int recover(struct shoal_db *db, struct durable *d, const struct catalog_
     if (!err && streams)
         err = parallel_run(streams, replay_stream, &l);
     if (!err)
-        err = recover_sweep(db);
+        err = recover_sweep(db, atomic_load(&l.tombstones));
     if (l.detail[0])
         durable_set_detail("%s", l.detail);
     uint64_t seq = atomic_load(&l.max_seq);

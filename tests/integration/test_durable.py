@@ -1,5 +1,6 @@
 """shoal-server in durable mode: what a client was told is durable survives.
 
+- kill -9 after writes acknowledged under sync periodic and batch: all there;
 - kill -9 in the middle of a load (redis-benchmark in the background plus python clients
   that record every acknowledged SET, single and pipelined) under sync=always: after a
   restart on the same directory every acknowledged key has its value;
@@ -150,6 +151,30 @@ def test_kill9_under_load_keeps_acknowledged_writes(binary):
                   "at the kill)" % (len(expected), pending))
         finally:
             server.stop()
+
+
+def test_periodic_survives_kill9(binary):
+    """sync periodic (the default) acknowledges once the record is written to the operating
+    system: a kill -9 of the process (not of the machine) loses nothing acknowledged."""
+    for policy in ("periodic", "batch"):
+        with DataDir() as directory:
+            server = start(binary, directory, ["--sync", policy])
+            r = connect(server)
+            pipe = r.pipeline(transaction=False)
+            for i in range(2000):
+                pipe.set("k%d" % i, "v%d" % i)
+            assert pipe.execute() == [True] * 2000
+            for i in range(200):
+                r.incr("counter")
+            kill9(server)
+            server = start(binary, directory, ["--sync", policy])
+            try:
+                r = connect(server)
+                values = r.mget(["k%d" % i for i in range(2000)])
+                assert values == [("v%d" % i).encode() for i in range(2000)], policy
+                assert r.get("counter") == b"200", policy
+            finally:
+                server.stop()
 
 
 def test_sigterm_restart_keeps_everything(binary):
@@ -463,6 +488,7 @@ def test_mode_settings(binary):
 if __name__ == "__main__":
     harness.run([
         test_kill9_under_load_keeps_acknowledged_writes,
+        test_periodic_survives_kill9,
         test_sigterm_restart_keeps_everything,
         test_save_bgsave_lastsave,
         test_pipeline_replies_in_order_and_grouped,

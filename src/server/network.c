@@ -501,11 +501,14 @@ static void network_cron(event_loop *loop, long long now_ms)
 }
 
 /* One round of events. The wake eventfd (shutdown, CLIENT KILL) and the completion queue's
- * eventfd (pending.c) have their own tags; everything else is a client. */
+ * eventfd (pending.c) have their own tags; everything else is a client. The completions
+ * are drained after the round's client events: draining may free clients, and a client
+ * freed there must not have an event of this round still to come. */
 static void network_loop_events(event_loop *loop, int wait_ms)
 {
     struct epoll_event events[256];
     int count = epoll_wait(loop->epoll_fd, events, 256, wait_ms);
+    bool completions = false;
     for (int i = 0; i < count; i++) {
         uint64_t tag = events[i].data.u64;
         if (tag == NETWORK_TAG_WAKE) {
@@ -514,7 +517,7 @@ static void network_loop_events(event_loop *loop, int wait_ms)
             (void)ignored;
             loop->last_cron_ms = 0; /* run the kill checks now */
         } else if (tag == NETWORK_TAG_DURABLE) {
-            pending_drain(loop);
+            completions = true;
         } else if (tag >= NETWORK_TAG_LISTEN_BASE && tag < NETWORK_TAG_LIMIT) {
             if (!loop->draining)
                 network_accept(loop, loop->listen_fds[tag - NETWORK_TAG_LISTEN_BASE]);
@@ -522,6 +525,8 @@ static void network_loop_events(event_loop *loop, int wait_ms)
             network_client_event(events[i].data.ptr, events[i].events);
         }
     }
+    if (completions)
+        pending_drain(loop);
 }
 
 static bool network_loop_waiting_for_log(const event_loop *loop)

@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -381,9 +382,16 @@ def test_disconnect_with_writes_in_flight(binary):
         try:
             payload = b"".join(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\nx\r\n" % (len(k), k)
                                for k in (b"gone%04d" % i for i in range(200)))
-            for _ in range(100):  # bounded: 100 clients that never read a reply
+            for number in range(150):  # bounded: 150 clients that never read all replies
                 sock = socket.create_connection(("127.0.0.1", server.port))
                 sock.sendall(payload)
+                if number % 3 == 1:
+                    # A reset instead of a close: the server's next write to it fails,
+                    # possibly while it is releasing held replies.
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                elif number % 3 == 2:
+                    sock.recv(16)  # some replies arrived: the rest are still held or sent
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 sock.close()
             r = connect(server)
             # The writes were applied (or some were not read at all before the close);

@@ -47,6 +47,9 @@
  *    the error field of the write it queues; never a client. A client that goes away with
  *    writes in flight is kept as a zombie (socket closed, buffers freed) until its last
  *    write has come back through the queue, so no callback ever meets freed memory.
+ *    The callback may even run before the commit has returned SHOAL_PENDING to the loop:
+ *    it only queues the write, and the loop, busy in that very commit, drains the queue
+ *    later, by which time pending_end has linked the write to its client.
  * 3. A loop's queue and eventfd outlive shoal_close, which delivers every outstanding
  *    callback (pending_loop_free runs after it).
  * 4. c->pending_count is the number of writes in the client's FIFO; server.pending_writes
@@ -62,7 +65,6 @@
  */
 #include "pending.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>

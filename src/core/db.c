@@ -150,28 +150,52 @@ static void thread_state_release(void *p)
     atomic_store(&t->in_use, false);
 }
 
+struct thread_state *db_thread_at(struct shoal_db *db, unsigned i)
+{
+    return atomic_load_explicit(&db->threads[i], memory_order_acquire);
+}
+
+static struct thread_state *thread_state_new(struct shoal_db *db, unsigned i)
+{
+    struct thread_state *t = aligned_alloc(CACHE_LINE, sizeof *t);
+    if (!t)
+        return NULL;
+    memset(t, 0, sizeof *t);
+    t->db = db;
+    t->index = i;
+    t->shared = i == MAX_THREAD_STATES;
+    atomic_init(&t->in_use, true);
+    return t;
+}
+
 struct thread_state *db_thread(struct shoal_db *db)
 {
     struct thread_state *t = pthread_getspecific(db->thread_key);
     if (__builtin_expect(t != NULL, 1))
         return t;
     /* First call of this thread on this database: take a free state (one a finished
-     * thread left keeps its counters, which are cumulative). Past the limit, threads share
-     * states and their counters become approximate. */
+     * thread left keeps its counters, which are cumulative), or make one (states are
+     * allocated as threads come: each holds histograms of about 15 KB). Past the limit,
+     * or out of memory, threads share the overflow state and its counters become
+     * approximate. A writer scanning the states skips one not yet published: its thread
+     * is not reading yet, and will see the writer when it starts (shard lock). */
     unsigned n = atomic_load(&db->thread_count);
+    if (n > MAX_THREAD_STATES)
+        n = MAX_THREAD_STATES;
     for (unsigned i = 0; i < n && !t; i++) {
+        struct thread_state *candidate = db_thread_at(db, i);
         bool expected = false;
-        if (atomic_compare_exchange_strong(&db->threads[i].in_use, &expected, true))
-            t = &db->threads[i];
+        if (candidate && atomic_compare_exchange_strong(&candidate->in_use, &expected, true))
+            t = candidate;
     }
     if (!t) {
         unsigned i = atomic_fetch_add(&db->thread_count, 1);
-        if (i < MAX_THREAD_STATES) {
-            t = &db->threads[i];
-            atomic_store(&t->in_use, true);
+        if (i < MAX_THREAD_STATES && (t = thread_state_new(db, i)) != NULL) {
+            atomic_store_explicit(&db->threads[i], t, memory_order_release);
         } else {
-            atomic_store(&db->thread_count, MAX_THREAD_STATES);
-            t = &db->threads[MAX_THREAD_STATES]; /* the shared overflow state */
+            if (i >= MAX_THREAD_STATES)
+                atomic_store(&db->thread_count, MAX_THREAD_STATES);
+            t = db_thread_at(db, MAX_THREAD_STATES); /* the shared overflow state */
         }
     }
     pthread_setspecific(db->thread_key, t);
@@ -269,7 +293,8 @@ void shard_write_lock(struct shard *s)
         threads = MAX_THREAD_STATES;
     uint64_t start = 0;
     for (unsigned i = 0; i < threads; i++) {
-        for (unsigned spins = 0; atomic_load(&db->threads[i].reading[s->index]); spins++) {
+        struct thread_state *t = db_thread_at(db, i);
+        for (unsigned spins = 0; t && atomic_load(&t->reading[s->index]); spins++) {
             if (!start)
                 start = clock_ns();
             if (spins > 64)
@@ -318,16 +343,14 @@ int db_create(const struct db_config *config, struct shoal_db **out)
     int err = SHOAL_ENOMEM;
     db->objects = ot_new((unsigned)db->config.shards, (unsigned)db->config.activation_step);
     db->namespaces = calloc(MAX_NAMESPACES, sizeof *db->namespaces);
-    db->threads = aligned_alloc(CACHE_LINE, (MAX_THREAD_STATES + 1) * sizeof *db->threads);
+    db->threads = calloc(MAX_THREAD_STATES + 1, sizeof *db->threads);
     db->slots = aligned_alloc(CACHE_LINE, db->config.snapshot_slots * sizeof *db->slots);
     if (!db->objects || !db->namespaces || !db->threads || !db->slots)
         goto fail;
-    memset(db->threads, 0, (MAX_THREAD_STATES + 1) * sizeof *db->threads);
-    for (unsigned i = 0; i <= MAX_THREAD_STATES; i++) {
-        db->threads[i].db = db;
-        db->threads[i].index = i;
-    }
-    db->threads[MAX_THREAD_STATES].shared = true;
+    struct thread_state *overflow = thread_state_new(db, MAX_THREAD_STATES);
+    if (!overflow)
+        goto fail;
+    atomic_init(&db->threads[MAX_THREAD_STATES], overflow);
     for (uint64_t i = 0; i < db->config.snapshot_slots; i++) {
         atomic_init(&db->slots[i].value, 0);
         db->slots[i].db = db;
@@ -344,6 +367,8 @@ int db_create(const struct db_config *config, struct shoal_db **out)
 fail:
     ot_destroy(db->objects);
     free(db->namespaces);
+    if (db->threads)
+        free(db_thread_at(db, MAX_THREAD_STATES));
     free(db->threads);
     free(db->slots);
     free(db);
@@ -389,6 +414,8 @@ void db_destroy(struct shoal_db *db)
     pthread_mutex_destroy(&db->shard_create_lock);
     pthread_mutex_destroy(&db->catalog_lock);
     free(db->namespaces);
+    for (unsigned i = 0; i <= MAX_THREAD_STATES; i++)
+        free(db_thread_at(db, i));
     free(db->threads);
     free(db->slots);
     free(db);

@@ -235,7 +235,9 @@ struct shoal_db {
 
     pthread_key_t thread_key;
     _Atomic unsigned thread_count;
-    struct thread_state *threads; /* MAX_THREAD_STATES, allocated at open */
+    /* MAX_THREAD_STATES + 1 slots, filled as threads arrive; the last is the shared
+     * overflow state, made at open. */
+    _Atomic(struct thread_state *) *threads;
 
     _Atomic uint64_t quota_refusals;
     _Atomic(struct durable *) durable; /* NULL in memory mode (durable.c) */
@@ -275,6 +277,8 @@ int commit_ops(struct shoal_db *db, struct write_op *ops, size_t n,
 
 /* Returns the calling thread's state for db (registering the thread on first use). */
 struct thread_state *db_thread(struct shoal_db *db);
+/* Returns thread state i, or NULL if no thread has taken it yet. */
+struct thread_state *db_thread_at(struct shoal_db *db, unsigned i);
 /* Returns shard i, creating it on first use; NULL when out of memory. */
 struct shard *db_shard(struct shoal_db *db, unsigned i);
 /* Returns the shard that holds key of ns. */

@@ -76,7 +76,9 @@ SHOAL_API int shoal_stats(shoal_db *db, shoal_db_stats *out)
     if (threads > MAX_THREAD_STATES)
         threads = MAX_THREAD_STATES;
     for (unsigned i = 0; i < threads; i++) {
-        struct thread_state *t = &db->threads[i];
+        struct thread_state *t = db_thread_at(db, i);
+        if (!t)
+            continue;
         out->gets += counter_get(&t->gets);
         out->puts += counter_get(&t->puts);
         out->deletes += counter_get(&t->deletes);
@@ -89,9 +91,11 @@ SHOAL_API int shoal_stats(shoal_db *db, shoal_db_stats *out)
     shoal_latency *targets[3] = {&out->get, &out->put, &out->commit};
     for (int k = 0; k < 3; k++) {
         hist_sum_clear(&sum);
-        for (unsigned i = 0; i < threads; i++)
-            hist_sum_add(&sum, (const struct histogram *)((const char *)&db->threads[i] +
-                                                            offsets[k]));
+        for (unsigned i = 0; i < threads; i++) {
+            const struct thread_state *t = db_thread_at(db, i);
+            if (t)
+                hist_sum_add(&sum, (const struct histogram *)((const char *)t + offsets[k]));
+        }
         latency_from(&sum, targets[k]);
     }
     durable_stats(db, out);
@@ -122,7 +126,8 @@ SHOAL_API int shoal_stats_shard(shoal_db *db, uint32_t shard, shoal_shard_stats 
     if (threads > MAX_THREAD_STATES)
         threads = MAX_THREAD_STATES;
     for (unsigned i = 0; i < threads; i++)
-        out->gets += counter_get(&db->threads[i].shard_gets[shard]);
+        if (db_thread_at(db, i))
+            out->gets += counter_get(&db_thread_at(db, i)->shard_gets[shard]);
     return 0;
 }
 
@@ -161,7 +166,9 @@ SHOAL_API int shoal_stats_tenant(shoal_db *db, uint32_t tenant, shoal_tenant_sta
         if (threads > MAX_THREAD_STATES)
             threads = MAX_THREAD_STATES;
         for (unsigned i = 0; i < threads; i++) {
-            struct thread_state *th = &db->threads[i];
+            struct thread_state *th = db_thread_at(db, i);
+            if (!th)
+                continue;
             out->ops += counter_get(&th->gets) + counter_get(&th->puts) +
                         counter_get(&th->deletes);
         }

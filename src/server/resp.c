@@ -43,6 +43,7 @@
  * integration tests drive it with real clients.
  */
 #include "resp.h"
+#include "text.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -86,43 +87,6 @@ void resp_parser_reset(resp_parser *p)
     p->line_scanned = 0;
 }
 
-/* Parses a decimal integer that fills text[0..length) exactly, as Redis's string2ll: an
- * optional '-', no leading zeros except "0" itself, no blanks. Returns false when the text
- * is not such a number or does not fit. */
-static bool resp_parse_long_long(const char *text, size_t length, long long *out)
-{
-    if (length == 0 || length > 20)
-        return false;
-    size_t i = 0;
-    bool negative = false;
-    if (text[0] == '-') {
-        negative = true;
-        i = 1;
-        if (length == 1)
-            return false;
-    }
-    if (text[i] == '0' && length - i > 1)
-        return false;
-    unsigned long long value = 0;
-    for (; i < length; i++) {
-        if (text[i] < '0' || text[i] > '9')
-            return false;
-        unsigned digit = (unsigned)(text[i] - '0');
-        if (value > (ULLONG_MAX - digit) / 10)
-            return false;
-        value = value * 10 + digit;
-    }
-    if (negative) {
-        if (value > (unsigned long long)LLONG_MAX + 1)
-            return false;
-        *out = value == (unsigned long long)LLONG_MAX + 1 ? LLONG_MIN : -(long long)value;
-    } else {
-        if (value > (unsigned long long)LLONG_MAX)
-            return false;
-        *out = (long long)value;
-    }
-    return true;
-}
 
 static int resp_fail(resp_parser *p, const char *message)
 {
@@ -305,7 +269,7 @@ static int resp_parse_multibulk(resp_parser *p, char *buffer, size_t length)
         if ((size_t)cr - p->position > RESP_MAX_INLINE)
             return resp_fail(p, "too big mbulk count string");
         long long count;
-        if (!resp_parse_long_long(buffer + p->position + 1, (size_t)cr - p->position - 1, &count) ||
+        if (!text_to_long_long(buffer + p->position + 1, (size_t)cr - p->position - 1, &count) ||
             count > INT_MAX)
             return resp_fail(p, "invalid multibulk length");
         if (count > 0 && !p->authenticated && count > RESP_UNAUTHENTICATED_MAX_ARGS)
@@ -344,7 +308,7 @@ static int resp_parse_multibulk(resp_parser *p, char *buffer, size_t length)
                 return resp_fail(p, "too big bulk count string");
             long long bulk;
             uint64_t limit = p->authenticated ? p->max_bulk : RESP_UNAUTHENTICATED_MAX_BULK;
-            if (!resp_parse_long_long(buffer + p->position + 1, (size_t)cr - p->position - 1,
+            if (!text_to_long_long(buffer + p->position + 1, (size_t)cr - p->position - 1,
                                       &bulk) ||
                 bulk < 0 || (unsigned long long)bulk > limit)
                 return resp_fail(p, "invalid bulk length");

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "../../src/server/resp.c"
+#include "../../src/server/text.c"
 
 /* Parses a whole buffer holding exactly one request; returns the parser's result. */
 static int parse_all(resp_parser *p, const char *text, size_t length, char **copy_out)

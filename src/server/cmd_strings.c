@@ -315,6 +315,33 @@ static bool string_read_for_update(client *c, shoal_ns *ns, store_value *v)
     return true;
 }
 
+/* APPEND and SETRANGE: writes data at offset into the old value (zero-filling any gap),
+ * keeps the key's expiry, replies the new length, and releases v. */
+static void string_splice(client *c, shoal_ns *ns, store_value *v, size_t old_length,
+                          size_t offset, const char *data, size_t data_length)
+{
+    size_t needed = offset + data_length;
+    size_t length = needed > old_length ? needed : old_length;
+    char *updated = calloc(1, length ? length : 1);
+    if (updated == NULL) {
+        store_value_release(v);
+        reply_engine_error(c, SHOAL_ENOMEM);
+        return;
+    }
+    if (old_length > 0)
+        memcpy(updated, v->data, old_length);
+    memcpy(updated + offset, data, data_length);
+    int result = store_txn_put(&c->txn, ns, c->argv[1], c->lengths[1], VALUE_TYPE_STRING,
+                               v->found ? v->expire_ms : VALUE_NO_EXPIRY, updated, length);
+    free(updated);
+    store_value_release(v);
+    if (result != 0) {
+        reply_engine_error(c, result);
+        return;
+    }
+    resp_add_integer(&c->out, (long long)length);
+}
+
 COMMAND_HANDLER(cmd_append)
 {
     shoal_ns *ns = client_namespace(c);
@@ -327,25 +354,7 @@ COMMAND_HANDLER(cmd_append)
         resp_add_error(&c->out, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
         return;
     }
-    size_t length = old_length + c->lengths[2];
-    char *joined = malloc(length ? length : 1);
-    if (joined == NULL) {
-        store_value_release(&v);
-        reply_engine_error(c, SHOAL_ENOMEM);
-        return;
-    }
-    if (old_length > 0)
-        memcpy(joined, v.data, old_length);
-    memcpy(joined + old_length, c->argv[2], c->lengths[2]);
-    int result = store_txn_put(&c->txn, ns, c->argv[1], c->lengths[1], VALUE_TYPE_STRING,
-                               v.found ? v.expire_ms : VALUE_NO_EXPIRY, joined, length);
-    free(joined);
-    store_value_release(&v);
-    if (result != 0) {
-        reply_engine_error(c, result);
-        return;
-    }
-    resp_add_integer(&c->out, (long long)length);
+    string_splice(c, ns, &v, old_length, old_length, c->argv[2], c->lengths[2]);
 }
 
 COMMAND_HANDLER(cmd_strlen)
@@ -416,26 +425,7 @@ COMMAND_HANDLER(cmd_setrange)
         store_value_release(&v);
         return;
     }
-    size_t needed = (size_t)offset + c->lengths[3];
-    size_t length = needed > old_length ? needed : old_length;
-    char *updated = calloc(1, length);
-    if (updated == NULL) {
-        store_value_release(&v);
-        reply_engine_error(c, SHOAL_ENOMEM);
-        return;
-    }
-    if (old_length > 0)
-        memcpy(updated, v.data, old_length);
-    memcpy(updated + offset, c->argv[3], c->lengths[3]);
-    int result = store_txn_put(&c->txn, ns, c->argv[1], c->lengths[1], VALUE_TYPE_STRING,
-                               v.found ? v.expire_ms : VALUE_NO_EXPIRY, updated, length);
-    free(updated);
-    store_value_release(&v);
-    if (result != 0) {
-        reply_engine_error(c, result);
-        return;
-    }
-    resp_add_integer(&c->out, (long long)length);
+    string_splice(c, ns, &v, old_length, (size_t)offset, c->argv[3], c->lengths[3]);
 }
 
 static void string_increment(client *c, long long delta)

@@ -57,6 +57,7 @@
 #include "durability/wal.h"
 
 #define CATALOG_VERSION 1u
+#define CHECKPOINT_CHUNK_KEYS 32 /* keys a checkpoint reads per hold of a shard's lock */
 
 struct durable {
     char dir[4096];
@@ -448,7 +449,8 @@ static int recover_sweep(struct shoal_db *db, bool tombstones)
     return 0;
 }
 
-/* Runs fn(ctx, i) for i in [0, count) on up to `cores` threads; returns the first error. */
+/* Runs fn(ctx, i) for i in [0, count) on up to cores / share threads; returns the first
+ * error. */
 struct parallel {
     int (*fn)(void *ctx, unsigned i);
     void *ctx;
@@ -472,11 +474,16 @@ static void *parallel_worker(void *arg)
     return NULL;
 }
 
-static int parallel_run(unsigned count, int (*fn)(void *ctx, unsigned i), void *ctx)
+/* share: 1 to use every core (recovery, when nothing else runs), 2 to leave half of them
+ * to the writers (checkpoints run beside them). */
+static int parallel_run(unsigned count, unsigned share, int (*fn)(void *ctx, unsigned i),
+                        void *ctx)
 {
     struct parallel p = {.fn = fn, .ctx = ctx, .count = count};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned threads = (unsigned)(cores > 0 ? cores : 1);
+    unsigned threads = (unsigned)(cores > 0 ? cores : 1) / share;
+    if (threads == 0)
+        threads = 1;
     if (threads > count)
         threads = count;
     if (threads > SHOAL_MAX_SHARDS)
@@ -739,12 +746,12 @@ static int recover(struct shoal_db *db, struct durable *d, const struct catalog_
             l.ids.by_id[ns->id] = ns;
     }
     if (!err && head->checkpoint_seq)
-        err = parallel_run(db->shard_mask + 1, load_checkpoint_file, &l);
+        err = parallel_run(db->shard_mask + 1, 1, load_checkpoint_file, &l);
     unsigned streams = 0;
     if (!err)
         err = wal_list_streams(d->dir, d->io, &streams);
     if (!err && streams)
-        err = parallel_run(streams, replay_stream, &l);
+        err = parallel_run(streams, 1, replay_stream, &l);
     if (!err)
         err = recover_sweep(db, atomic_load(&l.tombstones));
     if (l.detail[0])
@@ -803,6 +810,7 @@ static int checkpoint_shard(void *ctx, unsigned shard)
         shoal_iter *it;
         if (iter_create(job->db, ns, (int)shard, &o, &it) != 0)
             continue; /* dropped meanwhile: the next MANIFEST does not name it */
+        iter_set_chunk_keys(it, CHECKPOINT_CHUNK_KEYS);
         int more;
         while (!err && (more = shoal_iter_next(it)) == 1) {
             size_t klen, vlen;
@@ -871,7 +879,9 @@ static int checkpoint_run(struct shoal_db *db, struct durable *d)
     if ((err = wal_rotate(d->wal, job.seq + 1)) != 0 ||
         (err = ckpt_dir_create(d->io, d->dir, job.seq)) != 0)
         goto done;
-    err = parallel_run(db->shard_mask + 1, checkpoint_shard, &job);
+    /* Half the cores, and short chunks under each shard lock: a checkpoint must not
+     * double the writers' tail latency. */
+    err = parallel_run(db->shard_mask + 1, 2, checkpoint_shard, &job);
     if (err) {
         ckpt_remove(d->io, d->dir, job.seq);
         goto done;

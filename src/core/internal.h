@@ -268,6 +268,9 @@ struct write_op {
  * (checkpoints write one file per shard). */
 int iter_create(struct shoal_db *db, struct namespace *ns, int only_shard,
                 const shoal_iter_options *opts, shoal_iter **out);
+/* Sets how many entries a refill collects under the shard's lock (1..256; default 256):
+ * fewer keep writers' waits short where throughput matters less (checkpoints). */
+void iter_set_chunk_keys(shoal_iter *it, unsigned keys);
 
 /* Commits ops atomically under one seq (kv.c); *seq_out gets it. */
 int commit_ops(struct shoal_db *db, struct write_op *ops, size_t n,

@@ -112,6 +112,7 @@ struct shoal_iter {
     unsigned cursor_count;
     struct heap_entry *heap; /* best first */
     unsigned heap_size;
+    unsigned chunk_keys; /* entries a refill collects, at most ITER_CHUNK_KEYS */
     bool begun;
     int error;
 };
@@ -197,8 +198,8 @@ static int cursor_refill(struct shoal_iter *it, struct cursor *c)
     size_t visited = 0;
     /* A chunk ends at a count of entries or of keys visited, so that invisible keys cannot
      * keep the lock either. */
-    while (btree_cursor_valid(&bc) && c->count < ITER_CHUNK_KEYS &&
-           visited < 4 * ITER_CHUNK_KEYS) {
+    while (btree_cursor_valid(&bc) && c->count < it->chunk_keys &&
+           visited < 4 * (size_t)it->chunk_keys) {
         const struct version *v = btree_cursor_value(&bc);
         if ((!it->reverse && it->has_upper &&
              key_compare(v->data, v->klen, it->upper.data, it->upper.len) >= 0) ||
@@ -368,6 +369,7 @@ int iter_create(struct shoal_db *db, struct namespace *ns, int only_shard,
     if (!it)
         return SHOAL_ENOMEM;
     it->ns = ns;
+    it->chunk_keys = ITER_CHUNK_KEYS;
     atomic_fetch_add(&ns->refs, 1); /* the namespace outlives a closed handle (shoal_iter_free) */
     it->db = db;
     /* T3: counted before the dropped flag is checked again, as shoal_ns_drop sets the
@@ -409,6 +411,11 @@ int iter_create(struct shoal_db *db, struct namespace *ns, int only_shard,
     }
     *out = it;
     return 0;
+}
+
+void iter_set_chunk_keys(shoal_iter *it, unsigned keys)
+{
+    it->chunk_keys = keys >= 1 && keys <= ITER_CHUNK_KEYS ? keys : ITER_CHUNK_KEYS;
 }
 
 SHOAL_API int shoal_iter_new(shoal_ns *h, const shoal_iter_options *opts, shoal_iter **out)

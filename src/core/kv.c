@@ -443,7 +443,6 @@ static void ops_finish(struct shoal_db *db, struct write_op *ops, size_t n, uint
         if (op->type == WRITE_DELETE && ot_retire(s->objects, op->fresh->id, seq) == 0)
             counter_add(&s->retired, 1);
     }
-    (void)seq;
 }
 
 /* Charges every operation to its tenant's rate limit before anything is locked. */

@@ -52,6 +52,7 @@
 
 #include "core/log.h"
 #include "durability/ckpt_file.h"
+#include "durability/encoding.h"
 #include "durability/io.h"
 #include "durability/manifest.h"
 #include "durability/wal.h"
@@ -137,23 +138,22 @@ static void put_u8(struct writer *w, uint8_t v)
 
 static void put_u16(struct writer *w, uint16_t v)
 {
-    uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    uint8_t b[2];
+    encoding_put_u16(b, v);
     put_bytes(w, b, 2);
 }
 
 static void put_u32(struct writer *w, uint32_t v)
 {
     uint8_t b[4];
-    for (int i = 0; i < 4; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
+    encoding_put_u32(b, v);
     put_bytes(w, b, 4);
 }
 
 static void put_u64(struct writer *w, uint64_t v)
 {
     uint8_t b[8];
-    for (int i = 0; i < 8; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
+    encoding_put_u64(b, v);
     put_bytes(w, b, 8);
 }
 

@@ -47,20 +47,12 @@ void version_free_chain(struct shard *s, struct version *v)
     }
 }
 
-/* What a reclaim pass found that must be freed after the object table lets go. */
-struct reclaim_pass {
-    struct shard *shard;
-    struct version *leftovers[64];
-    unsigned leftover_count;
-};
-
-/* Called by the object table for each retired version the horizon has passed: unlink it
- * from its key's chain (or remove the key, for a tombstone that is still the newest) and
- * release its memory; the table then frees its handle. */
+/* Called by the object table (without its lock) for each retired version the horizon
+ * has passed: unlink it from its key's chain (or remove the key, for a tombstone that is
+ * still the newest) and release its memory; the table then frees its handle. */
 static void reclaim_version(void *ctx, node_id id, void *addr)
 {
-    struct reclaim_pass *pass = ctx;
-    struct shard *s = pass->shard;
+    struct shard *s = ctx;
     struct version *v = addr;
     struct namespace *ns = s->db->namespaces[v->ns_slot];
     struct btree *tree = ns ? ns->parts[s->index].tree : NULL;
@@ -77,12 +69,9 @@ static void reclaim_version(void *ctx, node_id id, void *addr)
         }
     }
     /* Older versions were retired earlier and so reclaimed first; anything still hanging
-     * here is freed after the pass, outside the object table's lock. */
-    if (v->older) {
-        if (pass->leftover_count < 64)
-            pass->leftovers[pass->leftover_count++] = v->older;
-        v->older = NULL;
-    }
+     * here (freed with its newer version) goes now. */
+    version_free_chain(s, v->older);
+    v->older = NULL;
     version_release_memory(s, v);
     atomic_fetch_add_explicit(&s->reclaimed, 1, memory_order_relaxed);
 }
@@ -100,10 +89,7 @@ void shard_reclaim(struct shard *s, bool force)
     size_t queued = ot_retired_count(s->objects);
     if (queued == 0 || (!force && queued < s->reclaim_threshold))
         return;
-    struct reclaim_pass pass = {.shard = s};
-    ot_reclaim_before_epoch(s->objects, snapshot_horizon(s->db), reclaim_version, &pass);
-    for (unsigned i = 0; i < pass.leftover_count; i++)
-        version_free_chain(s, pass.leftovers[i]);
+    ot_reclaim_before_epoch(s->objects, snapshot_horizon(s->db), reclaim_version, s);
     /* A long-lived snapshot keeps versions queued: wait for the queue to double before
      * scanning the slots again, so each write pays O(1) amortized. */
     size_t left = ot_retired_count(s->objects);

@@ -5,18 +5,12 @@
 
 #include <string.h>
 
+#include "durability/encoding.h"
+
 static uint8_t *put_u32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
+    encoding_put_u32(p, v);
     return p + 4;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static size_t writes_in(const struct write_op *ops, size_t n, const struct write_op **only)
@@ -93,9 +87,9 @@ static bool decode_op(uint8_t op_type, const uint8_t **p, const uint8_t *end,
     if ((size_t)(end - *p) < fixed)
         return false;
     op->type = op_type;
-    op->ns_id = get_u32(*p);
-    op->klen = get_u32(*p + 4);
-    op->vlen = op_type == WRITE_PUT ? get_u32(*p + 8) : 0;
+    op->ns_id = encoding_get_u32(*p);
+    op->klen = encoding_get_u32(*p + 4);
+    op->vlen = op_type == WRITE_PUT ? encoding_get_u32(*p + 8) : 0;
     *p += fixed;
     if (op->klen == 0 || op->klen > SHOAL_MAX_KEY || op->vlen > SHOAL_MAX_VALUE ||
         (size_t)(end - *p) < (size_t)op->klen + op->vlen)
@@ -119,7 +113,7 @@ static int decode_walk(uint8_t type, const uint8_t *payload, size_t len,
     }
     if (type != LOG_BATCH || len < 4)
         return SHOAL_ECORRUPT;
-    uint32_t count = get_u32(p);
+    uint32_t count = encoding_get_u32(p);
     p += 4;
     for (uint32_t i = 0; i < count; i++) {
         if (p == end || (*p != WRITE_PUT && *p != WRITE_DELETE))

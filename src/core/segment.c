@@ -1,5 +1,5 @@
 /*
- * segment.c -- size-class allocator carving stored objects out of 1 MiB segments.
+ * segment.c -- size-class allocator carving stored objects out of 2 MiB segments.
  *
  * Purpose
  * -------
@@ -7,7 +7,7 @@
  * hundred bytes, index nodes of a few KiB). The C heap spends 8-16 bytes of header per
  * object and keeps the shard's memory interleaved with everyone else's. This allocator
  * gives a shard its own memory, O(1) allocate and free, and no per-object header: for a
- * million 148-byte values it holds 152 MB (the class size) plus 16 bytes per MiB segment.
+ * million 148-byte values it holds 152 MB (the class size) plus 16 bytes per 2 MiB segment.
  * It is not thread-safe; the shard's write lock serialises every call.
  *
  * Size classes
@@ -23,7 +23,8 @@
  *
  * Segments
  * --------
- * A segment is a 1 MiB anonymous mapping (so its pages are zero and untouched until used).
+ * A segment is a 2 MiB anonymous mapping (so its pages are zero and untouched until used);
+ * every segment after a shard's first is aligned and advised for a huge page (pages.h).
  * Its first 16 bytes link it into the allocator's list of segments; the remaining bytes are
  * carved front to back by a bump pointer shared by all classes. When the current segment
  * cannot fit a request, its tail is cut into the largest classes that fit and pushed on
@@ -54,6 +55,8 @@
  * memory overhead of a million 148-byte objects, and many segments.
  */
 #include "core/segment.h"
+
+#include "core/pages.h"
 
 #include <assert.h>
 #include <stdbool.h>
@@ -159,7 +162,7 @@ void segment_destroy(struct segment_allocator *sa)
         struct segment_header *next = segment->next;
         /* A later mapping at the same address must not inherit the poison. */
         SEGMENT_UNPOISON(segment, SEGMENT_BYTES);
-        munmap(segment, SEGMENT_BYTES);
+        pages_unmap(segment, SEGMENT_BYTES);
         segment = next;
     }
     struct segment_large_header *large = sa->large_objects_list;
@@ -226,9 +229,10 @@ static void segment_populate(struct segment_allocator *sa)
 /* Maps a fresh segment and makes it current. Returns false when out of memory. */
 static bool segment_grow(struct segment_allocator *sa)
 {
-    void *mapping = mmap(NULL, SEGMENT_BYTES, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mapping == MAP_FAILED)
+    /* The first segment stays on small pages so that a shard holding a few keys costs
+     * a few pages; later ones go on huge pages (pages.h). */
+    void *mapping = pages_map(SEGMENT_BYTES, sa->segment_count > 0);
+    if (mapping == NULL)
         return false;
     if (sa->bump != NULL)
         segment_recycle_tail(sa);

@@ -5,7 +5,7 @@
  * for every call except segment_class_size() and segment_class_of(), which are pure.
  *
  * Small requests (1..SEGMENT_MAX_SMALL bytes) are rounded up to a size class and carved
- * from 1 MiB segments; they carry no header, so segment_free() must be given the size that
+ * from 2 MiB segments; they carry no header, so segment_free() must be given the size that
  * was passed to segment_alloc(). Larger requests take the large path (the C heap), counted
  * separately in the statistics. Every object is aligned to at least 8 bytes. See segment.c
  * for the class table and the invariants.
@@ -18,7 +18,7 @@
 /* The largest request served from segments; anything larger takes the large path. */
 #define SEGMENT_MAX_SMALL ((size_t)32768)
 /* Bytes in one segment, including its small header. */
-#define SEGMENT_BYTES ((size_t)1 << 20)
+#define SEGMENT_BYTES ((size_t)2 << 20)
 /* Number of small size classes: 32 classes 8 bytes apart up to 256, then 4 per power of
  * two from 256 to 32768 (7 doublings). */
 #define SEGMENT_CLASS_COUNT 60u

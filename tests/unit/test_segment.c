@@ -279,7 +279,7 @@ static void test_many_segments_and_tail_recycling(void **state)
     enum { SIZE = 20000, COUNT = 400 };
     size_t class_bytes = segment_class_size(SIZE); /* 20480 */
     assert_int_equal(class_bytes, 20480);
-    size_t per_segment = (SEGMENT_BYTES - 16) / class_bytes; /* 51 */
+    size_t per_segment = (SEGMENT_BYTES - 16) / class_bytes; /* 102 */
     unsigned char *objects[COUNT];
     for (int i = 0; i < COUNT; i++) {
         objects[i] = segment_alloc(sa, SIZE);
@@ -294,14 +294,15 @@ static void test_many_segments_and_tail_recycling(void **state)
         assert_int_equal(objects[i][0], i & 0xff);
         assert_int_equal(objects[i][SIZE - 1], i & 0xff);
     }
-    /* The tail of a full segment (4080 bytes after 51 objects) was cut into a 3584, a 448
-     * and a 48 byte slot; such requests now come from there, without a new segment. The
-     * last full segment's tail is the most recent, so it is handed out first. */
+    /* The tail of a full 2 MiB segment (8176 bytes after 102 objects) was cut into a 7168,
+     * an 896 and a 112 byte slot; such requests now come from there, without a new
+     * segment. The last full segment's tail is the most recent, so it is handed out first. */
+    assert_int_equal(SEGMENT_BYTES - 16 - per_segment * class_bytes, 7168 + 896 + 112);
     unsigned char *last_full_first = objects[(segments - 2) * per_segment];
-    unsigned char *tail = segment_alloc(sa, 3584);
+    unsigned char *tail = segment_alloc(sa, 7168);
     assert_ptr_equal(tail, last_full_first + per_segment * class_bytes);
-    assert_ptr_equal(segment_alloc(sa, 448), tail + 3584);
-    assert_ptr_equal(segment_alloc(sa, 48), tail + 3584 + 448);
+    assert_ptr_equal(segment_alloc(sa, 896), tail + 7168);
+    assert_ptr_equal(segment_alloc(sa, 112), tail + 7168 + 896);
     struct segment_stats after;
     segment_stats(sa, &after);
     assert_int_equal(after.bytes_reserved, stats.bytes_reserved);

@@ -9,13 +9,20 @@
  * fdatasync/s on two files against 17,920/s on one, in a quiet run). Records
  * are opaque: a type byte, a seq and payload bytes encoded by the core.
  *
- * FORMAT (docs/FORMAT.md has the byte-by-byte tables; version WAL_FORMAT_VERSION)
+ * FORMAT (docs/FORMAT.md has the byte-by-byte tables; version WAL_FORMAT_VERSION = 2)
  *   DIR/log/<stream>/<base>.wal, base a 20-digit zero-padded decimal.
- *   Segment header, 48 bytes: "SHOALWAL", u32 version, u32 stream, u64 base, u64 base and
- *   u64 length of the previous segment (0, 0 for none), u32 flags (0), u32 masked CRC-32C of
- *   bytes 0..43. Naming the predecessor lets replay detect a segment that was cut short at
- *   a record boundary, or is missing, which no checksum inside it could reveal.
- *   Then records, back to back, each a 20-byte header and the payload:
+ *   Segment header, 64 bytes: a 48-byte prologue -- "SHOALWAL", u32 version, u32 stream,
+ *   u64 base, u64 base and u64 length of the previous segment (0, 0 for none), u32 flags
+ *   (0), u32 masked CRC-32C of bytes 0..43 -- then u64 the previous segment's seq bound
+ *   (invariant 8), u32 reserved (0), u32 masked CRC-32C of bytes 0..59. Naming the
+ *   predecessor lets replay detect a segment that was cut short at a record boundary, or
+ *   is missing, which no checksum inside it could reveal; its seq bound tells a missing
+ *   first segment that a checkpoint deleted from one that was lost. Version 1 headers are
+ *   the prologue alone (48 bytes) and are still read. The prologue's own CRC lets a reader
+ *   trust the version field before it knows the layout: any other version with an intact
+ *   prologue is SHOAL_ENOTSUP, a flipped bit in it is damage.
+ *   Then records (record format version 1 in every segment version), back to back, each a
+ *   20-byte header and the payload:
  *   u32 masked CRC-32C of bytes 4..(20+len), u32 len, u8 version, u8 type (non-zero),
  *   u16 reserved (0), u64 seq, then len payload bytes. All integers little-endian.
  *   A segment may end in zeros (preallocated space that was never written).
@@ -49,6 +56,48 @@
  *      deleted, and only when their seq bound is <= the caller's seq.
  *   7. Replay delivers, for each stream, a prefix of what was appended, and never a record
  *      after the first damaged byte (architecture invariant 4).
+ *   8. A segment's header carries B, the seq bound of its predecessor P: the number that
+ *      wal_delete_segments compares with a checkpoint's seq to decide whether P may go
+ *      (wal_stream_create_segment copies P's max_seq). Every deletion bound ever used for
+ *      P is >= B, and P is deleted only when that bound is <= a checkpoint seq S that a
+ *      durable MANIFEST already names; MANIFEST seqs never decrease. So when replay from
+ *      the MANIFEST's checkpoint C finds P missing although a header names it, B <= C
+ *      means a checkpoint covers every record P held (deleted or not, nothing is lost),
+ *      and B > C means no checkpoint can have deleted P: it was lost (damage). Exact in
+ *      both directions, because B bounds P's records and those of every segment before P.
+ *      Why no crash makes a false report:
+ *      a. Deletion bounds >= B. In the session that created P's successor F, P's bound is
+ *         B itself (an ended segment's max_seq never changes). In a later session P is
+ *         loaded from disk with bound F.base - 1 (F is the next segment on disk: nothing
+ *         can be created between two segments, and a segment that is gone is gone for
+ *         good), and F.base > B because F was named above every seq written before it.
+ *         A loaded last segment gets next_seq_hint - 1, which is what a successor
+ *         created in that session then records.
+ *      b. Deletion only after the MANIFEST (durable.c R3): wal_delete_before(S) runs after
+ *         manifest_write returned, i.e. after the rename and the directory fsync. A crash
+ *         between the rename and the deletion, or during the deletion (some files gone),
+ *         leaves a MANIFEST naming S and segments gone only if their bound is <= S.
+ *      c. A deletion racing the creation of F (F's header read P from the list under the
+ *         stream mutex just before a checkpoint removed P): P's bound was <= that
+ *         checkpoint's seq, so B <= C after any crash.
+ *      d. A crash while F is being created (header torn or absent): F is the last segment
+ *         and its bad header is a torn tail at offset 0, removed; F names nothing.
+ *      e. Recovery's own deletions never remove a segment that something after it names:
+ *         a torn or headerless last segment is the last; salvage removes a damaged segment
+ *         together with every later one.
+ *      f. Retired stream directories (reopen with fewer streams) get no new segments; their
+ *         segments are deleted from the front under the same rule, and replayed from the
+ *         same checkpoint.
+ *      g. Clean close checkpoints and then deletes what the checkpoint covers; the trimmed
+ *         last segment is loaded at the next open with bound next_seq_hint - 1 >= every
+ *         seq in it. shoal_persist starts a log in an empty directory (its first
+ *         segments name no predecessor) and deletes nothing before a MANIFEST names its
+ *         first checkpoint, as (b) says of every checkpoint.
+ *      h. Unlinks made durable out of order by a power failure (a later segment gone, an
+ *         earlier one still there) leave a missing predecessor in the middle of a stream;
+ *         the same rule applies there, so that is no false report either.
+ *      A stream's first segment of format version 1 carries no B: a missing predecessor
+ *      there is taken for a deleted one (docs/FORMAT.md, the version 1 gap).
  *
  * STATE MACHINE OF A STREAM
  *   idle --wal_append--> buffered --flush (a waiter, the background thread, rotate,
@@ -111,11 +160,15 @@
  * The reader therefore treats zeros to the end of a file as a clean end, and ending a
  * segment (roll, close) trims the unused reservation.
  *
- * RECOVERY (wal_replay)
+ * RECOVERY (wal_replay, wal_replay_from_checkpoint)
  * A bad record at offset p of segment k is classified: zeros from p to the end of the
  * file -> clean end; k is the last segment and no valid record starts anywhere after p ->
  * torn tail, cut off; otherwise damage -> SHOAL_ECORRUPT naming file and offset, or, with
- * salvage, the prefix before it is kept and the rest dropped. The search for "a valid
+ * salvage, the prefix before it is kept and the rest dropped. A header that names a
+ * predecessor other than the segment before it on disk is a gap (damage at the end of the
+ * segment before, or at offset 0 of the first one), except a missing predecessor that a
+ * checkpoint covers (invariant 8); only wal_replay_from_checkpoint knows the checkpoint,
+ * so wal_replay (used by tools that read any directory) keeps the version 1 rule. The search for "a valid
  * record after p" tries every byte offset (a cheap header test first, the CRC only for
  * plausible headers), so a bit flip in the middle of the last segment is reported, not
  * silently cut.
@@ -128,7 +181,12 @@
  * fsync and write failures and ENOSPC, short writes, a torn last write cut on replay, bit
  * flips and truncations at every byte of a two-segment stream, a missing middle segment,
  * salvage, a crash image with preallocated zeros, a newer format, async waits, the
- * periodic sync and BATCH; under ASan+UBSan and TSan.
+ * periodic sync and BATCH; the version 2 header fields (the predecessor's bound equals the
+ * deletion bound, across rotation, reopen and a deletion), a lost first segment against a
+ * deleted one on both sides of the checkpoint, and a hand-made version 1 segment read
+ * beside version 2 ones; under ASan+UBSan and TSan. tests/unit/test_corruption.c loses
+ * the first segment after a checkpoint in a whole database; tests/unit/test_crash.c kills
+ * writers during checkpoints and deletions (no false SHOAL_ECORRUPT).
  */
 #include "durability/wal.h"
 
@@ -360,8 +418,13 @@ static int wal_segment_file(char *out, size_t cap, const char *stream_dir, uint6
     return n < 0 || (size_t)n >= cap ? SHOAL_EINVAL : 0;
 }
 
+/* Encodes a version 2 segment header (WAL_SEGMENT_HEADER_SIZE bytes): the prologue that
+ * every version shares (bytes 0..47, checked by its own CRC, so that a reader can trust the
+ * version before it knows the layout), then the predecessor's seq bound and the CRC of the
+ * whole header. */
 static void wal_encode_segment_header(uint8_t *out, unsigned stream, uint64_t base,
-                                      uint64_t prev_base, uint64_t prev_bytes)
+                                      uint64_t prev_base, uint64_t prev_bytes,
+                                      uint64_t prev_max_seq)
 {
     memcpy(out, wal_segment_magic, 8);
     encoding_put_u32(out + 8, WAL_FORMAT_VERSION);
@@ -371,6 +434,9 @@ static void wal_encode_segment_header(uint8_t *out, unsigned stream, uint64_t ba
     encoding_put_u64(out + 32, prev_bytes);
     encoding_put_u32(out + 40, 0);
     encoding_put_u32(out + 44, crc32c_mask(crc32c(out, 44)));
+    encoding_put_u64(out + 48, prev_max_seq);
+    encoding_put_u32(out + 56, 0);
+    encoding_put_u32(out + 60, crc32c_mask(crc32c(out, 60)));
 }
 
 /* ------------------------------------------------------------------------------------
@@ -528,15 +594,21 @@ static int wal_stream_create_segment(struct wal_stream *s)
     /* A failed reservation is not an error: the file grows instead, and a disk that is
      * really full fails the writes themselves with ENOSPC. */
 
-    uint64_t prev_base = 0, prev_bytes = 0;
+    /* The predecessor is the newest segment still listed: ended (so its bound is final)
+     * and not deleted yet. Its bound is the very number wal_delete_segments compares with a
+     * checkpoint's seq (invariant 8). A checkpoint may delete it right after we read it;
+     * the header then names a segment that a checkpoint covered, which replay accepts. */
+    uint64_t prev_base = 0, prev_bytes = 0, prev_max_seq = 0;
     pthread_mutex_lock(&s->mutex);
     if (s->segment_count > 0) {
-        prev_base = s->segments[s->segment_count - 1].base;
-        prev_bytes = s->segments[s->segment_count - 1].bytes;
+        const struct wal_segment *prev = &s->segments[s->segment_count - 1];
+        prev_base = prev->base;
+        prev_bytes = prev->bytes;
+        prev_max_seq = prev->max_seq;
     }
     pthread_mutex_unlock(&s->mutex);
     uint8_t header[WAL_SEGMENT_HEADER_SIZE];
-    wal_encode_segment_header(header, s->index, base, prev_base, prev_bytes);
+    wal_encode_segment_header(header, s->index, base, prev_base, prev_bytes, prev_max_seq);
     int err = io_pwrite_full(io, fd, header, sizeof header, 0);
     if (err < 0) {
         err = io_error(err);
@@ -860,7 +932,7 @@ int wal_append(struct wal *w, unsigned stream, uint8_t type, uint64_t seq, const
      * section is two memcpy calls. */
     uint8_t header[WAL_RECORD_HEADER_SIZE];
     encoding_put_u32(header + 4, (uint32_t)len);
-    header[8] = (uint8_t)WAL_FORMAT_VERSION;
+    header[8] = (uint8_t)WAL_RECORD_VERSION;
     header[9] = type;
     encoding_put_u16(header + 10, 0);
     encoding_put_u64(header + 12, seq);
@@ -1622,7 +1694,7 @@ static int wal_reader_record(struct wal_reader *r, uint64_t off, struct wal_reco
     int rc = wal_reader_get(r, off, WAL_RECORD_HEADER_SIZE, &p);
     if (rc <= 0)
         return rc;
-    if (p[8] != WAL_FORMAT_VERSION || p[9] == 0 || p[10] != 0 || p[11] != 0)
+    if (p[8] != WAL_RECORD_VERSION || p[9] == 0 || p[10] != 0 || p[11] != 0)
         return 0;
     uint32_t len = encoding_get_u32(p + 4);
     uint32_t stored = encoding_get_u32(p);
@@ -1694,6 +1766,104 @@ struct wal_previous {
 typedef int (*wal_replay_fn)(void *ctx, uint8_t type, uint64_t seq, const void *payload,
                              size_t len);
 
+/* What one replay of a stream was asked to do. */
+struct wal_replay_args {
+    unsigned stream;
+    uint64_t after_seq;       /* records up to this seq are checked, not delivered */
+    bool checkpoint_known;    /* the database is restored from the checkpoint below */
+    uint64_t checkpoint_seq;  /* ... whose records need no log (invariant 8) */
+    wal_replay_fn fn;
+    void *ctx;
+};
+
+/* A segment header as read from disk, of either format version. */
+struct wal_segment_header {
+    uint32_t version;
+    uint32_t size; /* where the records start */
+    uint32_t stream;
+    uint32_t flags;
+    uint32_t reserved; /* version 2 */
+    uint64_t base;
+    uint64_t prev_base, prev_bytes;
+    uint64_t prev_max_seq; /* version 2: the predecessor's seq bound */
+};
+
+/* Reads the header at the start of the segment. Returns 1 (*h filled), 0 when there is no
+ * valid header (short, zeros, torn or damaged: the caller classifies offset 0),
+ * SHOAL_ENOTSUP for a version this reader does not know, or a negative error. The prologue
+ * (bytes 0..47, the whole version 1 header) carries its own CRC, so the version is trusted
+ * only when it is intact: a flipped bit in it is damage, not "a newer format". */
+static int wal_read_segment_header(struct wal_reader *r, struct wal_segment_header *h)
+{
+    const uint8_t *p;
+    int rc = wal_reader_get(r, 0, WAL_SEGMENT_HEADER_SIZE_V1, &p);
+    if (rc <= 0)
+        return rc;
+    if (memcmp(p, wal_segment_magic, 8) != 0 ||
+        crc32c(p, 44) != crc32c_unmask(encoding_get_u32(p + 44)))
+        return 0;
+    uint32_t version = encoding_get_u32(p + 8);
+    if (version != 1 && version != WAL_FORMAT_VERSION)
+        return SHOAL_ENOTSUP;
+    memset(h, 0, sizeof *h);
+    h->version = version;
+    h->size = WAL_SEGMENT_HEADER_SIZE_V1;
+    if (version == WAL_FORMAT_VERSION) {
+        /* The second get may move the window: read every field from its pointer. */
+        rc = wal_reader_get(r, 0, WAL_SEGMENT_HEADER_SIZE, &p);
+        if (rc <= 0)
+            return rc;
+        if (crc32c(p, 60) != crc32c_unmask(encoding_get_u32(p + 60)))
+            return 0;
+        h->size = WAL_SEGMENT_HEADER_SIZE;
+        h->prev_max_seq = encoding_get_u64(p + 48);
+        h->reserved = encoding_get_u32(p + 56);
+    }
+    h->stream = encoding_get_u32(p + 12);
+    h->base = encoding_get_u64(p + 16);
+    h->prev_base = encoding_get_u64(p + 24);
+    h->prev_bytes = encoding_get_u64(p + 32);
+    h->flags = encoding_get_u32(p + 40);
+    return 1;
+}
+
+/* Checks the predecessor a well-formed header names against the segment before it on disk
+ * (prev). Returns 1 when they agree or the difference is legal, 0 for a gap (a predecessor
+ * cut short, missing, or a segment on disk that the header does not know), with
+ * report->missing_base set when the named predecessor is missing. */
+static int wal_check_predecessor(const struct wal_segment_header *h,
+                                 const struct wal_previous *prev,
+                                 const struct wal_replay_args *args,
+                                 struct wal_replay_report *report)
+{
+    if (prev->present && h->prev_base == prev->base) {
+        /* It must end where this header says: at its last valid record, or at its file
+         * size when it kept the zeros of its reservation (a segment written until a
+         * crash). */
+        return h->prev_bytes == prev->stop || h->prev_bytes == prev->size;
+    }
+    if (h->prev_base == 0)
+        return !prev->present; /* names none, yet one is there: misplaced */
+    if (prev->present && h->prev_base < prev->base)
+        return 0; /* a segment on disk between the named one and this one */
+    /* The named predecessor is not on disk. Bases sort the listing, and prev (if any) is
+     * the greatest base below this one, so the named one would sit between them. */
+    if (h->version >= 2 && args->checkpoint_known) {
+        /* Invariant 8: legal exactly when a checkpoint in force covers all it held. */
+        if (h->prev_max_seq <= args->checkpoint_seq)
+            return 1;
+        report->missing_base = h->prev_base;
+        return 0;
+    }
+    /* Without the bound (version 1, or a replay that does not know its checkpoint): a
+     * missing first segment is taken for one a checkpoint deleted (the gap docs/FORMAT.md
+     * documents for version 1); a missing segment in the middle is a gap. */
+    if (!prev->present)
+        return 1;
+    report->missing_base = h->prev_base;
+    return 0;
+}
+
 /* Classifies a bad spot at off: clean end, torn tail or damage (see the essay). */
 static int wal_classify(struct wal_reader *r, uint64_t off, bool last, uint64_t *data_end)
 {
@@ -1713,45 +1883,31 @@ static int wal_classify(struct wal_reader *r, uint64_t off, bool last, uint64_t 
 /* Reads one segment, delivering its records. Returns an outcome (>= 0) with *stop the
  * offset where reading ended and *data_end the end of its non-zero bytes, or a negative
  * error, or SHOAL_ENOTSUP, or fn's non-zero value (as *fn_result). */
-static int wal_replay_segment(struct wal_reader *r, unsigned stream, uint64_t base, bool last,
-                              const struct wal_previous *prev, uint64_t after_seq, wal_replay_fn fn,
-                              void *ctx, struct wal_replay_report *report, uint64_t *stop,
+static int wal_replay_segment(struct wal_reader *r, const struct wal_replay_args *args,
+                              uint64_t base, bool last, const struct wal_previous *prev,
+                              struct wal_replay_report *report, uint64_t *stop,
                               uint64_t *data_end, int *fn_result)
 {
-    const uint8_t *h;
     *stop = 0;
     *data_end = 0;
-    int rc = wal_reader_get(r, 0, WAL_SEGMENT_HEADER_SIZE, &h);
+    struct wal_segment_header h;
+    int rc = wal_read_segment_header(r, &h);
     if (rc < 0)
         return rc;
-    bool header_ok = rc == 1 && memcmp(h, wal_segment_magic, 8) == 0 &&
-                     crc32c(h, 44) == crc32c_unmask(encoding_get_u32(h + 44));
-    if (!header_ok)
+    if (rc == 0)
         return wal_classify(r, 0, last, data_end);
-    if (encoding_get_u32(h + 8) != WAL_FORMAT_VERSION)
-        return SHOAL_ENOTSUP;
-    if (encoding_get_u32(h + 12) != stream || encoding_get_u64(h + 16) != base ||
-        encoding_get_u32(h + 40) != 0) {
-        /* A well-formed header that names another stream or base is misplaced, not torn. */
+    if (h.stream != args->stream || h.base != base || h.flags != 0 || h.reserved != 0 ||
+        (h.prev_base != 0 && (h.prev_base >= base || h.prev_max_seq >= base))) {
+        /* A well-formed header that names another stream or base is misplaced, not torn;
+         * one whose predecessor does not precede it (invariant 2) was never written by
+         * this log. */
         rc = wal_reader_data_end(r, 0, data_end);
         return rc < 0 ? rc : WAL_SEGMENT_DAMAGED;
     }
-    if (prev->present) {
-        /* The predecessor must be the segment listed before this one, and end where this
-         * header says: at its last valid record, or at its file size when it kept the zeros
-         * of its reservation (a segment written until a crash). */
-        uint64_t prev_base = encoding_get_u64(h + 24);
-        uint64_t prev_bytes = encoding_get_u64(h + 32);
-        if (prev_base != prev->base || (prev_bytes != prev->stop && prev_bytes != prev->size))
-            return WAL_SEGMENT_GAP;
-    }
-    /* A stream whose first segment names a predecessor that is gone replays from that
-     * segment: a checkpoint deleted the predecessor, or it was lost. Telling the two apart
-     * needs the predecessor's largest seq in this header (a segment's base does not bound
-     * its late records from below); until the format carries it, a lost first segment is
-     * not detected here (docs/FORMAT.md, "How a reader classifies a bad spot"). */
+    if (!wal_check_predecessor(&h, prev, args, report))
+        return WAL_SEGMENT_GAP;
 
-    uint64_t off = WAL_SEGMENT_HEADER_SIZE;
+    uint64_t off = h.size;
     for (;;) {
         struct wal_record rec;
         rc = wal_reader_record(r, off, &rec);
@@ -1761,10 +1917,10 @@ static int wal_replay_segment(struct wal_reader *r, unsigned stream, uint64_t ba
             break;
         if (rec.seq > report->last_seq)
             report->last_seq = rec.seq;
-        if (rec.seq > after_seq) {
+        if (rec.seq > args->after_seq) {
             report->records++;
-            if (fn != NULL) {
-                int result = fn(ctx, rec.type, rec.seq, rec.payload, rec.len);
+            if (args->fn != NULL) {
+                int result = args->fn(args->ctx, rec.type, rec.seq, rec.payload, rec.len);
                 if (result != 0) {
                     *fn_result = result;
                     return WAL_SEGMENT_CLEAN;
@@ -1833,11 +1989,11 @@ static int wal_drop_segments(const struct shoal_io *io, const char *stream_dir,
     return result;
 }
 
-int wal_replay(const char *dir, unsigned stream, uint64_t after_seq, const struct shoal_io *io,
-               bool salvage, bool read_only,
-               int (*fn)(void *ctx, uint8_t type, uint64_t seq, const void *payload, size_t len),
-               void *ctx, struct wal_replay_report *report)
+static int wal_replay_stream(const char *dir, const struct wal_replay_args *args,
+                             const struct shoal_io *io, bool salvage, bool read_only,
+                             struct wal_replay_report *report)
 {
+    unsigned stream = args->stream;
     struct wal_replay_report local;
     if (report == NULL)
         report = &local;
@@ -1883,8 +2039,8 @@ int wal_replay(const char *dir, unsigned stream, uint64_t after_seq, const struc
 
         uint64_t stop = 0, data_end = 0;
         int fn_result = 0;
-        int outcome = wal_replay_segment(&r, stream, l.bases[k], last, &prev, after_seq, fn, ctx,
-                                         report, &stop, &data_end, &fn_result);
+        int outcome = wal_replay_segment(&r, args, l.bases[k], last, &prev, report, &stop,
+                                         &data_end, &fn_result);
         if (fn_result != 0) {
             result = fn_result;
         } else if (outcome < 0) {
@@ -1948,4 +2104,29 @@ int wal_replay(const char *dir, unsigned stream, uint64_t after_seq, const struc
     free(r.buf);
     free(l.bases);
     return result;
+}
+
+int wal_replay(const char *dir, unsigned stream, uint64_t after_seq, const struct shoal_io *io,
+               bool salvage, bool read_only,
+               int (*fn)(void *ctx, uint8_t type, uint64_t seq, const void *payload, size_t len),
+               void *ctx, struct wal_replay_report *report)
+{
+    const struct wal_replay_args args = {
+        .stream = stream, .after_seq = after_seq, .fn = fn, .ctx = ctx};
+    return wal_replay_stream(dir, &args, io, salvage, read_only, report);
+}
+
+int wal_replay_from_checkpoint(
+    const char *dir, unsigned stream, uint64_t checkpoint_seq, uint64_t after_seq,
+    const struct shoal_io *io, bool salvage, bool read_only,
+    int (*fn)(void *ctx, uint8_t type, uint64_t seq, const void *payload, size_t len),
+    void *ctx, struct wal_replay_report *report)
+{
+    const struct wal_replay_args args = {.stream = stream,
+                                         .after_seq = after_seq,
+                                         .checkpoint_known = true,
+                                         .checkpoint_seq = checkpoint_seq,
+                                         .fn = fn,
+                                         .ctx = ctx};
+    return wal_replay_stream(dir, &args, io, salvage, read_only, report);
 }

@@ -31,9 +31,13 @@
 
 #include "durability/io.h"
 
-/* Format constants (docs/FORMAT.md, "Log segments"). */
-#define WAL_FORMAT_VERSION 1u
-#define WAL_SEGMENT_HEADER_SIZE 48u
+/* Format constants (docs/FORMAT.md, "Log segments"). New segments are written in
+ * WAL_FORMAT_VERSION; segments of version 1 (a 48-byte header, no predecessor seq bound)
+ * are still read. The record format has its own version, unchanged since version 1. */
+#define WAL_FORMAT_VERSION 2u
+#define WAL_SEGMENT_HEADER_SIZE 64u    /* the header of a version 2 segment */
+#define WAL_SEGMENT_HEADER_SIZE_V1 48u /* the header of a version 1 segment */
+#define WAL_RECORD_VERSION 1u
 #define WAL_RECORD_HEADER_SIZE 20u
 #define WAL_DEFAULT_SEGMENT_BYTES (64ull * 1024 * 1024)
 /* Segments are reserved (fallocate) this much at a time ahead of the writes. */
@@ -152,12 +156,18 @@ struct wal_replay_report {
     uint64_t records;       /* records passed to fn */
     uint64_t bytes_dropped; /* bytes cut off or salvaged away (preallocated zeros excluded) */
     uint64_t last_seq;      /* the largest seq of any valid record of the stream, 0 if none */
+    uint64_t missing_base;  /* the damage is a segment missing from the stream: its base
+                               (named by the header of the segment after it), else 0 */
     bool torn_tail;         /* a half-written tail was cut off the last segment */
     bool salvaged;          /* damage was dropped because salvage was set */
 };
 
 /* Reads one stream's segments in order and calls fn for every valid record with
  * seq > after_seq (fn may be NULL to only scan; payload is valid during the call only).
+ * It does not know which checkpoint the database is restored from, so it cannot tell a
+ * stream's first segments deleted by a checkpoint from ones that were lost: when the first
+ * segment on disk names a predecessor that is absent, replay starts there (as for a
+ * version 1 segment, always). Recovery uses wal_replay_from_checkpoint instead.
  *   - A clean end (end of file, or only zeros from there on: preallocated space) is no
  *     damage; unless read_only, such zeros are trimmed from the last segment.
  *   - A torn or half-written tail (an incomplete or bad record after which no valid record
@@ -174,6 +184,26 @@ int wal_replay(const char *dir, unsigned stream, uint64_t after_seq, const struc
                bool salvage, bool read_only,
                int (*fn)(void *ctx, uint8_t type, uint64_t seq, const void *payload, size_t len),
                void *ctx, struct wal_replay_report *report);
+
+/* wal_replay for a database restored from the checkpoint at checkpoint_seq (the MANIFEST's;
+ * 0 when there is none): the same, and every segment header of format version 2 that names
+ * a predecessor which is not on disk is judged by the largest seq that predecessor may
+ * hold, which the header carries (wal.c invariant 8):
+ *   - bound <= checkpoint_seq: a checkpoint covers every record it held (and deleted it,
+ *     or may have); no damage, replay goes on;
+ *   - bound > checkpoint_seq: it held records that only the log has, so it was lost:
+ *     SHOAL_ECORRUPT with report->file the segment whose header names it, report->offset 0
+ *     when that segment is the first on disk (otherwise the end of the segment before,
+ *     as for any gap), and report->missing_base its base. With salvage the stream keeps
+ *     nothing from the gap on (the segments from there are deleted unless read_only) and
+ *     reports it (salvaged, bytes_dropped).
+ * Records with seq <= after_seq are read and checked but not passed to fn; recovery passes
+ * after_seq == checkpoint_seq, a checker that wants every record passes 0. */
+int wal_replay_from_checkpoint(
+    const char *dir, unsigned stream, uint64_t checkpoint_seq, uint64_t after_seq,
+    const struct shoal_io *io, bool salvage, bool read_only,
+    int (*fn)(void *ctx, uint8_t type, uint64_t seq, const void *payload, size_t len),
+    void *ctx, struct wal_replay_report *report);
 
 /* Sets *count to 1 + the largest stream number with a directory under dir/log (0 if none):
  * replay streams 0..count-1. Returns 0 or SHOAL_EIO. */

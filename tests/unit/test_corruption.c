@@ -62,8 +62,9 @@ enum {
     IMAGE_KEYS = 150,
     IMAGE_VALUE_MAX = 400,
     IMAGE_BATCH_MAX = 6,
-    SEGMENT_HEADER = 48, /* docs/FORMAT.md, "Segment header" */
-    RECORD_HEADER = 20,  /* docs/FORMAT.md, "Record" */
+    SEGMENT_HEADER_V1 = 48, /* docs/FORMAT.md, "Segment header": format version 1 */
+    SEGMENT_HEADER_V2 = 64, /* ... and format version 2, which the log writes */
+    RECORD_HEADER = 20,     /* docs/FORMAT.md, "Record" */
     MAX_STREAMS = 2,
     MAX_FILES = 64,
 };
@@ -129,6 +130,7 @@ struct record {
 struct stream {
     char names[MAX_FILES][32]; /* segment file names, in base order */
     uint64_t sizes[MAX_FILES];
+    uint64_t header_sizes[MAX_FILES]; /* where each segment's records start */
     unsigned segments;
     struct record *records;
     size_t count;
@@ -338,9 +340,13 @@ static void image_parse_streams(struct image *im)
             assert_non_null(data);
             st->sizes[g] = len;
             st->first_of[g] = st->count;
-            assert_true(len >= SEGMENT_HEADER);
+            assert_true(len >= SEGMENT_HEADER_V1);
             assert_memory_equal(data, "SHOALWAL", 8);
-            uint64_t off = SEGMENT_HEADER;
+            uint64_t version = get_le(data + 8, 4);
+            assert_true(version == 1 || version == 2);
+            uint64_t off = version == 1 ? SEGMENT_HEADER_V1 : SEGMENT_HEADER_V2;
+            assert_true(len >= off);
+            st->header_sizes[g] = off;
             while (off + RECORD_HEADER <= len) {
                 uint64_t plen = get_le(data + off + 4, 4);
                 if (data[off + 9] == 0 || off + RECORD_HEADER + plen > len)
@@ -605,7 +611,8 @@ static bool damage_leaves_clean_end(const struct image *im, const struct damage 
         return false;
     const struct stream *sm = &im->streams[d->stream];
     uint64_t boundary =
-        d->kept > sm->first_of[d->segment] ? sm->records[d->kept - 1].end : SEGMENT_HEADER;
+        d->kept > sm->first_of[d->segment] ? sm->records[d->kept - 1].end
+                                           : sm->header_sizes[d->segment];
     return d->offset == 0 || d->offset == boundary;
 }
 

@@ -1,6 +1,8 @@
 /*
  * test_wal.c -- log streams: round trips, segments, rotation, group commit, sticky errors,
- * torn writes, damage at every offset, salvage, async waits.
+ * torn writes, damage at every offset, salvage, async waits, the version 2 segment header
+ * (the predecessor's seq bound, and a lost first segment told from a deleted one) and
+ * segments of format version 1 made by hand.
  *
  * Every test works in its own temporary directory. Records carry a payload derived from
  * their seq (test_payload), so a replayed record can be checked byte for byte without
@@ -928,6 +930,477 @@ static void test_missing_segment(void **state)
     testing_remove_tree(dir);
 }
 
+/* ------------------------------------------------------------------------------------
+ * Segment header format version 2: the predecessor's seq bound, and what replay makes of
+ * a missing predecessor with it.
+ * ---------------------------------------------------------------------------------- */
+
+/* A segment header's fields, read by the byte layout of docs/FORMAT.md. */
+struct header_fields {
+    uint32_t version, stream;
+    uint64_t base, prev_base, prev_bytes, prev_max_seq;
+};
+
+static void read_header(const char *dir, unsigned stream, uint64_t base, struct header_fields *h)
+{
+    char path[4096];
+    assert_int_equal(wal_segment_path(path, sizeof path, dir, stream, base), 0);
+    size_t len = 0;
+    uint8_t *data = testing_read_file(path, &len);
+    assert_non_null(data);
+    assert_true(len >= 64);
+    assert_memory_equal(data, "SHOALWAL", 8);
+    assert_int_equal(crc32c_unmask(encoding_get_u32(data + 44)), crc32c(data, 44));
+    assert_int_equal(crc32c_unmask(encoding_get_u32(data + 60)), crc32c(data, 60));
+    assert_int_equal(encoding_get_u32(data + 40), 0); /* flags */
+    assert_int_equal(encoding_get_u32(data + 56), 0); /* reserved */
+    h->version = encoding_get_u32(data + 8);
+    h->stream = encoding_get_u32(data + 12);
+    h->base = encoding_get_u64(data + 16);
+    h->prev_base = encoding_get_u64(data + 24);
+    h->prev_bytes = encoding_get_u64(data + 32);
+    h->prev_max_seq = encoding_get_u64(data + 48);
+    free(data);
+}
+
+static long long segment_size(const char *dir, unsigned stream, uint64_t base)
+{
+    char path[4096];
+    assert_int_equal(wal_segment_path(path, sizeof path, dir, stream, base), 0);
+    return testing_file_size(path);
+}
+
+/* The bound a version 2 header carries is the number wal_delete_before compares with the
+ * checkpoint seq: the largest seq written to the predecessor (a late record included), not
+ * the base below the successor; and in a later session the bound deletion uses for a
+ * loaded segment is never below it. */
+static void test_header_v2_fields(void **state)
+{
+    (void)state;
+    char dir[4096];
+    assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
+    struct wal_options o = test_options(dir, 1, SHOAL_SYNC_ALWAYS);
+    o.segment_bytes = 1 << 20;
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(&o, &w), 0);
+    uint64_t lsn;
+    static const uint64_t first[] = {1, 2, 3, 4, 5, 6, 7, 8, 10, 9}; /* 9 arrives late */
+    for (size_t i = 0; i < sizeof first / sizeof first[0]; i++)
+        append_record(w, 0, first[i], 60, &lsn);
+    assert_int_equal(wal_sync_all(w), 0);
+    assert_int_equal(wal_rotate(w, 100), 0); /* a checkpoint at 99 would do this */
+    append_record(w, 0, 11, 60, &lsn);
+    append_record(w, 0, 12, 60, &lsn);
+    assert_int_equal(wal_sync_all(w), 0);
+
+    struct segment_names names;
+    list_segments(dir, 0, &names);
+    assert_int_equal(names.count, 2);
+    assert_int_equal(names.bases[0], 1);
+    assert_int_equal(names.bases[1], 100);
+    struct header_fields h;
+    read_header(dir, 0, 1, &h);
+    assert_int_equal(h.version, 2);
+    assert_int_equal(h.stream, 0);
+    assert_int_equal(h.base, 1);
+    assert_int_equal(h.prev_base, 0); /* the first segment names none */
+    assert_int_equal(h.prev_bytes, 0);
+    assert_int_equal(h.prev_max_seq, 0);
+    read_header(dir, 0, 100, &h);
+    assert_int_equal(h.base, 100);
+    assert_int_equal(h.prev_base, 1);
+    assert_int_equal(h.prev_bytes, segment_size(dir, 0, 1));
+    assert_int_equal(h.prev_max_seq, 10); /* not 99, the base below its successor */
+
+    /* Deletion compares the same number: 9 keeps the segment, 10 deletes it. */
+    assert_int_equal(wal_delete_before(w, 9), 0);
+    list_segments(dir, 0, &names);
+    assert_int_equal(names.count, 2);
+    assert_int_equal(wal_delete_before(w, 10), 0);
+    list_segments(dir, 0, &names);
+    assert_int_equal(names.count, 1);
+
+    append_record(w, 0, 13, 60, &lsn);
+    assert_int_equal(wal_rotate(w, 200), 0);
+    append_record(w, 0, 14, 60, &lsn);
+    assert_int_equal(wal_close(w), 0);
+    read_header(dir, 0, 200, &h);
+    assert_int_equal(h.prev_base, 100);
+    assert_int_equal(h.prev_bytes, segment_size(dir, 0, 100));
+    assert_int_equal(h.prev_max_seq, 13);
+
+    /* A later session: segment 100 is loaded with the bound 199 (the next base - 1, no
+     * less than the 13 that 200's header records), the last one, 200, with the hint - 1,
+     * which the new segment's header then records. */
+    o.next_seq_hint = 15;
+    assert_int_equal(wal_open(&o, &w), 0);
+    append_record(w, 0, 15, 60, &lsn);
+    assert_int_equal(wal_sync_all(w), 0);
+    list_segments(dir, 0, &names);
+    assert_int_equal(names.count, 3);
+    assert_int_equal(names.bases[2], 201);
+    read_header(dir, 0, 201, &h);
+    assert_int_equal(h.prev_base, 200);
+    assert_int_equal(h.prev_bytes, segment_size(dir, 0, 200));
+    assert_int_equal(h.prev_max_seq, 14);
+    assert_int_equal(wal_delete_before(w, 14), 0);
+    list_segments(dir, 0, &names);
+    assert_int_equal(names.count, 3);
+    assert_int_equal(wal_delete_before(w, 199), 0);
+    list_segments(dir, 0, &names);
+    assert_int_equal(names.count, 1);
+    assert_int_equal(wal_close(w), 0);
+
+    /* Replay from a checkpoint at or above the bound: the deletion was legal. From one
+     * below it: segment 200 held seq 14, which no checkpoint at 13 covers, so it was
+     * lost. */
+    struct collected c = {0};
+    struct wal_replay_report report;
+    collected_reset(&c, 60);
+    assert_int_equal(
+        wal_replay_from_checkpoint(dir, 0, 199, 14, NULL, false, true, collect, &c, &report), 0);
+    assert_int_equal(c.count, 1);
+    assert_int_equal(c.seqs[0], 15);
+    collected_reset(&c, 60);
+    assert_int_equal(
+        wal_replay_from_checkpoint(dir, 0, 14, 14, NULL, false, true, collect, &c, &report), 0);
+    assert_int_equal(c.count, 1);
+    assert_int_equal(report.missing_base, 0);
+    collected_reset(&c, 60);
+    assert_int_equal(
+        wal_replay_from_checkpoint(dir, 0, 13, 13, NULL, false, true, collect, &c, &report),
+        SHOAL_ECORRUPT);
+    assert_int_equal(c.count, 0);
+    char path[4096];
+    assert_int_equal(wal_segment_path(path, sizeof path, dir, 0, 201), 0);
+    assert_string_equal(report.file, path);
+    assert_int_equal(report.offset, 0);
+    assert_int_equal(report.missing_base, 200);
+    free(c.seqs);
+    testing_remove_tree(dir);
+}
+
+/* A stream of single-record-per-segment size: returns the bases and, for each segment, the
+ * seq bound its successor's header records (the last one's is unknown: 0). */
+static void lost_setup(char *dir, size_t cap, struct segment_names *names, uint64_t *bounds)
+{
+    assert_int_equal(testing_make_dir(dir, cap, "wal"), 0);
+    struct wal_options o = test_options(dir, 1, SHOAL_SYNC_ALWAYS);
+    o.segment_bytes = 300;
+    o.no_preallocate = true;
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(&o, &w), 0);
+    uint64_t lsn;
+    for (uint64_t seq = 1; seq <= 20; seq++) {
+        append_record(w, 0, seq, 60, &lsn);
+        assert_int_equal(wal_wait(w, 0, lsn, SHOAL_SYNC_ALWAYS), 0);
+    }
+    assert_int_equal(wal_close(w), 0);
+    list_segments(dir, 0, names);
+    assert_true(names->count >= 4);
+    for (size_t k = 0; k < names->count; k++) {
+        bounds[k] = 0;
+        if (k + 1 < names->count) {
+            struct header_fields h;
+            read_header(dir, 0, names->bases[k + 1], &h);
+            assert_int_equal(h.prev_base, names->bases[k]);
+            bounds[k] = h.prev_max_seq;
+            /* Records 1..20 in order: the bound is the segment's last seq, one below the
+             * next base. */
+            assert_int_equal(bounds[k], names->bases[k + 1] - 1);
+        }
+    }
+}
+
+static void test_lost_first_segment(void **state)
+{
+    (void)state;
+    char dir[4096];
+    struct segment_names names;
+    uint64_t bounds[256];
+    lost_setup(dir, sizeof dir, &names, bounds);
+    char first[4096], second[4096], saved[4096];
+    assert_int_equal(wal_segment_path(first, sizeof first, dir, 0, names.bases[0]), 0);
+    assert_int_equal(wal_segment_path(second, sizeof second, dir, 0, names.bases[1]), 0);
+    assert_int_equal(io_path_join(saved, sizeof saved, dir, "saved"), 0);
+    copy_file(first, saved);
+    assert_int_equal(unlink(first), 0);
+    long long rest = 0; /* the bytes of the segments left */
+    for (size_t k = 1; k < names.count; k++)
+        rest += segment_size(dir, 0, names.bases[k]);
+
+    /* Checkpoint below the lost segment's bound: it held records only the log had. */
+    uint64_t b0 = bounds[0];
+    struct collected c = {0};
+    struct wal_replay_report report;
+    collected_reset(&c, 60);
+    assert_int_equal(wal_replay_from_checkpoint(dir, 0, b0 - 1, b0 - 1, NULL, false, true,
+                                                collect, &c, &report),
+                     SHOAL_ECORRUPT);
+    assert_int_equal(c.count, 0);
+    assert_string_equal(report.file, second);
+    assert_int_equal(report.offset, 0);
+    assert_int_equal(report.missing_base, names.bases[0]);
+    /* A checker that wants every record (after_seq 0) gets the same verdict. */
+    collected_reset(&c, 60);
+    assert_int_equal(
+        wal_replay_from_checkpoint(dir, 0, b0 - 1, 0, NULL, false, true, collect, &c, &report),
+        SHOAL_ECORRUPT);
+    assert_int_equal(c.count, 0);
+
+    /* Checkpoint at the bound: a checkpoint deleted it, replay goes on. */
+    collected_reset(&c, 60);
+    assert_int_equal(
+        wal_replay_from_checkpoint(dir, 0, b0, b0, NULL, false, true, collect, &c, &report), 0);
+    assert_int_equal(c.count, 20 - b0);
+    assert_int_equal(c.seqs[0], b0 + 1);
+    assert_false(c.wrong_record);
+
+    /* wal_replay does not know the checkpoint: the version 1 rule, replay from there. */
+    collected_reset(&c, 60);
+    assert_int_equal(wal_replay(dir, 0, 0, NULL, false, true, collect, &c, &report), 0);
+    assert_int_equal(c.count, 20 - b0);
+
+    /* Salvage keeps nothing of the stream (read-only: it only says so). */
+    collected_reset(&c, 60);
+    assert_int_equal(wal_replay_from_checkpoint(dir, 0, b0 - 1, b0 - 1, NULL, true, true,
+                                                collect, &c, &report),
+                     0);
+    assert_int_equal(c.count, 0);
+    assert_true(report.salvaged);
+    assert_int_equal(report.missing_base, names.bases[0]);
+    assert_int_equal(report.bytes_dropped, rest);
+    struct segment_names after;
+    list_segments(dir, 0, &after);
+    assert_int_equal(after.count, names.count - 1);
+
+    /* A missing middle segment is judged by the same bound: covered by the checkpoint it is
+     * no damage (power loss may make a deletion's unlinks durable out of order); not
+     * covered, it is a gap at the end of the segment before. */
+    copy_file(saved, first);
+    char third[4096];
+    assert_int_equal(wal_segment_path(third, sizeof third, dir, 0, names.bases[2]), 0);
+    copy_file(third, saved);
+    assert_int_equal(unlink(third), 0);
+    uint64_t b2 = bounds[2];
+    collected_reset(&c, 60);
+    assert_int_equal(
+        wal_replay_from_checkpoint(dir, 0, b2, b2, NULL, false, true, collect, &c, &report), 0);
+    assert_int_equal(c.count, 20 - b2);
+    assert_int_equal(c.seqs[0], b2 + 1);
+    collected_reset(&c, 60);
+    assert_int_equal(wal_replay_from_checkpoint(dir, 0, b2 - 1, b2 - 1, NULL, false, true,
+                                                collect, &c, &report),
+                     SHOAL_ECORRUPT);
+    assert_string_equal(report.file, second);
+    assert_int_equal(report.offset, segment_size(dir, 0, names.bases[1]));
+    assert_int_equal(report.missing_base, names.bases[2]);
+    collected_reset(&c, 60);
+    assert_int_equal(wal_replay(dir, 0, 0, NULL, false, true, collect, &c, &report),
+                     SHOAL_ECORRUPT);
+    assert_int_equal(report.missing_base, names.bases[2]);
+    copy_file(saved, third);
+
+    /* Salvage for real after a lost first segment: the stream's files go, and the log can
+     * be opened and written again. */
+    assert_int_equal(unlink(first), 0);
+    collected_reset(&c, 60);
+    assert_int_equal(wal_replay_from_checkpoint(dir, 0, b0 - 1, b0 - 1, NULL, true, false,
+                                                collect, &c, &report),
+                     0);
+    assert_true(report.salvaged);
+    assert_int_equal(c.count, 0);
+    list_segments(dir, 0, &after);
+    assert_int_equal(after.count, 0);
+    struct wal_options o = test_options(dir, 1, SHOAL_SYNC_ALWAYS);
+    o.next_seq_hint = 21;
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(&o, &w), 0);
+    uint64_t lsn;
+    append_record(w, 0, 21, 60, &lsn);
+    assert_int_equal(wal_close(w), 0);
+    collected_reset(&c, 60);
+    assert_int_equal(
+        wal_replay_from_checkpoint(dir, 0, b0 - 1, b0 - 1, NULL, false, true, collect, &c,
+                                   &report),
+        0);
+    assert_int_equal(c.count, 1);
+    assert_int_equal(c.seqs[0], 21);
+    free(c.seqs);
+    testing_remove_tree(dir);
+}
+
+/* Encodes the record of seq (docs/FORMAT.md, "Record") at out; returns its size. */
+static size_t encode_record(uint8_t *out, uint64_t seq, size_t max_len)
+{
+    uint8_t payload[4096];
+    size_t len = test_payload(seq, payload, max_len);
+    encoding_put_u32(out + 4, (uint32_t)len);
+    out[8] = 1; /* record format version */
+    out[9] = test_type(seq);
+    out[10] = out[11] = 0;
+    encoding_put_u64(out + 12, seq);
+    memcpy(out + WAL_RECORD_HEADER_SIZE, payload, len);
+    encoding_put_u32(out, crc32c_mask(crc32c(out + 4, WAL_RECORD_HEADER_SIZE - 4 + len)));
+    return WAL_RECORD_HEADER_SIZE + len;
+}
+
+/* Writes a segment by hand from the byte tables of docs/FORMAT.md: a header of format
+ * version 1 (48 bytes) or 2 (64 bytes), then the records of seqs first..last. Returns the
+ * file's size. */
+static size_t write_segment_by_hand(const char *dir, unsigned stream, unsigned version,
+                                    uint64_t base, uint64_t prev_base, uint64_t prev_bytes,
+                                    uint64_t prev_max_seq, uint64_t first, uint64_t last)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/log", dir);
+    assert_true(mkdir(path, 0755) == 0 || errno == EEXIST);
+    snprintf(path, sizeof path, "%s/log/%u", dir, stream);
+    assert_true(mkdir(path, 0755) == 0 || errno == EEXIST);
+    static uint8_t data[64 + 64 * (WAL_RECORD_HEADER_SIZE + 60)];
+    memset(data, 0, sizeof data);
+    memcpy(data, "SHOALWAL", 8);
+    encoding_put_u32(data + 8, version);
+    encoding_put_u32(data + 12, stream);
+    encoding_put_u64(data + 16, base);
+    encoding_put_u64(data + 24, prev_base);
+    encoding_put_u64(data + 32, prev_bytes);
+    encoding_put_u32(data + 40, 0);
+    encoding_put_u32(data + 44, crc32c_mask(crc32c(data, 44)));
+    size_t len = 48;
+    if (version == 2) {
+        encoding_put_u64(data + 48, prev_max_seq);
+        encoding_put_u32(data + 56, 0);
+        encoding_put_u32(data + 60, crc32c_mask(crc32c(data, 60)));
+        len = 64;
+    }
+    assert_true(last - first < 64);
+    for (uint64_t seq = first; seq <= last; seq++)
+        len += encode_record(data + len, seq, 60);
+    assert_int_equal(wal_segment_path(path, sizeof path, dir, stream, base), 0);
+    assert_int_equal(testing_write_file(path, data, len), 0);
+    return len;
+}
+
+/* Segments of format version 1 are still read, beside version 2 ones that the log appends
+ * after them; version 1 keeps its gap (a missing first predecessor is not judged). A
+ * hand-made version 2 segment pins the byte layout of the documentation. */
+static void test_version1_segments(void **state)
+{
+    (void)state;
+    char dir[4096];
+    assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
+    size_t size1 = write_segment_by_hand(dir, 0, 1, 1, 0, 0, 0, 1, 5);
+    write_segment_by_hand(dir, 0, 1, 6, 1, size1, 0, 6, 8);
+
+    struct collected c = {0};
+    struct wal_replay_report report;
+    collected_reset(&c, 60);
+    assert_int_equal(wal_replay(dir, 0, 0, NULL, false, true, collect, &c, &report), 0);
+    assert_prefix(&c, 8);
+    collected_reset(&c, 60);
+    assert_int_equal(
+        wal_replay_from_checkpoint(dir, 0, 0, 0, NULL, false, true, collect, &c, &report), 0);
+    assert_prefix(&c, 8);
+    assert_int_equal(report.last_seq, 8);
+
+    /* The log appends a version 2 segment after them, naming the version 1 predecessor with
+     * the bound it loaded it with (the hint - 1: the scan found seq 8). */
+    struct wal_options o = test_options(dir, 1, SHOAL_SYNC_ALWAYS);
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(&o, &w), 0);
+    uint64_t lsn;
+    append_record(w, 0, 9, 60, &lsn);
+    assert_int_equal(wal_close(w), 0);
+    struct segment_names names;
+    list_segments(dir, 0, &names);
+    assert_int_equal(names.count, 3);
+    struct header_fields h;
+    read_header(dir, 0, names.bases[2], &h);
+    assert_int_equal(h.version, 2);
+    assert_int_equal(h.prev_base, 6);
+    assert_int_equal(h.prev_bytes, segment_size(dir, 0, 6));
+    assert_int_equal(h.prev_max_seq, 8);
+    collected_reset(&c, 60);
+    assert_int_equal(
+        wal_replay_from_checkpoint(dir, 0, 0, 0, NULL, false, true, collect, &c, &report), 0);
+    assert_prefix(&c, 9);
+
+    /* A cut version 1 segment is still found by its successor's length field. */
+    char path[4096];
+    assert_int_equal(wal_segment_path(path, sizeof path, dir, 0, 1), 0);
+    size_t len = 0;
+    uint8_t *bytes = testing_read_file(path, &len);
+    assert_non_null(bytes);
+    uint64_t cut = 48 + encode_record((uint8_t[4096]){0}, 1, 60);
+    assert_int_equal(testing_write_file(path, bytes, (size_t)cut), 0);
+    collected_reset(&c, 60);
+    assert_int_equal(
+        wal_replay_from_checkpoint(dir, 0, 0, 0, NULL, false, true, collect, &c, &report),
+        SHOAL_ECORRUPT);
+    assert_string_equal(report.file, path);
+    assert_int_equal(report.offset, cut);
+    assert_prefix(&c, 1);
+    assert_int_equal(testing_write_file(path, bytes, len), 0);
+
+    /* A version 1 first segment that names a missing predecessor replays, whatever the
+     * checkpoint: version 1 cannot tell a lost predecessor from a deleted one. */
+    write_segment_by_hand(dir, 1, 1, 50, 40, 500, 0, 50, 52);
+    collected_reset(&c, 60);
+    assert_int_equal(
+        wal_replay_from_checkpoint(dir, 1, 0, 0, NULL, false, true, collect, &c, &report), 0);
+    assert_int_equal(c.count, 3);
+
+    /* The same by hand in version 2, with the bound 45: lost below checkpoint 45. */
+    write_segment_by_hand(dir, 2, 2, 50, 40, 500, 45, 50, 52);
+    collected_reset(&c, 60);
+    assert_int_equal(
+        wal_replay_from_checkpoint(dir, 2, 45, 0, NULL, false, true, collect, &c, &report), 0);
+    assert_int_equal(c.count, 3);
+    assert_false(c.wrong_record);
+    collected_reset(&c, 60);
+    assert_int_equal(
+        wal_replay_from_checkpoint(dir, 2, 44, 0, NULL, false, true, collect, &c, &report),
+        SHOAL_ECORRUPT);
+    assert_int_equal(report.missing_base, 40);
+    assert_int_equal(report.offset, 0);
+    assert_int_equal(c.count, 0);
+
+    /* Headers that no log writes: a predecessor bound or base not below the segment's
+     * base (invariant 2) is damage, whatever the checkpoint. */
+    write_segment_by_hand(dir, 2, 2, 50, 40, 500, 50, 50, 52);
+    collected_reset(&c, 60);
+    assert_int_equal(wal_replay_from_checkpoint(dir, 2, UINT64_MAX - 1, 0, NULL, false, true,
+                                                collect, &c, &report),
+                     SHOAL_ECORRUPT);
+    assert_int_equal(report.offset, 0);
+    write_segment_by_hand(dir, 2, 1, 50, 50, 500, 0, 50, 52);
+    collected_reset(&c, 60);
+    assert_int_equal(wal_replay(dir, 2, 0, NULL, false, true, collect, &c, &report),
+                     SHOAL_ECORRUPT);
+
+    /* A flipped bit in the version of a version 2 header is damage, not a newer format:
+     * the prologue's CRC covers it. */
+    write_segment_by_hand(dir, 2, 2, 50, 40, 500, 45, 50, 52);
+    char path2[4096];
+    assert_int_equal(wal_segment_path(path2, sizeof path2, dir, 2, 50), 0);
+    size_t len2 = 0;
+    uint8_t *bytes2 = testing_read_file(path2, &len2);
+    assert_non_null(bytes2);
+    bytes2[8] ^= 1; /* 2 -> 3 */
+    assert_int_equal(testing_write_file(path2, bytes2, len2), 0);
+    collected_reset(&c, 60);
+    assert_int_equal(
+        wal_replay_from_checkpoint(dir, 2, 45, 0, NULL, false, true, collect, &c, &report),
+        SHOAL_ECORRUPT);
+    assert_string_equal(report.file, path2);
+    assert_int_equal(report.offset, 0);
+    free(bytes2);
+    free(bytes);
+    free(c.seqs);
+    testing_remove_tree(dir);
+}
+
 static int stop_after_five(void *ctx, uint8_t type, uint64_t seq, const void *payload, size_t len)
 {
     (void)type;
@@ -1197,6 +1670,9 @@ int main(void)
         cmocka_unit_test(test_truncations_everywhere),
         cmocka_unit_test(test_salvage_rewrites),
         cmocka_unit_test(test_missing_segment),
+        cmocka_unit_test(test_header_v2_fields),
+        cmocka_unit_test(test_lost_first_segment),
+        cmocka_unit_test(test_version1_segments),
         cmocka_unit_test(test_replay_edges),
         cmocka_unit_test(test_async_waits),
         cmocka_unit_test(test_periodic_and_batch),

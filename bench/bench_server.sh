@@ -17,7 +17,7 @@
 # is better (shoal/redis for ops/s, redis/shoal for ms and MB). Everything else starts
 # with '#'. Usage: bench_server.sh [path/to/shoal-server]; environment: RUNS (default 3),
 # QUICK=1 (one round, small counts: a smoke test), THREADS (shoal-server's event loops,
-# default: one per core).
+# default: one per core), PARTS (which of memory,durable,rss to run; default all three).
 set -euo pipefail
 
 SHOAL=${1:-build/shoal-server}
@@ -30,6 +30,8 @@ else
     N_SYNC_P16=${N_SYNC_P16:-500000} KEYS=${KEYS:-1000000}
 fi
 THREADS=${THREADS:-0}
+PARTS=${PARTS:-memory,durable,rss}
+part() { [[ ",$PARTS," == *",$1,"* ]]; }
 
 for tool in redis-server redis-benchmark redis-cli python3; do
     command -v "$tool" > /dev/null || { echo "bench_server: $tool is missing (scripts/deps.sh)" >&2; exit 1; }
@@ -158,6 +160,7 @@ started=$(date +%s)
 echo "# shoal-server vs redis-server $(redis-server --version | awk '{ print $3 }'), redis-benchmark -c $CLIENTS -r 1000000 -d 100, median of $RUNS alternating rounds, $(nproc) cores"
 
 # (a) persistence off
+if part memory; then
 shoal_port=$(free_port)
 start_shoal "$shoal_port"
 shoal_pid=$STARTED
@@ -168,8 +171,10 @@ echo "# (a) persistence off: shoal-server memory mode, redis-server save \"\" ap
 run_cases server "$shoal_port" "$redis_port" "set:1:$N_P1" "get:1:$N_P1" "set:16:$N_P16" "get:16:$N_P16"
 stop "$shoal_pid"
 stop "$redis_pid"
+fi
 
 # (b) every write synced before its reply
+if part durable; then
 mkdir -p "$WORK/shoal-data" "$WORK/redis-data"
 shoal_port=$(free_port)
 start_shoal "$shoal_port" --dir "$WORK/shoal-data" --sync always
@@ -181,8 +186,10 @@ echo "# (b) every write synced: shoal-server --sync always, redis-server appendo
 run_cases server_durable "$shoal_port" "$redis_port" "set:1:$N_SYNC_P1" "set:16:$N_SYNC_P16"
 stop "$shoal_pid"
 stop "$redis_pid"
+fi
 
 # (c) memory after KEYS SETs of 100 bytes, persistence off
+if part rss; then
 shoal_port=$(free_port)
 start_shoal "$shoal_port"
 shoal_pid=$STARTED
@@ -199,6 +206,7 @@ redis_keys=$(redis-cli -p "$redis_port" dbsize)
 stop "$redis_pid"
 echo "# (c) RSS after $KEYS SETs of distinct keys, 100-byte values: shoal $shoal_keys keys, redis $redis_keys keys"
 report server_memory "$shoal_rss" "$redis_rss" MB 0
+fi
 
 echo "# targets: server_{set,get}_p{1,16} ratio >= 1.2 with p99 ratio >= 1.0; server_durable_set_* ratio >= 2; server_memory ratio >= 1.0"
 echo "# elapsed $(($(date +%s) - started)) s"

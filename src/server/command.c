@@ -324,7 +324,15 @@ int key_read(client *c, shoal_ns *ns, const char *key, size_t key_length, bool h
 
 int64_t command_now_ms(client *c)
 {
-    return c->txn.active ? c->txn.now_ms : store_now_ms();
+    return c->txn.active ? c->txn.now_ms : c->loop->command_now_ms;
+}
+
+/* Starts timing a command and sets the loop's "now" for it from the same reading. */
+static uint64_t command_start(client *c)
+{
+    uint64_t begin = command_clock_ns();
+    c->loop->command_now_ms = (int64_t)(begin / 1000000) + c->loop->wall_offset_ms;
+    return begin;
 }
 
 bool arg_long_long(client *c, size_t i, long long *out)
@@ -436,7 +444,7 @@ static void command_execute(client *c, const command_def *cmd)
     for (long attempt = 0;; attempt++) {
         c->retry = false;
         if (transactional)
-            store_txn_begin(&c->txn, false);
+            store_txn_begin(&c->txn, false, c->loop->command_now_ms);
         cmd->handler(c);
         if (transactional) {
             if (c->retry) {
@@ -509,7 +517,7 @@ void command_dispatch(client *c)
         return;
     }
     atomic_fetch_add_explicit(&server.total_commands, 1, memory_order_relaxed);
-    uint64_t begin = command_clock_ns();
+    uint64_t begin = command_start(c);
     uint64_t mark = resp_buffer_mark(&c->out);
     command_execute(c, cmd);
     /* A reply that starts with '-' is a failed call, as Redis counts them. */
@@ -650,7 +658,7 @@ COMMAND_HANDLER(cmd_exec)
             resp_add_null_array(&c->out);
             break;
         }
-        store_txn_begin(&c->txn, true);
+        store_txn_begin(&c->txn, true, command_now_ms(c));
         /* Conditions on the watched keys: a write between the check above and the
          * commit makes the commit fail, and the next attempt sees the change. */
         for (size_t i = 0; i < c->watched_count && !c->retry; i++) {
@@ -667,7 +675,7 @@ COMMAND_HANDLER(cmd_exec)
             c->argv = q->argv;
             c->lengths = q->lengths;
             atomic_fetch_add_explicit(&server.total_commands, 1, memory_order_relaxed);
-            uint64_t begin = command_clock_ns();
+            uint64_t begin = command_start(c);
             q->command->handler(c);
             command_record(c, q->command, command_clock_ns() - begin, false, false);
             if (c->txn.failure == SHOAL_ECONFLICT || c->txn.failure == SHOAL_EDROPPED)

@@ -500,6 +500,17 @@ static void network_cron(event_loop *loop, long long now_ms)
     }
 }
 
+/* The wall clock minus the monotonic clock, in milliseconds. Commands derive their "now"
+ * from their monotonic start time and this offset (command.c): one clock reading each. */
+static int64_t network_wall_offset_ms(void)
+{
+    struct timespec wall, mono;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    return ((int64_t)wall.tv_sec - (int64_t)mono.tv_sec) * 1000 +
+           ((int64_t)wall.tv_nsec - (int64_t)mono.tv_nsec) / 1000000;
+}
+
 /* One round of events. The wake eventfd (shutdown, CLIENT KILL) and the completion queue's
  * eventfd (pending.c) have their own tags; everything else is a client. The completions
  * are drained after the round's client events: draining may free clients, and a client
@@ -509,6 +520,8 @@ static void network_loop_events(event_loop *loop, int wait_ms)
     struct epoll_event events[256];
     int count = epoll_wait(loop->epoll_fd, events, 256, wait_ms);
     bool completions = false;
+    if (count > 0)
+        loop->wall_offset_ms = network_wall_offset_ms();
     for (int i = 0; i < count; i++) {
         uint64_t tag = events[i].data.u64;
         if (tag == NETWORK_TAG_WAKE) {

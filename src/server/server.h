@@ -171,6 +171,10 @@ struct event_loop {
     client **clients;       /* this loop's clients, for timeouts and kills */
     size_t client_count, client_capacity;
     long long last_cron_ms;
+    /* Wall clock minus monotonic clock in ms, read once per round of events, so that a
+     * command's "now" comes from the one clock reading it already takes for its latency. */
+    int64_t wall_offset_ms;
+    int64_t command_now_ms; /* now of the command running on this loop */
 };
 
 typedef struct server_state {

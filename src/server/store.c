@@ -492,13 +492,13 @@ void store_txn_free(store_txn *txn)
     memset(txn, 0, sizeof(*txn));
 }
 
-void store_txn_begin(store_txn *txn, bool multi)
+void store_txn_begin(store_txn *txn, bool multi, int64_t now_ms)
 {
     store_txn_clear(txn);
     txn->multi = multi;
     txn->active = true;
     txn->failure = 0;
-    txn->now_ms = store_now_ms();
+    txn->now_ms = now_ms;
 }
 
 void store_txn_abort(store_txn *txn)

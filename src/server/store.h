@@ -101,7 +101,7 @@ typedef struct store_txn {
 void store_txn_init(store_txn *txn, shoal_db *db);
 void store_txn_free(store_txn *txn);
 /* Starts an attempt. multi: keep an overlay so later reads see earlier writes. */
-void store_txn_begin(store_txn *txn, bool multi);
+void store_txn_begin(store_txn *txn, bool multi, int64_t now_ms);
 /* Reads a key in the transaction (see store_read for header_only). Records a condition on
  * the key's seq. An expired key reads as absent and its deletion joins the batch. */
 int store_txn_read(store_txn *txn, shoal_ns *ns, const char *key, size_t key_length,

@@ -712,9 +712,8 @@ static int replay_stream(void *ctx, unsigned stream)
     struct replay_record rr = {.l = l};
     /* The MANIFEST's checkpoint seq both filters the records (the checkpoint holds those
      * up to it) and lets the log tell a segment the checkpoint deleted from a lost one. */
-    int err = wal_replay_from_checkpoint(l->d->dir, stream, l->checkpoint_seq,
-                                         l->checkpoint_seq, l->d->io, l->salvage, false,
-                                         replay_record, &rr, &report);
+    int err = wal_replay_from_checkpoint(l->d->dir, stream, l->checkpoint_seq, l->checkpoint_seq,
+                                         l->d->io, l->salvage, false, replay_record, &rr, &report);
     free(rr.ops);
     uint64_t max = atomic_load(&l->max_seq);
     while (report.last_seq > max && !atomic_compare_exchange_weak(&l->max_seq, &max,
@@ -727,7 +726,8 @@ static int replay_stream(void *ctx, unsigned stream)
     if (report.salvaged)
         atomic_fetch_add(&l->salvaged_bytes, report.bytes_dropped);
     if (err == SHOAL_ECORRUPT && report.missing_base != 0)
-        loader_detail(l, "%s: damaged at offset %llu: log segment %020llu.wal of stream %u "
+        loader_detail(l,
+                      "%s: damaged at offset %llu: log segment %020llu.wal of stream %u "
                       "is missing, and checkpoint %llu does not cover it",
                       report.file, (unsigned long long)report.offset,
                       (unsigned long long)report.missing_base, stream,

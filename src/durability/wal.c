@@ -164,14 +164,14 @@
  * A bad record at offset p of segment k is classified: zeros from p to the end of the
  * file -> clean end; k is the last segment and no valid record starts anywhere after p ->
  * torn tail, cut off; otherwise damage -> SHOAL_ECORRUPT naming file and offset, or, with
- * salvage, the prefix before it is kept and the rest dropped. A header that names a
- * predecessor other than the segment before it on disk is a gap (damage at the end of the
- * segment before, or at offset 0 of the first one), except a missing predecessor that a
- * checkpoint covers (invariant 8); only wal_replay_from_checkpoint knows the checkpoint,
- * so wal_replay (used by tools that read any directory) keeps the version 1 rule. The search for "a valid
+ * salvage, the prefix before it is kept and the rest dropped. The search for "a valid
  * record after p" tries every byte offset (a cheap header test first, the CRC only for
  * plausible headers), so a bit flip in the middle of the last segment is reported, not
- * silently cut.
+ * silently cut. A header that names a predecessor other than the segment before it on
+ * disk is a gap (damage at the end of the segment before, or at offset 0 of the first
+ * one), except a missing predecessor that a checkpoint covers (invariant 8). Only
+ * wal_replay_from_checkpoint knows the checkpoint; wal_replay (for tools that read a
+ * directory without it) keeps the version 1 rule for a missing first predecessor.
  *
  * TESTED BY tests/unit/test_wal.c: round trips over several segments and streams (both
  * schemes, preallocated and growing files), rotate and delete_before, reopen with and
@@ -681,7 +681,8 @@ static void wal_stream_preallocate(struct wal_stream *s, uint64_t upto)
     struct wal *w = s->wal;
     if (s->seg_allocated == 0 || upto <= s->seg_allocated)
         return;
-    uint64_t target = wal_min(w->segment_bytes, wal_max(upto, s->seg_allocated + WAL_PREALLOCATE_STEP));
+    uint64_t target =
+        wal_min(w->segment_bytes, wal_max(upto, s->seg_allocated + WAL_PREALLOCATE_STEP));
     if (target <= s->seg_allocated ||
         w->io->fallocate(w->io, s->fd, s->seg_allocated, target - s->seg_allocated) != 0) {
         s->seg_allocated = 0;
@@ -1769,9 +1770,9 @@ typedef int (*wal_replay_fn)(void *ctx, uint8_t type, uint64_t seq, const void *
 /* What one replay of a stream was asked to do. */
 struct wal_replay_args {
     unsigned stream;
-    uint64_t after_seq;       /* records up to this seq are checked, not delivered */
-    bool checkpoint_known;    /* the database is restored from the checkpoint below */
-    uint64_t checkpoint_seq;  /* ... whose records need no log (invariant 8) */
+    uint64_t after_seq;      /* records up to this seq are checked, not delivered */
+    bool checkpoint_known;   /* the database is restored from the checkpoint below */
+    uint64_t checkpoint_seq; /* ... whose records need no log (invariant 8) */
     wal_replay_fn fn;
     void *ctx;
 };
@@ -1885,8 +1886,8 @@ static int wal_classify(struct wal_reader *r, uint64_t off, bool last, uint64_t 
  * error, or SHOAL_ENOTSUP, or fn's non-zero value (as *fn_result). */
 static int wal_replay_segment(struct wal_reader *r, const struct wal_replay_args *args,
                               uint64_t base, bool last, const struct wal_previous *prev,
-                              struct wal_replay_report *report, uint64_t *stop,
-                              uint64_t *data_end, int *fn_result)
+                              struct wal_replay_report *report, uint64_t *stop, uint64_t *data_end,
+                              int *fn_result)
 {
     *stop = 0;
     *data_end = 0;
@@ -2116,11 +2117,12 @@ int wal_replay(const char *dir, unsigned stream, uint64_t after_seq, const struc
     return wal_replay_stream(dir, &args, io, salvage, read_only, report);
 }
 
-int wal_replay_from_checkpoint(
-    const char *dir, unsigned stream, uint64_t checkpoint_seq, uint64_t after_seq,
-    const struct shoal_io *io, bool salvage, bool read_only,
-    int (*fn)(void *ctx, uint8_t type, uint64_t seq, const void *payload, size_t len),
-    void *ctx, struct wal_replay_report *report)
+int wal_replay_from_checkpoint(const char *dir, unsigned stream, uint64_t checkpoint_seq,
+                               uint64_t after_seq, const struct shoal_io *io, bool salvage,
+                               bool read_only,
+                               int (*fn)(void *ctx, uint8_t type, uint64_t seq, const void *payload,
+                                         size_t len),
+                               void *ctx, struct wal_replay_report *report)
 {
     const struct wal_replay_args args = {.stream = stream,
                                          .after_seq = after_seq,

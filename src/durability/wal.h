@@ -199,11 +199,12 @@ int wal_replay(const char *dir, unsigned stream, uint64_t after_seq, const struc
  *     reports it (salvaged, bytes_dropped).
  * Records with seq <= after_seq are read and checked but not passed to fn; recovery passes
  * after_seq == checkpoint_seq, a checker that wants every record passes 0. */
-int wal_replay_from_checkpoint(
-    const char *dir, unsigned stream, uint64_t checkpoint_seq, uint64_t after_seq,
-    const struct shoal_io *io, bool salvage, bool read_only,
-    int (*fn)(void *ctx, uint8_t type, uint64_t seq, const void *payload, size_t len),
-    void *ctx, struct wal_replay_report *report);
+int wal_replay_from_checkpoint(const char *dir, unsigned stream, uint64_t checkpoint_seq,
+                               uint64_t after_seq, const struct shoal_io *io, bool salvage,
+                               bool read_only,
+                               int (*fn)(void *ctx, uint8_t type, uint64_t seq, const void *payload,
+                                         size_t len),
+                               void *ctx, struct wal_replay_report *report);
 
 /* Sets *count to 1 + the largest stream number with a directory under dir/log (0 if none):
  * replay streams 0..count-1. Returns 0 or SHOAL_EIO. */

@@ -610,9 +610,8 @@ static bool damage_leaves_clean_end(const struct image *im, const struct damage 
     if (d->kind != DAMAGE_TRUNCATE)
         return false;
     const struct stream *sm = &im->streams[d->stream];
-    uint64_t boundary =
-        d->kept > sm->first_of[d->segment] ? sm->records[d->kept - 1].end
-                                           : sm->header_sizes[d->segment];
+    uint64_t boundary = d->kept > sm->first_of[d->segment] ? sm->records[d->kept - 1].end
+                                                           : sm->header_sizes[d->segment];
     return d->offset == 0 || d->offset == boundary;
 }
 

@@ -1134,9 +1134,9 @@ static void test_lost_first_segment(void **state)
     struct collected c = {0};
     struct wal_replay_report report;
     collected_reset(&c, 60);
-    assert_int_equal(wal_replay_from_checkpoint(dir, 0, b0 - 1, b0 - 1, NULL, false, true,
-                                                collect, &c, &report),
-                     SHOAL_ECORRUPT);
+    assert_int_equal(
+        wal_replay_from_checkpoint(dir, 0, b0 - 1, b0 - 1, NULL, false, true, collect, &c, &report),
+        SHOAL_ECORRUPT);
     assert_int_equal(c.count, 0);
     assert_string_equal(report.file, second);
     assert_int_equal(report.offset, 0);
@@ -1163,9 +1163,9 @@ static void test_lost_first_segment(void **state)
 
     /* Salvage keeps nothing of the stream (read-only: it only says so). */
     collected_reset(&c, 60);
-    assert_int_equal(wal_replay_from_checkpoint(dir, 0, b0 - 1, b0 - 1, NULL, true, true,
-                                                collect, &c, &report),
-                     0);
+    assert_int_equal(
+        wal_replay_from_checkpoint(dir, 0, b0 - 1, b0 - 1, NULL, true, true, collect, &c, &report),
+        0);
     assert_int_equal(c.count, 0);
     assert_true(report.salvaged);
     assert_int_equal(report.missing_base, names.bases[0]);
@@ -1189,9 +1189,9 @@ static void test_lost_first_segment(void **state)
     assert_int_equal(c.count, 20 - b2);
     assert_int_equal(c.seqs[0], b2 + 1);
     collected_reset(&c, 60);
-    assert_int_equal(wal_replay_from_checkpoint(dir, 0, b2 - 1, b2 - 1, NULL, false, true,
-                                                collect, &c, &report),
-                     SHOAL_ECORRUPT);
+    assert_int_equal(
+        wal_replay_from_checkpoint(dir, 0, b2 - 1, b2 - 1, NULL, false, true, collect, &c, &report),
+        SHOAL_ECORRUPT);
     assert_string_equal(report.file, second);
     assert_int_equal(report.offset, segment_size(dir, 0, names.bases[1]));
     assert_int_equal(report.missing_base, names.bases[2]);
@@ -1205,9 +1205,9 @@ static void test_lost_first_segment(void **state)
      * be opened and written again. */
     assert_int_equal(unlink(first), 0);
     collected_reset(&c, 60);
-    assert_int_equal(wal_replay_from_checkpoint(dir, 0, b0 - 1, b0 - 1, NULL, true, false,
-                                                collect, &c, &report),
-                     0);
+    assert_int_equal(
+        wal_replay_from_checkpoint(dir, 0, b0 - 1, b0 - 1, NULL, true, false, collect, &c, &report),
+        0);
     assert_true(report.salvaged);
     assert_int_equal(c.count, 0);
     list_segments(dir, 0, &after);
@@ -1221,8 +1221,7 @@ static void test_lost_first_segment(void **state)
     assert_int_equal(wal_close(w), 0);
     collected_reset(&c, 60);
     assert_int_equal(
-        wal_replay_from_checkpoint(dir, 0, b0 - 1, b0 - 1, NULL, false, true, collect, &c,
-                                   &report),
+        wal_replay_from_checkpoint(dir, 0, b0 - 1, b0 - 1, NULL, false, true, collect, &c, &report),
         0);
     assert_int_equal(c.count, 1);
     assert_int_equal(c.seqs[0], 21);
@@ -1490,9 +1489,9 @@ static void test_replay_edges(void **state)
     assert_int_equal(testing_write_file(live, bytes, len), 0);
     assert_int_equal(wal_replay(dir, 0, 0, NULL, false, true, collect, &c, &report), SHOAL_ENOTSUP);
     assert_string_equal(report.file, live);
-    assert_int_equal(wal_replay_from_checkpoint(dir, 0, 0, 0, NULL, false, true, collect, &c,
-                                                &report),
-                     SHOAL_ENOTSUP);
+    assert_int_equal(
+        wal_replay_from_checkpoint(dir, 0, 0, 0, NULL, false, true, collect, &c, &report),
+        SHOAL_ENOTSUP);
     free(bytes);
     free(c.seqs);
     testing_remove_tree(dir);

@@ -312,7 +312,7 @@ int key_read(client *c, shoal_ns *ns, const char *key, size_t key_length, bool h
 {
     int result = c->txn.active
                      ? store_txn_read(&c->txn, ns, key, key_length, header_only, out)
-                     : store_read(ns, NULL, key, key_length, header_only, store_now_ms(), out);
+                     : store_read(ns, NULL, key, key_length, header_only, command_now_ms(c), out);
     if (result != 0)
         reply_engine_error(c, result);
     else if (out->found)

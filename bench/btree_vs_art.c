@@ -29,7 +29,10 @@
  *     gcc -std=c11 -O2 -D_GNU_SOURCE -Wall -Wextra -Isrc -Iinclude \
  *         bench/btree_vs_art.c src/core/btree.c -o /tmp/btree_vs_art && /tmp/btree_vs_art
  *
- * An optional argument sets the number of keys (default 1000000).
+ * An optional argument sets the number of keys (default 1000000). With --redis the keys are
+ * those redis-benchmark uses, "key:%012d" over the numbers 0..N-1 in a random order: 16
+ * bytes like the random keys, but every key shares its first 10 bytes with every other,
+ * which is the case the leaves' prefix skipping (see "Shared prefixes" in btree.c) is for.
  */
 #include <emmintrin.h>
 #include <stdbool.h>
@@ -565,9 +568,18 @@ static void bench_keep_best(double *best, double start, double end, size_t n)
 
 int main(int argc, char **argv)
 {
-    size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000;
+    size_t n = 1000000;
+    bool redis_keys = false;
+    for (int a = 1; a < argc; a++) {
+        if (strcmp(argv[a], "--redis") == 0)
+            redis_keys = true;
+        else
+            n = strtoul(argv[a], NULL, 10);
+    }
     if (n < 2)
         bench_fail("need at least 2 keys");
+    if (redis_keys && n > 1000000000000ull)
+        bench_fail("--redis keys hold 12 decimal digits");
 
     struct bench_item **items = malloc(n * sizeof(*items));
     uint8_t(*probes)[KEY_LENGTH] = malloc(n * KEY_LENGTH);
@@ -584,6 +596,20 @@ int main(int argc, char **argv)
         uint64_t a = bench_random(), b = bench_random();
         memcpy(items[i]->key, &a, 8);
         memcpy(items[i]->key + 8, &b, 8);
+    }
+    if (redis_keys) {
+        /* Key i is number i; shuffling the items makes the insertion order random. */
+        for (size_t i = 0; i < n; i++) {
+            char text[32]; /* n <= 10^12 (checked above): exactly 16 characters */
+            snprintf(text, sizeof(text), "key:%012zu", i);
+            memcpy(items[i]->key, text, KEY_LENGTH);
+        }
+        for (size_t i = n - 1; i > 0; i--) {
+            size_t j = bench_random() % (i + 1);
+            struct bench_item *swap = items[i];
+            items[i] = items[j];
+            items[j] = swap;
+        }
     }
     /* The lookup order is a shuffle of the insertion order; the keys to look up are copied
      * into one sequential array. */
@@ -680,8 +706,8 @@ int main(int argc, char **argv)
         art_free_node(&art, art.root);
     }
 
-    printf("%zu random %d-byte keys, random insert and lookup orders, best of %d runs\n",
-           btree_keys, KEY_LENGTH, RUNS);
+    printf("%zu %s %d-byte keys, random insert and lookup orders, best of %d runs\n",
+           btree_keys, redis_keys ? "redis-style (key:%012d)" : "random", KEY_LENGTH, RUNS);
     printf("%-8s %12s %12s %14s %10s\n", "", "insert ns", "lookup ns", "walk ns/key", "bytes/key");
     printf("%-8s %12.0f %12.0f %14.2f %10.1f\n", "btree", btree_figures.insert_ns,
            btree_figures.lookup_ns, btree_figures.walk_ns, btree_figures.bytes_per_key);

@@ -370,7 +370,6 @@ static int recover_apply_locked(struct shard *s, unsigned si, struct namespace *
     v->klen = klen;
     v->vlen = stored_vlen;
     v->ns_slot = ns->slot;
-    v->reserved = 0;
     memcpy(v->data, key, klen);
     if (value && vlen)
         memcpy(v->data + klen, value, vlen);

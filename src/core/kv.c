@@ -206,7 +206,6 @@ static int ops_allocate(struct shoal_db *db, struct write_op *ops, size_t n)
         v->klen = op->klen;
         v->vlen = vlen;
         v->ns_slot = op->ns->slot;
-        v->reserved = 0;
         memcpy(v->data, op->key, op->klen);
         if (op->type == WRITE_PUT && op->vlen)
             memcpy(v->data + op->klen, op->value, op->vlen);

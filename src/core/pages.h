@@ -11,6 +11,10 @@
  * Where the kernel has transparent huge pages off (or the advice is unknown) the regions
  * are plain pages and everything works the same, only slower.
  *
+ * Segments are mapped aligned to 2 MiB whether or not they are advised, so that the segment
+ * holding any small object is found by rounding its address down (segment.h,
+ * segment_owner): pages_map_aligned gives the alignment without the advice.
+ *
  * Thread-safety: the functions keep no state.
  */
 #ifndef SHOAL_CORE_PAGES_H
@@ -27,7 +31,12 @@
  * should then be a multiple of PAGES_HUGE_BYTES). Returns NULL when out of memory. */
 void *pages_map(size_t bytes, bool huge);
 
-/* Unmaps what pages_map returned, with the same byte count. */
+/* Maps `bytes` of zeroed anonymous memory aligned to PAGES_HUGE_BYTES (bytes a multiple of
+ * PAGES_HUGE_BYTES), advised for transparent huge pages only with `huge`. Returns NULL when
+ * out of memory. */
+void *pages_map_aligned(size_t bytes, bool huge);
+
+/* Unmaps what pages_map or pages_map_aligned returned, with the same byte count. */
 void pages_unmap(void *memory, size_t bytes);
 
 #endif

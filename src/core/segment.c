@@ -18,15 +18,18 @@
  * most 25% (just above a power of two) and at least 12.5% (just below the next) larger than
  * the class before it, so the rounding loss is bounded by 25% and averages about 10%.
  * Requests above 32 KiB take the large path: malloc with a 32-byte header that links the
- * object into a list, so that segment_destroy() can release what callers never freed.
+ * object into a list, so that segment_destroy() can release what callers never freed, and
+ * names its owner; segment_adopt_large() moves it to another allocator's list in place.
  * segment_class_of() is a few shifts (no table, no loop).
  *
  * Segments
  * --------
- * A segment is a 2 MiB anonymous mapping (so its pages are zero and untouched until used);
- * every segment after a shard's first is aligned and advised for a huge page (pages.h).
- * Its first 16 bytes link it into the allocator's list of segments; the remaining bytes are
- * carved front to back by a bump pointer shared by all classes. When the current segment
+ * A segment is a 2 MiB anonymous mapping (so its pages are zero and untouched until used),
+ * aligned to 2 MiB; every segment after a shard's first is also advised for a huge page
+ * (pages.h). Its first 16 bytes link it into the allocator's list of segments and name the
+ * allocator that owns it; the remaining bytes are carved front to back by a bump pointer
+ * shared by all classes. Because of the alignment, the segment of any small object is its
+ * address rounded down to 2 MiB, and so its owner is one load away (segment_owner). When the current segment
  * cannot fit a request, its tail is cut into the largest classes that fit and pushed on
  * their free lists (so nothing is lost), and a fresh segment becomes current.
  *
@@ -46,13 +49,17 @@
  * 4. Segments are never unmapped before segment_destroy(), so a slot's memory stays
  *    mapped for the allocator's whole life (readers that race a free read stale bytes,
  *    never unmapped memory).
+ * 5. Every segment starts at a multiple of SEGMENT_BYTES and its header names the
+ *    allocator that mapped it; every large object's header names the allocator whose list
+ *    holds it. So segment_owner(p) is the allocator whose statistics count p.
  *
  * Under AddressSanitizer, free slots and the unused part of a segment are poisoned, so a
  * use after free or an overflow into a neighbour is reported like a heap error.
  *
  * Testing: tests/unit/test_segment.c checks the class table for every size up to 64 KiB,
  * allocation, LIFO reuse, the large path, exact statistics after mixed operations, the
- * memory overhead of a million 148-byte objects, and many segments.
+ * memory overhead of a million 148-byte objects, and many segments; test_compact.c checks
+ * segment_owner() and segment_adopt_large().
  */
 #include "core/segment.h"
 
@@ -74,11 +81,12 @@
 #define SEGMENT_UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-/* Bytes at the start of each segment that link it into the allocator's list. 16 rather
- * than 8 so that the first object starts at the same alignment as malloc would give. */
+/* Bytes at the start of each segment that link it into the allocator's list and name its
+ * owner: a multiple of 16, so that the first object starts at the alignment malloc gives. */
 #define SEGMENT_HEADER_BYTES ((size_t)16)
-/* Header in front of each large object; a multiple of 16 keeps malloc's alignment. */
+/* Pages faulted in ahead of the bump pointer at a time (segment_populate). */
 #define SEGMENT_POPULATE_BYTES ((size_t)128 << 10)
+/* Header in front of each large object; a multiple of 16 keeps malloc's alignment. */
 #define SEGMENT_LARGE_HEADER_BYTES ((size_t)32)
 /* The classes 8 bytes apart end at this size. */
 #define SEGMENT_FINE_LIMIT ((size_t)256)
@@ -86,14 +94,22 @@
 
 struct segment_header {
     struct segment_header *next;
+    struct segment_allocator *owner; /* invariant 5 */
 };
 
 struct segment_large_header {
     struct segment_large_header *prev;
     struct segment_large_header *next;
     size_t size;
-    size_t reserved_for_alignment;
+    struct segment_allocator *owner; /* invariant 5 */
 };
+
+_Static_assert(sizeof(struct segment_header) <= SEGMENT_HEADER_BYTES,
+               "the segment header fits in the bytes reserved for it");
+_Static_assert(sizeof(struct segment_large_header) == SEGMENT_LARGE_HEADER_BYTES,
+               "the large header keeps malloc's alignment");
+_Static_assert(SEGMENT_BYTES == PAGES_HUGE_BYTES,
+               "segments are mapped aligned to their own size");
 
 struct segment_free_slot {
     struct segment_free_slot *next;
@@ -231,13 +247,14 @@ static bool segment_grow(struct segment_allocator *sa)
 {
     /* The first segment stays on small pages so that a shard holding a few keys costs
      * a few pages; later ones go on huge pages (pages.h). */
-    void *mapping = pages_map(SEGMENT_BYTES, sa->segment_count > 0);
+    void *mapping = pages_map_aligned(SEGMENT_BYTES, sa->segment_count > 0);
     if (mapping == NULL)
         return false;
     if (sa->bump != NULL)
         segment_recycle_tail(sa);
     struct segment_header *segment = mapping;
     segment->next = sa->segments;
+    segment->owner = sa;
     sa->segments = segment;
     sa->segment_count++;
     sa->bump = (char *)mapping + SEGMENT_HEADER_BYTES;
@@ -247,29 +264,24 @@ static bool segment_grow(struct segment_allocator *sa)
     return true;
 }
 
-static void *segment_alloc_large(struct segment_allocator *sa, size_t size)
+/* Puts a large object's header at the front of sa's list and counts it there. */
+static void segment_large_link(struct segment_allocator *sa, struct segment_large_header *header)
 {
-    if (size > SIZE_MAX - SEGMENT_LARGE_HEADER_BYTES)
-        return NULL;
-    struct segment_large_header *header = malloc(SEGMENT_LARGE_HEADER_BYTES + size);
-    if (header == NULL)
-        return NULL;
     header->prev = NULL;
     header->next = sa->large_objects_list;
-    header->size = size;
+    header->owner = sa;
     if (sa->large_objects_list != NULL)
         sa->large_objects_list->prev = header;
     sa->large_objects_list = header;
     sa->large_objects++;
-    sa->large_bytes += size;
-    return (char *)header + SEGMENT_LARGE_HEADER_BYTES;
+    sa->large_bytes += header->size;
 }
 
-static void segment_free_large(struct segment_allocator *sa, void *p, size_t size)
+/* Takes a large object's header out of sa's list and counts. */
+static void segment_large_unlink(struct segment_allocator *sa,
+                                 struct segment_large_header *header)
 {
-    struct segment_large_header *header =
-        (struct segment_large_header *)((char *)p - SEGMENT_LARGE_HEADER_BYTES);
-    assert(header->size == size);
+    assert(header->owner == sa);
     if (header->prev != NULL)
         header->prev->next = header->next;
     else
@@ -278,7 +290,50 @@ static void segment_free_large(struct segment_allocator *sa, void *p, size_t siz
         header->next->prev = header->prev;
     sa->large_objects--;
     sa->large_bytes -= header->size;
+}
+
+static void *segment_alloc_large(struct segment_allocator *sa, size_t size)
+{
+    if (size > SIZE_MAX - SEGMENT_LARGE_HEADER_BYTES)
+        return NULL;
+    struct segment_large_header *header = malloc(SEGMENT_LARGE_HEADER_BYTES + size);
+    if (header == NULL)
+        return NULL;
+    header->size = size;
+    segment_large_link(sa, header);
+    return (char *)header + SEGMENT_LARGE_HEADER_BYTES;
+}
+
+static struct segment_large_header *segment_large_header_of(const void *p)
+{
+    return (struct segment_large_header *)((char *)p - SEGMENT_LARGE_HEADER_BYTES);
+}
+
+static void segment_free_large(struct segment_allocator *sa, void *p, size_t size)
+{
+    struct segment_large_header *header = segment_large_header_of(p);
+    assert(header->size == size);
+    segment_large_unlink(sa, header);
     free(header);
+}
+
+void segment_adopt_large(struct segment_allocator *to, void *p, size_t size)
+{
+    struct segment_large_header *header = segment_large_header_of(p);
+    assert(size > SEGMENT_MAX_SMALL && header->size == size);
+    if (header->owner == to)
+        return;
+    segment_large_unlink(header->owner, header);
+    segment_large_link(to, header);
+}
+
+struct segment_allocator *segment_owner(const void *p, size_t size)
+{
+    if (size > SEGMENT_MAX_SMALL)
+        return segment_large_header_of(p)->owner;
+    const struct segment_header *segment =
+        (const struct segment_header *)((uintptr_t)p & ~(uintptr_t)(SEGMENT_BYTES - 1));
+    return segment->owner;
 }
 
 void *segment_alloc(struct segment_allocator *sa, size_t size)
@@ -316,6 +371,7 @@ void segment_free(struct segment_allocator *sa, void *p, size_t size)
     }
     assert(((uintptr_t)p & 7u) == 0);
     assert(sa->small_objects > 0);
+    assert(segment_owner(p, size) == sa);
     segment_push_free(sa, class_number, p);
     sa->small_objects--;
     sa->small_bytes_in_use -= segment_size_of_class(class_number);

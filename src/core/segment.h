@@ -9,6 +9,10 @@
  * was passed to segment_alloc(). Larger requests take the large path (the C heap), counted
  * separately in the statistics. Every object is aligned to at least 8 bytes. See segment.c
  * for the class table and the invariants.
+ *
+ * Every object knows its allocator (segment_owner): a shard that is being compacted has two
+ * allocators for a while, and a free must go to the one that owns the object. Segments are
+ * mapped 2 MiB-aligned with the owner in their header; large objects carry it in theirs.
  */
 #ifndef SHOAL_CORE_SEGMENT_H
 #define SHOAL_CORE_SEGMENT_H
@@ -68,6 +72,18 @@ size_t segment_class_size(size_t size);
 /* The class number (0..SEGMENT_CLASS_COUNT-1) of a small request, SEGMENT_LARGE for a
  * request above SEGMENT_MAX_SMALL. Class numbers grow with size. Pure; any thread. */
 unsigned segment_class_of(size_t size);
+
+/* The allocator that owns p, an object of size bytes (the size given to segment_alloc) that
+ * is still allocated: for a small object the header of the 2 MiB-aligned segment p lies in,
+ * for a large one the object's own header. Cost: one load. Any thread that may read p; the
+ * answer changes only through segment_adopt_large, under the owners' common lock. */
+struct segment_allocator *segment_owner(const void *p, size_t size);
+
+/* Moves the large object p (size > SEGMENT_MAX_SMALL, allocated and owned by another
+ * allocator) into `to`: it leaves its owner's list and statistics, joins those of `to`, and
+ * stays where it is (its address does not change). The caller holds the lock that covers
+ * both allocators. Cost: O(1). */
+void segment_adopt_large(struct segment_allocator *to, void *p, size_t size);
 
 /* Fills *out with the allocator's counters. */
 void segment_stats(const struct segment_allocator *sa, struct segment_stats *out);

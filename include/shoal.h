@@ -204,6 +204,52 @@ SHOAL_API int shoal_persist(shoal_db *db, const char *dir);
  * stays valid until the thread's next such call. */
 SHOAL_API const char *shoal_error_detail(void);
 
+/* What one shoal_compact call did. */
+typedef struct shoal_compact_result {
+    uint64_t versions_moved;    /* versions copied into key order (values above 32 KiB are
+                                   not copied: they stay where they are) */
+    uint64_t bytes_moved;       /* bytes those copies occupy */
+    uint64_t bytes_released;    /* memory given back to the system during the call: what
+                                   this call's (or an earlier call's) compactions emptied */
+    uint32_t shards_compacted;  /* shards whose every version this call moved */
+    uint32_t shards_skipped;    /* shards holding data that the call left as they were or
+                                   moved only in part: for one of the two reasons below,
+                                   or the shard where SHOAL_ENOMEM stopped the call */
+    uint32_t shards_waiting;    /* ...an earlier compaction's memory is still held for a
+                                   snapshot or iterator opened before it ended */
+    uint32_t shards_over_limit; /* ...copying would have passed SHOAL_OPT_MEMORY_LIMIT */
+} shoal_compact_result;
+
+/* Rewrites the database's memory in key order and gives back what fragmentation wastes.
+ * Shard by shard, every stored version (each key's value, the tombstones and older versions
+ * that open snapshots still need) is copied into fresh memory, namespace by namespace in
+ * key order, so that an ordered scan then reads memory sequentially. The memory the copies
+ * leave, with every hole that deletes and overwrites made in it, is given back whole once no
+ * snapshot or iterator opened before the copy ended can read it: within the call when none
+ * is open, else when the last such is released (at the shard's next write, or the next
+ * call). Keys, values, seqs and snapshots are unchanged; nothing is logged in durable mode,
+ * and a read-only database (after a failed write or fsync) may be compacted too.
+ *
+ * The calling thread does the work, one shard at a time and 256 keys per hold of the
+ * shard's write lock, so readers, writers, iterators, snapshots and checkpoints on other
+ * threads carry on and wait at most one such step. Copying a shard needs memory for a copy
+ * of its versions until the old memory is given back: a shard whose copy would pass
+ * SHOAL_OPT_MEMORY_LIMIT is skipped (or, if writers filled the room meanwhile, stopped where
+ * it stands) and counted in out->shards_over_limit; a shard whose earlier compaction still
+ * waits for a snapshot is skipped (out->shards_waiting). A shard stopped part way stays
+ * correct and holds both memories until a later call finishes it.
+ *
+ * out may be NULL; otherwise it is filled in on every return except SHOAL_EINVAL.
+ * Returns 0 (including when shards were only waiting), SHOAL_EMEMLIMIT (the memory limit
+ * held at least one shard back; the other shards were compacted), SHOAL_ENOMEM (memory ran
+ * out: the call stopped cleanly, everything it moved is in place and valid, and a later
+ * call finishes the work), SHOAL_EINVAL (db NULL).
+ * Cost: one copy and one index lookup per version, a few memory misses each (on the order
+ * of a second per million keys); extra memory at most one shard's versions at a time while
+ * no snapshot is open. Thread-safety: any thread; calls run one at a time (a second call
+ * waits for the first). */
+SHOAL_API int shoal_compact(shoal_db *db, shoal_compact_result *out);
+
 /* ---------------------------------------------------------------------------------------
  * Tenants. Tenant 0, "default", always exists and has no limits.
  * ------------------------------------------------------------------------------------- */
@@ -464,6 +510,9 @@ typedef struct shoal_db_stats {
     uint64_t snapshots_open;
     uint64_t versions_retired, versions_reclaimed;
     uint64_t quota_refusals;
+    uint64_t compactions;       /* shoal_compact calls that returned 0 */
+    uint64_t compact_versions_moved, compact_bytes_moved; /* by every shoal_compact */
+    uint64_t compact_bytes_released; /* memory compactions gave back to the system */
     shoal_latency get, put, commit; /* commit: batches */
     bool read_only;             /* after a failed write or fsync (durable mode) */
     int read_only_cause;        /* the SHOAL_E* that made it read-only, else 0 */

@@ -339,6 +339,7 @@ int db_create(const struct db_config *config, struct shoal_db **out)
     db->shard_mask = (unsigned)db->config.shards - 1;
     pthread_mutex_init(&db->shard_create_lock, NULL);
     pthread_mutex_init(&db->catalog_lock, NULL);
+    pthread_mutex_init(&db->compact_lock, NULL);
 
     int err = SHOAL_ENOMEM;
     db->objects = ot_new((unsigned)db->config.shards, (unsigned)db->config.activation_step);
@@ -403,6 +404,7 @@ void db_destroy(struct shoal_db *db)
         if (!s)
             continue;
         segment_destroy(s->segments);
+        segment_destroy(s->old_segments); /* a compaction's, if no reader let it go yet */
         pthread_mutex_destroy(&s->write_mutex);
         free(s);
     }
@@ -413,6 +415,7 @@ void db_destroy(struct shoal_db *db)
     ot_destroy(db->objects);
     pthread_mutex_destroy(&db->shard_create_lock);
     pthread_mutex_destroy(&db->catalog_lock);
+    pthread_mutex_destroy(&db->compact_lock);
     free(db->namespaces);
     for (unsigned i = 0; i <= MAX_THREAD_STATES; i++)
         free(db_thread_at(db, i));

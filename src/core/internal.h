@@ -7,6 +7,7 @@
  * the ordered index. Durability reaches the core through log.h, never the other way.
  *
  * Locking order (a thread holding a lock only takes locks later in this list):
+ *   0. db->compact_lock   (one shoal_compact at a time, compact.c)
  *   1. db->catalog_lock   (namespaces, tenants)
  *   2. shard locks, in shard index order (a batch takes all of its shards' locks)
  *   3. leaf locks inside modules (object table part lock, log stream buffer lock)
@@ -127,9 +128,21 @@ struct shard {
     _Atomic uint64_t lock_waits, lock_wait_ns;
     _Atomic uint64_t indexes, pinned_namespaces;
     _Atomic uint64_t retired, reclaimed;
-    _Atomic uint64_t memory; /* segment bytes in use, refreshed after each write */
+    _Atomic uint64_t memory; /* segment bytes in use (both allocators), refreshed after
+                                each write */
     size_t reclaim_threshold; /* retire-list length that triggers the next reclaim */
     uint64_t reclaim_generation; /* db->reclaim_generation at the last reclaim */
+    /* Compaction (compact.c), under the write lock. While a compaction moves the shard's
+     * versions into key order, `segments` is the new allocator (every allocation goes
+     * there) and old_segments the one being emptied; a version belongs to either, and is
+     * freed into its owner (segment_owner). Once every version has left it (emptied), the
+     * old allocator is destroyed whole as soon as no reader can hold a pointer into it:
+     * no snapshot open, or the horizon past old_segments_seq, db->seq when the move ended. */
+    struct segment_allocator *old_segments;
+    uint64_t old_segments_seq;
+    bool old_segments_emptied;
+    uint32_t old_segments_checks; /* shard_reclaim calls since the horizon was last read */
+    _Atomic uint64_t compact_versions, compact_bytes, compact_released;
 } __attribute__((aligned(CACHE_LINE)));
 
 /* ---- tenants --------------------------------------------------------------------------- */
@@ -247,6 +260,9 @@ struct shoal_db {
 
     _Atomic uint64_t quota_refusals;
     _Atomic(struct durable *) durable; /* NULL in memory mode (durable.c) */
+
+    pthread_mutex_t compact_lock; /* shoal_compact calls run one at a time */
+    _Atomic uint64_t compactions; /* shoal_compact calls that finished every shard */
 };
 
 /* ---- writes -------------------------------------------------------------------------------- */
@@ -322,5 +338,19 @@ int db_namespace_restore(struct shoal_db *db, const char *name, const shoal_ns_c
                          uint32_t id, unsigned shard);
 /* Publishes a shard's segment bytes in use for statistics and the memory limit. */
 void shard_refresh_memory(struct shard *s);
+/* The segment bytes in use of every shard, as last published: what the memory limit
+ * (SHOAL_OPT_MEMORY_LIMIT) is compared with (kv.c). */
+uint64_t db_memory_in_use(struct shoal_db *db);
+
+/* ---- compaction (compact.c) --------------------------------------------------------------- */
+
+/* Destroys the shard's emptied old allocator when no reader can still hold a pointer into
+ * it, and returns the bytes that gave back (0 when there was none or it must wait). The
+ * caller holds the shard's write lock. Without force, while snapshots are open, the
+ * horizon is read only every 64th call (shard_reclaim calls this on every write). */
+uint64_t compact_release(struct shard *s, bool force);
+/* Test support: the next `after` version copies of shoal_compact succeed and every later
+ * one fails as if memory had run out; after < 0 turns failures off (the default). */
+void compact_fail_copies_after(long after);
 
 #endif

@@ -32,9 +32,12 @@
 
 /* ---- versions and reclaiming ------------------------------------------------------------ */
 
+/* While a compaction empties the shard's old allocator (compact.c), a version may belong
+ * to either allocator: it goes back to the one that owns it. */
 static void version_release_memory(struct shard *s, struct version *v)
 {
-    segment_free(s->segments, v, version_size(v->klen, v->vlen));
+    size_t size = version_size(v->klen, v->vlen);
+    segment_free(s->old_segments ? segment_owner(v, size) : s->segments, v, size);
 }
 
 void version_free_chain(struct shard *s, struct version *v)
@@ -86,6 +89,8 @@ void shard_reclaim(struct shard *s, bool force)
     }
     if (atomic_load_explicit(&s->db->snapshots_open, memory_order_relaxed) == 0)
         force = true; /* everything queued is garbage now */
+    if (s->old_segments)
+        compact_release(s, force); /* a compaction's emptied allocator, once unreachable */
     size_t queued = ot_retired_count(s->objects);
     if (queued == 0 || (!force && queued < s->reclaim_threshold))
         return;
@@ -100,7 +105,13 @@ void shard_refresh_memory(struct shard *s)
 {
     struct segment_stats st;
     segment_stats(s->segments, &st);
-    atomic_store_explicit(&s->memory, st.bytes_in_use, memory_order_relaxed);
+    uint64_t bytes = st.bytes_in_use;
+    if (s->old_segments) {
+        /* A compaction's old allocator holds its memory until it is destroyed. */
+        segment_stats(s->old_segments, &st);
+        bytes += st.bytes_in_use;
+    }
+    atomic_store_explicit(&s->memory, bytes, memory_order_relaxed);
 }
 
 /* ---- argument checks --------------------------------------------------------------------- */
@@ -363,7 +374,7 @@ static int ops_reserve_quota(const struct write_op *ops, size_t n)
     return 0;
 }
 
-static uint64_t db_memory_in_use(struct shoal_db *db)
+uint64_t db_memory_in_use(struct shoal_db *db)
 {
     uint64_t total = 0;
     for (unsigned i = 0; i <= db->shard_mask; i++) {
@@ -463,7 +474,8 @@ int commit_ops(struct shoal_db *db, struct write_op *ops, size_t n,
     lock_shards(db, mask);
     err = ops_check(db, ops, n);
     if (!err && (err = ops_check_memory(db, ops, n)) == SHOAL_EMEMLIMIT) {
-        /* Versions that released snapshots kept may be all that stands in the way. */
+        /* Versions that released snapshots kept, or a compaction's emptied allocator that
+         * they kept, may be all that stands in the way (shard_reclaim frees both). */
         for (uint64_t m = mask; m; m &= m - 1) {
             struct shard *s = atomic_load_explicit(&db->shards[__builtin_ctzll(m)],
                                                    memory_order_relaxed);

@@ -29,6 +29,7 @@ SHOAL_API int shoal_stats(shoal_db *db, shoal_db_stats *out)
     out->shards = (uint32_t)db->config.shards;
     out->snapshots_open = atomic_load(&db->snapshots_open);
     out->quota_refusals = atomic_load(&db->quota_refusals);
+    out->compactions = atomic_load(&db->compactions);
     for (unsigned i = 0; i <= db->shard_mask; i++) {
         struct shard *s = atomic_load(&db->shards[i]);
         if (!s)
@@ -37,6 +38,9 @@ SHOAL_API int shoal_stats(shoal_db *db, shoal_db_stats *out)
         out->memory += counter_get(&s->memory);
         out->versions_retired += counter_get(&s->retired);
         out->versions_reclaimed += counter_get(&s->reclaimed);
+        out->compact_versions_moved += counter_get(&s->compact_versions);
+        out->compact_bytes_moved += counter_get(&s->compact_bytes);
+        out->compact_bytes_released += counter_get(&s->compact_released);
         struct ot_stats ot;
         ot_part_stats(s->objects, &ot);
         out->memory += ot.memory;

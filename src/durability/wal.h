@@ -192,9 +192,10 @@ int wal_replay(const char *dir, unsigned stream, uint64_t after_seq, const struc
  *   - bound <= checkpoint_seq: a checkpoint covers every record it held (and deleted it,
  *     or may have); no damage, replay goes on;
  *   - bound > checkpoint_seq: it held records that only the log has, so it was lost:
- *     SHOAL_ECORRUPT with report->file the segment whose header names it, report->offset 0
- *     when that segment is the first on disk (otherwise the end of the segment before,
- *     as for any gap), and report->missing_base its base. With salvage the stream keeps
+ *     SHOAL_ECORRUPT with report->file and report->offset at offset 0 of the segment whose
+ *     header names it when that segment is the first on disk, else at the end of the
+ *     segment before it (as for any gap), and report->missing_base the missing segment's
+ *     base. With salvage the stream keeps
  *     nothing from the gap on (the segments from there are deleted unless read_only) and
  *     reports it (salvaged, bytes_dropped).
  * Records with seq <= after_seq are read and checked but not passed to fn; recovery passes

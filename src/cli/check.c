@@ -663,6 +663,11 @@ static bool cli_check_find_record(cli_check_state *c, const char *path, const cl
         return false;
     uint64_t size = 0, at = WAL_SEGMENT_HEADER_SIZE;
     bool found = false;
+    /* Records start after the segment header, whose size depends on its version. */
+    uint8_t version[4];
+    if (io_pread_full(c->io, fd, version, sizeof version, 8) == (ssize_t)sizeof version &&
+        encoding_get_u32(version) == 1)
+        at = WAL_SEGMENT_HEADER_SIZE_V1;
     if (c->io->file_size(c->io, fd, &size) == 0) {
         uint8_t header[WAL_RECORD_HEADER_SIZE];
         while (at + sizeof header <= size &&
@@ -716,7 +721,13 @@ static void cli_check_stream_run(cli_check_state *c, unsigned stream)
     cli_check_stream s = {.check = c};
     struct wal_replay_report report;
     memset(&report, 0, sizeof report);
-    int err = wal_replay(c->dir, stream, 0, c->io, false, true, cli_check_record, &s, &report);
+    /* With the catalog read, a missing first segment is judged against the checkpoint the
+     * MANIFEST names, as recovery does (deleted by that checkpoint, or lost). */
+    int err = c->have_catalog
+                  ? wal_replay_from_checkpoint(c->dir, stream, c->checkpoint_seq, 0, c->io, false,
+                                               true, cli_check_record, &s, &report)
+                  : wal_replay(c->dir, stream, 0, c->io, false, true, cli_check_record, &s,
+                               &report);
 
     /* Which segment the replay stopped in, if it did. */
     uint64_t bad_offset = report.offset;
@@ -744,6 +755,12 @@ static void cli_check_stream_run(cli_check_state *c, unsigned stream)
             printf("%s: NOT VERIFIED (after the damage in its stream: the log is read in "
                    "order)\n",
                    path);
+        } else if (here && err == SHOAL_ECORRUPT && report.missing_base != 0) {
+            cli_check_damage(c, path, bad_offset,
+                             "the segment before it (base %" PRIu64 ") is missing, and it "
+                             "held records the checkpoint does not cover",
+                             report.missing_base);
+            stopped = true;
         } else if (here && err == SHOAL_ECORRUPT) {
             cli_check_damage(c, path, bad_offset,
                              "bad record (checksum, length or header), a bad segment header, "

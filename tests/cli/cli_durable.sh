@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The `shoal` tool's durable subcommands, end to end on real directories:
 #   check  a clean database (exit 0) and that it changes no file; a database in use (exit 2);
-#          a log segment with a byte flipped in its middle (exit 1, the segment named); a torn
+#          a log segment with a byte flipped in its middle (exit 1, the segment named); a lost
+#          first segment after the checkpoint (exit 1, its successor named); a torn
 #          tail (a warning, exit 0); not a database (exit 2);
 #   stats  shows the number of keys make_db left;
 #   dump/load  dump -> load into a new directory -> dump again gives identical files, through
@@ -65,6 +66,17 @@ EOF
 run "$shoal" check "$work/damaged"
 expect_status 1 "check of a flipped byte"
 expect_output "$segment: DAMAGED at offset" "check of a flipped byte"
+
+# check: the first log segment of a stream lost after the checkpoint (its successor names it
+# and says it held records the checkpoint does not cover).
+cp -a "$work/db" "$work/lost"
+first=$(ls "$work/lost/log/0/"*.wal | head -1)
+second=$(ls "$work/lost/log/0/"*.wal | sed -n 2p)
+[ -n "$second" ] || fail "make_db left fewer than 2 segments in stream 0"
+rm "$first"
+run "$shoal" check "$work/lost"
+expect_status 1 "check of a lost first segment"
+expect_output "$second: DAMAGED at offset 0: the segment before it" "check of a lost first segment"
 
 # check: a byte flipped in a checkpoint file, a missing one, and a stray checkpoint.
 cp -a "$work/db" "$work/ckpt"

@@ -609,7 +609,7 @@ struct concurrent {
     _Atomic bool stop;
     _Atomic unsigned failures;
     _Atomic unsigned running;
-    _Atomic uint64_t reads, scans, snapshot_checks;
+    _Atomic uint64_t writes, reads, scans, snapshot_checks;
 };
 
 struct writer {
@@ -703,6 +703,7 @@ static void *writer_thread(void *arg)
                 fail_at(c, "put", err);
             w->model[k] = version;
         }
+        atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
         /* A snapshot lives for a few hundred writes (across compactions), then is checked
          * whole against the model copied when it was taken. */
         if (!snap && i % 97 == 0) {
@@ -830,10 +831,20 @@ static void test_concurrent_compactions(void **state)
     assert_int_equal(pthread_create(&threads[WRITERS + 1], NULL, scanner_thread, &c), 0);
     for (unsigned spins = 0; atomic_load(&c.running) < WRITERS + 2 && spins < 100000; spins++)
         sched_yield();
-    const unsigned rounds = SHOAL_TEST_SCALE(40, 12);
+    /* At least min_rounds compactions, more (up to max_rounds, and a deadline that only
+     * shortens the loop) until the other threads have done a fair share of work. */
+    const unsigned min_rounds = SHOAL_TEST_SCALE(40, 12), max_rounds = 1000;
+    const uint64_t target = SHOAL_TEST_SCALE(50000, 5000);
+    uint64_t deadline = test_deadline(20);
     uint64_t moved = 0;
-    unsigned compacted = 0;
-    for (unsigned round = 0; round < rounds; round++) {
+    unsigned compacted = 0, rounds = 0;
+    for (unsigned round = 0; round < max_rounds; round++) {
+        if (round >= min_rounds &&
+            ((atomic_load(&c.writes) >= target && atomic_load(&c.reads) >= target &&
+              atomic_load(&c.scans) >= 8) ||
+             !test_before(deadline)))
+            break;
+        rounds++;
         shoal_compact_result result;
         assert_ok(shoal_compact(c.db, &result));
         moved += result.versions_moved;
@@ -846,9 +857,10 @@ static void test_concurrent_compactions(void **state)
     assert_int_equal(atomic_load(&c.failures), 0);
     assert_true(moved > 0);
     assert_true(compacted > 0);
-    print_message("concurrent: %u compactions moved %llu versions; %llu reads, %llu scans, "
-                  "%llu snapshot checks on other threads\n",
-                  rounds, (unsigned long long)moved, (unsigned long long)atomic_load(&c.reads),
+    print_message("concurrent: %u compactions moved %llu versions; %llu writes, %llu reads, "
+                  "%llu scans, %llu snapshot checks on other threads\n",
+                  rounds, (unsigned long long)moved, (unsigned long long)atomic_load(&c.writes),
+                  (unsigned long long)atomic_load(&c.reads),
                   (unsigned long long)atomic_load(&c.scans),
                   (unsigned long long)atomic_load(&c.snapshot_checks));
 

@@ -208,8 +208,9 @@ static int ops_allocate(struct shoal_db *db, struct write_op *ops, size_t n)
         uint32_t vlen = op->type == WRITE_PUT ? op->vlen : VERSION_TOMBSTONE;
         struct version *v = segment_alloc(s->segments, version_size(op->klen, vlen));
         if (!v || ot_alloc(s->objects, v, &v->id) != 0) {
+            /* Its header is not written yet: free it by the size it was given. */
             if (v)
-                version_release_memory(s, v);
+                segment_free(s->segments, v, version_size(op->klen, vlen));
             ops_free_fresh(db, ops, i);
             return SHOAL_ENOMEM;
         }

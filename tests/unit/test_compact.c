@@ -936,6 +936,88 @@ static void test_memory_limit(void **state)
     assert_ok(shoal_close(db));
 }
 
+/* The limit reached during a copy (K6, K7): a shard that resumes with little room left
+ * stops part way, stays correct and under the limit, and finishes once room is made. */
+static void test_memory_limit_during_copy(void **state)
+{
+    (void)state;
+    const uint64_t limit = 16ull << 20;
+    shoal_options *opts;
+    assert_ok(shoal_options_new(&opts));
+    assert_ok(shoal_options_set(opts, SHOAL_OPT_SHARDS, 1));
+    assert_ok(shoal_options_set(opts, SHOAL_OPT_MEMORY_LIMIT, limit));
+    shoal_db *db;
+    assert_ok(shoal_open(NULL, opts, &db));
+    shoal_options_free(opts);
+    shoal_ns *ns = test_ns(db, "kv", SHOAL_PLACE_PINNED, 0);
+    static uint8_t value[400];
+    unsigned keys = 0;
+    while (segment_bytes_of(db) < limit * 4 / 10 && keys < 100000) {
+        char name[32];
+        key_name(name, sizeof name, keys++);
+        test_fill_pattern(value, sizeof value, keys);
+        assert_ok(shoal_put(ns, name, strlen(name), value, sizeof value, NULL));
+    }
+    shoal_snapshot *snap;
+    assert_ok(shoal_snapshot_take(db, &snap));
+    /* A first call that runs out of memory early leaves the shard part way... */
+    compact_fail_copies_after(1000);
+    assert_code(shoal_compact(db, NULL), SHOAL_ENOMEM);
+    compact_fail_copies_after(-1);
+    /* ...then writes take the database near its limit: the rest no longer fits. */
+    unsigned first_keys = keys;
+    while (segment_bytes_of(db) < limit * 85 / 100 && keys < 200000) {
+        char name[32];
+        key_name(name, sizeof name, keys++);
+        test_fill_pattern(value, sizeof value, keys);
+        assert_ok(shoal_put(ns, name, strlen(name), value, sizeof value, NULL));
+    }
+    struct dump latest = dump_all(&ns, 1, NULL, keys, true);
+    struct dump at_snap = dump_all(&ns, 1, snap, keys, true);
+    shoal_compact_result result;
+    assert_code(shoal_compact(db, &result), SHOAL_EMEMLIMIT);
+    assert_int_equal(result.shards_over_limit, 1);
+    assert_int_equal(result.shards_skipped, 1);
+    assert_int_equal(result.shards_compacted, 0);
+    assert_true(result.versions_moved > 0);
+    assert_true(result.versions_moved < first_keys - 1000);
+    assert_true(segment_bytes_of(db) <= limit);
+    struct layout l = layout_read(db);
+    assert_int_equal(l.old_allocators, 1);
+    assert_true(l.foreign > 0);
+    struct dump again = dump_all(&ns, 1, NULL, keys, true);
+    dump_expect_equal(&latest, &again);
+    dump_free(&again);
+    again = dump_all(&ns, 1, snap, keys, true);
+    dump_expect_equal(&at_snap, &again);
+    dump_free(&again);
+
+    /* Room made (the snapshot gone, most keys deleted): the next call finishes. */
+    shoal_snapshot_release(snap);
+    for (unsigned k = 0; k < keys; k += 4) {
+        for (unsigned j = k; j < k + 3 && j < keys; j++) {
+            char name[32];
+            key_name(name, sizeof name, j);
+            assert_ok(shoal_delete(ns, name, strlen(name), NULL));
+        }
+    }
+    dump_free(&latest);
+    latest = dump_all(&ns, 1, NULL, keys, true);
+    assert_ok(shoal_compact(db, &result));
+    assert_int_equal(result.shards_compacted, 1);
+    assert_true(result.bytes_released > 0);
+    l = layout_read(db);
+    assert_int_equal(l.old_allocators, 0);
+    assert_int_equal(l.foreign, 0);
+    again = dump_all(&ns, 1, NULL, keys, true);
+    dump_expect_equal(&latest, &again);
+    dump_free(&again);
+    dump_free(&latest);
+    dump_free(&at_snap);
+    shoal_ns_close(ns);
+    assert_ok(shoal_close(db));
+}
+
 static void test_out_of_memory_and_resume(void **state)
 {
     (void)state;
@@ -1104,6 +1186,7 @@ int main(void)
         cmocka_unit_test(test_dropped_namespace_under_iterator),
         cmocka_unit_test(test_concurrent_compactions),
         cmocka_unit_test(test_memory_limit),
+        cmocka_unit_test(test_memory_limit_during_copy),
         cmocka_unit_test(test_out_of_memory_and_resume),
         cmocka_unit_test(test_durable_compact_checkpoint_reopen),
     };

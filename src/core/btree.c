@@ -9,24 +9,31 @@
  *
  * Layout
  * ------
- * Leaves hold no key bytes. A leaf slot is the key's first 8 bytes read as a big-endian
- * integer (zero padded when the key is shorter: the "prefix") plus the value pointer; the
- * full key comes from the value through the tree's key_of callback. The prefixes of a leaf
- * are one contiguous array, the values another, so a search reads only the prefix array's
- * cache lines, then one value pointer, then (to confirm the match) the value's key. Two
- * keys that differ in their first 8 bytes are ordered by their prefixes alone; on equal
- * prefixes the bytes after the 8th decide, then the lengths (see btree_compare_rest).
+ * Leaves hold no key bytes but the few all their keys share. Every leaf keeps `skip`, the
+ * number of leading bytes all its keys have in common (as far as the leaf knows: at most
+ * BTREE_HEAD_BYTES = 32), and those bytes, the "head". A leaf slot is the key's bytes
+ * [skip, skip + 8) read as a big-endian integer (zero padded when the key is shorter: the
+ * "prefix") plus the value pointer; the full key comes from the value through the tree's
+ * key_of callback. The prefixes of a leaf are one contiguous array, the values another, so
+ * a search reads the head, the prefix array's cache lines, then one value pointer, then
+ * (to confirm the match) the value's key. Among keys that share the head, two that differ
+ * in their next 8 bytes are ordered by their prefixes alone; on equal prefixes the bytes
+ * after skip + 8 decide, then the lengths (see btree_compare_rest). A search key that does
+ * not share the head is below or above every key of the leaf, by the head's order.
  *
- *     leaf:  count | prefix[LEAF_SLOTS] | value[LEAF_SLOTS] | prev | next
- *     inner: count | prefix[INNER_SLOTS] | length[INNER_SLOTS-1] | tail[INNER_SLOTS-1]
- *            | child[INNER_SLOTS]
+ *     leaf:  count | skip | prefix[LEAF_SLOTS] | head[32] | value[LEAF_SLOTS] | prev | next
+ *     inner: count | skip | prefix[INNER_SLOTS] | head[32] | length[INNER_SLOTS-1]
+ *            | tail[INNER_SLOTS-1] | child[INNER_SLOTS]
  *
- * The count comes first so that it shares a cache line with the first prefixes. An inner
+ * The count comes first so that it shares a cache line with the first prefixes; the head
+ * follows the prefixes, in the line of the last prefix that every search reads. An inner
  * node has one prefix slot more than it has separators, always a sentinel (invariant 9).
  *
- * Inner nodes own copies of their separators, stored the same way: the 8-byte prefix in a
+ * Inner nodes own copies of their separators, stored the same way: a skip and head of the
+ * bytes all separators of the node share, the prefix of bytes [skip, skip + 8) in a
  * contiguous array, the length, and a heap copy of the bytes after the 8th ("tail"; NULL
- * when the separator has 8 bytes or fewer). Separators are suffix-truncated: between the
+ * when the separator has 8 bytes or fewer; it does not depend on the skip, so a separator
+ * moves between nodes without copying bytes). Separators are suffix-truncated: between the
  * last key A of a left node and the first key B of its right neighbour the separator is
  * the shortest prefix of B that is greater than A. For random keys that is one to three
  * bytes, so it lives in the prefix alone and costs no allocation; long separators appear
@@ -64,8 +71,9 @@
  *       64/128        19.6    309/334    523/594      8.2             3.32
  *
  * 64/64 is the choice: the least memory among the sizes that look up fastest, and a walk
- * within 20% of the fastest. A leaf is 1048 bytes and an inner node 1792; the inner levels
- * of 1M keys are ~0.8 MiB and stay in cache. Leaf size barely moves lookups because the
+ * within 20% of the fastest. A leaf is 1048 bytes and an inner node 1792 (before the heads
+ * were added; 1080 and 1824 now); the inner levels of 1M keys are ~0.8 MiB and stay in
+ * cache. Leaf size barely moves lookups because the
  * descent prefetches the whole leaf (prefixes and values) the moment it knows it, so a
  * leaf costs about one memory latency whatever its size. A lookup is then two dependent
  * misses, the leaf and the value whose key confirms the match (the second is the one the
@@ -92,15 +100,21 @@
  * no page walk, which made random gets ~1.1x faster again on top of huge-page segments. A
  * tree of a few keys still costs one 64 KiB chunk of which it touches one page. Freed
  * nodes stay in the tree's pool until btree_free (like a file's free pages in LMDB). Node
- * slots are rounded up to whole cache lines: a leaf takes 1088 bytes, an inner node 1792.
+ * slots are rounded up to whole cache lines: a leaf takes 1088 bytes, an inner node 1856.
+ * A leaf's 32-byte head lives in what that rounding left over (a static assertion keeps a
+ * 64-slot leaf at 1088 bytes); the inner node's head made its slot one line longer.
  * Separator tails are rare and stay on the C heap.
  *
  * Invariants (btree_check verifies each one)
  * ------------------------------------------
  *   1. Keys strictly ascend across each leaf and from each leaf to the next; every key k
  *      under separator bounds [low, high) satisfies low <= k < high.
- *   2. Each leaf slot's prefix equals the prefix of its value's key; no value is NULL
- *      outside the window between a creating btree_upsert and the caller's store.
+ *   2. Every key of a leaf starts with the leaf's head[0, skip), skip <= BTREE_HEAD_BYTES,
+ *      and each slot's prefix is its key's bytes [skip, skip + 8), big-endian, zero padded.
+ *      Likewise every separator of an inner node starts with that node's head, and its
+ *      stored prefix is its bytes [skip, skip + 8). A skip may be smaller than what the
+ *      keys share (correct, only slower), never larger. No value is NULL outside the
+ *      window between a creating btree_upsert and the caller's store.
  *   3. All leaves are at depth height-1. The root is a leaf with 1..LEAF_SLOTS keys or an
  *      inner node with 2..INNER_SLOTS children; an empty tree has no root (height 0).
  *   4. Every other leaf holds LEAF_MIN..LEAF_SLOTS keys and every other inner node
@@ -115,10 +129,13 @@
  *   7. tree->count, tree->leaves, tree->inners and tree->separator_bytes equal what the
  *      nodes hold, so btree_memory() is exact.
  *   8. A failed btree_upsert changes nothing: every node and separator a split may need is
- *      allocated before the first node is touched.
+ *      allocated before the first node is touched. Redistributed entries are gathered in a
+ *      copy, so a skip that must drop does so only in the nodes written after that point.
  *   9. Unused prefix slots (leaf slots past count, separator slots past count - 1, and
- *      the last separator slot always) hold UINT64_MAX, so searches run over whole arrays
- *      with a fixed number of steps.
+ *      the last separator slot always) hold UINT64_MAX whatever the node skips (lowering
+ *      or raising a skip rewrites the used slots only), so searches run over whole arrays
+ *      with a fixed number of steps. A used slot may hold UINT64_MAX too (eight 0xff
+ *      bytes); no search prefix exceeds it, so the rank stops at or before the count.
  *
  * Testing
  * -------
@@ -172,9 +189,17 @@ _Static_assert(BTREE_LEAF_SLOTS >= 8 && BTREE_LEAF_SLOTS <= 1024 && BTREE_LEAF_S
 _Static_assert(BTREE_INNER_SLOTS >= 8 && BTREE_INNER_SLOTS <= 1024 && BTREE_INNER_SLOTS % 8 == 0,
                "inner slots: a multiple of 8 (btree_rank's blocks) from 8 to 1024");
 
+/* The most leading bytes a leaf can skip: its head's capacity. 32 bytes fill what the leaf's
+ * slot had left over from rounding to whole cache lines, so skipping costs no memory. */
+#define BTREE_HEAD_BYTES 32
+
 struct btree_leaf {
     uint32_t count; /* first, so it shares the prefixes' first cache line */
-    uint64_t prefix[BTREE_LEAF_SLOTS];
+    uint32_t skip;  /* leading bytes every key of the leaf shares: head[0, skip) */
+    uint64_t prefix[BTREE_LEAF_SLOTS]; /* key bytes [skip, skip + 8) */
+    /* Right after the prefixes: in the cache line of the last prefix, which every search
+     * reads anyway. */
+    uint8_t head[BTREE_HEAD_BYTES];
     void *value[BTREE_LEAF_SLOTS];
     struct btree_leaf *prev;
     struct btree_leaf *next;
@@ -182,9 +207,11 @@ struct btree_leaf {
 
 struct btree_inner {
     uint32_t count; /* children; separators are count - 1 */
-    /* The last prefix slot is never used: it stays a sentinel so that btree_rank always
-     * sees whole blocks of 8. */
+    uint32_t skip;  /* leading bytes every separator of the node shares: head[0, skip) */
+    /* Separator bytes [skip, skip + 8). The last prefix slot is never used: it stays a
+     * sentinel so that btree_rank always sees whole blocks of 8. */
     uint64_t prefix[BTREE_INNER_SLOTS];
+    uint8_t head[BTREE_HEAD_BYTES]; /* within the lines a search prefetches */
     uint32_t length[BTREE_INNER_SLOTS - 1];
     uint8_t *tail[BTREE_INNER_SLOTS - 1]; /* bytes 8.. of the separator, or NULL */
     void *child[BTREE_INNER_SLOTS];
@@ -236,9 +263,26 @@ struct btree_path {
     uint32_t index[BTREE_MAX_HEIGHT];
 };
 
-/* Leaf entries gathered from up to two leaves plus one new entry, to be redistributed. */
+/* Where a key falls in a leaf (btree_leaf_search). */
+struct btree_leaf_place {
+    uint32_t pos;    /* the first slot whose key is >= the key */
+    bool found;      /* the key is at pos */
+    uint32_t common; /* head bytes the key shares: the leaf's skip when it shares them all */
+    uint64_t prefix; /* the key's bytes [skip, skip + 8), when common == skip */
+    uint32_t equal;  /* slots whose prefix equals the key's: more than one, or one that is
+                      * not the key's own, means the leaf holds equal prefixes */
+};
+
+/* Leaf entries gathered from one or two leaves (the "sources") plus maybe one new entry, to
+ * be redistributed. Each entry's prefix stays relative to its own source's skip, so that a
+ * leaf refilled from one source alone keeps that skip and no prefix has to be recomputed;
+ * a leaf that receives entries of both sources drops to what their heads share. */
 struct btree_leaf_entries {
     uint32_t count;
+    uint32_t sources;
+    uint32_t source_end[2]; /* source s gave entries [source_end[s - 1] or 0, source_end[s]) */
+    uint32_t source_skip[2];
+    uint8_t source_head[2][BTREE_HEAD_BYTES];
     uint64_t prefix[2 * BTREE_LEAF_SLOTS + 1];
     void *value[2 * BTREE_LEAF_SLOTS + 1];
 };
@@ -275,6 +319,10 @@ static inline void btree_fill_sentinels(uint64_t *prefix, uint32_t from, uint32_
 #define BTREE_LEAF_BYTES ((sizeof(struct btree_leaf) + BTREE_CACHE_LINE - 1) & ~(size_t)(BTREE_CACHE_LINE - 1))
 #define BTREE_INNER_BYTES ((sizeof(struct btree_inner) + BTREE_CACHE_LINE - 1) & ~(size_t)(BTREE_CACHE_LINE - 1))
 #define BTREE_FIRST_CHUNK_BYTES ((size_t)64 << 10)
+
+/* The head fits in what rounding a leaf to cache lines used to waste (see "Node memory"). */
+_Static_assert(BTREE_LEAF_SLOTS != 64 || BTREE_LEAF_BYTES == 1088,
+               "a 64-slot leaf keeps its 1088-byte slot");
 
 /* Takes a node from the pool: its free list first, then the current chunk, then a new
  * chunk twice the size of the last, up to a huge page. */
@@ -342,6 +390,7 @@ static struct btree_leaf *btree_leaf_new(struct btree *tree)
     leaf->prev = NULL;
     leaf->next = NULL;
     leaf->count = 0;
+    leaf->skip = 0;
     tree->leaves++;
     return leaf;
 }
@@ -359,6 +408,7 @@ static struct btree_inner *btree_inner_new(struct btree *tree)
         return NULL;
     btree_fill_sentinels(inner->prefix, 0, BTREE_INNER_SLOTS);
     inner->count = 0;
+    inner->skip = 0;
     tree->inners++;
     return inner;
 }
@@ -395,6 +445,26 @@ static inline uint64_t btree_prefix_of(const uint8_t *bytes, uint32_t length)
     return word;
 }
 
+/* A key's bytes [skip, skip + 8) as a slot prefix (big-endian, zero padded): what a leaf that
+ * skips `skip` bytes stores. */
+static inline uint64_t btree_prefix_at(const uint8_t *bytes, uint32_t length, uint32_t skip)
+{
+    return length > skip ? btree_prefix_of(bytes + skip, length - skip) : 0;
+}
+
+/* A slot prefix taken `drop` bytes lower: from bytes [skip, skip + 8) to bytes
+ * [skip - drop, skip + 8 - drop), where `shared` points at the bytes [skip - drop, skip)
+ * every key of the leaf shares (its head). No key is read: the new first bytes come from the
+ * head, the rest are the old prefix's first bytes (padding zeros stay padding zeros). */
+static inline uint64_t btree_prefix_lower(uint64_t prefix, const uint8_t *shared, uint32_t drop)
+{
+    if (drop == 0)
+        return prefix;
+    if (drop >= 8)
+        return btree_prefix_of(shared, 8);
+    return btree_prefix_of(shared, drop) | (prefix >> (8 * drop));
+}
+
 static inline void btree_key_init(struct btree_key *key, const void *bytes, uint32_t length)
 {
     key->bytes = bytes;
@@ -402,22 +472,24 @@ static inline void btree_key_init(struct btree_key *key, const void *bytes, uint
     key->prefix = btree_prefix_of(bytes, length);
 }
 
-/* The bytes after the 8th, or NULL when there are none (computing bytes + 8 past the end
- * of a short key would be undefined). */
-static inline const uint8_t *btree_rest_of(const uint8_t *bytes, uint32_t length)
+/* The bytes from `start` on, or NULL when there are none (computing bytes + start past the
+ * end of a short key would be undefined). */
+static inline const uint8_t *btree_rest_of(const uint8_t *bytes, uint32_t length, uint32_t start)
 {
-    return length > 8 ? bytes + 8 : NULL;
+    return length > start ? bytes + start : NULL;
 }
 
-/* Orders two keys whose prefixes are equal: a_rest and b_rest are their bytes from the 9th
- * on. When the shorter key has 8 bytes or fewer, equal prefixes mean it is a prefix of the
- * other (the padding is zeros on both sides), so the lengths decide. */
+/* Orders two keys that agree on their bytes [0, start - 8) and whose prefixes of bytes
+ * [start - 8, start) are equal: a_rest and b_rest are their bytes from `start` on. When the
+ * shorter key ends before `start`, equal prefixes mean it is a prefix of the other (the
+ * padding is zeros on both sides), so the lengths decide. start is 8 for separators and
+ * skip + 8 in a leaf. */
 static inline int btree_compare_rest(const uint8_t *a_rest, uint32_t a_length,
-                                     const uint8_t *b_rest, uint32_t b_length)
+                                     const uint8_t *b_rest, uint32_t b_length, uint32_t start)
 {
     uint32_t shorter = a_length < b_length ? a_length : b_length;
-    if (shorter > 8) {
-        int c = memcmp(a_rest, b_rest, shorter - 8);
+    if (shorter > start) {
+        int c = memcmp(a_rest, b_rest, shorter - start);
         if (c != 0)
             return c;
     }
@@ -430,7 +502,7 @@ static int btree_compare_keys(uint64_t a_prefix, const uint8_t *a_rest, uint32_t
 {
     if (a_prefix != b_prefix)
         return a_prefix < b_prefix ? -1 : 1;
-    return btree_compare_rest(a_rest, a_length, b_rest, b_length);
+    return btree_compare_rest(a_rest, a_length, b_rest, b_length, 8);
 }
 
 static uint32_t btree_common_prefix(const uint8_t *a, const uint8_t *b, uint32_t limit)
@@ -544,20 +616,35 @@ static inline void btree_prefetch_leaf(const struct btree_leaf *leaf)
     btree_prefetch(leaf, offsetof(struct btree_leaf, prev));
 }
 
-/* The child of inner to follow for key: the number of separators <= key. */
+/* The child of inner to follow for key: the number of separators <= key. As in a leaf, a
+ * key that does not share the node's head is below or above every separator; otherwise the
+ * search runs on the key's bytes [skip, skip + 8), and on equal prefixes the separators'
+ * bytes from skip + 8 on (tail + skip: the tail holds the bytes from the 9th on). */
 static uint32_t btree_inner_search(const struct btree_inner *inner, const struct btree_key *key)
 {
     uint32_t n = inner->count - 1;
+    uint32_t skip = inner->skip;
+    uint64_t prefix = key->prefix;
+    if (skip != 0) {
+        uint32_t limit = key->length < skip ? key->length : skip;
+        int c = limit > 0 ? memcmp(key->bytes, inner->head, limit) : 0;
+        if (c != 0 || limit < skip)
+            return c > 0 ? n : 0;
+        prefix = btree_prefix_at(key->bytes, key->length, skip);
+    }
     /* Over the whole array: the sentinels past n are >= any prefix, so low <= n. */
-    uint32_t low = btree_rank(inner->prefix, BTREE_INNER_SLOTS, key->prefix);
-    if (low >= n || inner->prefix[low] != key->prefix)
+    uint32_t low = btree_rank(inner->prefix, BTREE_INNER_SLOTS, prefix);
+    if (low >= n || inner->prefix[low] != prefix)
         return low < n ? low : n;
-    /* Separators with the key's prefix: compare their tails. */
-    uint32_t high = low + btree_upper_bound(inner->prefix + low, n - low, key->prefix);
-    const uint8_t *rest = btree_rest_of(key->bytes, key->length);
+    /* Separators with the key's prefix: compare the bytes after it. */
+    uint32_t high = low + btree_upper_bound(inner->prefix + low, n - low, prefix);
+    uint32_t start = skip + 8;
+    const uint8_t *rest = btree_rest_of(key->bytes, key->length, start);
     while (low < high) {
         uint32_t middle = low + (high - low) / 2;
-        if (btree_compare_rest(rest, key->length, inner->tail[middle], inner->length[middle]) >= 0)
+        uint32_t length = inner->length[middle];
+        const uint8_t *tail = length > start ? inner->tail[middle] + skip : NULL;
+        if (btree_compare_rest(rest, key->length, tail, length, start) >= 0)
             low = middle + 1;
         else
             high = middle;
@@ -565,45 +652,70 @@ static uint32_t btree_inner_search(const struct btree_inner *inner, const struct
     return low;
 }
 
-/* Orders key against the key of a leaf slot whose prefix equals key's. */
+/* Orders key against the key of a leaf slot whose prefix equals key's; both share the
+ * leaf's head, so the bytes from start = skip + 8 on decide. */
 static inline int btree_compare_slot(const struct btree *tree, const struct btree_key *key,
-                                     const void *value)
+                                     const void *value, uint32_t start)
 {
     uint32_t length;
     const uint8_t *bytes = tree->key_of(value, &length);
-    return btree_compare_rest(btree_rest_of(key->bytes, key->length), key->length,
-                              btree_rest_of(bytes, length), length);
+    return btree_compare_rest(btree_rest_of(key->bytes, key->length, start), key->length,
+                              btree_rest_of(bytes, length, start), length, start);
 }
 
-/* The first slot of leaf whose key is >= key; *found says whether it equals key. Full keys
- * are read only for slots whose prefix equals the key's. */
-static uint32_t btree_leaf_search(const struct btree *tree, const struct btree_leaf *leaf,
-                                  const struct btree_key *key, bool *found)
+/* Finds where key falls in leaf (see struct btree_leaf_place). First the key is held
+ * against the head: a key that does not share it is below or above every key of the leaf
+ * (a key that is a proper prefix of the head is below them). Otherwise the search runs on
+ * the key's bytes [skip, skip + 8) and reads full keys only for slots whose prefix equals
+ * the key's. */
+static void btree_leaf_search(const struct btree *tree, const struct btree_leaf *leaf,
+                              const struct btree_key *key, struct btree_leaf_place *place)
 {
     uint32_t n = leaf->count;
+    uint32_t skip = leaf->skip;
+    uint64_t prefix = key->prefix;
+    place->found = false;
+    if (skip != 0) {
+        uint32_t limit = key->length < skip ? key->length : skip;
+        int c = limit > 0 ? memcmp(key->bytes, leaf->head, limit) : 0;
+        if (c != 0 || limit < skip) {
+            place->common = btree_common_prefix(key->bytes, leaf->head, limit);
+            place->prefix = 0;
+            place->equal = 0;
+            place->pos = c > 0 ? n : 0;
+            return;
+        }
+        prefix = btree_prefix_at(key->bytes, key->length, skip);
+    }
+    place->common = skip;
+    place->prefix = prefix;
+    place->equal = 0;
     /* Over the whole array: the sentinels past n are >= any prefix, so low <= n. */
-    uint32_t low = btree_rank(leaf->prefix, BTREE_LEAF_SLOTS, key->prefix);
-    *found = false;
-    if (low >= n || leaf->prefix[low] != key->prefix)
-        return low < n ? low : n;
+    uint32_t low = btree_rank(leaf->prefix, BTREE_LEAF_SLOTS, prefix);
+    if (low >= n || leaf->prefix[low] != prefix) {
+        place->pos = low < n ? low : n;
+        return;
+    }
     /* Usually the prefix is unique in the leaf; only look for the end of a run of equal
      * prefixes when there is one. */
     uint32_t high = low + 1;
-    if (high < n && leaf->prefix[high] == key->prefix)
-        high = low + btree_upper_bound(leaf->prefix + low, n - low, key->prefix);
+    if (high < n && leaf->prefix[high] == prefix)
+        high = low + btree_upper_bound(leaf->prefix + low, n - low, prefix);
+    place->equal = high - low;
     while (low < high) {
         uint32_t middle = low + (high - low) / 2;
-        int c = btree_compare_slot(tree, key, leaf->value[middle]);
+        int c = btree_compare_slot(tree, key, leaf->value[middle], skip + 8);
         if (c == 0) {
-            *found = true;
-            return middle;
+            place->found = true;
+            place->pos = middle;
+            return;
         }
         if (c < 0)
             high = middle;
         else
             low = middle + 1;
     }
-    return low;
+    place->pos = low;
 }
 
 /* Walks from the root to the leaf whose range holds key, recording the path when given.
@@ -649,22 +761,149 @@ static void btree_leaf_erase_at(struct btree_leaf *leaf, uint32_t pos)
     leaf->prefix[leaf->count] = UINT64_MAX;
 }
 
+/* Lowers a leaf's skip to `skip` (<= its skip) in place. Reads no key. */
+static void btree_leaf_lower(struct btree_leaf *leaf, uint32_t skip)
+{
+    uint32_t drop = leaf->skip - skip;
+    if (drop == 0)
+        return;
+    for (uint32_t i = 0; i < leaf->count; i++)
+        leaf->prefix[i] = btree_prefix_lower(leaf->prefix[i], leaf->head + skip, drop);
+    leaf->skip = skip;
+}
+
+/* The key of leaf slot i. The slot whose value is still NULL is the one a btree_upsert is
+ * creating: its key is `key`. */
+static const uint8_t *btree_leaf_slot_key(const struct btree *tree, const struct btree_leaf *leaf,
+                                          uint32_t i, const struct btree_key *key,
+                                          uint32_t *length)
+{
+    if (leaf->value[i] == NULL) {
+        *length = key->length;
+        return key->bytes;
+    }
+    return tree->key_of(leaf->value[i], length);
+}
+
+/* Raises a leaf's skip to what its first and last keys share (up to BTREE_HEAD_BYTES).
+ * btree_upsert calls it only on a leaf where its search met equal prefixes, which searches
+ * can tell apart only by reading keys: raising reads every key of the leaf (the bytes past
+ * the old prefixes are needed), so leaves whose prefixes differ, as random keys' do, never
+ * pay for it. When the first and last prefixes already differ in their first byte nothing
+ * can be gained and no key is read; after a raise they do differ there, so a leaf is raised
+ * once until a lower skip is forced on it again. `key` is the key of the slot being
+ * created (value NULL), if any. Allocates nothing. */
+static void btree_leaf_raise(const struct btree *tree, struct btree_leaf *leaf,
+                             const struct btree_key *key)
+{
+    uint32_t n = leaf->count;
+    uint32_t skip = leaf->skip;
+    if (n < 2 || skip == BTREE_HEAD_BYTES)
+        return;
+    uint64_t differ = leaf->prefix[0] ^ leaf->prefix[n - 1];
+    if (differ != 0 && (uint32_t)__builtin_clzll(differ) < 8)
+        return; /* the first and last keys differ right after the head */
+    uint32_t first_length, last_length;
+    const uint8_t *first = btree_leaf_slot_key(tree, leaf, 0, key, &first_length);
+    const uint8_t *last = btree_leaf_slot_key(tree, leaf, n - 1, key, &last_length);
+    uint32_t limit = first_length < last_length ? first_length : last_length;
+    if (limit > BTREE_HEAD_BYTES)
+        limit = BTREE_HEAD_BYTES;
+    /* Both keys start with the head, so the comparison starts after it. */
+    uint32_t target = skip + btree_common_prefix(first + skip, last + skip, limit - skip);
+    if (target <= skip)
+        return;
+    /* Every key is read below: start loading them all at once. */
+    for (uint32_t i = 1; i + 1 < n; i++)
+        if (leaf->value[i] != NULL)
+            __builtin_prefetch(leaf->value[i]);
+    memcpy(leaf->head + skip, first + skip, target - skip);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t length;
+        const uint8_t *bytes = btree_leaf_slot_key(tree, leaf, i, key, &length);
+        leaf->prefix[i] = btree_prefix_at(bytes, length, target);
+    }
+    leaf->skip = target;
+}
+
+/* Starts a new source: the entries appended next come from a leaf whose keys share
+ * head[0, skip); skip may be below the leaf's own (a key being inserted does not share
+ * all of its head). */
+static void btree_leaf_entries_source(struct btree_leaf_entries *entries,
+                                      const struct btree_leaf *leaf, uint32_t skip)
+{
+    uint32_t s = entries->sources++;
+    entries->source_skip[s] = skip;
+    memcpy(entries->source_head[s], leaf->head, skip);
+    entries->source_end[s] = entries->count;
+}
+
+/* Appends slots [from, to) of the current source's leaf, at the source's skip. */
 static void btree_leaf_entries_append(struct btree_leaf_entries *entries,
                                       const struct btree_leaf *leaf, uint32_t from, uint32_t to)
 {
+    uint32_t s = entries->sources - 1;
+    uint32_t skip = entries->source_skip[s];
+    uint32_t drop = leaf->skip - skip;
     uint32_t n = to - from;
-    memcpy(&entries->prefix[entries->count], &leaf->prefix[from], n * sizeof(uint64_t));
+    uint64_t *prefix = &entries->prefix[entries->count];
+    /* Redistribution is on the path of most inserts into a well-filled tree: plain copies
+     * when no prefix changes. */
+    if (drop == 0) {
+        memcpy(prefix, &leaf->prefix[from], n * sizeof(uint64_t));
+    } else {
+        for (uint32_t i = 0; i < n; i++)
+            prefix[i] = btree_prefix_lower(leaf->prefix[from + i], leaf->head + skip, drop);
+    }
     memcpy(&entries->value[entries->count], &leaf->value[from], n * sizeof(void *));
     entries->count += n;
+    entries->source_end[s] = entries->count;
 }
 
+/* Appends the entry of the key being inserted (value NULL) to the current source. */
+static void btree_leaf_entries_append_key(struct btree_leaf_entries *entries,
+                                          const struct btree_key *key)
+{
+    uint32_t s = entries->sources - 1;
+    entries->prefix[entries->count] =
+        btree_prefix_at(key->bytes, key->length, entries->source_skip[s]);
+    entries->value[entries->count++] = NULL;
+    entries->source_end[s] = entries->count;
+}
+
+/* Fills leaf with entries [from, to). When they come from one source the leaf takes that
+ * source's skip and head as they are; when from both, the skip drops to what the two heads
+ * share and each prefix is lowered to it. Reads no key. */
 static void btree_leaf_entries_scatter(const struct btree_leaf_entries *entries, uint32_t from,
                                        uint32_t to, struct btree_leaf *leaf)
 {
     uint32_t n = to - from;
-    memcpy(leaf->prefix, &entries->prefix[from], n * sizeof(uint64_t));
+    uint32_t first_source = entries->sources > 1 && from >= entries->source_end[0] ? 1 : 0;
+    uint32_t last_source = entries->sources > 1 && to > entries->source_end[0] ? 1 : 0;
+    uint32_t skip = entries->source_skip[first_source];
+    if (last_source != first_source) {
+        uint32_t limit = entries->source_skip[0] < entries->source_skip[1]
+                             ? entries->source_skip[0]
+                             : entries->source_skip[1];
+        skip = btree_common_prefix(entries->source_head[0], entries->source_head[1], limit);
+    }
+    for (uint32_t s = first_source; s <= last_source; s++) {
+        uint32_t begin = s == first_source ? from : entries->source_end[s - 1];
+        uint32_t end = s == last_source ? to : entries->source_end[s];
+        uint32_t drop = entries->source_skip[s] - skip;
+        if (drop == 0) {
+            memcpy(&leaf->prefix[begin - from], &entries->prefix[begin],
+                   (end - begin) * sizeof(uint64_t));
+            continue;
+        }
+        for (uint32_t i = begin; i < end; i++)
+            leaf->prefix[i - from] =
+                btree_prefix_lower(entries->prefix[i], entries->source_head[s] + skip, drop);
+    }
     memcpy(leaf->value, &entries->value[from], n * sizeof(void *));
     btree_fill_sentinels(leaf->prefix, n, BTREE_LEAF_SLOTS);
+    memcpy(leaf->head, entries->source_head[first_source], skip);
+    leaf->skip = skip;
     leaf->count = n;
 }
 
@@ -689,19 +928,106 @@ static int btree_leaf_entries_separator(struct btree *tree,
     return btree_separator_make(tree, bytes[0], length[0], bytes[1], length[1], out);
 }
 
+/* Copies a separator's bytes [0, count) to out; count <= its length. */
+static void btree_separator_copy_bytes(const struct btree_separator *separator, uint32_t count,
+                                       uint8_t *out)
+{
+    for (uint32_t i = 0; i < count && i < 8; i++)
+        out[i] = (uint8_t)(separator->prefix >> (56 - 8 * i));
+    if (count > 8)
+        memcpy(out + 8, separator->tail, count - 8);
+}
+
+/* A separator's bytes [skip, skip + 8), big-endian and zero padded: its prefix in a node
+ * that skips `skip` bytes. Bytes below the 9th come from its prefix, the others from its
+ * tail. */
+static uint64_t btree_separator_prefix_at(const struct btree_separator *separator, uint32_t skip)
+{
+    if (skip == 0)
+        return separator->prefix;
+    uint32_t length = separator->length;
+    if (skip >= 8)
+        return length > skip ? btree_prefix_of(separator->tail + (skip - 8), length - skip) : 0;
+    uint64_t low = length > 8 ? btree_prefix_of(separator->tail, length - 8) >> (8 * (8 - skip)) : 0;
+    return (separator->prefix << (8 * skip)) | low;
+}
+
+/* Separator i of inner as it travels between nodes: with its first 8 bytes as prefix,
+ * whatever the node skips. */
 static struct btree_separator btree_inner_separator(const struct btree_inner *inner, uint32_t i)
 {
     struct btree_separator separator = {
-        .prefix = inner->prefix[i], .length = inner->length[i], .tail = inner->tail[i]};
+        .prefix = btree_prefix_lower(inner->prefix[i], inner->head, inner->skip),
+        .length = inner->length[i],
+        .tail = inner->tail[i]};
     return separator;
 }
 
-static void btree_inner_set_separator(struct btree_inner *inner, uint32_t i,
-                                      const struct btree_separator *separator)
+/* Lowers inner's skip to `skip` (<= its skip); slots [0, valid) hold separators. */
+static void btree_inner_lower(struct btree_inner *inner, uint32_t skip, uint32_t valid)
 {
-    inner->prefix[i] = separator->prefix;
+    uint32_t drop = inner->skip - skip;
+    if (drop == 0)
+        return;
+    for (uint32_t i = 0; i < valid; i++)
+        inner->prefix[i] = btree_prefix_lower(inner->prefix[i], inner->head + skip, drop);
+    inner->skip = skip;
+}
+
+/* Stores separator in slot i, first lowering the node's skip to what the separator shares
+ * of its head when it does not share all of it; slots [0, valid) hold separators. */
+static void btree_inner_set_separator(struct btree_inner *inner, uint32_t i,
+                                      const struct btree_separator *separator, uint32_t valid)
+{
+    uint32_t skip = inner->skip;
+    if (skip != 0) {
+        uint8_t bytes[BTREE_HEAD_BYTES];
+        uint32_t limit = separator->length < skip ? separator->length : skip;
+        btree_separator_copy_bytes(separator, limit, bytes);
+        btree_inner_lower(inner, btree_common_prefix(bytes, inner->head, limit), valid);
+    }
+    inner->prefix[i] = btree_separator_prefix_at(separator, inner->skip);
     inner->length[i] = separator->length;
     inner->tail[i] = separator->tail;
+}
+
+/* Raises inner's skip to what its first and last separators share (up to BTREE_HEAD_BYTES)
+ * when two neighbouring separators have equal prefixes, the case where a search would read
+ * their tails. Reads the tails (the tree's own memory, no key), so it is cheap enough to run
+ * whenever a node gains separators; nodes whose prefixes differ are left alone. */
+static void btree_inner_raise(struct btree_inner *inner)
+{
+    uint32_t n = inner->count - 1;
+    uint32_t skip = inner->skip;
+    if (n < 2 || skip == BTREE_HEAD_BYTES)
+        return;
+    bool repeated = false;
+    for (uint32_t i = 1; i < n; i++)
+        repeated |= inner->prefix[i] == inner->prefix[i - 1];
+    if (!repeated)
+        return;
+    uint64_t differ = inner->prefix[0] ^ inner->prefix[n - 1];
+    if (differ != 0 && (uint32_t)__builtin_clzll(differ) < 8)
+        return;
+    struct btree_separator first = btree_inner_separator(inner, 0);
+    struct btree_separator last = btree_inner_separator(inner, n - 1);
+    uint32_t limit = first.length < last.length ? first.length : last.length;
+    if (limit > BTREE_HEAD_BYTES)
+        limit = BTREE_HEAD_BYTES;
+    uint8_t first_bytes[BTREE_HEAD_BYTES], last_bytes[BTREE_HEAD_BYTES];
+    btree_separator_copy_bytes(&first, limit, first_bytes);
+    btree_separator_copy_bytes(&last, limit, last_bytes);
+    uint32_t target = btree_common_prefix(first_bytes, last_bytes, limit);
+    if (target <= skip)
+        return;
+    /* Slot i is decoded with the old skip and head before it is re-encoded; the head
+     * changes last. */
+    for (uint32_t i = 0; i < n; i++) {
+        struct btree_separator separator = btree_inner_separator(inner, i);
+        inner->prefix[i] = btree_separator_prefix_at(&separator, target);
+    }
+    memcpy(inner->head, first_bytes, target);
+    inner->skip = target;
 }
 
 /* Puts separator at index i and child at index i + 1 (the right half of child i). */
@@ -713,9 +1039,11 @@ static void btree_inner_insert_at(struct btree_inner *inner, uint32_t i,
     memmove(&inner->length[i + 1], &inner->length[i], moved * sizeof(inner->length[0]));
     memmove(&inner->tail[i + 1], &inner->tail[i], moved * sizeof(inner->tail[0]));
     memmove(&inner->child[i + 2], &inner->child[i + 1], moved * sizeof(inner->child[0]));
-    btree_inner_set_separator(inner, i, separator);
+    /* Slot i still holds a copy of its old separator: lowering it does no harm. */
+    btree_inner_set_separator(inner, i, separator, inner->count);
     inner->child[i + 1] = child;
     inner->count++;
+    btree_inner_raise(inner);
 }
 
 /* Removes separator i and child i + 1; returns the separator, whose tail the caller now
@@ -756,17 +1084,20 @@ static void btree_inner_entries_append(struct btree_inner_entries *entries,
     }
 }
 
-/* Fills inner with children [from, to) and the separators between them. */
+/* Fills inner with children [from, to) and the separators between them, then gives it the
+ * skip its separators call for. */
 static void btree_inner_entries_scatter(const struct btree_inner_entries *entries, uint32_t from,
                                         uint32_t to, struct btree_inner *inner)
 {
     inner->count = to - from;
+    inner->skip = 0;
     for (uint32_t i = from; i < to; i++) {
         inner->child[i - from] = entries->child[i];
         if (i + 1 < to)
-            btree_inner_set_separator(inner, i - from, &entries->separator[i]);
+            btree_inner_set_separator(inner, i - from, &entries->separator[i], 0);
     }
     btree_fill_sentinels(inner->prefix, inner->count - 1, BTREE_INNER_SLOTS - 1);
+    btree_inner_raise(inner);
 }
 
 /* ---- creation and queries ----------------------------------------------------------- */
@@ -816,9 +1147,9 @@ void *btree_get(const struct btree *tree, const void *key, uint32_t klen)
     struct btree_key k;
     btree_key_init(&k, key, klen);
     const struct btree_leaf *leaf = btree_descend(tree, &k, NULL);
-    bool found;
-    uint32_t pos = btree_leaf_search(tree, leaf, &k, &found);
-    return found ? leaf->value[pos] : NULL;
+    struct btree_leaf_place place;
+    btree_leaf_search(tree, leaf, &k, &place);
+    return place.found ? leaf->value[place.pos] : NULL;
 }
 
 size_t btree_count(const struct btree *tree)
@@ -844,30 +1175,44 @@ void btree_fail_allocations_after(struct btree *tree, long after)
 
 /* ---- insertion ---------------------------------------------------------------------- */
 
-/* Inserts key at pos of the full leaf `target` by balancing it with its neighbour: a is the
- * left node of the pair, b the right one, separator_index the parent's separator between
- * them, and target is a or b. Allocates at most the new separator's tail. */
+/* Gathers the entries of leaf, with the key being inserted at pos, as one source whose skip
+ * is what the key shares of the leaf's head (place->common). Returns the key's index. */
+static uint32_t btree_leaf_entries_gather_insert(struct btree_leaf_entries *entries,
+                                                 const struct btree_leaf *leaf,
+                                                 const struct btree_leaf_place *place,
+                                                 const struct btree_key *key)
+{
+    btree_leaf_entries_source(entries, leaf, place->common);
+    btree_leaf_entries_append(entries, leaf, 0, place->pos);
+    uint32_t new_index = entries->count;
+    btree_leaf_entries_append_key(entries, key);
+    btree_leaf_entries_append(entries, leaf, place->pos, leaf->count);
+    return new_index;
+}
+
+/* Inserts key where `place` says in the full leaf `target` by balancing it with its
+ * neighbour: a is the left node of the pair, b the right one, separator_index the parent's
+ * separator between them, and target is a or b. Allocates at most the new separator's
+ * tail, before any node changes. *leaf and *slot receive the new entry's leaf and slot. */
 static int btree_leaf_pair_insert(struct btree *tree, struct btree_inner *parent,
                                   uint32_t separator_index, struct btree_leaf *a,
-                                  struct btree_leaf *b, struct btree_leaf *target, uint32_t pos,
-                                  const struct btree_key *key, void ***slot)
+                                  struct btree_leaf *b, struct btree_leaf *target,
+                                  const struct btree_leaf_place *place,
+                                  const struct btree_key *key, struct btree_leaf **leaf,
+                                  void ***slot)
 {
     struct btree_leaf_entries entries;
     entries.count = 0;
-    btree_leaf_entries_append(&entries, a, 0, target == a ? pos : a->count);
-    uint32_t new_index = UINT32_MAX;
+    entries.sources = 0;
+    uint32_t new_index;
     if (target == a) {
-        new_index = entries.count;
-        entries.prefix[entries.count] = key->prefix;
-        entries.value[entries.count++] = NULL;
-        btree_leaf_entries_append(&entries, a, pos, a->count);
-    }
-    btree_leaf_entries_append(&entries, b, 0, target == b ? pos : b->count);
-    if (target == b) {
-        new_index = entries.count;
-        entries.prefix[entries.count] = key->prefix;
-        entries.value[entries.count++] = NULL;
-        btree_leaf_entries_append(&entries, b, pos, b->count);
+        new_index = btree_leaf_entries_gather_insert(&entries, a, place, key);
+        btree_leaf_entries_source(&entries, b, b->skip);
+        btree_leaf_entries_append(&entries, b, 0, b->count);
+    } else {
+        btree_leaf_entries_source(&entries, a, a->skip);
+        btree_leaf_entries_append(&entries, a, 0, a->count);
+        new_index = btree_leaf_entries_gather_insert(&entries, b, place, key);
     }
     uint32_t left_count = entries.count / 2;
     struct btree_separator separator;
@@ -877,8 +1222,9 @@ static int btree_leaf_pair_insert(struct btree *tree, struct btree_inner *parent
     btree_leaf_entries_scatter(&entries, left_count, entries.count, b);
     struct btree_separator old = btree_inner_separator(parent, separator_index);
     btree_separator_release(tree, &old);
-    btree_inner_set_separator(parent, separator_index, &separator);
-    *slot = new_index < left_count ? &a->value[new_index] : &b->value[new_index - left_count];
+    btree_inner_set_separator(parent, separator_index, &separator, parent->count - 1);
+    *leaf = new_index < left_count ? a : b;
+    *slot = &(*leaf)->value[new_index < left_count ? new_index : new_index - left_count];
     return 0;
 }
 
@@ -909,10 +1255,12 @@ static void btree_inner_split(struct btree_inner *inner, uint32_t i,
     btree_inner_entries_scatter(&entries, left_children, entries.children, sibling);
 }
 
-/* Inserts key at pos of a full leaf by splitting it, and splits full ancestors as needed.
- * Everything that may be needed is allocated first, so failure changes nothing. */
+/* Inserts key where `place` says in a full leaf by splitting it, and splits full ancestors
+ * as needed. Everything that may be needed is allocated first, so failure changes nothing.
+ * *new_leaf and *slot receive the new entry's leaf and slot. */
 static int btree_split_leaf(struct btree *tree, struct btree_path *path, struct btree_leaf *leaf,
-                            uint32_t pos, const struct btree_key *key, void ***slot)
+                            const struct btree_leaf_place *place, const struct btree_key *key,
+                            struct btree_leaf **new_leaf, void ***slot)
 {
     uint32_t levels = tree->height - 1;
     uint32_t full = 0;
@@ -936,10 +1284,8 @@ static int btree_split_leaf(struct btree *tree, struct btree_path *path, struct 
 
     struct btree_leaf_entries entries;
     entries.count = 0;
-    btree_leaf_entries_append(&entries, leaf, 0, pos);
-    entries.prefix[entries.count] = key->prefix;
-    entries.value[entries.count++] = NULL;
-    btree_leaf_entries_append(&entries, leaf, pos, leaf->count);
+    entries.sources = 0;
+    uint32_t pos = btree_leaf_entries_gather_insert(&entries, leaf, place, key);
     uint32_t left_count = entries.count / 2;
     struct btree_separator up;
     if (btree_leaf_entries_separator(tree, &entries, left_count, pos, key, &up) != 0)
@@ -953,7 +1299,8 @@ static int btree_split_leaf(struct btree *tree, struct btree_path *path, struct 
     if (leaf->next != NULL)
         leaf->next->prev = fresh;
     leaf->next = fresh;
-    *slot = pos < left_count ? &leaf->value[pos] : &fresh->value[pos - left_count];
+    *new_leaf = pos < left_count ? leaf : fresh;
+    *slot = &(*new_leaf)->value[pos < left_count ? pos : pos - left_count];
 
     void *right = fresh;
     uint32_t used = 0;
@@ -974,7 +1321,7 @@ static int btree_split_leaf(struct btree *tree, struct btree_path *path, struct 
     root->count = 2;
     root->child[0] = tree->root;
     root->child[1] = right;
-    btree_inner_set_separator(root, 0, &up);
+    btree_inner_set_separator(root, 0, &up, 0);
     tree->root = root;
     tree->height++;
     return 0;
@@ -989,8 +1336,10 @@ fail:
 /* Inserts key at pos of a full leaf: into a neighbour with room if there is one, else by
  * splitting. */
 static int btree_insert_into_full_leaf(struct btree *tree, struct btree_path *path,
-                                       struct btree_leaf *leaf, uint32_t pos,
-                                       const struct btree_key *key, void ***slot)
+                                       struct btree_leaf *leaf,
+                                       const struct btree_leaf_place *place,
+                                       const struct btree_key *key, struct btree_leaf **new_leaf,
+                                       void ***slot)
 {
     uint32_t levels = tree->height - 1;
     if (levels > 0) {
@@ -1001,12 +1350,13 @@ static int btree_insert_into_full_leaf(struct btree *tree, struct btree_path *pa
         uint32_t left_room = left != NULL ? BTREE_LEAF_SLOTS - left->count : 0;
         uint32_t right_room = right != NULL ? BTREE_LEAF_SLOTS - right->count : 0;
         if (left_room > 0 && left_room >= right_room)
-            return btree_leaf_pair_insert(tree, parent, index - 1, left, leaf, leaf, pos, key,
-                                          slot);
+            return btree_leaf_pair_insert(tree, parent, index - 1, left, leaf, leaf, place, key,
+                                          new_leaf, slot);
         if (right_room > 0)
-            return btree_leaf_pair_insert(tree, parent, index, leaf, right, leaf, pos, key, slot);
+            return btree_leaf_pair_insert(tree, parent, index, leaf, right, leaf, place, key,
+                                          new_leaf, slot);
     }
-    return btree_split_leaf(tree, path, leaf, pos, key, slot);
+    return btree_split_leaf(tree, path, leaf, place, key, new_leaf, slot);
 }
 
 int btree_upsert(struct btree *tree, const void *key, uint32_t klen, void ***slot, bool *created)
@@ -1017,7 +1367,12 @@ int btree_upsert(struct btree *tree, const void *key, uint32_t klen, void ***slo
         struct btree_leaf *leaf = btree_leaf_new(tree);
         if (leaf == NULL)
             return -ENOMEM;
-        btree_leaf_insert_at(leaf, 0, k.prefix);
+        /* The first key's own bytes are its leaf's head: the next keys lower the skip to what
+         * they share with it, reading no key, so the root leaf's skip stays exact. */
+        leaf->skip = klen < BTREE_HEAD_BYTES ? klen : BTREE_HEAD_BYTES;
+        if (leaf->skip > 0)
+            memcpy(leaf->head, key, leaf->skip);
+        btree_leaf_insert_at(leaf, 0, btree_prefix_at(k.bytes, k.length, leaf->skip));
         tree->root = leaf;
         tree->height = 1;
         tree->count = 1;
@@ -1027,21 +1382,31 @@ int btree_upsert(struct btree *tree, const void *key, uint32_t klen, void ***slo
     }
     struct btree_path path;
     struct btree_leaf *leaf = btree_descend(tree, &k, &path);
-    bool found;
-    uint32_t pos = btree_leaf_search(tree, leaf, &k, &found);
-    if (found) {
-        *slot = &leaf->value[pos];
+    struct btree_leaf_place place;
+    btree_leaf_search(tree, leaf, &k, &place);
+    /* The search met equal prefixes (or the new key will make a pair): the leaf's keys share
+     * more than it skips, and raising the skip spares later searches their key reads. It
+     * comes last, once nothing can fail, and moves no slot. */
+    bool raise = place.equal > (place.found ? 1u : 0u);
+    if (place.found) {
+        if (raise)
+            btree_leaf_raise(tree, leaf, NULL);
+        *slot = &leaf->value[place.pos];
         *created = false;
         return 0;
     }
     if (leaf->count < BTREE_LEAF_SLOTS) {
-        btree_leaf_insert_at(leaf, pos, k.prefix);
-        *slot = &leaf->value[pos];
+        /* Nothing here can fail, so a key outside the head may lower the skip in place. */
+        btree_leaf_lower(leaf, place.common);
+        btree_leaf_insert_at(leaf, place.pos, btree_prefix_at(k.bytes, k.length, leaf->skip));
+        *slot = &leaf->value[place.pos];
     } else {
-        int rc = btree_insert_into_full_leaf(tree, &path, leaf, pos, &k, slot);
+        int rc = btree_insert_into_full_leaf(tree, &path, leaf, &place, &k, &leaf, slot);
         if (rc != 0)
             return rc;
     }
+    if (raise)
+        btree_leaf_raise(tree, leaf, &k);
     tree->count++;
     *created = true;
     return 0;
@@ -1052,7 +1417,12 @@ int btree_upsert(struct btree *tree, const void *key, uint32_t klen, void ***slo
 /* Appends the entries of b to a and frees b; a and b are neighbours, a on the left. */
 static void btree_leaf_merge(struct btree *tree, struct btree_leaf *a, struct btree_leaf *b)
 {
-    memcpy(&a->prefix[a->count], b->prefix, b->count * sizeof(uint64_t));
+    /* The merged leaf skips what both heads share; no key is read. */
+    uint32_t limit = a->skip < b->skip ? a->skip : b->skip;
+    uint32_t skip = btree_common_prefix(a->head, b->head, limit);
+    btree_leaf_lower(a, skip);
+    for (uint32_t i = 0; i < b->count; i++)
+        a->prefix[a->count + i] = btree_prefix_lower(b->prefix[i], b->head + skip, b->skip - skip);
     memcpy(&a->value[a->count], b->value, b->count * sizeof(void *));
     a->count += b->count;
     a->next = b->next;
@@ -1069,7 +1439,10 @@ static int btree_leaf_pair_balance(struct btree *tree, struct btree_inner *paren
 {
     struct btree_leaf_entries entries;
     entries.count = 0;
+    entries.sources = 0;
+    btree_leaf_entries_source(&entries, a, a->skip);
     btree_leaf_entries_append(&entries, a, 0, a->count);
+    btree_leaf_entries_source(&entries, b, b->skip);
     btree_leaf_entries_append(&entries, b, 0, b->count);
     uint32_t left_count = entries.count / 2;
     struct btree_separator separator;
@@ -1079,7 +1452,7 @@ static int btree_leaf_pair_balance(struct btree *tree, struct btree_inner *paren
     btree_leaf_entries_scatter(&entries, left_count, entries.count, b);
     struct btree_separator old = btree_inner_separator(parent, separator_index);
     btree_separator_release(tree, &old);
-    btree_inner_set_separator(parent, separator_index, &separator);
+    btree_inner_set_separator(parent, separator_index, &separator, parent->count - 1);
     return 0;
 }
 
@@ -1090,15 +1463,17 @@ static void btree_inner_merge(struct btree *tree, struct btree_inner *parent,
                               struct btree_inner *b)
 {
     struct btree_separator middle = btree_inner_take(parent, separator_index);
-    btree_inner_set_separator(a, a->count - 1, &middle);
+    /* Slots are filled in order, so slots [0, j) hold separators when slot j is set. */
+    btree_inner_set_separator(a, a->count - 1, &middle, a->count - 1);
     for (uint32_t i = 0; i < b->count; i++) {
         a->child[a->count + i] = b->child[i];
         if (i + 1 < b->count) {
             struct btree_separator separator = btree_inner_separator(b, i);
-            btree_inner_set_separator(a, a->count + i, &separator);
+            btree_inner_set_separator(a, a->count + i, &separator, a->count + i);
         }
     }
     a->count += b->count;
+    btree_inner_raise(a);
     btree_inner_release(tree, b);
 }
 
@@ -1116,7 +1491,8 @@ static void btree_inner_pair_balance(struct btree_inner *parent, uint32_t separa
     btree_inner_entries_append(&entries, b);
     uint32_t left_children = entries.children / 2;
     btree_inner_entries_scatter(&entries, 0, left_children, a);
-    btree_inner_set_separator(parent, separator_index, &entries.separator[left_children - 1]);
+    btree_inner_set_separator(parent, separator_index, &entries.separator[left_children - 1],
+                              parent->count - 1);
     btree_inner_entries_scatter(&entries, left_children, entries.children, b);
 }
 
@@ -1196,12 +1572,12 @@ void *btree_remove(struct btree *tree, const void *key, uint32_t klen)
     btree_key_init(&k, key, klen);
     struct btree_path path;
     struct btree_leaf *leaf = btree_descend(tree, &k, &path);
-    bool found;
-    uint32_t pos = btree_leaf_search(tree, leaf, &k, &found);
-    if (!found)
+    struct btree_leaf_place place;
+    btree_leaf_search(tree, leaf, &k, &place);
+    if (!place.found)
         return NULL;
-    void *value = leaf->value[pos];
-    btree_leaf_erase_at(leaf, pos);
+    void *value = leaf->value[place.pos];
+    btree_leaf_erase_at(leaf, place.pos);
     tree->count--;
     if (tree->height == 1) {
         if (leaf->count == 0) {
@@ -1241,8 +1617,9 @@ void btree_seek_ge(const struct btree *tree, struct btree_cursor *c, const void 
     struct btree_key k;
     btree_key_init(&k, key, klen);
     struct btree_leaf *leaf = btree_descend(tree, &k, NULL);
-    bool found;
-    uint32_t pos = btree_leaf_search(tree, leaf, &k, &found);
+    struct btree_leaf_place place;
+    btree_leaf_search(tree, leaf, &k, &place);
+    uint32_t pos = place.pos;
     if (pos == leaf->count) {
         /* Every key of the next leaf is >= the separator above it, which is > key. */
         leaf = leaf->next;
@@ -1268,8 +1645,9 @@ void btree_seek_lt(const struct btree *tree, struct btree_cursor *c, const void 
         struct btree_key k;
         btree_key_init(&k, key, klen);
         leaf = btree_descend(tree, &k, NULL);
-        bool found;
-        pos = btree_leaf_search(tree, leaf, &k, &found);
+        struct btree_leaf_place place;
+        btree_leaf_search(tree, leaf, &k, &place);
+        pos = place.pos;
     }
     if (pos == 0) {
         /* Every key of the previous leaf is < the separator above this one, which is <= key. */
@@ -1326,6 +1704,8 @@ void btree_prev(struct btree_cursor *c)
 struct btree_check_state {
     const struct btree *tree;
     const struct btree_leaf *previous_leaf;
+    const uint8_t *previous_bytes; /* the last key seen, in key order across leaves */
+    uint32_t previous_length;
     size_t keys;
     size_t leaves;
     size_t inners;
@@ -1336,6 +1716,17 @@ static int btree_check_fail(const char *what)
 {
     fprintf(stderr, "btree_check: %s\n", what);
     return -1;
+}
+
+/* memcmp order on whole keys, a proper prefix first. */
+static int btree_check_compare_bytes(const uint8_t *a, uint32_t a_length, const uint8_t *b,
+                                     uint32_t b_length)
+{
+    uint32_t shorter = a_length < b_length ? a_length : b_length;
+    int c = shorter > 0 ? memcmp(a, b, shorter) : 0;
+    if (c != 0)
+        return c;
+    return (a_length > b_length) - (a_length < b_length);
 }
 
 /* Orders a key against a separator; a NULL separator stands for minus infinity when
@@ -1366,26 +1757,29 @@ static int btree_check_node(struct btree_check_state *state, const void *node, u
         for (uint32_t i = leaf->count; i < BTREE_LEAF_SLOTS; i++)
             if (leaf->prefix[i] != UINT64_MAX)
                 return btree_check_fail("unused leaf slot without its sentinel");
-        const uint8_t *previous_bytes = NULL;
-        uint32_t previous_length = 0;
+        if (leaf->skip > BTREE_HEAD_BYTES)
+            return btree_check_fail("leaf skip beyond its head's capacity");
         for (uint32_t i = 0; i < leaf->count; i++) {
             if (leaf->value[i] == NULL)
                 return btree_check_fail("NULL value in a leaf");
             uint32_t length;
             const uint8_t *bytes = tree->key_of(leaf->value[i], &length);
-            uint64_t prefix = btree_prefix_of(bytes, length);
-            const uint8_t *rest = btree_rest_of(bytes, length);
-            if (prefix != leaf->prefix[i])
-                return btree_check_fail("slot prefix differs from its key");
-            if (i > 0 && btree_compare_keys(leaf->prefix[i - 1],
-                                            btree_rest_of(previous_bytes, previous_length),
-                                            previous_length, prefix, rest, length) >= 0)
+            if (length < leaf->skip || (leaf->skip > 0 && memcmp(bytes, leaf->head, leaf->skip) != 0))
+                return btree_check_fail("leaf key does not start with the leaf's head");
+            if (btree_prefix_at(bytes, length, leaf->skip) != leaf->prefix[i])
+                return btree_check_fail("slot prefix differs from its key's bytes after the head");
+            /* Order is checked on whole keys, independently of the prefixes. */
+            if (state->previous_bytes != NULL &&
+                btree_check_compare_bytes(state->previous_bytes, state->previous_length, bytes,
+                                          length) >= 0)
                 return btree_check_fail("leaf keys out of order");
+            uint64_t prefix = btree_prefix_of(bytes, length);
+            const uint8_t *rest = btree_rest_of(bytes, length, 8);
             if (btree_check_compare(prefix, rest, length, low, false) < 0 ||
                 btree_check_compare(prefix, rest, length, high, true) >= 0)
                 return btree_check_fail("leaf key outside its separators");
-            previous_bytes = bytes;
-            previous_length = length;
+            state->previous_bytes = bytes;
+            state->previous_length = length;
         }
         state->previous_leaf = leaf;
         state->leaves++;
@@ -1400,6 +1794,8 @@ static int btree_check_node(struct btree_check_state *state, const void *node, u
     for (uint32_t i = inner->count - 1; i < BTREE_INNER_SLOTS; i++)
         if (inner->prefix[i] != UINT64_MAX)
             return btree_check_fail("unused separator slot without its sentinel");
+    if (inner->skip > BTREE_HEAD_BYTES)
+        return btree_check_fail("inner skip beyond its head's capacity");
     state->inners++;
     for (uint32_t i = 0; i + 1 < inner->count; i++) {
         struct btree_separator separator = btree_inner_separator(inner, i);
@@ -1407,6 +1803,17 @@ static int btree_check_node(struct btree_check_state *state, const void *node, u
             return btree_check_fail("empty separator");
         if ((separator.length > 8) != (separator.tail != NULL))
             return btree_check_fail("separator tail present iff longer than 8 bytes");
+        /* The separator's bytes below the 9th are rebuilt from the head and its stored
+         * prefix; those from the 9th on are its tail. Both must agree with the head and
+         * the stored prefix. */
+        if (separator.length < inner->skip)
+            return btree_check_fail("separator shorter than its node's head");
+        uint8_t bytes[BTREE_HEAD_BYTES];
+        btree_separator_copy_bytes(&separator, inner->skip, bytes);
+        if (inner->skip > 0 && memcmp(bytes, inner->head, inner->skip) != 0)
+            return btree_check_fail("separator does not start with its node's head");
+        if (btree_separator_prefix_at(&separator, inner->skip) != inner->prefix[i])
+            return btree_check_fail("separator prefix differs from its bytes after the head");
         if (separator.length < 8 && (separator.prefix << (8 * separator.length)) != 0)
             return btree_check_fail("separator prefix has bytes past its length");
         if (separator.length > 8)

@@ -10,6 +10,13 @@
  * "a\0"), the empty key and 64 KiB keys. The sizes are chosen so that the tree reaches 3+
  * levels (leaf splits, inner splits and a new root) and then is emptied again (merges,
  * rebalancing, the root shrinking to nothing). All loops are bounded and nothing is timed.
+ *
+ * Nodes skip the leading bytes all their keys (or separators) share and keep them as a
+ * head; the shared-prefix tests below build trees whose keys share 0 to 100 bytes, keys
+ * that are prefixes of others, and then insert keys that break a node's head (below, above
+ * and between the others, into the first, last and middle leaves, with and without
+ * injected allocation failures), which forces the skips down; btree_check verifies that
+ * every key starts with its node's head and that every prefix is the key's bytes after it.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -279,6 +286,95 @@ static uint32_t random_key(uint8_t *buf)
     return length;
 }
 
+/* ---- keys sharing long prefixes ----------------------------------------------------- */
+
+/* The lengths of shared stems the prefix-skipping tests use: none, shorter than a slot
+ * prefix, exactly one, between, around the 32-byte head capacity, and far past it. */
+static const uint32_t stem_lengths[] = {0, 3, 8, 13, 31, 32, 40, 100};
+#define STEM_MAX 100
+#define STEM_KEY_MAX (STEM_MAX + 16)
+
+/* One 100-byte text; every stem is a prefix of it, so the stems are prefixes of each other
+ * as well. */
+static uint8_t stem_text[STEM_MAX];
+
+static void stem_text_init(void)
+{
+    static const char pattern[] = "session:2026-11-22:user:1234:profile/";
+    for (uint32_t i = 0; i < STEM_MAX; i++)
+        stem_text[i] = (uint8_t)pattern[i % (sizeof(pattern) - 1)];
+}
+
+/* A key: the stem of `stem` bytes, then 0..9 bytes over a tiny alphabet (so keys are often
+ * prefixes of each other and end in zero bytes) or 8 random bytes. Returns its length. */
+static uint32_t stem_key(uint8_t *buf, uint32_t stem)
+{
+    static const uint8_t alphabet[] = {0x00, 0x01, 'a', 'b', 0xff};
+    memcpy(buf, stem_text, stem);
+    uint32_t length = stem;
+    if (rng_below(4) == 0) {
+        for (uint32_t i = 0; i < 8; i++)
+            buf[length++] = (uint8_t)rng_next();
+    } else {
+        uint32_t tail = rng_below(10);
+        for (uint32_t i = 0; i < tail; i++)
+            buf[length++] = alphabet[rng_below(sizeof(alphabet))];
+    }
+    return length;
+}
+
+/* A key that does not share the whole stem: the stem cut short, or with one of its bytes
+ * lowered or raised (so it sorts below or above every key of the stem), then a short tail. */
+static uint32_t stem_breaking_key(uint8_t *buf, uint32_t stem)
+{
+    uint32_t length;
+    if (stem == 0) {
+        length = rng_below(3);
+        memset(buf, rng_below(2) ? 0x00 : 0xff, length);
+        return length;
+    }
+    uint32_t at = rng_below(stem);
+    memcpy(buf, stem_text, stem);
+    switch (rng_below(3)) {
+    case 0: /* a proper prefix of the stem: below every key of the stem */
+        return at;
+    case 1:
+        buf[at] = (uint8_t)(buf[at] - 1);
+        break;
+    default:
+        buf[at] = (uint8_t)(buf[at] + 1);
+        break;
+    }
+    length = at + 1 + rng_below(4);
+    for (uint32_t i = at + 1; i < length; i++)
+        buf[i] = (uint8_t)rng_next();
+    return length;
+}
+
+/* Seeks at every tenth key and at probes just before, just after and between keys, at
+ * every proper prefix of the stem, and past both ends. */
+static void verify_stem_seeks(const struct btree *tree, const struct model *model, uint32_t stem)
+{
+    uint8_t probe[STEM_KEY_MAX + 2];
+    for (size_t i = 0; i < model->count; i += 10) {
+        const struct item *item = model->items[i];
+        verify_seek(tree, model, item->key, item->length);
+        memcpy(probe, item->key, item->length);
+        probe[item->length] = 0;
+        verify_seek(tree, model, probe, item->length + 1);
+        if (item->length > 0) {
+            verify_seek(tree, model, probe, item->length - 1);
+            probe[item->length - 1] = (uint8_t)(probe[item->length - 1] + 1);
+            verify_seek(tree, model, probe, item->length);
+        }
+    }
+    for (uint32_t length = 0; length <= stem; length++)
+        verify_seek(tree, model, stem_text, length);
+    memset(probe, 0xff, sizeof(probe));
+    verify_seek(tree, model, probe, sizeof(probe));
+    verify_seek(tree, model, "", 0);
+}
+
 /* ---- tests ------------------------------------------------------------------------ */
 
 static void test_empty_tree(void **state)
@@ -436,6 +532,193 @@ static void test_sequential_insert_and_remove(void **state)
             }
         }
         model.count = 0;
+        verify_all(tree, &model);
+        assert_int_equal(btree_height(tree), 0);
+        btree_free(tree);
+        model_free(&model);
+    }
+}
+
+/* For each stem length: a model test over keys that all share the stem (3+ levels), then
+ * keys that break the heads of the first, last and middle leaves, seeks and walks, and
+ * removal of everything in random order. */
+static void test_stem_lengths_against_model(void **state)
+{
+    (void)state;
+    stem_text_init();
+    for (size_t s = 0; s < sizeof(stem_lengths) / sizeof(stem_lengths[0]); s++) {
+        uint32_t stem = stem_lengths[s];
+        rng_state = 0xC0FFEE + stem;
+        struct btree *tree = btree_new(item_key);
+        assert_non_null(tree);
+        size_t empty_memory = btree_memory(tree);
+        struct model model = {0};
+        uint8_t key[STEM_KEY_MAX];
+
+        /* Phase 1: the stem's keys, with some removes and updates. */
+        for (int op = 0; op < 14000; op++) {
+            uint32_t length = stem_key(key, stem);
+            if (rng_below(8) == 0)
+                both_remove(tree, &model, key, length);
+            else
+                both_upsert(tree, &model, key, length);
+            if (op % 3500 == 3499)
+                verify_all(tree, &model);
+        }
+        verify_all(tree, &model);
+        assert_true(btree_height(tree) >= 3);
+        verify_stem_seeks(tree, &model, stem);
+
+        /* Phase 2: keys outside the stem land in the first and last leaves and lower their
+         * skips; keys of the stem land everywhere and may break a middle leaf's head. */
+        for (int op = 0; op < 400; op++) {
+            uint32_t length = op % 2 ? stem_breaking_key(key, stem) : stem_key(key, stem);
+            both_upsert(tree, &model, key, length);
+        }
+        assert_true(both_upsert(tree, &model, "", 0) || model_get(&model, "", 0) != NULL);
+        verify_all(tree, &model);
+        verify_stem_seeks(tree, &model, stem);
+
+        /* Phase 3: every key removed in random order, the tree merging down to nothing. */
+        while (model.count > 0) {
+            size_t i = rng_below((uint32_t)model.count);
+            struct item *item = model.items[i];
+            assert_ptr_equal(btree_remove(tree, item->key, item->length), item);
+            assert_null(btree_get(tree, item->key, item->length));
+            free(item);
+            model_erase_at(&model, i);
+            if (model.count % 1500 == 0) {
+                verify_all(tree, &model);
+                if (model.count % 4500 == 0)
+                    verify_stem_seeks(tree, &model, stem);
+            }
+        }
+        verify_all(tree, &model);
+        assert_int_equal(btree_height(tree), 0);
+        assert_int_equal(btree_memory(tree), empty_memory);
+        btree_free(tree);
+        model_free(&model);
+    }
+}
+
+/* All stem lengths in one tree, in random order: stems are prefixes of each other, so
+ * neighbouring leaves have heads of different lengths and every redistribution, merge and
+ * separator move joins nodes whose heads differ. */
+static void test_mixed_stems_against_model(void **state)
+{
+    (void)state;
+    stem_text_init();
+    rng_state = 0xFEEDFACE;
+    struct btree *tree = btree_new(item_key);
+    assert_non_null(tree);
+    struct model model = {0};
+    uint8_t key[STEM_KEY_MAX];
+    size_t stems = sizeof(stem_lengths) / sizeof(stem_lengths[0]);
+    for (int op = 0; op < 60000; op++) {
+        uint32_t stem = stem_lengths[rng_below((uint32_t)stems)];
+        uint32_t length = rng_below(16) == 0 ? stem_breaking_key(key, stem) : stem_key(key, stem);
+        uint32_t dice = rng_below(10);
+        if (dice < 7)
+            both_upsert(tree, &model, key, length);
+        else if (dice < 9)
+            both_remove(tree, &model, key, length);
+        else
+            assert_ptr_equal(btree_get(tree, key, length), model_get(&model, key, length));
+        if (op % 10000 == 9999)
+            verify_all(tree, &model);
+    }
+    verify_all(tree, &model);
+    assert_true(btree_height(tree) >= 3);
+    verify_stem_seeks(tree, &model, STEM_MAX);
+
+    /* Remove whole stems' worth of keys from the middle of the key order, then the rest
+     * from both ends alternately. */
+    size_t third = model.count / 3;
+    for (size_t i = 0; i < third; i++) {
+        struct item *item = model.items[third];
+        assert_true(both_remove(tree, &model, item->key, item->length));
+    }
+    verify_all(tree, &model);
+    verify_stem_seeks(tree, &model, STEM_MAX);
+    for (size_t i = 0; model.count > 0; i++) {
+        struct item *item = model.items[i % 2 ? model.count - 1 : 0];
+        assert_true(both_remove(tree, &model, item->key, item->length));
+        if (model.count % 2000 == 0)
+            verify_all(tree, &model);
+    }
+    verify_all(tree, &model);
+    assert_int_equal(btree_height(tree), 0);
+    btree_free(tree);
+    model_free(&model);
+}
+
+/* Keys that break a full leaf's head while allocations fail: the upsert that would lower
+ * the skip of a full first or last leaf (which then splits or shares entries with its
+ * neighbour) fails and must leave the tree as it was; then the same keys go in. */
+static void test_stem_breaking_allocation_failure(void **state)
+{
+    (void)state;
+    stem_text_init();
+    for (size_t s = 0; s < sizeof(stem_lengths) / sizeof(stem_lengths[0]); s++) {
+        uint32_t stem = stem_lengths[s];
+        rng_state = 0xBADC0DE + stem;
+        struct btree *tree = btree_new(item_key);
+        assert_non_null(tree);
+        struct model model = {0};
+        uint8_t key[STEM_KEY_MAX];
+        /* Ascending inserts leave full leaves behind them, including the first one. */
+        for (uint32_t i = 0; i < 6000; i++) {
+            memcpy(key, stem_text, stem);
+            uint32_t length = stem + (uint32_t)snprintf((char *)key + stem, 16, "%08u", i);
+            both_upsert(tree, &model, key, length);
+        }
+        verify_all(tree, &model);
+        int failed = 0;
+        for (int i = 0; i < 600; i++) {
+            uint32_t length = i % 3 ? stem_breaking_key(key, stem) : stem_key(key, stem);
+            size_t memory = btree_memory(tree);
+            bool present = model_get(&model, key, length) != NULL;
+            btree_fail_allocations_after(tree, i % 4);
+            void **slot = NULL;
+            bool created = false;
+            int rc = btree_upsert(tree, key, length, &slot, &created);
+            btree_fail_allocations_after(tree, -1);
+            if (rc == -ENOMEM) {
+                failed++;
+                assert_false(present);
+                assert_int_equal(btree_count(tree), model.count);
+                assert_int_equal(btree_memory(tree), memory);
+                assert_null(btree_get(tree, key, length));
+                if (i % 50 == 0)
+                    verify_all(tree, &model);
+                /* Without failures the same key goes in. */
+                assert_true(both_upsert(tree, &model, key, length));
+            } else {
+                assert_int_equal(rc, 0);
+                assert_int_equal(created, !present);
+                struct item *item = item_new(key, length, next_version++);
+                size_t at = model_lower_bound(&model, key, length);
+                if (created) {
+                    model_insert_at(&model, at, item);
+                } else {
+                    free(model.items[at]);
+                    model.items[at] = item;
+                }
+                *slot = item;
+            }
+        }
+        assert_true(failed > 0);
+        verify_all(tree, &model);
+        verify_stem_seeks(tree, &model, stem);
+        /* Removal with no allocation allowed, down to empty. */
+        btree_fail_allocations_after(tree, 0);
+        while (model.count > 0) {
+            struct item *item = model.items[rng_below((uint32_t)model.count)];
+            assert_true(both_remove(tree, &model, item->key, item->length));
+            if (model.count % 1000 == 0)
+                verify_all(tree, &model);
+        }
+        btree_fail_allocations_after(tree, -1);
         verify_all(tree, &model);
         assert_int_equal(btree_height(tree), 0);
         btree_free(tree);
@@ -770,6 +1053,9 @@ int main(void)
         cmocka_unit_test(test_random_against_model),
         cmocka_unit_test(test_sequential_insert_and_remove),
         cmocka_unit_test(test_shared_prefixes),
+        cmocka_unit_test(test_stem_lengths_against_model),
+        cmocka_unit_test(test_mixed_stems_against_model),
+        cmocka_unit_test(test_stem_breaking_allocation_failure),
         cmocka_unit_test(test_empty_key),
         cmocka_unit_test(test_huge_keys),
         cmocka_unit_test(test_seek_positions),

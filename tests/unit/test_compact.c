@@ -10,7 +10,8 @@
  *     values above 32 KiB (the large path) and empty shards.
  *   - Layout (compact.c K4): after a compaction every version reachable on a shard belongs
  *     to the shard's current allocator (segment_owner), and walking the indexes in key
- *     order meets small versions one right after the other in memory.
+ *     order meets small versions one right after the other in memory; after deletes the
+ *     mapped segment bytes shrink to what the live versions need.
  *   - Readers: an iterator opened before the compaction and a snapshot read exactly their
  *     state afterwards; a key and value pointer the iterator handed out before still read
  *     the same bytes (K3). The old memory is given back only once they are gone (K5), by the
@@ -418,6 +419,64 @@ static void test_empty_and_repeated(void **state)
     dump_free(&latest);
     shoal_ns_close(empty);
     shoal_ns_close(full);
+    assert_ok(shoal_close(db));
+}
+
+/* Segment bytes mapped over every shard, both allocators (what the process holds). */
+static uint64_t reserved_of(shoal_db *db)
+{
+    uint64_t total = 0;
+    for (unsigned i = 0; i <= db->shard_mask; i++) {
+        struct shard *s = atomic_load(&db->shards[i]);
+        struct segment_stats st;
+        if (!s)
+            continue;
+        segment_stats(s->segments, &st);
+        total += st.bytes_reserved;
+        if (s->old_segments) {
+            segment_stats(s->old_segments, &st);
+            total += st.bytes_reserved;
+        }
+    }
+    return total;
+}
+
+/* Deletes leave free slots all over the segments; a compaction gives them back. */
+static void test_fragmentation_given_back(void **state)
+{
+    (void)state;
+    shoal_db *db = test_open(2, 0);
+    shoal_ns *ns = test_ns(db, "kv", SHOAL_PLACE_SPREAD, 0);
+    static uint8_t value[300];
+    const unsigned keys = 40000;
+    for (unsigned k = 0; k < keys; k++) {
+        char name[32];
+        key_name(name, sizeof name, k);
+        test_fill_pattern(value, sizeof value, k);
+        assert_ok(shoal_put(ns, name, strlen(name), value, sizeof value, NULL));
+    }
+    for (unsigned k = 0; k < keys; k++) {
+        if (k % 4 == 0)
+            continue;
+        char name[32];
+        key_name(name, sizeof name, k);
+        assert_ok(shoal_delete(ns, name, strlen(name), NULL));
+    }
+    uint64_t reserved = reserved_of(db), in_use = segment_bytes_of(db);
+    assert_true(in_use * 3 < reserved); /* three quarters of the slots are holes */
+    struct dump latest = dump_all(&ns, 1, NULL, keys, true);
+    shoal_compact_result result;
+    assert_ok(shoal_compact(db, &result));
+    assert_int_equal(result.versions_moved, keys / 4);
+    assert_true(result.bytes_released >= reserved - SEGMENT_BYTES);
+    assert_int_equal(segment_bytes_of(db), in_use);
+    assert_true(reserved_of(db) * 2 < reserved);
+    assert_true(reserved_of(db) <= in_use + 2 * SEGMENT_BYTES); /* one partial segment each */
+    struct dump again = dump_all(&ns, 1, NULL, keys, true);
+    dump_expect_equal(&latest, &again);
+    dump_free(&again);
+    dump_free(&latest);
+    shoal_ns_close(ns);
     assert_ok(shoal_close(db));
 }
 
@@ -1181,6 +1240,7 @@ int main(void)
         cmocka_unit_test(test_segment_owner_and_adoption),
         cmocka_unit_test(test_contents_identical),
         cmocka_unit_test(test_empty_and_repeated),
+        cmocka_unit_test(test_fragmentation_given_back),
         cmocka_unit_test(test_readers_across_compaction),
         cmocka_unit_test(test_release_by_horizon),
         cmocka_unit_test(test_dropped_namespace_under_iterator),

@@ -177,8 +177,7 @@ static enum compact_outcome compact_move_chain(struct compact_run *run, struct s
         size_t occupied = segment_class_size(size);
         if (occupied > run->room)
             return COMPACT_OVER_LIMIT;
-        struct version *copy =
-            compact_injected_failure() ? NULL : segment_alloc(s->segments, size);
+        struct version *copy = compact_injected_failure() ? NULL : segment_alloc(s->segments, size);
         if (!copy)
             return COMPACT_OUT_OF_MEMORY;
         if (run->room != UINT64_MAX)
@@ -203,8 +202,7 @@ static enum compact_outcome compact_move_chain(struct compact_run *run, struct s
     return COMPACT_OK;
 }
 
-static int compact_key_compare(const uint8_t *a, uint32_t alen, const uint8_t *b,
-                               uint32_t blen)
+static int compact_key_compare(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen)
 {
     int c = memcmp(a, b, alen < blen ? alen : blen);
     if (c)
@@ -242,8 +240,7 @@ static enum compact_outcome compact_chunk(struct compact_run *run, struct shard 
         btree_seek_ge(tree, &cursor, run->resume, run->resume_len);
         if (btree_cursor_valid(&cursor)) {
             const struct version *v = btree_cursor_value(&cursor);
-            if (compact_key_compare(version_key(v), v->klen, run->resume,
-                                    run->resume_len) == 0)
+            if (compact_key_compare(version_key(v), v->klen, run->resume, run->resume_len) == 0)
                 btree_next(&cursor);
         }
     } else {

@@ -147,10 +147,10 @@ static void dump_free(struct dump *d)
 /* ---- the layout, read from the engine's structures (the database must be quiet) ---------- */
 
 struct layout {
-    uint64_t versions;   /* reachable versions */
-    uint64_t foreign;    /* of which not owned by their shard's current allocator */
-    uint64_t pairs;      /* consecutive small versions in walk order, per shard */
-    uint64_t adjacent;   /* of which the second starts where the first's slot ends */
+    uint64_t versions;       /* reachable versions */
+    uint64_t foreign;        /* of which not owned by their shard's current allocator */
+    uint64_t pairs;          /* consecutive small versions in walk order, per shard */
+    uint64_t adjacent;       /* of which the second starts where the first's slot ends */
     unsigned old_allocators; /* shards still holding a compaction's old allocator */
 };
 
@@ -842,8 +842,7 @@ static void *scanner_thread(void *arg)
             const void *value = shoal_iter_value(it, &vlen);
             uint64_t version;
             if (klen >= sizeof previous || check_value(value, vlen, key, klen, &version) ||
-                (previous_len &&
-                 test_key_compare(previous, previous_len, key, klen) >= 0)) {
+                (previous_len && test_key_compare(previous, previous_len, key, klen) >= 0)) {
                 fail_at(c, "a scanned entry", 0);
                 break;
             }
@@ -1141,7 +1140,8 @@ static void test_out_of_memory_and_resume(void **state)
     assert_ok(shoal_close(db));
 }
 
-/* ---- durable mode ----------------------------------------------------------------------------- */
+/* ---- durable mode -----------------------------------------------------------------------------
+ */
 
 struct checkpointer {
     shoal_db *db;

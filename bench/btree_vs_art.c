@@ -706,8 +706,8 @@ int main(int argc, char **argv)
         art_free_node(&art, art.root);
     }
 
-    printf("%zu %s %d-byte keys, random insert and lookup orders, best of %d runs\n",
-           btree_keys, redis_keys ? "redis-style (key:%012d)" : "random", KEY_LENGTH, RUNS);
+    printf("%zu %s %d-byte keys, random insert and lookup orders, best of %d runs\n", btree_keys,
+           redis_keys ? "redis-style (key:%012d)" : "random", KEY_LENGTH, RUNS);
     printf("%-8s %12s %12s %14s %10s\n", "", "insert ns", "lookup ns", "walk ns/key", "bytes/key");
     printf("%-8s %12.0f %12.0f %14.2f %10.1f\n", "btree", btree_figures.insert_ns,
            btree_figures.lookup_ns, btree_figures.walk_ns, btree_figures.bytes_per_key);

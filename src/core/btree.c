@@ -53,6 +53,52 @@
  * inner node that falls below a third full with a neighbour when both fit in one node,
  * else evens the pair out.
  *
+ * Shared prefixes
+ * ---------------
+ * Redis-style keys share long prefixes: redis-benchmark's are "key:000000123456", so with
+ * 8-byte prefixes taken from the start of the key every slot of every leaf held
+ * "key:0000", each step of a leaf's search read a value's key (a DRAM miss) and memcmp'ed
+ * it, and each step of an inner node's search read a separator's heap tail. Keys like
+ * "user:1234:profile" or "session:2026-11-22:..." are the same case. So every node skips
+ * the bytes all its keys share ("prefix truncation"), keeping them in its head:
+ *
+ *   - Search (btree_leaf_search_core, btree_inner_search): a node that skips nothing is
+ *     searched exactly as before. Otherwise the key is held against head[0, skip): below
+ *     gives position 0, above gives the count (not found either way; a key that is a proper
+ *     prefix of the head, the empty key included, is below); equal ranks the key's bytes
+ *     [skip, skip + 8), and equal prefixes compare the bytes from skip + 8 on, then lengths.
+ *   - Lowering a skip reads no key: the bytes it brings into the prefixes are the head's
+ *     (btree_prefix_lower). An insert whose key does not share a leaf's head lowers it to
+ *     what they share; a merge drops to what the two heads share; redistributed entries
+ *     keep their own leaf's skip when they stay among their own (a split never changes a
+ *     skip) and drop to the two heads' common bytes when a leaf gets entries of both. The
+ *     root leaf starts with its first key as head, so inserts keep its skip exact.
+ *   - Raising a skip reads every key of the leaf (btree_leaf_raise), so it happens only
+ *     where it pays: when an upsert's search meets equal prefixes, and only when the first
+ *     and last keys share a byte past the head. Computing lcp(first, last) at every split
+ *     would raise random keys' leaves by a byte each time (64 key reads per split) and
+ *     help no search. An inner node raises from its separators' tails, no key read, when
+ *     one of its separators gets an equal-prefixed neighbour or the node is filled anew.
+ *   - A skip may be lower than what the keys share (correct, only slower), never higher
+ *     (invariant 2); every change happens after the allocations an upsert needs, so a
+ *     failed upsert leaves every skip and prefix as it was (invariant 8).
+ *
+ * Measured (bench/btree_vs_art.c, same machine as below, three alternating runs of the
+ * old and the new tree, best of 3 inside each run; thread CPU ns per key):
+ *
+ *                                    insert before/after  lookup before/after  walk
+ *     1M redis-style keys (--redis)      1127-1295 / 600-676   1299-1404 / 610-633  ~7 / ~7
+ *     1M random 16-byte keys             243-320 / 246-316      289-371 / 301-380   ~6 / ~6
+ *
+ * Random keys never skip. Measured with both trees in one process, each order once so that
+ * position and huge-page luck cancel, random lookups came out 0-4% slower (the noise
+ * between two identical trees is +-4%) and inserts 2-5% slower (the redistribution's
+ * bookkeeping of two sources). shoal-bench --only fill,get,scan --anchors lmdb, three
+ * alternating runs: fill 1.71M -> 1.63M keys/s (medians; single runs ranged 1.57-2.06M for
+ * both), get_1t 1.00M -> 1.12M, scan 6.5M -> 7.0M keys/s: within the noise. shoal-server
+ * (memory mode) under redis-benchmark -r 1000000 -P 16, four alternating runs: SET 372K ->
+ * 466K requests/s and GET 458K -> 571K (medians), GET p50 1.5-1.75 ms -> 1.0-1.3 ms.
+ *
  * Node sizes
  * ----------
  * Chosen by measurement with bench/btree_vs_art.c: 1M random 16-byte keys inserted in
@@ -143,8 +189,12 @@
  * upserts of existing keys and removes down to an empty root, keys sharing long prefixes,
  * the empty key, 64 KiB keys, seeks at, before, between and after keys, full walks in both
  * directions, injected allocation failures, with btree_check after each phase and enough
- * keys for 3+ levels. It runs under ASan+UBSan too. bench/btree_vs_art.c measures the tree
- * against an adaptive radix tree.
+ * keys for 3+ levels. Prefix skipping has its own model tests: keys sharing stems of 0, 3,
+ * 8, 13, 31, 32, 40 and 100 bytes (one stem per tree, then all of them mixed in one tree
+ * so that neighbouring heads differ), keys that are prefixes of others, keys that break the
+ * heads of the first, last and middle leaves, also while allocations fail. It runs under
+ * ASan+UBSan too. bench/btree_vs_art.c measures the tree against an adaptive radix tree,
+ * with random keys or (--redis) redis-benchmark's.
  */
 #include "core/btree.h"
 
@@ -183,6 +233,11 @@
 #define BTREE_MAX_HEIGHT 40
 
 #define BTREE_CACHE_LINE 64
+
+/* The few places where inlining decides the speed of the read path or of redistribution
+ * (measured; see btree_leaf_search_core). */
+#define BTREE_ALWAYS_INLINE inline __attribute__((always_inline))
+#define BTREE_NOINLINE __attribute__((noinline))
 
 _Static_assert(BTREE_LEAF_SLOTS >= 8 && BTREE_LEAF_SLOTS <= 1024 && BTREE_LEAF_SLOTS % 8 == 0,
                "leaf slots: a multiple of 8 (btree_rank's blocks) from 8 to 1024");
@@ -315,8 +370,10 @@ static inline void btree_fill_sentinels(uint64_t *prefix, uint32_t from, uint32_
 
 /* Node slots are rounded to cache lines so that a node never shares a line with its
  * neighbour and the descent's prefetch of a leaf covers whole lines. */
-#define BTREE_LEAF_BYTES ((sizeof(struct btree_leaf) + BTREE_CACHE_LINE - 1) & ~(size_t)(BTREE_CACHE_LINE - 1))
-#define BTREE_INNER_BYTES ((sizeof(struct btree_inner) + BTREE_CACHE_LINE - 1) & ~(size_t)(BTREE_CACHE_LINE - 1))
+#define BTREE_LEAF_BYTES                                                                           \
+    ((sizeof(struct btree_leaf) + BTREE_CACHE_LINE - 1) & ~(size_t)(BTREE_CACHE_LINE - 1))
+#define BTREE_INNER_BYTES                                                                          \
+    ((sizeof(struct btree_inner) + BTREE_CACHE_LINE - 1) & ~(size_t)(BTREE_CACHE_LINE - 1))
 #define BTREE_FIRST_CHUNK_BYTES ((size_t)64 << 10)
 
 /* The head fits in what rounding a leaf to cache lines used to waste (see "Node memory"). */
@@ -336,8 +393,8 @@ static void *btree_node_allocate(struct btree *tree, void **free_list, size_t by
         *free_list = *(void **)node;
     } else {
         if (pool->bump == NULL || (size_t)(pool->bump_end - pool->bump) < bytes) {
-            size_t chunk_bytes = pool->next_chunk_bytes ? pool->next_chunk_bytes
-                                                        : BTREE_FIRST_CHUNK_BYTES;
+            size_t chunk_bytes =
+                pool->next_chunk_bytes ? pool->next_chunk_bytes : BTREE_FIRST_CHUNK_BYTES;
             bool huge = chunk_bytes >= PAGES_HUGE_BYTES;
             struct btree_chunk *chunk = pages_map(chunk_bytes, huge);
             if (chunk == NULL)
@@ -402,7 +459,8 @@ static void btree_leaf_release(struct btree *tree, struct btree_leaf *leaf)
 
 static struct btree_inner *btree_inner_new(struct btree *tree)
 {
-    struct btree_inner *inner = btree_node_allocate(tree, &tree->pool.free_inners, BTREE_INNER_BYTES);
+    struct btree_inner *inner =
+        btree_node_allocate(tree, &tree->pool.free_inners, BTREE_INNER_BYTES);
     if (inner == NULL)
         return NULL;
     btree_fill_sentinels(inner->prefix, 0, BTREE_INNER_SLOTS);
@@ -620,8 +678,8 @@ static inline void btree_prefetch_leaf(const struct btree_leaf *leaf)
  * separator; otherwise the search runs on the key's bytes [skip, skip + 8), and on equal
  * prefixes on the separators' bytes from skip + 8 on (tail + skip: a tail holds the bytes
  * from the 9th on). */
-static __attribute__((noinline)) uint32_t
-btree_inner_search_skipping(const struct btree_inner *inner, const struct btree_key *key)
+static BTREE_NOINLINE uint32_t btree_inner_search_skipping(const struct btree_inner *inner,
+                                                           const struct btree_key *key)
 {
     uint32_t n = inner->count - 1;
     uint32_t skip = inner->skip;
@@ -665,8 +723,9 @@ static uint32_t btree_inner_search(const struct btree_inner *inner, const struct
     const uint8_t *rest = btree_rest_of(key->bytes, key->length, 8);
     while (low < high) {
         uint32_t middle = low + (high - low) / 2;
-        if (btree_compare_rest(rest, key->length, inner->tail[middle], inner->length[middle],
-                               8) >= 0)
+        int c =
+            btree_compare_rest(rest, key->length, inner->tail[middle], inner->length[middle], 8);
+        if (c >= 0)
             low = middle + 1;
         else
             high = middle;
@@ -690,10 +749,10 @@ static inline int btree_compare_slot(const struct btree *tree, const struct btre
  * key of the leaf (a key that is a proper prefix of the head is below them). Otherwise the
  * search runs on the key's bytes [skip, skip + 8) and reads full keys only for slots whose
  * prefix equals the key's, comparing the bytes from skip + 8 on. */
-static __attribute__((noinline)) uint32_t
-btree_leaf_search_skipping(const struct btree *tree, const struct btree_leaf *leaf,
-                           const struct btree_key *key, bool *found, uint32_t *common,
-                           uint32_t *equal)
+static BTREE_NOINLINE uint32_t btree_leaf_search_skipping(const struct btree *tree,
+                                                          const struct btree_leaf *leaf,
+                                                          const struct btree_key *key, bool *found,
+                                                          uint32_t *common, uint32_t *equal)
 {
     uint32_t n = leaf->count;
     uint32_t skip = leaf->skip;
@@ -739,10 +798,10 @@ btree_leaf_search_skipping(const struct btree *tree, const struct btree_leaf *le
  * one never-taken branch, made 1M random lookups ~12% slower (the branch waits on the
  * leaf's first cache line, which is still arriving). Always inlined into its two callers,
  * so the read path carries no stores of what only the write path needs. */
-static inline __attribute__((always_inline)) uint32_t
-btree_leaf_search_core(const struct btree *tree, const struct btree_leaf *leaf,
-                       const struct btree_key *key, bool *found, uint32_t *common,
-                       uint32_t *equal)
+static BTREE_ALWAYS_INLINE uint32_t btree_leaf_search_core(const struct btree *tree,
+                                                           const struct btree_leaf *leaf,
+                                                           const struct btree_key *key, bool *found,
+                                                           uint32_t *common, uint32_t *equal)
 {
     uint32_t n = leaf->count;
     uint64_t prefix = key->prefix;
@@ -789,8 +848,8 @@ static uint32_t btree_leaf_search(const struct btree *tree, const struct btree_l
 static void btree_leaf_place(const struct btree *tree, const struct btree_leaf *leaf,
                              const struct btree_key *key, struct btree_leaf_place *place)
 {
-    place->pos = btree_leaf_search_core(tree, leaf, key, &place->found, &place->common,
-                                        &place->equal);
+    place->pos =
+        btree_leaf_search_core(tree, leaf, key, &place->found, &place->common, &place->equal);
 }
 
 /* Walks from the root to the leaf whose range holds key, recording the path when given.
@@ -798,12 +857,10 @@ static void btree_leaf_place(const struct btree *tree, const struct btree_leaf *
 static struct btree_leaf *btree_descend(const struct btree *tree, const struct btree_key *key,
                                         struct btree_path *path)
 {
-    /* A local copy stays in registers: the path's stores cannot alias it. */
-    const struct btree_key k = *key;
     void *node = tree->root;
     for (uint32_t level = 0; level + 1 < tree->height; level++) {
         struct btree_inner *inner = node;
-        uint32_t index = btree_inner_search(inner, &k);
+        uint32_t index = btree_inner_search(inner, key);
         if (path != NULL) {
             path->node[level] = inner;
             path->index[level] = index;
@@ -852,8 +909,7 @@ static void btree_leaf_lower(struct btree_leaf *leaf, uint32_t skip)
 /* The key of leaf slot i. The slot whose value is still NULL is the one a btree_upsert is
  * creating: its key is `key`. */
 static const uint8_t *btree_leaf_slot_key(const struct btree *tree, const struct btree_leaf *leaf,
-                                          uint32_t i, const struct btree_key *key,
-                                          uint32_t *length)
+                                          uint32_t i, const struct btree_key *key, uint32_t *length)
 {
     if (leaf->value[i] == NULL) {
         *length = key->length;
@@ -906,8 +962,9 @@ static void btree_leaf_raise(const struct btree *tree, struct btree_leaf *leaf,
 /* Starts a new source: the entries appended next come from a leaf whose keys share
  * head[0, skip); skip may be below the leaf's own (a key being inserted does not share
  * all of its head). */
-static inline __attribute__((always_inline)) void btree_leaf_entries_source(struct btree_leaf_entries *entries,
-                                      const struct btree_leaf *leaf, uint32_t skip)
+static BTREE_ALWAYS_INLINE void btree_leaf_entries_source(struct btree_leaf_entries *entries,
+                                                          const struct btree_leaf *leaf,
+                                                          uint32_t skip)
 {
     uint32_t s = entries->sources++;
     entries->source_skip[s] = skip;
@@ -917,8 +974,9 @@ static inline __attribute__((always_inline)) void btree_leaf_entries_source(stru
 }
 
 /* Appends slots [from, to) of the current source's leaf, at the source's skip. */
-static inline __attribute__((always_inline)) void btree_leaf_entries_append(struct btree_leaf_entries *entries,
-                                      const struct btree_leaf *leaf, uint32_t from, uint32_t to)
+static BTREE_ALWAYS_INLINE void btree_leaf_entries_append(struct btree_leaf_entries *entries,
+                                                          const struct btree_leaf *leaf,
+                                                          uint32_t from, uint32_t to)
 {
     uint32_t s = entries->sources - 1;
     uint32_t skip = entries->source_skip[s];
@@ -939,12 +997,13 @@ static inline __attribute__((always_inline)) void btree_leaf_entries_append(stru
 }
 
 /* Appends the entry of the key being inserted (value NULL) to the current source. */
-static inline __attribute__((always_inline)) void btree_leaf_entries_append_key(struct btree_leaf_entries *entries,
-                                          const struct btree_key *key)
+static BTREE_ALWAYS_INLINE void btree_leaf_entries_append_key(struct btree_leaf_entries *entries,
+                                                              const struct btree_key *key)
 {
     uint32_t s = entries->sources - 1;
+    uint32_t skip = entries->source_skip[s];
     entries->prefix[entries->count] =
-        btree_prefix_at(key->bytes, key->length, entries->source_skip[s]);
+        skip == 0 ? key->prefix : btree_prefix_at(key->bytes, key->length, skip);
     entries->value[entries->count++] = NULL;
     entries->source_end[s] = entries->count;
 }
@@ -952,13 +1011,24 @@ static inline __attribute__((always_inline)) void btree_leaf_entries_append_key(
 /* Fills leaf with entries [from, to). When they come from one source the leaf takes that
  * source's skip and head as they are; when from both, the skip drops to what the two heads
  * share and each prefix is lowered to it. Reads no key. */
-static inline __attribute__((always_inline)) void btree_leaf_entries_scatter(const struct btree_leaf_entries *entries, uint32_t from,
-                                       uint32_t to, struct btree_leaf *leaf)
+static BTREE_ALWAYS_INLINE void btree_leaf_entries_scatter(const struct btree_leaf_entries *entries,
+                                                           uint32_t from, uint32_t to,
+                                                           struct btree_leaf *leaf)
 {
     uint32_t n = to - from;
     uint32_t first_source = entries->sources > 1 && from >= entries->source_end[0] ? 1 : 0;
     uint32_t last_source = entries->sources > 1 && to > entries->source_end[0] ? 1 : 0;
     uint32_t skip = entries->source_skip[first_source];
+    if (skip == 0 && entries->source_skip[last_source] == 0) {
+        /* Nothing skipped (random keys): plain copies, as on most inserts into a
+         * well-filled tree. */
+        memcpy(leaf->prefix, &entries->prefix[from], n * sizeof(uint64_t));
+        memcpy(leaf->value, &entries->value[from], n * sizeof(void *));
+        btree_fill_sentinels(leaf->prefix, n, BTREE_LEAF_SLOTS);
+        leaf->skip = 0;
+        leaf->count = n;
+        return;
+    }
     if (last_source != first_source) {
         uint32_t limit = entries->source_skip[0] < entries->source_skip[1]
                              ? entries->source_skip[0]
@@ -966,8 +1036,9 @@ static inline __attribute__((always_inline)) void btree_leaf_entries_scatter(con
         skip = btree_common_prefix(entries->source_head[0], entries->source_head[1], limit);
     }
     for (uint32_t s = first_source; s <= last_source; s++) {
-        uint32_t begin = s == first_source ? from : entries->source_end[s - 1];
-        uint32_t end = s == last_source ? to : entries->source_end[s];
+        /* With two sources the boundary between them is source_end[0]. */
+        uint32_t begin = s == first_source ? from : entries->source_end[0];
+        uint32_t end = s == last_source ? to : entries->source_end[0];
         uint32_t drop = entries->source_skip[s] - skip;
         if (drop == 0) {
             memcpy(&leaf->prefix[begin - from], &entries->prefix[begin],
@@ -1027,7 +1098,8 @@ static uint64_t btree_separator_prefix_at(const struct btree_separator *separato
     uint32_t length = separator->length;
     if (skip >= 8)
         return length > skip ? btree_prefix_of(separator->tail + (skip - 8), length - skip) : 0;
-    uint64_t low = length > 8 ? btree_prefix_of(separator->tail, length - 8) >> (8 * (8 - skip)) : 0;
+    uint64_t low =
+        length > 8 ? btree_prefix_of(separator->tail, length - 8) >> (8 * (8 - skip)) : 0;
     return (separator->prefix << (8 * skip)) | low;
 }
 
@@ -1055,8 +1127,9 @@ static void btree_inner_lower(struct btree_inner *inner, uint32_t skip, uint32_t
 
 /* Stores separator in slot i, first lowering the node's skip to what the separator shares
  * of its head when it does not share all of it; slots [0, valid) hold separators. */
-static void btree_inner_set_separator(struct btree_inner *inner, uint32_t i,
-                                      const struct btree_separator *separator, uint32_t valid)
+static inline void btree_inner_set_separator(struct btree_inner *inner, uint32_t i,
+                                             const struct btree_separator *separator,
+                                             uint32_t valid)
 {
     uint32_t skip = inner->skip;
     if (skip != 0) {
@@ -1274,10 +1347,9 @@ void btree_fail_allocations_after(struct btree *tree, long after)
 
 /* Gathers the entries of leaf, with the key being inserted at pos, as one source whose skip
  * is what the key shares of the leaf's head (place->common). Returns the key's index. */
-static inline __attribute__((always_inline)) uint32_t btree_leaf_entries_gather_insert(struct btree_leaf_entries *entries,
-                                                 const struct btree_leaf *leaf,
-                                                 const struct btree_leaf_place *place,
-                                                 const struct btree_key *key)
+static BTREE_ALWAYS_INLINE uint32_t
+btree_leaf_entries_gather_insert(struct btree_leaf_entries *entries, const struct btree_leaf *leaf,
+                                 const struct btree_leaf_place *place, const struct btree_key *key)
 {
     btree_leaf_entries_source(entries, leaf, place->common);
     btree_leaf_entries_append(entries, leaf, 0, place->pos);
@@ -1294,9 +1366,8 @@ static inline __attribute__((always_inline)) uint32_t btree_leaf_entries_gather_
 static int btree_leaf_pair_insert(struct btree *tree, struct btree_inner *parent,
                                   uint32_t separator_index, struct btree_leaf *a,
                                   struct btree_leaf *b, struct btree_leaf *target,
-                                  const struct btree_leaf_place *place,
-                                  const struct btree_key *key, struct btree_leaf **leaf,
-                                  void ***slot)
+                                  const struct btree_leaf_place *place, const struct btree_key *key,
+                                  struct btree_leaf **leaf, void ***slot)
 {
     struct btree_leaf_entries entries;
     entries.count = 0;
@@ -1859,7 +1930,8 @@ static int btree_check_node(struct btree_check_state *state, const void *node, u
                 return btree_check_fail("NULL value in a leaf");
             uint32_t length;
             const uint8_t *bytes = tree->key_of(leaf->value[i], &length);
-            if (length < leaf->skip || (leaf->skip > 0 && memcmp(bytes, leaf->head, leaf->skip) != 0))
+            if (length < leaf->skip ||
+                (leaf->skip > 0 && memcmp(bytes, leaf->head, leaf->skip) != 0))
                 return btree_check_fail("leaf key does not start with the leaf's head");
             if (btree_prefix_at(bytes, length, leaf->skip) != leaf->prefix[i])
                 return btree_check_fail("slot prefix differs from its key's bytes after the head");

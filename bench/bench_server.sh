@@ -17,7 +17,7 @@
 # is better (shoal/redis for ops/s, redis/shoal for ms and MB). Everything else starts
 # with '#'. Usage: bench_server.sh [path/to/shoal-server]; environment: RUNS (default 3),
 # QUICK=1 (one round, small counts: a smoke test), THREADS (shoal-server's event loops,
-# default: one per core), PARTS (which of memory,durable,rss to run; default all three).
+# default: the server's, half the cores), PARTS (which of memory,durable,rss to run; default all three).
 set -euo pipefail
 
 SHOAL=${1:-build/shoal-server}

@@ -77,7 +77,7 @@ static const config_entry config_table[] = {
     STRING("bind", bind, "127.0.0.1", CONFIG_IMMUTABLE, NULL,
            "addresses to listen on, separated by blanks"),
     NUMBER("threads", CONFIG_INTEGER, threads, "0", 0, 256, CONFIG_IMMUTABLE,
-           "event-loop threads; 0 = one per online core"),
+           "event-loop threads; 0 = half the online cores (at least one)"),
     NUMBER("shards", CONFIG_INTEGER, shards, "0", 0, 64, CONFIG_IMMUTABLE,
            "engine shards (power of two); 0 = engine default (4 x cores, at most 64)"),
     STRING("mode", mode, "auto", CONFIG_IMMUTABLE, "auto|memory|durable",

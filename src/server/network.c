@@ -3,7 +3,7 @@
  *
  * Purpose
  * -------
- * shoal-server runs N event-loop threads (default: one per online core). Each loop has
+ * shoal-server runs N event-loop threads (default: half the online cores, at least one). Each loop has
  * its own epoll instance and its own listening socket on the same port (SO_REUSEPORT),
  * so the kernel spreads new connections over the loops with no acceptor thread and no
  * hand-off. A connection stays on the loop that accepted it for its whole life; that
@@ -659,8 +659,11 @@ int network_start(char *error, size_t error_size)
 {
     long long threads = atomic_load(&server.config.threads);
     if (threads <= 0) {
+        /* Half the cores: the kernel's network processing, the log's threads and, on a
+         * small machine, the clients need the rest. On 2 cores one loop against two gave
+         * Redis-or-better p99 at -P 1 instead of 2.6x worse (docs/BENCHMARKS.md). */
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = cores > 0 ? cores : 1;
+        threads = cores > 1 ? cores / 2 : 1;
     }
     server.loop_count = (size_t)threads;
     server.loops = calloc(server.loop_count, sizeof(event_loop));

@@ -1673,8 +1673,8 @@ static void btree_inner_merge(struct btree *tree, struct btree_inner *parent,
 /* Spreads the children of inner neighbours a and b evenly, rotating separators through the
  * parent. No allocation: every separator only moves. */
 static void btree_inner_pair_balance(struct btree *tree, struct btree_inner *parent,
-                                     uint32_t separator_index,
-                                     struct btree_inner *a, struct btree_inner *b)
+                                     uint32_t separator_index, struct btree_inner *a,
+                                     struct btree_inner *b)
 {
     struct btree_inner_entries entries;
     entries.children = 0;

@@ -63,7 +63,9 @@
  * the bytes all its keys share ("prefix truncation"), keeping them in its head:
  *
  *   - Search (btree_leaf_search_core, btree_inner_search): a node that skips nothing is
- *     searched exactly as before. Otherwise the key is held against head[0, skip): below
+ *     searched exactly as before, its skip looked at only after the rank, and the descent
+ *     looks at no inner skip until some inner node has raised one (tree->inner_skipping).
+ *     Otherwise the key is held against head[0, skip): below
  *     gives position 0, above gives the count (not found either way; a key that is a proper
  *     prefix of the head, the empty key included, is below); equal ranks the key's bytes
  *     [skip, skip + 8), and equal prefixes compare the bytes from skip + 8 on, then lengths.
@@ -83,21 +85,31 @@
  *     (invariant 2); every change happens after the allocations an upsert needs, so a
  *     failed upsert leaves every skip and prefix as it was (invariant 8).
  *
- * Measured (bench/btree_vs_art.c, same machine as below, three alternating runs of the
- * old and the new tree, best of 3 inside each run; thread CPU ns per key):
+ * Measured on the machine described under "Node sizes", the old tree against this one:
  *
- *                                    insert before/after  lookup before/after  walk
- *     1M redis-style keys (--redis)      1127-1295 / 600-676   1299-1404 / 610-633  ~7 / ~7
- *     1M random 16-byte keys             243-320 / 246-316      289-371 / 301-380   ~6 / ~6
+ *   - bench/btree_vs_art.c, 1M keys, three alternating runs (best of 3 inside each), thread
+ *     CPU ns per key:
  *
- * Random keys never skip. Measured with both trees in one process, each order once so that
- * position and huge-page luck cancel, random lookups came out 0-4% slower (the noise
- * between two identical trees is +-4%) and inserts 2-5% slower (the redistribution's
- * bookkeeping of two sources). shoal-bench --only fill,get,scan --anchors lmdb, three
- * alternating runs: fill 1.71M -> 1.63M keys/s (medians; single runs ranged 1.57-2.06M for
- * both), get_1t 1.00M -> 1.12M, scan 6.5M -> 7.0M keys/s: within the noise. shoal-server
- * (memory mode) under redis-benchmark -r 1000000 -P 16, four alternating runs: SET 372K ->
- * 466K requests/s and GET 458K -> 571K (medians), GET p50 1.5-1.75 ms -> 1.0-1.3 ms.
+ *                                  insert ns             lookup ns             bytes/key
+ *                                  before     after      before     after      before after
+ *       redis-style (--redis)      1391-1545  682-779    1434-1534  694-748    20.4   20.5
+ *       random 16-byte keys        318-384    337-428    434-581    450-563    20.3   20.3
+ *
+ *   - Both trees in one process, measured alternately, each in both positions so that
+ *     placement and huge-page luck cancel (two identical trees differ by up to 6% this
+ *     way): redis-style keys insert 2.0-2.1x and look up 2.1-2.2x faster, walks are equal;
+ *     random keys insert 4% slower (median of six; the redistribution's bookkeeping of two
+ *     sources and the separator fitting: 2.8% more instructions), look up 1% slower (1.7%
+ *     more instructions) and walk 3% faster. Testing the skip before the rank instead of
+ *     after it had cost random lookups 12%; raising every split leaf's skip to lcp(first,
+ *     last), as random keys' leaves would be at each split, cost random inserts 9% and
+ *     lookups 15%.
+ *   - shoal-bench --only fill,get,scan --anchors lmdb, three alternating runs, medians:
+ *     fill 1.86M -> 1.82M keys/s, get_1t 1.13M -> 1.13M, get_2t 2.18M -> 2.13M, scan 7.33M
+ *     -> 7.47M: all within the run-to-run noise (single fills ranged 1.63-2.15M).
+ *   - shoal-server in memory mode under redis-benchmark -r 1000000 -n 3000000 -P 16 (SET
+ *     then GET), four alternating runs, medians: SET 333K -> 467K requests/s, GET 453K ->
+ *     541K, GET p50 1.6-1.8 ms -> 1.0-1.3 ms.
  *
  * Node sizes
  * ----------

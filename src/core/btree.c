@@ -88,12 +88,12 @@
  * Measured on the machine described under "Node sizes", the old tree against this one:
  *
  *   - bench/btree_vs_art.c, 1M keys, three alternating runs (best of 3 inside each), thread
- *     CPU ns per key:
+ *     CPU ns per key; single runs of random keys vary by a third, hence the next figures:
  *
  *                                  insert ns             lookup ns             bytes/key
  *                                  before     after      before     after      before after
- *       redis-style (--redis)      1391-1545  682-779    1434-1534  694-748    20.4   20.5
- *       random 16-byte keys        318-384    337-428    434-581    450-563    20.3   20.3
+ *       redis-style (--redis)      1164-1519  591-757    1337-1548  627-704    20.4   20.5
+ *       random 16-byte keys        278-347    285-356    289-524    306-519    20.3   20.3
  *
  *   - Both trees in one process, measured alternately, each in both positions so that
  *     placement and huge-page luck cancel (two identical trees differ by up to 6% this
@@ -105,11 +105,11 @@
  *     last), as random keys' leaves would be at each split, cost random inserts 9% and
  *     lookups 15%.
  *   - shoal-bench --only fill,get,scan --anchors lmdb, three alternating runs, medians:
- *     fill 1.86M -> 1.82M keys/s, get_1t 1.13M -> 1.13M, get_2t 2.18M -> 2.13M, scan 7.33M
- *     -> 7.47M: all within the run-to-run noise (single fills ranged 1.63-2.15M).
+ *     fill 1.82M -> 1.90M keys/s, get_1t 1.15M -> 1.19M, get_2t 2.17M -> 2.28M, scan 7.39M
+ *     -> 7.57M: all within the run-to-run noise (single fills ranged 1.70-1.92M).
  *   - shoal-server in memory mode under redis-benchmark -r 1000000 -n 3000000 -P 16 (SET
- *     then GET), four alternating runs, medians: SET 333K -> 467K requests/s, GET 453K ->
- *     541K, GET p50 1.6-1.8 ms -> 1.0-1.3 ms.
+ *     then GET), four alternating runs, medians: SET 395K -> 498K requests/s, GET 514K ->
+ *     592K, GET p50 1.2-1.7 ms -> 1.06-1.2 ms.
  *
  * Node sizes
  * ----------

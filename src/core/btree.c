@@ -173,9 +173,10 @@
  *   2. Every key of a leaf starts with the leaf's head[0, skip), skip <= BTREE_HEAD_BYTES,
  *      and each slot's prefix is its key's bytes [skip, skip + 8), big-endian, zero padded.
  *      Likewise every separator of an inner node starts with that node's head, and its
- *      stored prefix is its bytes [skip, skip + 8). A skip may be smaller than what the
- *      keys share (correct, only slower), never larger. No value is NULL outside the
- *      window between a creating btree_upsert and the caller's store.
+ *      stored prefix is its bytes [skip, skip + 8); an inner node skips only when
+ *      tree->inner_skipping is set. A skip may be smaller than what the keys share
+ *      (correct, only slower), never larger. No value is NULL outside the window between a
+ *      creating btree_upsert and the caller's store.
  *   3. All leaves are at depth height-1. The root is a leaf with 1..LEAF_SLOTS keys or an
  *      inner node with 2..INNER_SLOTS children; an empty tree has no root (height 0).
  *   4. Every other leaf holds LEAF_MIN..LEAF_SLOTS keys and every other inner node
@@ -679,14 +680,15 @@ static inline void btree_prefetch(const void *start, size_t bytes)
     __builtin_prefetch(p + bytes - 1);
 }
 
-/* An inner node's count and prefixes: what its search reads. */
+/* An inner node's count, skip, prefixes and head: what its search reads. */
 static inline void btree_prefetch_inner(const struct btree_inner *inner)
 {
     btree_prefetch(inner, offsetof(struct btree_inner, length));
 }
 
-/* A whole leaf but its links: the prefixes for the search and the values for its result,
- * so that reading the found value pointer does not wait for a second memory latency. */
+/* A whole leaf but its links: the prefixes and head for the search and the values for its
+ * result, so that reading the found value pointer does not wait for a second memory
+ * latency. */
 static inline void btree_prefetch_leaf(const struct btree_leaf *leaf)
 {
     btree_prefetch(leaf, offsetof(struct btree_leaf, prev));
@@ -816,9 +818,10 @@ static BTREE_NOINLINE uint32_t btree_leaf_search_skipping(const struct btree *tr
  * skipping existed: the rank runs on the key's first 8 bytes and only then is the skip
  * looked at, sending a skipping leaf to btree_leaf_search_skipping, which ranks again. The
  * order is measured, not taken for granted: testing the skip before the rank, one load and
- * one never-taken branch, made 1M random lookups ~12% slower (the branch waits on the
- * leaf's first cache line, which is still arriving). Always inlined into its two callers,
- * so the read path carries no stores of what only the write path needs. */
+ * one never-taken branch, made 1M random lookups ~12% slower (probably because that branch
+ * waits on the leaf's first cache line while it is still arriving, where the rank's loads
+ * would already be under way). Always inlined into its two callers, so the read path
+ * carries no stores of what only the write path needs. */
 static BTREE_ALWAYS_INLINE uint32_t btree_leaf_search_core(const struct btree *tree,
                                                            const struct btree_leaf *leaf,
                                                            const struct btree_key *key, bool *found,
@@ -899,8 +902,9 @@ static BTREE_ALWAYS_INLINE struct btree_leaf *btree_descend_with(const struct bt
 /* Walks from the root to the leaf whose range holds key, recording the path when given.
  * Requires a non-empty tree. Until some inner node of the tree has raised its skip
  * (tree->inner_skipping; never, for random keys) the descent does not look at skips at
- * all: three instructions per level, but 3% of a lookup's, and a loop of lookups overlaps
- * as many of them as fit in the processor's window. */
+ * all. Looking costs three instructions per level, which came to 1% of a random lookup's
+ * instructions, and a loop of lookups overlaps only as many of them as fit in the
+ * processor's window. */
 static struct btree_leaf *btree_descend(const struct btree *tree, const struct btree_key *key,
                                         struct btree_path *path)
 {
@@ -977,7 +981,10 @@ static void btree_leaf_raise(const struct btree *tree, struct btree_leaf *leaf,
     uint32_t limit = first_length < last_length ? first_length : last_length;
     if (limit > BTREE_HEAD_BYTES)
         limit = BTREE_HEAD_BYTES;
-    /* Both keys start with the head, so the comparison starts after it. */
+    /* Both keys start with the head, so the comparison starts after it. (The empty key's
+     * bytes may be a null pointer, which takes no offset, not even zero.) */
+    if (limit <= skip)
+        return;
     uint32_t target = skip + btree_common_prefix(first + skip, last + skip, limit - skip);
     if (target <= skip)
         return;

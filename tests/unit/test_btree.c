@@ -837,6 +837,32 @@ static void test_empty_key(void **state)
     verify_all(tree, &model);
     btree_free(tree);
     model_free(&model);
+
+    /* The empty key given as a null pointer, created in a leaf that skips nothing where its
+     * prefix equals its neighbours' (keys of zero bytes): the leaf then tries to raise its
+     * skip from the new key's bytes. Keys of 0xff bytes move the skip around it. */
+    tree = btree_new(item_key);
+    assert_non_null(tree);
+    memset(&model, 0, sizeof(model));
+    static const uint8_t zeros[40];
+    uint8_t ones[16];
+    memset(ones, 0xff, sizeof(ones));
+    assert_true(both_upsert(tree, &model, ones, 1));
+    for (uint32_t length = 1; length <= 40; length++)
+        assert_true(both_upsert(tree, &model, zeros, length));
+    assert_true(both_remove(tree, &model, ones, 1));
+    assert_true(both_upsert(tree, &model, NULL, 0));
+    verify_all(tree, &model);
+    for (uint32_t length = 1; length <= 16; length++)
+        assert_true(both_upsert(tree, &model, ones, length));
+    verify_all(tree, &model);
+    for (uint32_t length = 0; length <= 41; length++) {
+        verify_seek(tree, &model, zeros, length > 40 ? 40 : length);
+        verify_seek(tree, &model, ones, length > 16 ? 16 : length);
+    }
+    assert_ptr_equal(btree_get(tree, NULL, 0), model.items[0]);
+    btree_free(tree);
+    model_free(&model);
 }
 
 /* 64 KiB keys: separators between keys that differ only near their end are long copies. */

@@ -2,7 +2,8 @@
  * btree.h -- the ordered index of one (namespace, shard) pair: a B+tree that maps byte-string
  * keys to opaque value pointers (the newest version object of each key).
  *
- * The tree does not copy keys into its leaves. A leaf slot holds the first 8 key bytes as a
+ * The tree does not copy keys into its leaves. A leaf keeps the leading bytes all its keys
+ * share (its head, up to 32 bytes) once, and each slot holds the next 8 key bytes as a
  * big-endian integer and the value pointer; the full key of a slot is read from its value
  * through the btree_key_fn given to btree_new(). So a value's key bytes must not change, and
  * must stay readable, for as long as the value is in the tree.

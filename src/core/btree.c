@@ -767,6 +767,39 @@ static inline int btree_compare_slot(const struct btree *tree, const struct btre
                               btree_rest_of(bytes, length, start), length, start);
 }
 
+/* Finishes a leaf search from low, the rank of the key's slot prefix: returns low when no
+ * slot there holds that prefix, else resolves the run of slots that do by their full keys,
+ * compared from byte `start` on (skip + 8). Usually the prefix is unique in the leaf; the
+ * end of a run is looked for only when there is one. */
+static BTREE_ALWAYS_INLINE uint32_t btree_leaf_resolve(const struct btree *tree,
+                                                       const struct btree_leaf *leaf,
+                                                       const struct btree_key *key,
+                                                       uint64_t prefix, uint32_t low,
+                                                       uint32_t start, bool *found,
+                                                       uint32_t *equal)
+{
+    uint32_t n = leaf->count;
+    if (low >= n || leaf->prefix[low] != prefix)
+        return low < n ? low : n;
+    uint32_t high = low + 1;
+    if (high < n && leaf->prefix[high] == prefix)
+        high = low + btree_upper_bound(leaf->prefix + low, n - low, prefix);
+    *equal = high - low;
+    while (low < high) {
+        uint32_t middle = low + (high - low) / 2;
+        int c = btree_compare_slot(tree, key, leaf->value[middle], start);
+        if (c == 0) {
+            *found = true;
+            return middle;
+        }
+        if (c < 0)
+            high = middle;
+        else
+            low = middle + 1;
+    }
+    return low;
+}
+
 /* The search of a leaf that skips bytes (see btree_leaf_search_core), kept out of line. The
  * key is held against the head first: a key that does not share it is below or above every
  * key of the leaf (a key that is a proper prefix of the head is below them). Otherwise the
@@ -788,25 +821,7 @@ static BTREE_NOINLINE uint32_t btree_leaf_search_skipping(const struct btree *tr
     *common = skip;
     uint64_t prefix = btree_prefix_at(key->bytes, key->length, skip);
     uint32_t low = btree_rank(leaf->prefix, BTREE_LEAF_SLOTS, prefix);
-    if (low >= n || leaf->prefix[low] != prefix)
-        return low < n ? low : n;
-    uint32_t high = low + 1;
-    if (high < n && leaf->prefix[high] == prefix)
-        high = low + btree_upper_bound(leaf->prefix + low, n - low, prefix);
-    *equal = high - low;
-    while (low < high) {
-        uint32_t middle = low + (high - low) / 2;
-        int c2 = btree_compare_slot(tree, key, leaf->value[middle], skip + 8);
-        if (c2 == 0) {
-            *found = true;
-            return middle;
-        }
-        if (c2 < 0)
-            high = middle;
-        else
-            low = middle + 1;
-    }
-    return low;
+    return btree_leaf_resolve(tree, leaf, key, prefix, low, skip + 8, found, equal);
 }
 
 /* Finds where key falls in leaf: returns the first slot whose key is >= key, with *found
@@ -827,36 +842,15 @@ static BTREE_ALWAYS_INLINE uint32_t btree_leaf_search_core(const struct btree *t
                                                            const struct btree_key *key, bool *found,
                                                            uint32_t *common, uint32_t *equal)
 {
-    uint32_t n = leaf->count;
     uint64_t prefix = key->prefix;
     *found = false;
     *equal = 0;
     *common = 0;
-    /* Over the whole array: the sentinels past n are >= any prefix, so low <= n. */
+    /* Over the whole array: the sentinels past count are >= any prefix, so low <= count. */
     uint32_t low = btree_rank(leaf->prefix, BTREE_LEAF_SLOTS, prefix);
     if (__builtin_expect(leaf->skip != 0, 0))
         return btree_leaf_search_skipping(tree, leaf, key, found, common, equal);
-    if (low >= n || leaf->prefix[low] != prefix)
-        return low < n ? low : n;
-    /* Usually the prefix is unique in the leaf; only look for the end of a run of equal
-     * prefixes when there is one. */
-    uint32_t high = low + 1;
-    if (high < n && leaf->prefix[high] == prefix)
-        high = low + btree_upper_bound(leaf->prefix + low, n - low, prefix);
-    *equal = high - low;
-    while (low < high) {
-        uint32_t middle = low + (high - low) / 2;
-        int c = btree_compare_slot(tree, key, leaf->value[middle], 8);
-        if (c == 0) {
-            *found = true;
-            return middle;
-        }
-        if (c < 0)
-            high = middle;
-        else
-            low = middle + 1;
-    }
-    return low;
+    return btree_leaf_resolve(tree, leaf, key, prefix, low, 8, found, equal);
 }
 
 /* The read path's search: the first slot whose key is >= key; *found says whether it is

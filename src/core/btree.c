@@ -1906,6 +1906,35 @@ void btree_prev(struct btree_cursor *c)
     }
 }
 
+void *const *btree_cursor_leaf_values(const struct btree_cursor *c, uint32_t *count)
+{
+    const struct btree_leaf *leaf = c->leaf;
+    *count = leaf->count;
+    return leaf->value;
+}
+
+void btree_cursor_next_leaf(struct btree_cursor *c, bool reverse)
+{
+    struct btree_leaf *leaf = c->leaf;
+    if (leaf == NULL)
+        return;
+    leaf = reverse ? leaf->prev : leaf->next;
+    c->leaf = leaf;
+    c->pos = leaf == NULL ? 0 : reverse ? (int)leaf->count - 1 : 0;
+}
+
+void btree_cursor_prefetch_neighbor(const struct btree_cursor *c, bool reverse)
+{
+    const struct btree_leaf *leaf = c->leaf;
+    const struct btree_leaf *neighbor = leaf == NULL ? NULL : reverse ? leaf->prev : leaf->next;
+    if (neighbor == NULL)
+        return;
+    /* What a scan reads of it: the count, the values and the links (not the prefixes). */
+    __builtin_prefetch(neighbor);
+    btree_prefetch(neighbor->value, sizeof neighbor->value + sizeof neighbor->prev +
+                                        sizeof neighbor->next);
+}
+
 /* ---- checking ----------------------------------------------------------------------- */
 
 struct btree_check_state {

@@ -71,6 +71,18 @@ void btree_prev(struct btree_cursor *c);
 
 /* ---- additions to the interface above ------------------------------------------------ */
 
+/* Leaf runs, for scans that read many consecutive entries under one lock: the values of
+ * the (valid) cursor's leaf, *count of them in key order, the cursor's entry at index
+ * c->pos. Reading them in place costs no call per entry; the array is valid only until the
+ * tree changes. btree_cursor_next_leaf moves to the first entry of the next leaf (reverse:
+ * the last entry of the previous one), or makes the cursor invalid at the end;
+ * btree_cursor_prefetch_neighbor starts loading that leaf, so that the scan does not wait
+ * for it when it gets there (leaves are placed in memory in allocation order, not in key
+ * order). */
+void *const *btree_cursor_leaf_values(const struct btree_cursor *c, uint32_t *count);
+void btree_cursor_next_leaf(struct btree_cursor *c, bool reverse);
+void btree_cursor_prefetch_neighbor(const struct btree_cursor *c, bool reverse);
+
 /* Returns the key of the cursor's entry (through the tree's btree_key_fn) and its length in
  * *len. The cursor must be valid. The bytes belong to the value, not to the tree. */
 const void *btree_cursor_key(const struct btree_cursor *c, uint32_t *len);

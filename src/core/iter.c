@@ -13,8 +13,16 @@
  * at or before S is open (internal.h I4), and the iterator always holds one (T2); and a
  * dropped namespace's versions are freed only when its last iterator goes (T3).
  *
- * A spread namespace has one cursor per shard; a binary heap ordered by each cursor's
- * current key merges them (the smallest first, or the largest when reverse).
+ * A spread namespace has one cursor per shard; a tournament tree of losers ordered by each
+ * cursor's current key merges them (the smallest first, or the largest when reverse). Each
+ * step replays one path from a leaf to the root: log2(cursors) comparisons, each of one
+ * stored loser with the path's current winner, chosen without a branch. A binary heap did
+ * up to two comparisons per level, each a branch that random keys mispredict half the time:
+ * with 8 shards it was 17% of a full scan's time, and the loser tree scans 1M keys 10-25%
+ * faster (alternating runs). Refills read a leaf's values in place
+ * (btree_cursor_leaf_values) instead of calling the cursor's functions per entry, and
+ * start loading the next leaf while they read this one: together 12.4M -> 19.7M keys/s in
+ * shoal-bench's scan.
  *
  * Bounds: the scan covers [lower, upper) where lower = max(start, prefix) and upper =
  * min(end, the first key after every key with the prefix).
@@ -39,6 +47,7 @@
 #define ITER_CHUNK_KEYS 256
 #define ITER_PREFETCH 16
 #define ITER_READ_AHEAD 8
+#define ITER_MAX_CURSORS 64 /* shards */
 
 struct buffer {
     uint8_t *data;
@@ -93,14 +102,6 @@ struct cursor {
     bool started, exhausted;
 };
 
-/* A heap entry keeps its cursor's current 8-byte prefix (reverse: inverted, so that the
- * smallest value always comes first), so most comparisons of the merge read only the
- * compact heap array. */
-struct heap_entry {
-    uint64_t order;
-    unsigned cursor;
-};
-
 struct shoal_iter {
     struct namespace *ns;
     struct shoal_db *db;
@@ -110,8 +111,17 @@ struct shoal_iter {
     bool has_lower, has_upper, reverse;
     struct cursor *cursors;
     unsigned cursor_count;
-    struct heap_entry *heap; /* best first */
-    unsigned heap_size;
+    /* The merge (see the top). order[i] is cursor i's current 8-byte prefix, inverted when
+     * reverse so that the smallest always comes first, and UINT64_MAX once the cursor is
+     * out of entries; most comparisons read only this dense array. Cursors number `leaves`
+     * (a power of two); those from cursor_count on are padding and always out. loser[n]
+     * for n in [1, leaves) is the loser of the match at tree node n, whose children are
+     * nodes 2n and 2n + 1, cursor i being node leaves + i. */
+    uint64_t *order;
+    unsigned *loser;
+    unsigned leaves;
+    unsigned winner;   /* the cursor whose entry is current, when has_current */
+    bool has_current;
     unsigned chunk_keys; /* entries a refill collects, at most ITER_CHUNK_KEYS */
     bool begun;
     int error;
@@ -193,54 +203,55 @@ static int cursor_refill(struct shoal_iter *it, struct cursor *c)
     }
     c->started = true;
 
-    /* Versions live wherever they were allocated, so each is a cache miss: a second cursor
-     * runs ITER_PREFETCH entries ahead and prefetches them, overlapping the misses. */
-    struct btree_cursor ahead = bc;
-    for (int k = 0; k < ITER_PREFETCH && btree_cursor_valid(&ahead); k++) {
-        iter_prefetch_version(btree_cursor_value(&ahead));
-        if (it->reverse)
-            btree_prev(&ahead);
-        else
-            btree_next(&ahead);
-    }
-    int err = 0;
+    /* The entries are read a leaf at a time, in place (btree_cursor_leaf_values). Versions
+     * live wherever they were allocated, so each can be a cache miss: the loop prefetches
+     * ITER_PREFETCH entries ahead, and each leaf starts loading the next one. */
     const struct version *last = NULL;
     bool bound = false;
     size_t visited = 0;
+    const size_t visit_limit = 4 * (size_t)it->chunk_keys;
     /* A chunk ends at a count of entries or of keys visited, so that invisible keys cannot
      * keep the lock either. */
-    while (btree_cursor_valid(&bc) && c->count < it->chunk_keys &&
-           visited < 4 * (size_t)it->chunk_keys) {
-        const struct version *v = btree_cursor_value(&bc);
-        if ((!it->reverse && it->has_upper &&
-             key_compare(v->data, v->klen, it->upper.data, it->upper.len) >= 0) ||
-            (it->reverse && it->has_lower &&
-             key_compare(v->data, v->klen, it->lower.data, it->lower.len) < 0)) {
-            bound = true;
+    while (btree_cursor_valid(&bc) && c->count < it->chunk_keys && visited < visit_limit) {
+        uint32_t n;
+        void *const *values = btree_cursor_leaf_values(&bc, &n);
+        btree_cursor_prefetch_neighbor(&bc, it->reverse);
+        const int step = it->reverse ? -1 : 1;
+        const uint32_t left = it->reverse ? (uint32_t)bc.pos + 1 : n - (uint32_t)bc.pos;
+        void *const *at = values + bc.pos; /* at[i * step] is the i-th entry from here */
+        for (uint32_t i = 0; i < ITER_PREFETCH && i < left; i++)
+            iter_prefetch_version(at[(int)i * step]);
+        uint32_t i = 0;
+        for (; i < left && c->count < it->chunk_keys && visited < visit_limit; i++) {
+            const struct version *v = at[(int)i * step];
+            if ((!it->reverse && it->has_upper &&
+                 key_compare(v->data, v->klen, it->upper.data, it->upper.len) >= 0) ||
+                (it->reverse && it->has_lower &&
+                 key_compare(v->data, v->klen, it->lower.data, it->lower.len) < 0)) {
+                bound = true;
+                break;
+            }
+            if (i + ITER_PREFETCH < left)
+                iter_prefetch_version(at[(int)(i + ITER_PREFETCH) * step]);
+            last = v;
+            visited++;
+            const struct version *seen = version_visible(v, it->at);
+            if (seen && !version_is_tombstone(seen)) {
+                struct chunk_entry *e = &c->entries[c->count++];
+                e->prefix = key_prefix(seen->data, seen->klen);
+                e->version = seen;
+            }
+        }
+        if (bound)
             break;
-        }
-        if (btree_cursor_valid(&ahead)) {
-            iter_prefetch_version(btree_cursor_value(&ahead));
-            if (it->reverse)
-                btree_prev(&ahead);
-            else
-                btree_next(&ahead);
-        }
-        last = v;
-        visited++;
-        const struct version *seen = version_visible(v, it->at);
-        if (seen && !version_is_tombstone(seen)) {
-            struct chunk_entry *e = &c->entries[c->count++];
-            e->prefix = key_prefix(seen->data, seen->klen);
-            e->version = seen;
-        }
-        if (it->reverse)
-            btree_prev(&bc);
+        if (i == left)
+            btree_cursor_next_leaf(&bc, it->reverse);
         else
-            btree_next(&bc);
+            bc.pos += (int)i * step;
     }
     bool more = !bound && btree_cursor_valid(&bc);
-    if (!err && last)
+    int err = 0;
+    if (last)
         err = buffer_set(&c->resume, last->data, last->klen);
     shard_read_unlock(s, t);
     if (err)
@@ -272,46 +283,74 @@ static uint64_t cursor_order(const struct shoal_iter *it, const struct cursor *c
     return it->reverse ? ~prefix : prefix;
 }
 
-/* Whether heap entry a should come before heap entry b. */
-static bool heap_before(const struct shoal_iter *it, const struct heap_entry *a,
-                        const struct heap_entry *b)
+/* Whether cursor a's entry comes before cursor b's when their orders are equal: rare on
+ * random keys, so kept out of line. A cursor that is out comes after every live one. */
+static __attribute__((noinline)) bool merge_before_tied(const struct shoal_iter *it,
+                                                        unsigned a, unsigned b)
 {
-    if (a->order != b->order)
-        return a->order < b->order;
+    bool a_live = a < it->cursor_count && cursor_has(&it->cursors[a]);
+    bool b_live = b < it->cursor_count && cursor_has(&it->cursors[b]);
+    if (!a_live || !b_live)
+        return a_live;
     uint32_t alen, blen;
-    const uint8_t *ak = cursor_key(&it->cursors[a->cursor], &alen);
-    const uint8_t *bk = cursor_key(&it->cursors[b->cursor], &blen);
+    const uint8_t *ak = cursor_key(&it->cursors[a], &alen);
+    const uint8_t *bk = cursor_key(&it->cursors[b], &blen);
     int c = key_compare(ak, alen, bk, blen);
     return it->reverse ? c > 0 : c < 0;
 }
 
-static void heap_sift_down(struct shoal_iter *it, unsigned i)
+/* Whether cursor a's current entry should come before cursor b's. */
+static inline bool merge_before(const struct shoal_iter *it, unsigned a, unsigned b)
 {
-    struct heap_entry *h = it->heap;
-    for (;;) {
-        unsigned best = i, l = 2 * i + 1, r = 2 * i + 2;
-        if (l < it->heap_size && heap_before(it, &h[l], &h[best]))
-            best = l;
-        if (r < it->heap_size && heap_before(it, &h[r], &h[best]))
-            best = r;
-        if (best == i)
-            return;
-        struct heap_entry tmp = h[i];
-        h[i] = h[best];
-        h[best] = tmp;
-        i = best;
-    }
+    uint64_t oa = it->order[a], ob = it->order[b];
+    if (__builtin_expect(oa != ob, 1))
+        return oa < ob;
+    return merge_before_tied(it, a, b);
 }
 
-static void heap_build(struct shoal_iter *it)
+static void merge_set_order(struct shoal_iter *it, unsigned i)
 {
-    it->heap_size = 0;
-    for (unsigned i = 0; i < it->cursor_count; i++)
-        if (cursor_has(&it->cursors[i]))
-            it->heap[it->heap_size++] =
-                (struct heap_entry){cursor_order(it, &it->cursors[i]), i};
-    for (unsigned i = it->heap_size / 2; i-- > 0;)
-        heap_sift_down(it, i);
+    const struct cursor *c = &it->cursors[i];
+    it->order[i] = cursor_has(c) ? cursor_order(it, c) : UINT64_MAX;
+}
+
+/* Plays cursor i's new entry up the tree: at each node the stored loser and the path's
+ * winner so far meet, and the node keeps the one that loses. */
+static void merge_replay(struct shoal_iter *it, unsigned i)
+{
+    unsigned candidate = i;
+    for (unsigned node = (it->leaves + i) >> 1; node >= 1; node >>= 1) {
+        /* Select with a mask: as a conditional, the compiler makes it a branch. */
+        unsigned both = it->loser[node] ^ candidate;
+        unsigned stored_wins = 0u - (unsigned)merge_before(it, it->loser[node], candidate);
+        candidate ^= both & stored_wins;
+        it->loser[node] = candidate ^ both;
+    }
+    it->winner = candidate;
+    it->has_current =
+        candidate < it->cursor_count && cursor_has(&it->cursors[candidate]);
+}
+
+/* Plays every match from the leaves up. winners[n] is the winner below node n. */
+static void merge_build(struct shoal_iter *it)
+{
+    unsigned leaves = it->leaves;
+    unsigned winners[2 * ITER_MAX_CURSORS];
+    for (unsigned i = 0; i < leaves; i++) {
+        if (i < it->cursor_count)
+            merge_set_order(it, i);
+        else
+            it->order[i] = UINT64_MAX;
+        winners[leaves + i] = i;
+    }
+    for (unsigned node = leaves - 1; node >= 1; node--) {
+        unsigned a = winners[2 * node], b = winners[2 * node + 1];
+        bool a_wins = merge_before(it, a, b);
+        winners[node] = a_wins ? a : b;
+        it->loser[node] = a_wins ? b : a;
+    }
+    it->winner = winners[1]; /* with one leaf, node 1 is that leaf */
+    it->has_current = it->winner < it->cursor_count && cursor_has(&it->cursors[it->winner]);
 }
 
 /* The first key after every key that starts with prefix; false if there is none (the
@@ -400,8 +439,13 @@ int iter_create(struct shoal_db *db, struct namespace *ns, int only_shard,
     unsigned count = ns->placement == SHOAL_PLACE_PINNED || only_shard >= 0
                          ? 1 : ns->shard_mask + 1;
     it->cursors = calloc(count, sizeof *it->cursors);
-    it->heap = calloc(count, sizeof *it->heap);
-    if (!it->cursors || !it->heap) {
+    unsigned leaves = 1;
+    while (leaves < count)
+        leaves *= 2;
+    it->leaves = leaves;
+    it->order = calloc(leaves, sizeof *it->order);
+    it->loser = calloc(leaves, sizeof *it->loser);
+    if (!it->cursors || !it->order || !it->loser || count > ITER_MAX_CURSORS) {
         shoal_iter_free(it);
         return SHOAL_ENOMEM;
     }
@@ -447,47 +491,45 @@ SHOAL_API int shoal_iter_next(shoal_iter *it)
         it->begun = true;
         if (it->has_lower && it->has_upper &&
             key_compare(it->lower.data, it->lower.len, it->upper.data, it->upper.len) >= 0) {
-            it->heap_size = 0;
+            it->has_current = false;
             return 0;
         }
         for (unsigned i = 0; i < it->cursor_count && !err; i++)
             err = cursor_fill(it, &it->cursors[i]);
         if (!err)
-            heap_build(it);
-    } else if (it->heap_size > 0) {
-        struct cursor *c = &it->cursors[it->heap[0].cursor];
+            merge_build(it);
+    } else if (it->has_current) {
+        unsigned w = it->winner;
+        struct cursor *c = &it->cursors[w];
         c->pos++;
         /* The caller is about to read the values in version memory: ask for this cursor's
          * coming ones now (it advances about once per cursor_count steps). */
         if (c->pos + ITER_READ_AHEAD < c->count) {
             const char *p = (const char *)c->entries[c->pos + ITER_READ_AHEAD].version;
+            __builtin_prefetch(p);
             __builtin_prefetch(p + 64);
             __builtin_prefetch(p + 128);
         }
         err = cursor_fill(it, c);
         if (!err) {
-            if (!cursor_has(c))
-                it->heap[0] = it->heap[--it->heap_size];
-            else
-                it->heap[0].order = cursor_order(it, c);
-            if (it->heap_size > 0)
-                heap_sift_down(it, 0);
+            merge_set_order(it, w);
+            merge_replay(it, w);
         }
     }
     if (err) {
         it->error = err;
-        it->heap_size = 0;
+        it->has_current = false;
         return err;
     }
-    return it->heap_size > 0 ? 1 : 0;
+    return it->has_current ? 1 : 0;
 }
 
 SHOAL_API const void *shoal_iter_key(const shoal_iter *it, size_t *klen)
 {
-    if (!it || it->heap_size == 0)
+    if (!it || !it->has_current)
         return NULL;
     uint32_t len;
-    const uint8_t *key = cursor_key(&it->cursors[it->heap[0].cursor], &len);
+    const uint8_t *key = cursor_key(&it->cursors[it->winner], &len);
     if (klen)
         *klen = len;
     return key;
@@ -495,9 +537,9 @@ SHOAL_API const void *shoal_iter_key(const shoal_iter *it, size_t *klen)
 
 SHOAL_API const void *shoal_iter_value(const shoal_iter *it, size_t *vlen)
 {
-    if (!it || it->heap_size == 0)
+    if (!it || !it->has_current)
         return NULL;
-    const struct cursor *c = &it->cursors[it->heap[0].cursor];
+    const struct cursor *c = &it->cursors[it->winner];
     const struct version *v = c->entries[c->pos].version;
     if (vlen)
         *vlen = v->vlen;
@@ -513,7 +555,8 @@ SHOAL_API void shoal_iter_free(shoal_iter *it)
         free(it->cursors[i].resume.data);
     }
     free(it->cursors);
-    free(it->heap);
+    free(it->order);
+    free(it->loser);
     free(it->lower.data);
     free(it->upper.data);
     shoal_snapshot_release(it->own_snapshot);

@@ -485,9 +485,10 @@ int db_tenant_add(struct shoal_db *db, const char *name, const shoal_quota *q)
         db->tenants = grown;
         db->tenant_cap = cap;
     }
-    struct tenant *t = calloc(1, sizeof *t);
+    struct tenant *t = aligned_alloc(CACHE_LINE, sizeof *t); /* internal.h, struct tenant */
     if (!t)
         return SHOAL_ENOMEM;
+    memset(t, 0, sizeof *t);
     t->id = db->tenant_count;
     strcpy(t->name, name);
     tenant_set_quota(t, q);
@@ -638,10 +639,13 @@ static int namespace_add(struct shoal_db *db, const char *name, const shoal_ns_c
         slot++;
     if (slot == MAX_NAMESPACES)
         return SHOAL_ENOMEM;
-    size_t parts = db->config.shards;
-    struct namespace *ns = calloc(1, sizeof *ns + parts * sizeof(struct ns_part));
+    /* Line-aligned (internal.h, struct ns_part): each shard's part on a line of its own,
+     * and none shared with whatever the heap puts next to the namespace. */
+    size_t size = sizeof(struct namespace) + db->config.shards * sizeof(struct ns_part);
+    struct namespace *ns = aligned_alloc(CACHE_LINE, size);
     if (!ns)
         return SHOAL_ENOMEM;
+    memset(ns, 0, size);
     ns->id = id ? id : ++db->next_ns_id;
     if (ns->id > db->next_ns_id)
         db->next_ns_id = ns->id;

@@ -153,8 +153,11 @@ struct tenant {
     /* Quota fields are atomics so that shoal_tenant_set_quota races with nobody. */
     _Atomic uint64_t max_keys, max_bytes, max_ops;
     /* Usage, kept centrally only for tenants other than 0 (tenant 0 has no limits and
-     * its usage is the sum of its namespaces, so its writers share no counter). */
-    _Atomic int64_t keys, bytes;
+     * its usage is the sum of its namespaces, so its writers share no counter). It starts
+     * a cache line of its own: the writers of the tenant write it, every writer of the
+     * tenant reads the limits above, and those reads should not miss because of the
+     * writes. The struct is allocated line-aligned (db_tenant_add). */
+    _Alignas(CACHE_LINE) _Atomic int64_t keys, bytes;
     _Atomic uint64_t ops, refusals;
     /* Token bucket for max_ops: tokens scaled by 1e9 (nanotokens), refilled lazily. */
     _Atomic int64_t bucket;
@@ -163,11 +166,15 @@ struct tenant {
 
 /* ---- namespaces ------------------------------------------------------------------------ */
 
-/* One shard's part of a namespace: its ordered index and its live counts. */
+/* One shard's part of a namespace: its ordered index and its live counts. The writers of
+ * that shard update the counts on every write, so each part has a cache line of its own:
+ * the writers of a spread namespace on different shards, and the writers of two
+ * namespaces allocated side by side, never write one line (invariant 6's "never wait"
+ * holds for the memory system too). */
 struct ns_part {
     struct btree *tree; /* NULL until the first write on this shard */
     _Atomic uint64_t keys, bytes;
-};
+} __attribute__((aligned(CACHE_LINE)));
 
 struct namespace {
     uint32_t id;    /* unique for the database's lifetime */

@@ -115,9 +115,15 @@ struct segment_free_slot {
     struct segment_free_slot *next;
 };
 
+/* Shards' allocators are written on every write of their shard, by the writers of that
+ * shard only; an allocator starts on a cache line of its own and is padded to whole lines,
+ * so that no other shard's allocator or any other hot structure shares a line with it
+ * (segment_new). */
+#define SEGMENT_CACHE_LINE ((size_t)64)
+
 struct segment_allocator {
     /* Invariant 2: one LIFO list of free slots per class. */
-    struct segment_free_slot *free_lists[SEGMENT_CLASS_COUNT];
+    _Alignas(SEGMENT_CACHE_LINE) struct segment_free_slot *free_lists[SEGMENT_CLASS_COUNT];
     /* The current segment's unused range [bump, bump_end). */
     char *bump;
     char *bump_end;
@@ -164,9 +170,19 @@ size_t segment_class_size(size_t size)
     return segment_size_of_class(class_number);
 }
 
+_Static_assert(sizeof(struct segment_allocator) % SEGMENT_CACHE_LINE == 0,
+               "an allocator fills whole cache lines");
+
 struct segment_allocator *segment_new(void)
 {
-    return calloc(1, sizeof(struct segment_allocator));
+    /* calloc would place two shards' allocators (made one after the other when their shards
+     * are first used) next to each other, and a line holding the counters at the end of one
+     * and the free lists at the start of the next would bounce between their writers. */
+    struct segment_allocator *sa =
+        aligned_alloc(SEGMENT_CACHE_LINE, sizeof(struct segment_allocator));
+    if (sa != NULL)
+        memset(sa, 0, sizeof(*sa));
+    return sa;
 }
 
 void segment_destroy(struct segment_allocator *sa)

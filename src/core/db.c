@@ -18,8 +18,14 @@
  *       namespaces, the lowest index first, so that pinned namespaces get shards of their
  *       own while shards remain (invariant 6: writers in namespaces on different shards
  *       never wait on the same lock).
+ *   D4. Namespaces and tenants are allocated cache-line aligned (internal.h I5): each
+ *       shard's part of a namespace, written on every write of that shard, fills a line of
+ *       its own, and no part or tenant usage shares a line with a neighbour on the heap.
+ *       A namespace costs 64 bytes per shard instead of 24 (832 bytes at 8 shards, about
+ *       4.4 KiB at 64).
  *
- * Tested by tests/unit/test_db.c (catalog, tenants, options, errors) and the model test.
+ * Tested by tests/unit/test_kv.c and test_bad_input.c (catalog, options, errors),
+ * test_tenant.c (tenants), test_cache_lines.c (D4) and the model test.
  */
 #include "core/durable.h"
 

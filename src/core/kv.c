@@ -16,6 +16,12 @@
  *   7. retire or free what the new versions replaced (I3, I4), update the counts, emit
  *      the log record (log.h), release the locks.
  *
+ * What two writers on different shards share: only step 4's increment of db->seq writes a
+ * line both write (internal.h I5). Everything else a put writes -- the shard's lock and
+ * counters, its allocator and object-table part, the namespace's part for the shard, the
+ * thread's counters and histograms -- is the shard's or the thread's alone, on lines of its
+ * own; tenant 0's writers read their tenant and write nothing there (db.c D2).
+ *
  * Reads take the shard's read lock, find the newest version with seq <= their snapshot
  * and copy it out. A read of the latest state needs no snapshot: the lock orders it.
  *

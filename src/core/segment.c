@@ -37,6 +37,20 @@
  * bytes of a free slot point to the next free slot. Allocation pops from the list before
  * it bumps, so the most recently freed slot (likely still in cache) is reused first.
  *
+ * Placement
+ * ---------
+ * The allocator itself is written on every allocation and free, by the writers of its
+ * shard only. segment_new gives it whole cache lines of its own (aligned_alloc, the struct
+ * padded to a multiple of 64 bytes, 576 bytes instead of 560). With calloc, the allocators
+ * and namespaces of two shards came out of the heap side by side: in one run of
+ * shoal-bench's disjoint benchmark the line holding shard 0's counters (small_bytes_in_use,
+ * small_objects) also held the slot number of the namespace on shard 1, which the other
+ * writer reads on every put, so the line moved between the two cores on every write.
+ * Together with the namespace parts and tenants (internal.h I5), shoal-bench --only
+ * disjoint's two writers went faster in 13 of 18 runs of old and new binaries alternated on
+ * the shared 2-core machine (load 3 to 6), and its ratio to one writer from a median of
+ * 1.25 to 1.39; the size of the gain is within that machine's noise (docs/BENCHMARKS.md).
+ *
  * Invariants
  * ----------
  * 1. segment_class_size(size) >= size for every size, and class sizes grow strictly with
@@ -56,7 +70,8 @@
  * Under AddressSanitizer, free slots and the unused part of a segment are poisoned, so a
  * use after free or an overflow into a neighbour is reported like a heap error.
  *
- * Testing: tests/unit/test_segment.c checks the class table for every size up to 64 KiB,
+ * Testing: tests/unit/test_cache_lines.c checks that allocators made one after another
+ * start lines of their own. tests/unit/test_segment.c checks the class table for every size up to 64 KiB,
  * allocation, LIFO reuse, the large path, exact statistics after mixed operations, the
  * memory overhead of a million 148-byte objects, and many segments; test_compact.c checks
  * segment_owner() and segment_adopt_large().

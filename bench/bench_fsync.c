@@ -18,6 +18,8 @@
  *       src/durability/io.c src/durability/crc32c.c -pthread -o /tmp/bench_fsync
  *   (add -DBENCH_WITH_ROCKSDB ... -lrocksdb for the RocksDB anchor)
  *   /tmp/bench_fsync [dir] [seconds]
+ *   /tmp/bench_fsync dir seconds 1,16,64 [streams]    (focused: leader scheme only, default
+ *                                                      2 streams, no raw figures)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -276,6 +278,25 @@ static void rocks_point(const char *dir, unsigned threads)
 }
 #endif
 
+/* The points of a focused run (third argument): the leader scheme only, with the given
+ * writer counts and stream count, and no raw figures. Short focused runs of two builds,
+ * alternated, are how changes to the log are compared on a shared machine. */
+static int bench_focused(const char *dir, const char *threads_list, unsigned streams)
+{
+    char copy[256];
+    snprintf(copy, sizeof copy, "%s", threads_list);
+    for (char *save = NULL, *item = strtok_r(copy, ",", &save); item != NULL;
+         item = strtok_r(NULL, ",", &save)) {
+        unsigned threads = (unsigned)atoi(item);
+        if (threads == 0 || threads > 1024) {
+            fprintf(stderr, "bad writer count %s\n", item);
+            return 1;
+        }
+        wal_point(dir, WAL_GROUP_LEADER, streams, threads);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *parent = argc > 1 ? argv[1] : ".";
@@ -288,6 +309,12 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("bench_fsync: %s, %.1f s per point\n", dir, bench_seconds);
+    if (argc > 3) {
+        int rc = bench_focused(dir, argv[3], argc > 4 ? (unsigned)atoi(argv[4]) : 2);
+        bench_clean(dir);
+        rmdir(dir);
+        return rc;
+    }
 
     printf("raw fdatasync after a 120-byte append:\n");
     raw_point(dir, 1, 1);

@@ -1497,6 +1497,171 @@ static void test_replay_edges(void **state)
     testing_remove_tree(dir);
 }
 
+/* ------------------------------------------------------------------------------------
+ * Zeros after the records: the reserved tail of a segment being written.
+ * ---------------------------------------------------------------------------------- */
+
+/* Replays a one-stream crash directory holding the given image of a segment, read-only. */
+static int replay_image(const char *crash, const char *image, const uint8_t *bytes, size_t len,
+                        struct collected *c, struct wal_replay_report *report)
+{
+    assert_int_equal(testing_write_file(image, bytes, len), 0);
+    collected_reset(c, 4000);
+    return wal_replay(crash, 0, 0, NULL, false, true, collect, c, report);
+}
+
+/* The offset of the record after the one at off in a segment image. */
+static size_t next_record(const uint8_t *bytes, size_t off)
+{
+    return off + WAL_RECORD_HEADER_SIZE + encoding_get_u32(bytes + off + 4);
+}
+
+/* A crash image of a segment with a megabyte of records and zeros after them (the
+ * reservation it is written into) replays exactly; a torn write into the zeros is a torn
+ * tail; zeros in the middle followed by a valid record, and a flipped bit inside the
+ * records, are damage. */
+static void test_zeros_after_records(void **state)
+{
+    (void)state;
+    char dir[4096];
+    assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
+    enum { RECORDS = 500, MAX_LEN = 4000 };
+    struct wal_options o = test_options(dir, 1, SHOAL_SYNC_ALWAYS);
+    o.segment_bytes = 16u << 20;
+    o.sync_period_ms = 100000;
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(&o, &w), 0);
+    uint64_t lsn = 0, end = WAL_SEGMENT_HEADER_SIZE;
+    uint8_t payload[MAX_LEN];
+    for (uint64_t seq = 1; seq <= RECORDS; seq++) {
+        size_t len = test_payload(seq, payload, MAX_LEN);
+        assert_int_equal(wal_append(w, 0, test_type(seq), seq, payload, len, &lsn), 0);
+        end += WAL_RECORD_HEADER_SIZE + len;
+        if (seq % 50 == 0)
+            assert_int_equal(wal_wait(w, 0, lsn, SHOAL_SYNC_ALWAYS), 0);
+    }
+    assert_int_equal(wal_wait(w, 0, lsn, SHOAL_SYNC_ALWAYS), 0);
+
+    struct segment_names names;
+    list_segments(dir, 0, &names);
+    assert_int_equal(names.count, 1);
+    char live[4096];
+    assert_int_equal(wal_segment_path(live, sizeof live, dir, 0, names.bases[0]), 0);
+    size_t disk_len = 0;
+    uint8_t *disk = testing_read_file(live, &disk_len);
+    assert_non_null(disk);
+    assert_true(disk_len >= end);
+    for (size_t i = end; i < disk_len; i++)
+        assert_int_equal(disk[i], 0);
+    assert_int_equal(wal_close(w), 0);
+    assert_int_equal(testing_file_size(live), (long long)end); /* close trimmed the zeros */
+
+    /* The image: the records, then a megabyte of zeros (what the file holds while it is
+     * written into its reservation; built here too where fallocate is missing). */
+    size_t len = end + (1u << 20);
+    uint8_t *bytes = calloc(1, len);
+    assert_non_null(bytes);
+    memcpy(bytes, disk, end);
+    free(disk);
+
+    char crash[4096], sub[4096], image[4096];
+    assert_int_equal(io_path_join(crash, sizeof crash, dir, "crash"), 0);
+    assert_int_equal(mkdir(crash, 0755), 0);
+    assert_int_equal(io_path_join(sub, sizeof sub, crash, "log"), 0);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    assert_int_equal(io_path_join(sub, sizeof sub, crash, "log/0"), 0);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    assert_int_equal(wal_segment_path(image, sizeof image, crash, 0, names.bases[0]), 0);
+    struct collected c = {0};
+    struct wal_replay_report report;
+
+    /* It replays exactly: every record, no torn tail, nothing dropped; a writable replay
+     * trims the zeros. */
+    assert_int_equal(replay_image(crash, image, bytes, len, &c, &report), 0);
+    assert_prefix(&c, RECORDS);
+    assert_false(report.torn_tail);
+    assert_int_equal(report.bytes_dropped, 0);
+    collected_reset(&c, MAX_LEN);
+    assert_int_equal(wal_replay(crash, 0, 0, NULL, false, false, collect, &c, &report), 0);
+    assert_prefix(&c, RECORDS);
+    assert_int_equal(testing_file_size(image), (long long)end);
+
+    /* A torn write into the zeros (a record's header and part of its payload, zeros after)
+     * is a torn tail at the end of the records. */
+    uint8_t *torn = malloc(len);
+    assert_non_null(torn);
+    memcpy(torn, bytes, len);
+    size_t last = WAL_SEGMENT_HEADER_SIZE;
+    while (next_record(bytes, last) < end)
+        last = next_record(bytes, last);
+    memcpy(torn + end, bytes + last, WAL_RECORD_HEADER_SIZE + 10);
+    encoding_put_u64(torn + end + 12, RECORDS + 1);
+    assert_int_equal(replay_image(crash, image, torn, len, &c, &report), 0);
+    assert_prefix(&c, RECORDS);
+    assert_true(report.torn_tail);
+    assert_int_equal(report.offset, end);
+    assert_string_equal(report.file, image);
+
+    /* Zeros in the middle of the reserved space, then a valid record: not a clean end, and
+     * not a torn tail either (a valid record follows the bad spot), but damage. */
+    memcpy(torn, bytes, len);
+    size_t last_len = next_record(bytes, last) - last;
+    size_t later = end + 4096;
+    assert_true(later + last_len <= len);
+    memcpy(torn + later, bytes + last, last_len);
+    assert_int_equal(replay_image(crash, image, torn, len, &c, &report), SHOAL_ECORRUPT);
+    assert_int_equal(report.offset, end);
+    assert_prefix(&c, RECORDS);
+
+    /* A flipped bit inside the records is damage, zeros after them or not. */
+    memcpy(torn, bytes, len);
+    size_t victim = WAL_SEGMENT_HEADER_SIZE;
+    for (int i = 0; i < RECORDS / 2; i++)
+        victim = next_record(bytes, victim);
+    torn[victim + WAL_RECORD_HEADER_SIZE + 1] ^= 0x10;
+    assert_int_equal(replay_image(crash, image, torn, len, &c, &report), SHOAL_ECORRUPT);
+    assert_int_equal(report.offset, victim);
+    assert_prefix(&c, RECORDS / 2);
+
+    free(torn);
+    free(bytes);
+    free(c.seqs);
+    testing_remove_tree(dir);
+}
+
+/* A reservation that fails (here: the disk is full when a segment is created) is no error:
+ * the segment grows as it is written, and every acknowledged record is there. */
+static void test_failed_reservation_grows(void **state)
+{
+    (void)state;
+    char dir[4096];
+    assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
+    struct io_faults faults;
+    io_faults_init(&faults, NULL);
+    struct wal_options o = test_options(dir, 1, SHOAL_SYNC_ALWAYS);
+    o.io = &faults.io;
+    o.segment_bytes = 16u << 20;
+    o.sync_period_ms = 100000;
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(&o, &w), 0);
+    io_faults_fail(&faults, IO_OP_ALLOCATE, 1, ENOSPC, true);
+    uint64_t lsn = 0;
+    append_acked(w, 1, 20, &lsn);
+    assert_true(atomic_load(&faults.injected) >= 1);
+    assert_int_equal(wal_error(w), 0);
+    struct segment_names names;
+    list_segments(dir, 0, &names);
+    assert_int_equal(names.count, 1);
+    char live[4096];
+    assert_int_equal(wal_segment_path(live, sizeof live, dir, 0, names.bases[0]), 0);
+    long long grown = testing_file_size(live);
+    assert_true(grown > WAL_SEGMENT_HEADER_SIZE);
+    assert_true(grown < 20 * (WAL_RECORD_HEADER_SIZE + 100) + WAL_SEGMENT_HEADER_SIZE + 1);
+    assert_int_equal(wal_close(w), 0);
+    replay_contains_acked(dir, 20);
+    testing_remove_tree(dir);
+}
+
 static void test_salvage_rewrites(void **state)
 {
     (void)state;
@@ -1673,6 +1838,8 @@ int main(void)
         cmocka_unit_test(test_lost_first_segment),
         cmocka_unit_test(test_version1_segments),
         cmocka_unit_test(test_replay_edges),
+        cmocka_unit_test(test_zeros_after_records),
+        cmocka_unit_test(test_failed_reservation_grows),
         cmocka_unit_test(test_async_waits),
         cmocka_unit_test(test_periodic_and_batch),
     };

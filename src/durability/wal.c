@@ -159,6 +159,27 @@
  * reservation made them most of the cost of recovering a small log).
  * The reader therefore treats zeros to the end of a file as a clean end, and ending a
  * segment (roll, close) trims the unused reservation.
+ * Pre-writing (measured, not kept). A write into fallocate'd space lands in an unwritten
+ * extent, so the fdatasync that follows must convert it. On this machine's file system
+ * (ext4 without a journal: ext4_fsync_nojournal) that conversion is a synchronous write of
+ * the inode block inside every commit's fdatasync, 7.1% of the CPU samples at 64 writers
+ * (perf). A variant had the stream's background thread write and fdatasync zeros a 1 MiB
+ * step ahead of the records (2 MiB when a segment is created, the flusher claiming each
+ * step before writing into it so that zeros never land on a record): that write fell to
+ * 1.1% of the samples and the CPU per commit at 64 writers from 8.47 to 8.00 us (bench_fsync
+ * alone, 6 alternated pairs), but commits/s did not move beyond the noise of the shared
+ * disk. bench_fsync's focused mode, leader scheme, 2 streams, 24 alternated pairs of old
+ * and new (0.5-2 s points), median of new/old per pair: 1.07 at 1 writer, 0.98 at 16, 1.18
+ * at 64 (new ahead in 14, 10, 14 pairs). shoal-bench-durable --only commits --anchors
+ * leveldb, 12 alternated pairs, Shoal/LevelDB ratio, median over runs, fallocate against
+ * pre-written: 1.50 / 1.66 at 1 writer, 1.33 / 1.39 at 4, 1.56 / 1.73 at 16, 1.75 / 1.72 at
+ * 64; per pair, new/old of that ratio had medians 0.90, 0.96, 1.04, 1.06 (new ahead in 5,
+ * 6, 7, 7 pairs). Raw, one file, 120-byte pwrite + fdatasync, 21 alternations of 0.3 s:
+ * fallocate'd 10,103/s, pre-written 8,833/s, growing 6,730/s, and O_DIRECT|O_DSYNC writes
+ * over pre-written blocks 10,050/s (the virtual disk has no FUA, queue/fua = 0, so such a
+ * write is still a write and then a flush). What a commit costs here is the flush request
+ * to the host and the wakeups, not the extent conversion; the variant's extra moving part
+ * (a second writer of the open segment) was not worth a gain that could not be shown.
  *
  * RECOVERY (wal_replay, wal_replay_from_checkpoint)
  * A bad record at offset p of segment k is classified: zeros from p to the end of the
@@ -180,7 +201,9 @@
  * each fdatasync until every writer has a record waiting), sticky errors after injected
  * fsync and write failures and ENOSPC, short writes, a torn last write cut on replay, bit
  * flips and truncations at every byte of a two-segment stream, a missing middle segment,
- * salvage, a crash image with preallocated zeros, a newer format, async waits, the
+ * salvage, a crash image with preallocated zeros (exact replay; a torn write into the
+ * zeros is a torn tail; zeros then a valid record, or a flipped bit inside the records, is
+ * damage), a failed reservation (the file grows), a newer format, async waits, the
  * periodic sync and BATCH; the version 2 header fields (the predecessor's bound equals the
  * deletion bound, across rotation, reopen and a deletion), a lost first segment against a
  * deleted one on both sides of the checkpoint, and a hand-made version 1 segment read

@@ -1328,7 +1328,11 @@ static void btree_inner_entries_scatter(struct btree *tree,
 
 struct btree *btree_new(btree_key_fn key_of)
 {
-    struct btree *tree = malloc(sizeof(*tree));
+    /* Whole cache lines of its own: trees of different shards are written by different
+     * threads, and two 120-byte trees from one malloc arena would share a line. */
+    size_t bytes =
+        (sizeof(struct btree) + BTREE_CACHE_LINE - 1) / BTREE_CACHE_LINE * BTREE_CACHE_LINE;
+    struct btree *tree = aligned_alloc(BTREE_CACHE_LINE, bytes);
     if (tree == NULL)
         return NULL;
     memset(tree, 0, sizeof(*tree));

@@ -906,8 +906,11 @@ static int checkpoint_run(struct shoal_db *db, struct durable *d)
         ckpt_remove(d->io, d->dir, job.seq);
         goto done;
     }
-    /* The new checkpoint is named: what it replaces may go. Failures to delete leave
-     * files that the next checkpoint deletes; they are not errors of this one. */
+    /* The new checkpoint is named: what it replaces may go. Failures to delete are not
+     * errors of this one: an old checkpoint file is deleted by the next checkpoint; a log
+     * segment that could not be unlinked stays on disk until a later open lists it again,
+     * and the gap before it is one that recovery accepts (wal.c invariant 8h;
+     * test_durable's test_failed_segment_unlink). */
     wal_delete_before(d->wal, job.seq);
     remove_old_checkpoints(d, job.seq);
     atomic_fetch_add(&d->checkpoints, 1);

@@ -283,6 +283,58 @@ static void test_fsync_failure_is_sticky(void **state)
     testing_remove_tree(dir);
 }
 
+/* A log segment a checkpoint fails to unlink (EIO) is no error of the checkpoint. It stays
+ * on disk, older than segments that were deleted after it; every later open must accept
+ * that gap (wal.c invariant 8h: the missing segments are covered by the checkpoint) and
+ * find every item, and the next checkpoints must go on working. */
+static void test_failed_segment_unlink(void **state)
+{
+    (void)state;
+    char dir[4096];
+    make_dir(dir, sizeof dir);
+    struct io_faults f;
+    io_faults_init(&f, NULL);
+    shoal_options *opts = durable_options(4, 1, SHOAL_SYNC_ALWAYS);
+    assert_ok(shoal_options_set(opts, SHOAL_OPT_LOG_SEGMENT_BYTES, 64 << 10));
+    shoal_db *db = open_dir(dir, opts, &f);
+    shoal_ns *ns = test_ns(db, "data", SHOAL_PLACE_SPREAD, 0);
+    const unsigned first = 2000, more = 500;
+    for (unsigned i = 0; i < first; i++)
+        assert_ok(item_put(ns, i));
+    /* Several segments are ended by now; the checkpoint's first unlink fails, the rest
+     * succeed. */
+    uint64_t unlinks = io_faults_count(&f, IO_OP_UNLINK);
+    io_faults_fail(&f, IO_OP_UNLINK, unlinks + 1, EIO, false);
+    assert_ok(shoal_checkpoint(db));
+    assert_int_equal(atomic_load(&f.injected), 1);
+    /* Later segments were unlinked after the one that failed: the gap is there. */
+    assert_true(io_faults_count(&f, IO_OP_UNLINK) >= unlinks + 3);
+    expect_writable(db);
+    for (unsigned i = first; i < first + more; i++)
+        assert_ok(item_put(ns, i));
+    shoal_ns_close(ns);
+    assert_ok(shoal_close(db));
+
+    for (int round = 0; round < 2; round++) {
+        db = open_dir(dir, opts, NULL);
+        ns = ns_get(db, "data");
+        for (unsigned i = 0; i < first + more; i++)
+            item_expect(ns, i);
+        assert_ok(item_put(ns, first + more + (unsigned)round));
+        assert_ok(shoal_checkpoint(db));
+        shoal_ns_close(ns);
+        assert_ok(shoal_close(db));
+    }
+    db = open_dir(dir, opts, NULL);
+    ns = ns_get(db, "data");
+    item_expect(ns, first + more);
+    item_expect(ns, first + more + 1);
+    shoal_ns_close(ns);
+    assert_ok(shoal_close(db));
+    shoal_options_free(opts);
+    testing_remove_tree(dir);
+}
+
 struct group_writer {
     pthread_t thread;
     shoal_ns *ns;
@@ -1750,6 +1802,7 @@ int main(int argc, char **argv)
         self_path[n] = 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_fsync_failure_is_sticky, remove_made_dirs),
+        cmocka_unit_test_teardown(test_failed_segment_unlink, remove_made_dirs),
         cmocka_unit_test_teardown(test_fsync_failure_in_group_commit, remove_made_dirs),
         cmocka_unit_test_teardown(test_enospc_on_log_write, remove_made_dirs),
         cmocka_unit_test_teardown(test_short_write_is_completed, remove_made_dirs),

@@ -47,7 +47,9 @@
 #define ITER_CHUNK_KEYS 256
 #define ITER_PREFETCH 16
 #define ITER_READ_AHEAD 8
-#define ITER_MAX_CURSORS 64 /* shards */
+
+/* The merge's leaves, a power of two >= the cursors, then never exceed SHOAL_MAX_SHARDS. */
+_Static_assert((SHOAL_MAX_SHARDS & (SHOAL_MAX_SHARDS - 1)) == 0, "shard limit a power of two");
 
 struct buffer {
     uint8_t *data;
@@ -335,7 +337,7 @@ static void merge_replay(struct shoal_iter *it, unsigned i)
 static void merge_build(struct shoal_iter *it)
 {
     unsigned leaves = it->leaves;
-    unsigned winners[2 * ITER_MAX_CURSORS];
+    unsigned winners[2 * SHOAL_MAX_SHARDS]; /* leaves <= SHOAL_MAX_SHARDS, a power of two */
     for (unsigned i = 0; i < leaves; i++) {
         if (i < it->cursor_count)
             merge_set_order(it, i);
@@ -445,7 +447,7 @@ int iter_create(struct shoal_db *db, struct namespace *ns, int only_shard,
     it->leaves = leaves;
     it->order = calloc(leaves, sizeof *it->order);
     it->loser = calloc(leaves, sizeof *it->loser);
-    if (!it->cursors || !it->order || !it->loser || count > ITER_MAX_CURSORS) {
+    if (!it->cursors || !it->order || !it->loser) {
         shoal_iter_free(it);
         return SHOAL_ENOMEM;
     }

@@ -168,6 +168,30 @@ static bool both_remove(struct btree *tree, struct model *model, const void *key
     return false;
 }
 
+/* Walks the tree a leaf at a time (btree_cursor_leaf_values, btree_cursor_next_leaf), as
+ * scans do, from the seek position `at` in the given direction, and checks every value
+ * against the model; stops at the end of the leaf where `limit` values are reached and
+ * returns how many it saw. */
+static size_t walk_leaf_runs(struct btree_cursor *c, const struct model *model, size_t at,
+                             bool reverse, size_t limit)
+{
+    size_t seen = 0;
+    while (btree_cursor_valid(c) && seen < limit) {
+        btree_cursor_prefetch_neighbor(c, reverse);
+        uint32_t count;
+        void *const *values = btree_cursor_leaf_values(c, &count);
+        assert_true(c->pos >= 0 && (uint32_t)c->pos < count);
+        for (int pos = c->pos; pos >= 0 && (uint32_t)pos < count; pos += reverse ? -1 : 1) {
+            size_t i = reverse ? at - seen : at + seen;
+            assert_true(i < model->count);
+            assert_ptr_equal(values[pos], model->items[i]);
+            seen++;
+        }
+        btree_cursor_next_leaf(c, reverse);
+    }
+    return seen;
+}
+
 /* Compares everything observable: check, count, every point read, full walks. */
 static void verify_all(const struct btree *tree, const struct model *model)
 {
@@ -190,6 +214,11 @@ static void verify_all(const struct btree *tree, const struct model *model)
         assert_ptr_equal(btree_cursor_value(&c), model->items[i]);
     }
     assert_int_equal(i, 0);
+    btree_seek_ge(tree, &c, NULL, 0);
+    assert_int_equal(walk_leaf_runs(&c, model, 0, false, SIZE_MAX), model->count);
+    btree_seek_lt(tree, &c, NULL, 0);
+    assert_int_equal(walk_leaf_runs(&c, model, model->count - 1, true, SIZE_MAX),
+                     model->count);
     for (size_t k = 0; k < model->count; k++) {
         const struct item *item = model->items[k];
         assert_ptr_equal(btree_get(tree, item->key, item->length), item);
@@ -202,6 +231,15 @@ static void verify_seek(const struct btree *tree, const struct model *model, con
 {
     size_t at = model_lower_bound(model, key, length);
     struct btree_cursor c;
+
+    /* Leaf runs from here, across at least one leaf boundary when the tree has one. */
+    const size_t limit = 100;
+    btree_seek_ge(tree, &c, key, length);
+    size_t n = walk_leaf_runs(&c, model, at, false, limit);
+    assert_true(n == model->count - at || (n >= limit && n < model->count - at));
+    btree_seek_lt(tree, &c, key, length);
+    n = walk_leaf_runs(&c, model, at - 1, true, limit);
+    assert_true(n == at || (n >= limit && n < at));
 
     btree_seek_ge(tree, &c, key, length);
     for (size_t i = at; i < at + 3; i++) {

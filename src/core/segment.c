@@ -71,10 +71,10 @@
  * use after free or an overflow into a neighbour is reported like a heap error.
  *
  * Testing: tests/unit/test_cache_lines.c checks that allocators made one after another
- * start lines of their own. tests/unit/test_segment.c checks the class table for every size up to 64 KiB,
- * allocation, LIFO reuse, the large path, exact statistics after mixed operations, the
- * memory overhead of a million 148-byte objects, and many segments; test_compact.c checks
- * segment_owner() and segment_adopt_large().
+ * start lines of their own. tests/unit/test_segment.c checks the class table for every
+ * size up to 64 KiB, allocation, LIFO reuse, the large path, exact statistics after mixed
+ * operations, the memory overhead of a million 148-byte objects, and many segments;
+ * test_compact.c checks segment_owner() and segment_adopt_large().
  */
 #include "core/segment.h"
 

@@ -126,6 +126,18 @@ static struct wal_options test_options(const char *dir, unsigned streams, int sy
     return o;
 }
 
+/* Makes a fresh directory in dir and returns test_options for it with every I/O call going
+ * through faults (initialized here, injecting nothing yet). */
+static struct wal_options faulty_options(char *dir, size_t cap, struct io_faults *faults,
+                                         unsigned streams, int sync)
+{
+    assert_int_equal(testing_make_dir(dir, cap, "wal"), 0);
+    io_faults_init(faults, NULL);
+    struct wal_options o = test_options(dir, streams, sync);
+    o.io = &faults->io;
+    return o;
+}
+
 /* ------------------------------------------------------------------------------------
  * Round trips.
  * ---------------------------------------------------------------------------------- */
@@ -505,11 +517,8 @@ static void test_sticky_fsync_failure(void **state)
     (void)state;
     for (int scheme = WAL_GROUP_LEADER; scheme <= WAL_GROUP_FLUSHER; scheme++) {
         char dir[4096];
-        assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
         struct io_faults faults;
-        io_faults_init(&faults, NULL);
-        struct wal_options o = test_options(dir, 1, SHOAL_SYNC_ALWAYS);
-        o.io = &faults.io;
+        struct wal_options o = faulty_options(dir, sizeof dir, &faults, 1, SHOAL_SYNC_ALWAYS);
         o.group_commit = scheme;
         o.sync_period_ms = 100000; /* no background tick during the test */
         struct wal *w = NULL;
@@ -547,11 +556,8 @@ static void test_write_failures(void **state)
     const int expected[] = {SHOAL_ENOSPC, SHOAL_EIO};
     for (int e = 0; e < 2; e++) {
         char dir[4096];
-        assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
         struct io_faults faults;
-        io_faults_init(&faults, NULL);
-        struct wal_options o = test_options(dir, 1, SHOAL_SYNC_ALWAYS);
-        o.io = &faults.io;
+        struct wal_options o = faulty_options(dir, sizeof dir, &faults, 1, SHOAL_SYNC_ALWAYS);
         o.sync_period_ms = 100000;
         struct wal *w = NULL;
         assert_int_equal(wal_open(&o, &w), 0);
@@ -573,11 +579,8 @@ static void test_short_write(void **state)
 {
     (void)state;
     char dir[4096];
-    assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
     struct io_faults faults;
-    io_faults_init(&faults, NULL);
-    struct wal_options o = test_options(dir, 1, SHOAL_SYNC_ALWAYS);
-    o.io = &faults.io;
+    struct wal_options o = faulty_options(dir, sizeof dir, &faults, 1, SHOAL_SYNC_ALWAYS);
     struct wal *w = NULL;
     assert_int_equal(wal_open(&o, &w), 0);
     uint64_t lsn = 0;
@@ -599,11 +602,8 @@ static void test_short_write(void **state)
 static void torn_last_write(bool preallocate)
 {
     char dir[4096];
-    assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
     struct io_faults faults;
-    io_faults_init(&faults, NULL);
-    struct wal_options o = test_options(dir, 1, SHOAL_SYNC_ALWAYS);
-    o.io = &faults.io;
+    struct wal_options o = faulty_options(dir, sizeof dir, &faults, 1, SHOAL_SYNC_ALWAYS);
     o.segment_bytes = 1 << 20;
     o.no_preallocate = !preallocate;
     o.sync_period_ms = 100000;
@@ -1635,11 +1635,8 @@ static void test_failed_reservation_grows(void **state)
 {
     (void)state;
     char dir[4096];
-    assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
     struct io_faults faults;
-    io_faults_init(&faults, NULL);
-    struct wal_options o = test_options(dir, 1, SHOAL_SYNC_ALWAYS);
-    o.io = &faults.io;
+    struct wal_options o = faulty_options(dir, sizeof dir, &faults, 1, SHOAL_SYNC_ALWAYS);
     o.segment_bytes = 16u << 20;
     o.sync_period_ms = 100000;
     struct wal *w = NULL;
@@ -1739,11 +1736,8 @@ static void test_async_waits(void **state)
 {
     (void)state;
     char dir[4096];
-    assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
     struct io_faults faults;
-    io_faults_init(&faults, NULL);
-    struct wal_options o = test_options(dir, 2, SHOAL_SYNC_PERIODIC);
-    o.io = &faults.io;
+    struct wal_options o = faulty_options(dir, sizeof dir, &faults, 2, SHOAL_SYNC_PERIODIC);
     struct wal *w = NULL;
     assert_int_equal(wal_open(&o, &w), 0);
 

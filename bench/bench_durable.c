@@ -1156,7 +1156,7 @@ static void durable_usage(FILE *out)
             "  --keys N        keys for recovery and checkpoints (default 1,000,000)\n"
             "  --only LIST     commits,recovery,checkpoint (default: all)\n"
             "  --anchors LIST  rocksdb,leveldb,lmdb,redis, or all (default) or none\n"
-            "  --log-streams N Shoal's log streams (default: the engine's, one per core)\n"
+            "  --log-streams N Shoal's log streams (default: the engine's, one per two cores)\n"
             "  --time-limit S  stop everything after S seconds (default 900)\n",
             DURABLE_MAX_RUNS);
 }

@@ -118,7 +118,9 @@ typedef enum shoal_option {
     SHOAL_OPT_ACTIVATION_STEP = 2,
     /* Default sync policy (enum shoal_sync). Durable mode only. Default SHOAL_SYNC_PERIODIC. */
     SHOAL_OPT_SYNC = 3,
-    /* Log streams for a durable database. Default: one per core. */
+    /* Log streams for a durable database, 1..64. Default: one per two cores (at least one):
+     * each stream's fdatasync is a flush of the same disk, so fewer streams make larger
+     * group commits (docs/BENCHMARKS.md, "One log stream or two"). */
     SHOAL_OPT_LOG_STREAMS = 4,
     /* Snapshot slots: how many snapshots (including iterators) may be open at once.
      * Default 1024, at least 1. */
@@ -137,6 +139,10 @@ typedef enum shoal_option {
     /* Open a damaged durable database anyway, keeping the longest valid prefix of each log
      * stream (0 or 1). Default 0. */
     SHOAL_OPT_SALVAGE = 11,
+    /* Threads that load the checkpoint and replay the log when a durable database opens,
+     * 1..64. Default: one per core. With fewer log streams than threads, one thread reads
+     * each stream and the others apply its records, each to its own shards. */
+    SHOAL_OPT_RECOVERY_THREADS = 12,
 } shoal_option;
 
 typedef enum shoal_sync {

@@ -63,7 +63,7 @@ static void config_defaults(struct db_config *c)
     c->shards = default_shards();
     c->activation_step = 1024;
     c->sync = SHOAL_SYNC_PERIODIC;
-    c->log_streams = (uint64_t)(cores > 0 ? cores : 1);
+    c->log_streams = (uint64_t)(cores > 1 ? cores / 2 : 1); /* docs/DESIGN.md, log streams */
     c->snapshot_slots = 1024;
     c->memory_limit = 0;
     c->sync_period_ms = 1000;
@@ -71,6 +71,7 @@ static void config_defaults(struct db_config *c)
     c->checkpoint_log_bytes = 64ull << 20;
     c->log_segment_bytes = 64ull << 20;
     c->salvage = 0;
+    c->recovery_threads = (uint64_t)(cores > 0 ? cores : 1);
 }
 
 SHOAL_API int shoal_options_new(shoal_options **out)
@@ -104,6 +105,7 @@ static uint64_t *option_field(struct db_config *c, shoal_option option)
     case SHOAL_OPT_CHECKPOINT_LOG_BYTES: return &c->checkpoint_log_bytes;
     case SHOAL_OPT_LOG_SEGMENT_BYTES: return &c->log_segment_bytes;
     case SHOAL_OPT_SALVAGE: return &c->salvage;
+    case SHOAL_OPT_RECOVERY_THREADS: return &c->recovery_threads;
     }
     return NULL;
 }
@@ -122,6 +124,7 @@ static bool option_valid(shoal_option option, uint64_t v)
     case SHOAL_OPT_CHECKPOINT_LOG_BYTES: return v >= (1u << 20);
     case SHOAL_OPT_LOG_SEGMENT_BYTES: return v >= (64u << 10) && v <= (1ull << 40);
     case SHOAL_OPT_SALVAGE: return v <= 1;
+    case SHOAL_OPT_RECOVERY_THREADS: return v >= 1 && v <= SHOAL_MAX_SHARDS;
     }
     return false;
 }

@@ -29,7 +29,9 @@
  *       before it is acknowledged; a failed append undoes the commit (nothing changed).
  *   R2. Recovery keeps, for each key, the version with the largest seq from the checkpoint
  *       and every stream (streams are replayed in parallel, so their records interleave in
- *       any order); deletes are tombstones until every stream is replayed, then swept.
+ *       any order); of versions with the same seq (one batch) the later in the log wins, so
+ *       a shard's operations from one stream are applied in log order by one thread.
+ *       Deletes are tombstones until every stream is replayed, then swept.
  *   R3. A checkpoint at S holds every write with seq <= S (it reads at a snapshot S); the
  *       MANIFEST names it only after every file is durable; log segments are deleted only
  *       after that, and only those whose records all have seq <= S.
@@ -448,7 +450,13 @@ static int recover_sweep(struct shoal_db *db, bool tombstones)
     return 0;
 }
 
-/* Runs fn(ctx, i) for i in [0, count) on up to cores / share threads; returns the first
+static unsigned online_cores(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores > 0 ? (unsigned)cores : 1;
+}
+
+/* Runs fn(ctx, i) for i in [0, count) on up to `threads` threads; returns the first
  * error. */
 struct parallel {
     int (*fn)(void *ctx, unsigned i);
@@ -473,14 +481,12 @@ static void *parallel_worker(void *arg)
     return NULL;
 }
 
-/* share: 1 to use every core (recovery, when nothing else runs), 2 to leave half of them
- * to the writers (checkpoints run beside them). */
-static int parallel_run(unsigned count, unsigned share, int (*fn)(void *ctx, unsigned i),
+/* threads: SHOAL_OPT_RECOVERY_THREADS at open, when nothing else runs; half the cores for a
+ * checkpoint, which leaves the other half to the writers it runs beside. */
+static int parallel_run(unsigned count, unsigned threads, int (*fn)(void *ctx, unsigned i),
                         void *ctx)
 {
     struct parallel p = {.fn = fn, .ctx = ctx, .count = count};
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned threads = (unsigned)(cores > 0 ? cores : 1) / share;
     if (threads == 0)
         threads = 1;
     if (threads > count)
@@ -523,6 +529,14 @@ static void loader_detail(struct loader *l, const char *fmt, ...)
         va_end(ap);
     }
     pthread_mutex_unlock(&l->detail_lock);
+}
+
+/* Raises the largest seq seen to seq. */
+static void loader_note_seq(struct loader *l, uint64_t seq)
+{
+    uint64_t max = atomic_load(&l->max_seq);
+    while (seq > max && !atomic_compare_exchange_weak(&l->max_seq, &max, seq))
+        ;
 }
 
 static long checkpoint_entries_locked(struct loader *l, struct shard *s, unsigned shard,
@@ -697,27 +711,23 @@ static int replay_record(void *ctx, uint8_t type, uint64_t seq, const void *payl
     if (err)
         return err;
     atomic_fetch_add_explicit(&l->records, 1, memory_order_relaxed);
-    uint64_t max = atomic_load(&l->max_seq);
-    while (seq > max && !atomic_compare_exchange_weak(&l->max_seq, &max, seq))
-        ;
+    loader_note_seq(l, seq);
     return 0;
 }
 
-static int replay_stream(void *ctx, unsigned stream)
+/* Replays one stream into fn, and files what the log reported (torn tail, salvage, damage). */
+static int replay_stream_into(struct loader *l, unsigned stream,
+                              int (*fn)(void *ctx, uint8_t type, uint64_t seq, const void *payload,
+                                        size_t len),
+                              void *fn_ctx)
 {
-    struct loader *l = ctx;
     struct wal_replay_report report;
     memset(&report, 0, sizeof report);
-    struct replay_record rr = {.l = l};
     /* The MANIFEST's checkpoint seq both filters the records (the checkpoint holds those
      * up to it) and lets the log tell a segment the checkpoint deleted from a lost one. */
     int err = wal_replay_from_checkpoint(l->d->dir, stream, l->checkpoint_seq, l->checkpoint_seq,
-                                         l->d->io, l->salvage, false, replay_record, &rr, &report);
-    free(rr.ops);
-    uint64_t max = atomic_load(&l->max_seq);
-    while (report.last_seq > max && !atomic_compare_exchange_weak(&l->max_seq, &max,
-                                                                  report.last_seq))
-        ;
+                                         l->d->io, l->salvage, false, fn, fn_ctx, &report);
+    loader_note_seq(l, report.last_seq);
     if (report.torn_tail) {
         atomic_fetch_add(&l->torn_streams, 1);
         atomic_fetch_add(&l->torn_bytes, report.bytes_dropped);
@@ -739,6 +749,290 @@ static int replay_stream(void *ctx, unsigned stream)
     return err;
 }
 
+/* One thread per stream: each record is applied by the thread that read it. */
+static int replay_stream(void *ctx, unsigned stream)
+{
+    struct replay_record rr = {.l = ctx};
+    int err = replay_stream_into(ctx, stream, replay_record, &rr);
+    free(rr.ops);
+    return err;
+}
+
+/* ---- one stream on several cores ----------------------------------------------------------
+ *
+ * With fewer streams than cores, a thread per stream would leave cores idle while the log
+ * is replayed. So each stream is replayed by a pipeline instead: the calling thread reads
+ * the stream, copies each record's payload into a block (the log reader reuses its buffer),
+ * decodes it there and files every operation under the applier that owns its shard
+ * (shard % appliers); applier threads, one per core, apply their operations block after
+ * block. The reader fills a block while the appliers work on earlier ones, up to
+ * SPREAD_BLOCKS in flight.
+ *
+ * Why this is R2: each shard has one applier, which applies the shard's operations in log
+ * order (blocks in order, operations in order within a block), so two versions of one key
+ * meet recover_apply_locked in the order the single-threaded replay would give them.
+ */
+
+#define SPREAD_BLOCK_BYTES (4u << 20)
+#define SPREAD_BLOCKS 4
+
+struct spread_item {
+    struct namespace *ns;
+    const uint8_t *key, *value; /* into the block's copy; value NULL for a delete */
+    uint32_t klen, vlen;
+    uint64_t seq;
+    unsigned shard;
+};
+
+/* One applier's operations in a block, in log order. */
+struct spread_list {
+    struct spread_item *items;
+    size_t count, cap;
+    uint64_t shards; /* mask of the shards the items touch */
+};
+
+struct spread_block {
+    uint8_t *bytes;
+    size_t used, cap;
+    struct spread_list lists[SHOAL_MAX_SHARDS]; /* by applier */
+};
+
+struct spread {
+    struct loader *l;
+    unsigned appliers;
+    struct spread_block blocks[SPREAD_BLOCKS];
+    struct spread_block *current; /* the block the reader fills, or NULL */
+    uint64_t current_seq;         /* the seq of the record being filed */
+    pthread_mutex_t lock;
+    pthread_cond_t filled, drained;
+    uint64_t published;                 /* blocks handed to the appliers, under lock */
+    uint64_t applied[SHOAL_MAX_SHARDS]; /* blocks each applier finished, under lock */
+    bool closing;                       /* no block will follow: appliers leave when done */
+    int error;                          /* the first error of an applier, under lock */
+};
+
+struct spread_applier {
+    struct spread *sp;
+    unsigned index;
+    pthread_t thread;
+};
+
+/* Applies one applier's items of a block, holding the locks of the shards they touch
+ * (ascending, as a batch takes them) for the whole block: nobody else writes during
+ * recovery, so the locks are only the invariant recover_apply_locked states. */
+static int spread_apply(struct loader *l, const struct spread_list *list)
+{
+    struct shard *shards[SHOAL_MAX_SHARDS];
+    for (uint64_t m = list->shards; m; m &= m - 1) {
+        unsigned si = (unsigned)__builtin_ctzll(m);
+        if (!(shards[si] = db_shard(l->db, si))) {
+            for (uint64_t held = list->shards & (((uint64_t)1 << si) - 1); held; held &= held - 1)
+                shard_write_unlock(shards[__builtin_ctzll(held)]);
+            return SHOAL_ENOMEM;
+        }
+        shard_write_lock(shards[si]);
+    }
+    int err = 0;
+    for (size_t i = 0; i < list->count && err >= 0; i++) {
+        const struct spread_item *it = &list->items[i];
+        err = recover_apply_locked(shards[it->shard], it->shard, it->ns, it->key, it->klen,
+                                   it->value, it->vlen, it->seq);
+        if (err == 1)
+            atomic_store_explicit(&l->tombstones, true, memory_order_relaxed);
+    }
+    for (uint64_t m = list->shards; m; m &= m - 1)
+        shard_write_unlock(shards[__builtin_ctzll(m)]);
+    return err < 0 ? err : 0;
+}
+
+static void *spread_applier_main(void *arg)
+{
+    struct spread_applier *a = arg;
+    struct spread *sp = a->sp;
+    for (uint64_t k = 0;; k++) {
+        pthread_mutex_lock(&sp->lock);
+        while (sp->published <= k && !sp->closing && !sp->error)
+            pthread_cond_wait(&sp->filled, &sp->lock);
+        bool stop = sp->published <= k || sp->error;
+        pthread_mutex_unlock(&sp->lock);
+        if (stop)
+            break;
+        int err = spread_apply(sp->l, &sp->blocks[k % SPREAD_BLOCKS].lists[a->index]);
+        pthread_mutex_lock(&sp->lock);
+        if (err && !sp->error)
+            sp->error = err;
+        sp->applied[a->index] = k + 1;
+        pthread_cond_broadcast(&sp->drained);
+        pthread_mutex_unlock(&sp->lock);
+        if (err)
+            break;
+    }
+    return NULL;
+}
+
+/* Hands the reader's block to the appliers. */
+static void spread_publish(struct spread *sp)
+{
+    if (!sp->current)
+        return;
+    pthread_mutex_lock(&sp->lock);
+    sp->published++;
+    pthread_cond_broadcast(&sp->filled);
+    pthread_mutex_unlock(&sp->lock);
+    sp->current = NULL;
+}
+
+/* Gives the reader the next block of the ring, with room for need bytes, once every
+ * applier is done with it. Returns 0 or the first applier's error. */
+static int spread_take(struct spread *sp, size_t need)
+{
+    pthread_mutex_lock(&sp->lock);
+    uint64_t next = sp->published;
+    for (;;) {
+        uint64_t oldest = UINT64_MAX;
+        for (unsigned a = 0; a < sp->appliers; a++)
+            oldest = sp->applied[a] < oldest ? sp->applied[a] : oldest;
+        if (sp->error || next < SPREAD_BLOCKS || oldest > next - SPREAD_BLOCKS)
+            break;
+        pthread_cond_wait(&sp->drained, &sp->lock);
+    }
+    int err = sp->error;
+    pthread_mutex_unlock(&sp->lock);
+    if (err)
+        return err;
+    struct spread_block *b = &sp->blocks[next % SPREAD_BLOCKS];
+    size_t want = need > SPREAD_BLOCK_BYTES ? need : SPREAD_BLOCK_BYTES;
+    if (b->cap < want || b->cap > want * 4) { /* a huge record's block shrinks back */
+        free(b->bytes);
+        b->cap = 0;
+        if (!(b->bytes = malloc(want)))
+            return SHOAL_ENOMEM;
+        b->cap = want;
+    }
+    b->used = 0;
+    for (unsigned a = 0; a < sp->appliers; a++) {
+        b->lists[a].count = 0;
+        b->lists[a].shards = 0;
+    }
+    sp->current = b;
+    return 0;
+}
+
+static int spread_gather(void *ctx, const struct log_op *op)
+{
+    struct spread *sp = ctx;
+    struct namespace *ns = id_map_find(&sp->l->ids, op->ns_id);
+    if (!ns)
+        return 0; /* a namespace dropped since */
+    unsigned si = ns_route(ns, op->key, op->klen);
+    struct spread_list *list = &sp->current->lists[si % sp->appliers];
+    if (list->count == list->cap) {
+        size_t cap = list->cap ? list->cap * 2 : 1024;
+        struct spread_item *items = realloc(list->items, cap * sizeof *items);
+        if (!items)
+            return SHOAL_ENOMEM;
+        list->items = items;
+        list->cap = cap;
+    }
+    list->items[list->count++] =
+        (struct spread_item){.ns = ns,
+                             .key = op->key,
+                             .klen = op->klen,
+                             .value = op->type == WRITE_PUT ? op->value : NULL,
+                             .vlen = op->vlen,
+                             .seq = sp->current_seq,
+                             .shard = si};
+    list->shards |= 1ull << si;
+    return 0;
+}
+
+/* The reader's callback: copies the record into the current block and files its
+ * operations. */
+static int spread_record(void *ctx, uint8_t type, uint64_t seq, const void *payload, size_t len)
+{
+    struct spread *sp = ctx;
+    if (type > LOG_BATCH)
+        return SHOAL_ENOTSUP; /* a record type of a newer version */
+    if (sp->current && sp->current->cap - sp->current->used < len)
+        spread_publish(sp);
+    int err = sp->current ? 0 : spread_take(sp, len);
+    if (err)
+        return err;
+    struct spread_block *b = sp->current;
+    uint8_t *copy = b->bytes + b->used;
+    memcpy(copy, payload, len);
+    b->used += len;
+    sp->current_seq = seq;
+    if ((err = log_decode(type, copy, len, spread_gather, sp)) != 0)
+        return err;
+    atomic_fetch_add_explicit(&sp->l->records, 1, memory_order_relaxed);
+    loader_note_seq(sp->l, seq);
+    return 0;
+}
+
+/* Replays every stream, one after another, each through the pipeline above, with
+ * `appliers` applier threads. */
+static int replay_spread(struct loader *l, unsigned streams, unsigned appliers)
+{
+    struct spread *sp = calloc(1, sizeof *sp);
+    struct spread_applier *threads = calloc(appliers, sizeof *threads);
+    if (!sp || !threads) {
+        free(sp);
+        free(threads);
+        return SHOAL_ENOMEM;
+    }
+    sp->l = l;
+    pthread_mutex_init(&sp->lock, NULL);
+    pthread_cond_init(&sp->filled, NULL);
+    pthread_cond_init(&sp->drained, NULL);
+    unsigned started = 0;
+    for (; started < appliers; started++) {
+        threads[started] = (struct spread_applier){.sp = sp, .index = started};
+        if (pthread_create(&threads[started].thread, NULL, spread_applier_main,
+                           &threads[started]) != 0)
+            break;
+    }
+    /* Filing goes by the appliers that run: one at the least. */
+    sp->appliers = started;
+    int err = started ? 0 : SHOAL_ENOMEM;
+    for (unsigned stream = 0; !err && stream < streams; stream++) {
+        err = replay_stream_into(l, stream, spread_record, sp);
+        if (!err)
+            spread_publish(sp);
+    }
+    pthread_mutex_lock(&sp->lock);
+    sp->closing = true;
+    pthread_cond_broadcast(&sp->filled);
+    pthread_mutex_unlock(&sp->lock);
+    for (unsigned a = 0; a < started; a++)
+        pthread_join(threads[a].thread, NULL);
+    if (!err)
+        err = sp->error;
+    for (unsigned b = 0; b < SPREAD_BLOCKS; b++) {
+        free(sp->blocks[b].bytes);
+        for (unsigned a = 0; a < SHOAL_MAX_SHARDS; a++)
+            free(sp->blocks[b].lists[a].items);
+    }
+    pthread_cond_destroy(&sp->drained);
+    pthread_cond_destroy(&sp->filled);
+    pthread_mutex_destroy(&sp->lock);
+    free(threads);
+    free(sp);
+    return err;
+}
+
+/* Streams replay a thread each when there are at least as many as recovery threads; fewer
+ * streams go through the pipeline, so that every thread applies. */
+static int replay_streams(struct loader *l, unsigned streams)
+{
+    unsigned threads = (unsigned)l->db->config.recovery_threads;
+    unsigned shards = l->db->shard_mask + 1;
+    unsigned appliers = threads < shards ? threads : shards;
+    if (streams >= threads || appliers < 2)
+        return parallel_run(streams, threads, replay_stream, l);
+    return replay_spread(l, streams, appliers);
+}
+
 static int recover(struct shoal_db *db, struct durable *d, const struct catalog_head *head)
 {
     struct loader l = {.db = db, .d = d, .checkpoint_seq = head->checkpoint_seq,
@@ -754,12 +1048,14 @@ static int recover(struct shoal_db *db, struct durable *d, const struct catalog_
             l.ids.by_id[ns->id] = ns;
     }
     if (!err && head->checkpoint_seq)
-        err = parallel_run(db->shard_mask + 1, 1, load_checkpoint_file, &l);
+        err = parallel_run(db->shard_mask + 1, (unsigned)db->config.recovery_threads,
+                           load_checkpoint_file, &l);
+
     unsigned streams = 0;
     if (!err)
         err = wal_list_streams(d->dir, d->io, &streams);
     if (!err && streams)
-        err = parallel_run(streams, 1, replay_stream, &l);
+        err = replay_streams(&l, streams);
     if (!err)
         err = recover_sweep(db, atomic_load(&l.tombstones));
     if (l.detail[0])
@@ -889,7 +1185,7 @@ static int checkpoint_run(struct shoal_db *db, struct durable *d)
         goto done;
     /* Half the cores, and short chunks under each shard lock: a checkpoint must not
      * double the writers' tail latency. */
-    err = parallel_run(db->shard_mask + 1, 2, checkpoint_shard, &job);
+    err = parallel_run(db->shard_mask + 1, online_cores() / 2, checkpoint_shard, &job);
     if (err) {
         ckpt_remove(d->io, d->dir, job.seq);
         goto done;

@@ -241,6 +241,7 @@ struct thread_state {
 struct db_config {
     uint64_t shards, activation_step, sync, log_streams, snapshot_slots, memory_limit;
     uint64_t sync_period_ms, sync_window_us, checkpoint_log_bytes, log_segment_bytes, salvage;
+    uint64_t recovery_threads;
 };
 
 struct shoal_options {

@@ -93,7 +93,7 @@ static const config_entry config_table[] = {
     NUMBER("checkpoint-log-bytes", CONFIG_MEMORY, checkpoint_log_bytes, "64mb", 1024 * 1024,
            LLONG_MAX, CONFIG_IMMUTABLE, "log size that triggers a background checkpoint"),
     NUMBER("log-streams", CONFIG_INTEGER, log_streams, "0", 0, 64, CONFIG_IMMUTABLE,
-           "log streams (parallel fdatasync); 0 = engine default (one per core)"),
+           "log streams (parallel fdatasync); 0 = engine default (one per two cores)"),
     NUMBER("salvage", CONFIG_BOOL, salvage, "no", 0, 1, CONFIG_IMMUTABLE,
            "open a damaged directory anyway, keeping each log's longest valid prefix"),
     NUMBER("enable-debug-command", CONFIG_BOOL, enable_debug_command, "no", 0, 1,

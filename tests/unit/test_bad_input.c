@@ -120,7 +120,9 @@ static void test_bad_options(void **state)
     assert_code(shoal_options_set(opts, SHOAL_OPT_SYNC, 5), SHOAL_EINVAL);
     assert_code(shoal_options_set(opts, SHOAL_OPT_SALVAGE, 2), SHOAL_EINVAL);
     assert_code(shoal_options_set(opts, SHOAL_OPT_ACTIVATION_STEP, 0), SHOAL_EINVAL);
-    static const int unknown[] = {0, 12, 13, 99, -1, 1000000};
+    assert_code(shoal_options_set(opts, SHOAL_OPT_RECOVERY_THREADS, 0), SHOAL_EINVAL);
+    assert_code(shoal_options_set(opts, SHOAL_OPT_RECOVERY_THREADS, 65), SHOAL_EINVAL);
+    static const int unknown[] = {0, 13, 14, 99, -1, 1000000};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         assert_code(shoal_options_set(opts, (shoal_option)unknown[i], 1), SHOAL_EINVAL);
         assert_code(shoal_options_get(opts, (shoal_option)unknown[i], &now), SHOAL_EINVAL);

@@ -29,7 +29,11 @@
  *      the round ran in a child process that _exits without closing (a crash: sync=always
  *      made everything durable); then every namespace's full content, its counts, the
  *      tenants, their quotas and usage are compared with the model, and the next round's
- *      quota predictions test the usage that recovery rebuilt.
+ *      quota predictions test the usage that recovery rebuilt. Reopens alternate between
+ *      1, 4, 2 and 8 recovery threads: a thread per stream, and the replay pipeline.
+ *   4b. One stream, many threads: ~50 MB of overwrites, deletes, a batch that writes one
+ *      key twice and a value larger than a replay block, all in one log stream, replayed
+ *      with 1, 2, 3 and 8 threads: each gives the history's final state.
  *   5. shoal_persist: a memory database with data made durable in a directory while a
  *      writer thread keeps writing, more writes, close, reopen: everything is there.
  *      Persisting twice, or into a directory that holds a database, is refused.
@@ -1570,6 +1574,10 @@ static void test_recovery_equals_model(void **state)
             model_close_handles(&r);
             assert_ok(shoal_close(r.db));
         }
+        /* Replay by stream threads (1, 2 threads for 3 streams) and by the pipeline (4, 8). */
+        static const uint64_t recovery_threads[] = {1, 4, 2, 8};
+        assert_ok(shoal_options_set(opts, SHOAL_OPT_RECOVERY_THREADS,
+                                    recovery_threads[round % 4]));
         r.db = open_dir(dir, opts, NULL);
         if (model_open_handles(&r) || model_compare(&r)) {
             print_error("seed %#" PRIx64 " round %u (%s): after reopen: %s\n", seed, round,
@@ -1590,6 +1598,165 @@ static void test_recovery_equals_model(void **state)
     assert_true(m.batches > 0);
     shoal_options_free(opts);
     testing_remove_tree(dir);
+}
+
+/* ------------------------------------------------------------------------------------
+ * One log stream replayed by several threads (durable.c, "one stream on several cores").
+ * ---------------------------------------------------------------------------------- */
+
+#define SPREAD_KEYS 4000u
+#define SPREAD_ROUNDS 4u
+#define SPREAD_HUGE (6u << 20) /* one value larger than a replay block (4 MiB) */
+
+/* The value of key i after round r: lengths up to 6 KB, so the log fills many blocks. */
+static size_t spread_value(unsigned i, unsigned r, uint8_t *value)
+{
+    size_t len = 1 + (i * 131u + r * 977u) % 6000u;
+    test_fill_pattern(value, len, 0x5B0000u + i * 8u + r);
+    return len;
+}
+
+/* What the history below leaves for key i of namespace n: the round of its last put, or
+ * -1 when its last operation deleted it. */
+static int spread_expected_round(unsigned n, unsigned i)
+{
+    if (i % 7 == 3)
+        return i % 21 == 3 ? (int)SPREAD_ROUNDS : -1; /* deleted, every third put back */
+    return (int)SPREAD_ROUNDS - 1 - (n == 1 && i % 5 == 0);
+}
+
+struct spread_history {
+    const char *dir;
+    const shoal_options *opts;
+};
+
+/* Writes the history and leaves without closing, so that all of it is in the log: rounds
+ * of overwrites in both namespaces (the pinned one skips its last round for every fifth
+ * key), deletes, a cross-namespace batch that puts some of them back, and one value
+ * larger than a replay block. */
+static int spread_history_child(void *ctx)
+{
+    const struct spread_history *h = ctx;
+    shoal_db *db = NULL;
+    if (shoal_open(h->dir, h->opts, &db) != 0)
+        return 1;
+    shoal_ns *ns[2] = {test_ns(db, "spread", SHOAL_PLACE_SPREAD, 0),
+                       test_ns(db, "pinned", SHOAL_PLACE_PINNED, 0)};
+    static uint8_t value[SPREAD_HUGE];
+    char key[32];
+    for (unsigned r = 0; r < SPREAD_ROUNDS; r++)
+        for (unsigned i = 0; i < SPREAD_KEYS; i++)
+            for (unsigned n = 0; n < 2; n++) {
+                if (n == 1 && r == SPREAD_ROUNDS - 1 && i % 5 == 0)
+                    continue;
+                size_t klen = item_key(i, key);
+                if (shoal_put(ns[n], key, klen, value, spread_value(i, r, value), NULL) != 0)
+                    return 2;
+            }
+    for (unsigned i = 3; i < SPREAD_KEYS; i += 7)
+        for (unsigned n = 0; n < 2; n++)
+            if (shoal_delete(ns[n], key, item_key(i, key), NULL) != 0)
+                return 3;
+    shoal_batch *b = NULL;
+    if (shoal_batch_new(db, &b) != 0)
+        return 4;
+    for (unsigned i = 3; i < SPREAD_KEYS; i += 21)
+        for (unsigned n = 0; n < 2; n++) {
+            size_t klen = item_key(i, key);
+            if (shoal_batch_put(b, ns[n], key, klen, value,
+                                spread_value(i, SPREAD_ROUNDS, value)) != 0)
+                return 5;
+        }
+    /* One key twice in the batch: both versions share its seq, the later one wins. */
+    if (shoal_batch_put(b, ns[1], "twice", 5, "first", 5) != 0 ||
+        shoal_batch_put(b, ns[1], "twice", 5, "second", 6) != 0)
+        return 5;
+    if (shoal_batch_commit(b, NULL, NULL) != 0)
+        return 6;
+    shoal_batch_free(b);
+    test_fill_pattern(value, SPREAD_HUGE, 0x5B5B5Bu);
+    if (shoal_put(ns[0], "huge", 4, value, SPREAD_HUGE, &always) != 0)
+        return 7;
+    return 0; /* run_child _exits: no close, no closing checkpoint */
+}
+
+struct spread_check {
+    const char *dir;
+    const shoal_options *opts;
+};
+
+/* Opens the directory, checks every key against spread_expected_round and leaves without
+ * closing (a close would checkpoint, and the next check must replay the log again).
+ * Exit 0 when everything matched. */
+static int spread_check_child(void *ctx)
+{
+    const struct spread_check *c = ctx;
+    shoal_db *db = NULL;
+    if (shoal_open(c->dir, c->opts, &db) != 0) {
+        fprintf(stderr, "spread check: open: %s\n", shoal_error_detail());
+        return 1;
+    }
+    shoal_db_stats st;
+    if (shoal_stats(db, &st) != 0 || st.recovered_keys != 0 || st.recovered_records == 0)
+        return 2; /* everything must come from the log */
+    shoal_ns *ns[2] = {test_ns(db, "spread", SHOAL_PLACE_SPREAD, 0),
+                       test_ns(db, "pinned", SHOAL_PLACE_PINNED, 0)};
+    static uint8_t got[SPREAD_HUGE], want[SPREAD_HUGE];
+    char key[32];
+    for (unsigned n = 0; n < 2; n++) {
+        uint64_t live = 0;
+        for (unsigned i = 0; i < SPREAD_KEYS; i++) {
+            size_t klen = item_key(i, key), len = 0;
+            int err = shoal_get_into(ns[n], NULL, key, klen, got, sizeof got, &len);
+            int round = spread_expected_round(n, i);
+            if (round < 0 && err == SHOAL_ENOTFOUND)
+                continue;
+            size_t want_len = round < 0 ? 0 : spread_value(i, (unsigned)round, want);
+            if (round < 0 || err != 0 || len != want_len || memcmp(got, want, len) != 0) {
+                fprintf(stderr, "spread check: ns %u key %u: %s, %zu bytes (round %d)\n", n, i,
+                        shoal_error_name(err), len, round);
+                return 3;
+            }
+            live++;
+        }
+        shoal_ns_info info;
+        if (shoal_ns_info_get(ns[n], &info) != 0 || info.keys != live + 1)
+            return 4; /* and "huge" or "twice" */
+    }
+    size_t len = 0;
+    if (shoal_get_into(ns[1], NULL, "twice", 5, got, sizeof got, &len) != 0 || len != 6 ||
+        memcmp(got, "second", 6) != 0)
+        return 6;
+    test_fill_pattern(want, SPREAD_HUGE, 0x5B5B5Bu);
+    if (shoal_get_into(ns[0], NULL, "huge", 4, got, sizeof got, &len) != 0 || len != SPREAD_HUGE ||
+        memcmp(got, want, len) != 0)
+        return 5;
+    return 0;
+}
+
+/* A one-stream log of ~50 MB (a ring of replay blocks wraps several times), replayed with
+ * 1 thread (direct), 2, 3 (shards split unevenly between appliers) and 8 threads: every
+ * replay gives the history's final state. */
+static void test_one_stream_many_threads(void **state)
+{
+    (void)state;
+    char dir[4096];
+    make_dir(dir, sizeof dir);
+    shoal_options *opts = durable_options(8, 1, SHOAL_SYNC_NONE);
+    assert_ok(shoal_options_set(opts, SHOAL_OPT_CHECKPOINT_LOG_BYTES, 1ull << 40));
+    struct spread_history h = {dir, opts};
+    assert_int_equal(run_child(spread_history_child, &h), 0);
+    static const uint64_t threads[] = {1, 2, 3, 8, 2};
+    for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
+        assert_ok(shoal_options_set(opts, SHOAL_OPT_RECOVERY_THREADS, threads[t]));
+        struct spread_check c = {dir, opts};
+        int status = run_child(spread_check_child, &c);
+        if (status != 0)
+            print_error("recovery with %" PRIu64 " threads: check failed (%d)\n", threads[t],
+                        status);
+        assert_int_equal(status, 0);
+    }
+    shoal_options_free(opts);
 }
 
 /* ------------------------------------------------------------------------------------
@@ -1812,6 +1979,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_catalog_dir_fsync_failure_create, remove_made_dirs),
         cmocka_unit_test_teardown(test_checkpoints_racing_log_rolls, remove_made_dirs),
         cmocka_unit_test_teardown(test_recovery_equals_model, remove_made_dirs),
+        cmocka_unit_test_teardown(test_one_stream_many_threads, remove_made_dirs),
         cmocka_unit_test_teardown(test_persist, remove_made_dirs),
         cmocka_unit_test_teardown(test_second_open_is_busy, remove_made_dirs),
     };

@@ -137,6 +137,7 @@ struct wal_stats {
     uint64_t sync_ns_total; /* time spent in them */
     uint64_t group_commits; /* syncs that made new records durable */
     uint64_t waiters_woken; /* ALWAYS/BATCH waits (and async waits) that a sync satisfied */
+    uint64_t gathers;       /* leaders that waited for released writers (wal.c, GROUP COMMIT) */
 };
 /* Sums the counters of every stream. Group size = waiters_woken / group_commits. */
 void wal_stats(const struct wal *w, struct wal_stats *out);

@@ -453,6 +453,11 @@ static void group_commit(int scheme)
     /* Group commit happened: fewer syncs that made records durable than waiters woken. */
     assert_true(stats.group_commits > 0);
     assert_true(stats.waiters_woken > stats.group_commits);
+    /* Leaders waited for the writers a sync had released before syncing again. */
+    if (scheme == WAL_GROUP_LEADER)
+        assert_true(stats.gathers > 0);
+    else
+        assert_int_equal(stats.gathers, 0);
     print_message("group commit (%s): %" PRIu64 " waiters over %" PRIu64 " syncs\n",
                   scheme == WAL_GROUP_LEADER ? "leader" : "flusher thread", stats.waiters_woken,
                   stats.group_commits);

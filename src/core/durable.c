@@ -883,16 +883,21 @@ static void spread_publish(struct spread *sp)
 }
 
 /* Gives the reader the next block of the ring, with room for need bytes, once every
- * applier is done with it. Returns 0 or the first applier's error. */
+ * applier is done with it. A record larger than a block (values go up to 512 MiB) waits
+ * until every block is done and frees the other oversized ones, so that at most one copy
+ * of such a record exists beside the log reader's. Returns 0 or the first applier's
+ * error. */
 static int spread_take(struct spread *sp, size_t need)
 {
+    bool huge = need > SPREAD_BLOCK_BYTES;
     pthread_mutex_lock(&sp->lock);
     uint64_t next = sp->published;
     for (;;) {
         uint64_t oldest = UINT64_MAX;
         for (unsigned a = 0; a < sp->appliers; a++)
             oldest = sp->applied[a] < oldest ? sp->applied[a] : oldest;
-        if (sp->error || next < SPREAD_BLOCKS || oldest > next - SPREAD_BLOCKS)
+        uint64_t reuse = huge ? next : (next < SPREAD_BLOCKS ? 0 : next - SPREAD_BLOCKS + 1);
+        if (sp->error || oldest >= reuse)
             break;
         pthread_cond_wait(&sp->drained, &sp->lock);
     }
@@ -901,7 +906,15 @@ static int spread_take(struct spread *sp, size_t need)
     if (err)
         return err;
     struct spread_block *b = &sp->blocks[next % SPREAD_BLOCKS];
-    size_t want = need > SPREAD_BLOCK_BYTES ? need : SPREAD_BLOCK_BYTES;
+    for (unsigned i = 0; huge && i < SPREAD_BLOCKS; i++) {
+        struct spread_block *other = &sp->blocks[i];
+        if (other != b && other->cap > SPREAD_BLOCK_BYTES) {
+            free(other->bytes);
+            other->bytes = NULL;
+            other->cap = 0;
+        }
+    }
+    size_t want = huge ? need : SPREAD_BLOCK_BYTES;
     if (b->cap < want || b->cap > want * 4) { /* a huge record's block shrinks back */
         free(b->bytes);
         b->cap = 0;

@@ -517,6 +517,8 @@ typedef struct shoal_db_stats {
     uint64_t memory;            /* bytes held by the engine (segments, tables, indexes) */
     uint64_t gets, puts, deletes, commits, scans;
     uint64_t snapshots_open;
+    /* Old versions queued for reclaiming (kept while a snapshot may read them), and those
+     * the queue has released since; their difference is what open snapshots hold. */
     uint64_t versions_retired, versions_reclaimed;
     uint64_t quota_refusals;
     uint64_t compactions;       /* shoal_compact calls that returned 0 */

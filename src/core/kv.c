@@ -82,7 +82,6 @@ static void reclaim_version(void *ctx, node_id id, void *addr)
     version_free_chain(s, v->older);
     v->older = NULL;
     version_release_memory(s, v);
-    atomic_fetch_add_explicit(&s->reclaimed, 1, memory_order_relaxed);
 }
 
 void shard_reclaim(struct shard *s, bool force)
@@ -101,9 +100,13 @@ void shard_reclaim(struct shard *s, bool force)
     if (queued == 0 || (!force && queued < s->reclaim_threshold))
         return;
     ot_reclaim_before_epoch(s->objects, snapshot_horizon(s->db), reclaim_version, s);
+    /* Every entry that left the queue is counted, whether its version went through
+     * reclaim_version or had already been freed with a newer one (a chain freed at once
+     * when no snapshot was open): so once nothing is queued, reclaimed equals retired. */
+    size_t left = ot_retired_count(s->objects);
+    atomic_fetch_add_explicit(&s->reclaimed, queued - left, memory_order_relaxed);
     /* A long-lived snapshot keeps versions queued: wait for the queue to double before
      * scanning the slots again, so each write pays O(1) amortized. */
-    size_t left = ot_retired_count(s->objects);
     s->reclaim_threshold = left * 2 > 64 ? left * 2 : 64;
 }
 

@@ -878,8 +878,11 @@ static void wal_stream_wake_waiters(struct wal_stream *s)
         if (w->due_ns <= now)
             leader = w;
     }
+    /* The released writers' next records go to any stream, evenly on average: expect this
+     * stream's share. Expecting all of them here would hold the next leader until its
+     * deadline whenever there are several streams. */
     if (released > 0)
-        s->returning = released;
+        s->returning = released / s->wal->stream_count;
     if (leader != NULL) {
         wal_waiter_dequeue(s, leader);
         atomic_store_explicit(&leader->verdict, WAL_LEAD, memory_order_release);

@@ -144,19 +144,22 @@
  * writers 62-97K against 26-62K, 64 writers 134-212K against 8-119K); a leader that goes on
  * leading a few more flushes instead of handing over (no better; dropped).
  * Gathering (kept). Without it, N writers on one stream split into two halves that take
- * turns: while one half's sync runs, the other half (released by the previous sync)
- * appends and waits, and the next leader syncs just those, so groups stayed at N/2
- * (7.6-8.1 at 16 writers, 2.2 at 4). Now a leader first waits for the writers the last
- * flush released (s->returning, counted in wal_stream_wake_waiters) to append again, up to
- * the stream's average sync time and never more than WAL_GATHER_MAX_NS, holding the
- * flusher's role meanwhile so that they queue behind it; the append that completes the
- * group signals it. (Waiting up to half the average sync, the first version, cut the
- * group short more often: a whole average won 6 of 6 alternated pairs at 16 writers,
- * 54-62K against 33-54K commits/s, and 5 of 6 at 64.) One writer releases nobody and never waits; async waits (the server)
- * are not counted. bench_fsync, 1 stream, 4 alternated pairs, commits/s old -> new: 16
+ * turns: while one half's sync runs, the other half (released by the previous sync) appends
+ * and waits, and the next leader syncs just those, so groups stayed at N/2 (7.6-8.1 at 16
+ * writers, 2.2 at 4). Now a leader first waits for the writers the last flush released
+ * (s->returning, counted in wal_stream_wake_waiters) to append again, up to the stream's
+ * average sync time and never more than WAL_GATHER_MAX_NS, holding the flusher's role
+ * meanwhile so that they queue behind it; the append that completes the group signals it.
+ * (Waiting up to half the average sync, the first version, cut the group short more often:
+ * a whole average won 6 of 6 alternated pairs at 16 writers, 54-62K against 33-54K
+ * commits/s, and 5 of 6 at 64.) One writer releases nobody and never waits; async waits
+ * (the server) are not counted. With L streams a leader expects 1/L of the writers its
+ * flush released, since their next records land on any stream: expecting all of them held
+ * every leader until its deadline (16 writers, 2 streams: 13-26K commits/s, against 35K
+ * with the share). bench_fsync, 1 stream, 4 alternated pairs, commits/s old -> new: 16
  * writers 26-46K -> 45-65K (groups 7.7 -> 15), 4 writers 11-20K -> 19-24K (2.2 -> 4.0), 1
- * writer unchanged; shoal-bench-durable, 3 pairs: 16 writers 33-45K -> 43-56K (groups 8
- * -> 15.6), 64 writers 67-74K -> 77-92K (groups 23-28 -> 46-49).
+ * writer unchanged; shoal-bench-durable, 3 pairs: 16 writers 33-45K -> 43-56K (groups 8 ->
+ * 15.6), 64 writers 67-74K -> 77-92K (groups 23-28 -> 46-49).
  * One futex wake per group (kept). With a semaphore per waiter, the waker's loop of
  * sem_post calls took 54 us per flush at 16 writers (3.7 us per post, 14.4 posts), a
  * quarter of the time between two syncs. A bitset wake on one word per stream makes it one

@@ -322,6 +322,20 @@ static int catalog_restore(struct shoal_db *db, const void *body, size_t len)
 
 /* ---- recovery ----------------------------------------------------------------------------- */
 
+/* Returns the array items (count used of *cap elements of size bytes) with room for one
+ * more, doubling it from first element; NULL when memory ran out (items is then still the
+ * caller's, unchanged). */
+static void *room_for_one(void *items, size_t *cap, size_t count, size_t size, size_t first)
+{
+    if (count < *cap)
+        return items;
+    size_t grown = *cap ? *cap * 2 : first;
+    void *moved = realloc(items, grown * size);
+    if (moved)
+        *cap = grown;
+    return moved;
+}
+
 /* Namespaces by id, for the loaders. */
 struct id_map {
     struct namespace **by_id;
@@ -409,15 +423,12 @@ static int recover_sweep(struct shoal_db *db, bool tombstones)
                 struct version *v = btree_cursor_value(&c);
                 if (!version_is_tombstone(v))
                     continue;
-                if (count == cap) {
-                    cap = cap ? cap * 2 : 64;
-                    struct version **grown = realloc(dead, cap * sizeof *grown);
-                    if (!grown) {
-                        free(dead);
-                        return SHOAL_ENOMEM;
-                    }
-                    dead = grown;
+                struct version **grown = room_for_one(dead, &cap, count, sizeof *dead, 64);
+                if (!grown) {
+                    free(dead);
+                    return SHOAL_ENOMEM;
                 }
+                dead = grown;
                 dead[count++] = v;
             }
             for (size_t k = 0; k < count; k++) {
@@ -656,14 +667,10 @@ static int replay_gather(void *ctx, const struct log_op *op)
     struct namespace *ns = id_map_find(&rr->l->ids, op->ns_id);
     if (!ns)
         return 0; /* a namespace dropped since */
-    if (rr->count == rr->cap) {
-        size_t cap = rr->cap ? rr->cap * 2 : 64;
-        struct replay_op *ops = realloc(rr->ops, cap * sizeof *ops);
-        if (!ops)
-            return SHOAL_ENOMEM;
-        rr->ops = ops;
-        rr->cap = cap;
-    }
+    struct replay_op *ops = room_for_one(rr->ops, &rr->cap, rr->count, sizeof *ops, 64);
+    if (!ops)
+        return SHOAL_ENOMEM;
+    rr->ops = ops;
     unsigned si = ns_route(ns, op->key, op->klen);
     rr->ops[rr->count++] = (struct replay_op){*op, ns, si};
     rr->shards |= 1ull << si;
@@ -939,14 +946,11 @@ static int spread_gather(void *ctx, const struct log_op *op)
         return 0; /* a namespace dropped since */
     unsigned si = ns_route(ns, op->key, op->klen);
     struct spread_list *list = &sp->current->lists[si % sp->appliers];
-    if (list->count == list->cap) {
-        size_t cap = list->cap ? list->cap * 2 : 1024;
-        struct spread_item *items = realloc(list->items, cap * sizeof *items);
-        if (!items)
-            return SHOAL_ENOMEM;
-        list->items = items;
-        list->cap = cap;
-    }
+    struct spread_item *items =
+        room_for_one(list->items, &list->cap, list->count, sizeof *items, 1024);
+    if (!items)
+        return SHOAL_ENOMEM;
+    list->items = items;
     list->items[list->count++] =
         (struct spread_item){.ns = ns,
                              .key = op->key,

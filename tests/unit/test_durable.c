@@ -1625,7 +1625,8 @@ static int spread_expected_round(unsigned n, unsigned i)
     return (int)SPREAD_ROUNDS - 1 - (n == 1 && i % 5 == 0);
 }
 
-struct spread_history {
+/* What both children of the test get: the directory and the options to open it with. */
+struct spread_run {
     const char *dir;
     const shoal_options *opts;
 };
@@ -1636,7 +1637,7 @@ struct spread_history {
  * larger than a replay block. */
 static int spread_history_child(void *ctx)
 {
-    const struct spread_history *h = ctx;
+    const struct spread_run *h = ctx;
     shoal_db *db = NULL;
     if (shoal_open(h->dir, h->opts, &db) != 0)
         return 1;
@@ -1680,17 +1681,12 @@ static int spread_history_child(void *ctx)
     return 0; /* run_child _exits: no close, no closing checkpoint */
 }
 
-struct spread_check {
-    const char *dir;
-    const shoal_options *opts;
-};
-
 /* Opens the directory, checks every key against spread_expected_round and leaves without
  * closing (a close would checkpoint, and the next check must replay the log again).
  * Exit 0 when everything matched. */
 static int spread_check_child(void *ctx)
 {
-    const struct spread_check *c = ctx;
+    const struct spread_run *c = ctx;
     shoal_db *db = NULL;
     if (shoal_open(c->dir, c->opts, &db) != 0) {
         fprintf(stderr, "spread check: open: %s\n", shoal_error_detail());
@@ -1744,12 +1740,12 @@ static void test_one_stream_many_threads(void **state)
     make_dir(dir, sizeof dir);
     shoal_options *opts = durable_options(8, 1, SHOAL_SYNC_NONE);
     assert_ok(shoal_options_set(opts, SHOAL_OPT_CHECKPOINT_LOG_BYTES, 1ull << 40));
-    struct spread_history h = {dir, opts};
+    struct spread_run h = {dir, opts};
     assert_int_equal(run_child(spread_history_child, &h), 0);
     static const uint64_t threads[] = {1, 2, 3, 8, 2};
     for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
         assert_ok(shoal_options_set(opts, SHOAL_OPT_RECOVERY_THREADS, threads[t]));
-        struct spread_check c = {dir, opts};
+        struct spread_run c = {dir, opts};
         int status = run_child(spread_check_child, &c);
         if (status != 0)
             print_error("recovery with %" PRIu64 " threads: check failed (%d)\n", threads[t],

@@ -104,7 +104,8 @@ void shard_reclaim(struct shard *s, bool force)
      * reclaim_version or had already been freed with a newer one (a chain freed at once
      * when no snapshot was open): so once nothing is queued, reclaimed equals retired. */
     size_t left = ot_retired_count(s->objects);
-    atomic_fetch_add_explicit(&s->reclaimed, queued - left, memory_order_relaxed);
+    if (left < queued) /* reclaim_version retires nothing, so the queue only shrank */
+        atomic_fetch_add_explicit(&s->reclaimed, queued - left, memory_order_relaxed);
     /* A long-lived snapshot keeps versions queued: wait for the queue to double before
      * scanning the slots again, so each write pays O(1) amortized. */
     s->reclaim_threshold = left * 2 > 64 ? left * 2 : 64;

@@ -34,6 +34,8 @@
  *   3. recovery: after the writer is killed, children that only reopen the directory are
  *      killed at random moments during their recovery (torn-tail cutting, checkpoint
  *      loading, log replay), several times, before the parent reopens and checks.
+ * In every variant the rounds alternate between recovery by one thread per log stream and
+ * by the replay pipeline (SHOAL_OPT_RECOVERY_THREADS 1 and 4, with 3 streams).
  *
  * Tiers. SHOAL_CRASH_ROUNDS sets the rounds of each variant (default 20; 8 in sanitizer
  * builds). With the default a variant also stops after 20 s (time only shortens the loop,
@@ -664,6 +666,9 @@ static void crash_variant(const struct variant *v, uint64_t seed_offset)
     uint64_t recovery_estimate_ms = 20;
     uint64_t closed_at = 0; /* the seq of the parent's closing checkpoint */
     for (unsigned round = 0; round < rounds && test_before(deadline); round++) {
+        /* Every open of the round (writer, recovery children, the parent's check) replays
+         * the 3 streams a thread each, or through the replay pipeline, by turns. */
+        assert_ok(shoal_options_set(opts, SHOAL_OPT_RECOVERY_THREADS, round % 2 ? 4 : 1));
         unsigned span = v->kill_delay_max_ms - v->kill_delay_min_ms;
         unsigned delay = v->kill_delay_min_ms + (unsigned)test_rng_below(&rng, span + 1);
         struct kill_result res;

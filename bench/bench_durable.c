@@ -69,6 +69,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -217,6 +218,20 @@ static void *durable_writer_main(void *arg)
 }
 
 /* Runs threads writers for seconds; returns commits/s, or -1 when a put failed. */
+/* CPU time of the whole process (every thread, user and system), in microseconds. */
+static double durable_process_cpu_us(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)(u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e6 +
+           (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+/* The process CPU per commit of the last durable_drive, in microseconds (engine threads
+ * included: each point runs alone in this process). Steadier than commits/s on a shared
+ * machine, where the disk's speed moves from one minute to the next. */
+static double durable_last_cpu_per_commit;
+
 static double durable_drive(int (*put)(void *, const uint8_t *, const uint8_t *), void *ctx,
                             unsigned threads, double seconds)
 {
@@ -240,6 +255,7 @@ static double durable_drive(int (*put)(void *, const uint8_t *, const uint8_t *)
         abort();
     }
     pthread_barrier_wait(&w.start);
+    double cpu_begin = durable_process_cpu_us();
     uint64_t begin = bench_now_ns();
     while (bench_now_ns() - begin < (uint64_t)(seconds * 1e9) && !atomic_load(&w.failed))
         durable_sleep_ms(10);
@@ -247,12 +263,14 @@ static double durable_drive(int (*put)(void *, const uint8_t *, const uint8_t *)
     for (unsigned i = 0; i < threads; i++)
         pthread_join(ids[i], NULL);
     uint64_t elapsed = bench_now_ns() - begin;
+    double cpu = durable_process_cpu_us() - cpu_begin;
     pthread_barrier_destroy(&w.start);
     if (atomic_load(&w.failed))
         return -1;
     uint64_t total = 0;
     for (unsigned i = 0; i < threads; i++)
         total += w.commits[i];
+    durable_last_cpu_per_commit = total ? cpu / (double)total : 0;
     return (double)total / ((double)elapsed / 1e9);
 }
 
@@ -1014,6 +1032,7 @@ static int durable_run_commits(const durable_settings *s)
 {
     double rates[ENGINE_COUNT][DURABLE_THREAD_POINTS][DURABLE_MAX_RUNS];
     double groups[DURABLE_THREAD_POINTS][DURABLE_MAX_RUNS];
+    double cpus[ENGINE_COUNT][DURABLE_THREAD_POINTS][DURABLE_MAX_RUNS];
     double raw[DURABLE_MAX_RUNS];
     unsigned done[ENGINE_COUNT][DURABLE_THREAD_POINTS] = {{0}}, raw_done = 0;
     int failures = 0;
@@ -1040,6 +1059,7 @@ static int durable_run_commits(const durable_settings *s)
                     failures++;
                     continue;
                 }
+                cpus[e][t][done[e][t]] = durable_last_cpu_per_commit;
                 rates[e][t][done[e][t]++] = rate;
                 if (e == ENGINE_SHOAL)
                     groups[t][done[e][t] - 1] = group;
@@ -1071,6 +1091,13 @@ static int durable_run_commits(const durable_settings *s)
                "group_commits, median of %u runs)\n",
                durable_thread_counts[t], durable_thread_counts[t] == 1 ? "" : "s",
                durable_median(groups[t], s->runs), s->runs);
+        printf("# cpu per commit at %u thread%s (process user+sys / commits, median of %u "
+               "runs):",
+               durable_thread_counts[t], durable_thread_counts[t] == 1 ? "" : "s", s->runs);
+        for (int e = 0; e < ENGINE_COUNT; e++)
+            if (s->anchors[e] && done[e][t] == s->runs)
+                printf(" %s %.1f us", durable_engine_names[e], durable_median(cpus[e][t], s->runs));
+        printf("\n");
     }
     if (best_ratio[0] > 0)
         printf("# target: no worse than the best anchor at 1 thread: %.2fx (%s); >= 2x at 16: "

@@ -48,10 +48,15 @@ uint64_t clock_ns(void)
 
 /* ---- options --------------------------------------------------------------------------- */
 
-static uint64_t default_shards(void)
+unsigned online_cores(void)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    uint64_t want = (uint64_t)(cores > 0 ? cores : 1) * 4, n = 1;
+    return cores > 0 ? (unsigned)cores : 1;
+}
+
+static uint64_t default_shards(void)
+{
+    uint64_t want = (uint64_t)online_cores() * 4, n = 1;
     while (n < want && n < SHOAL_MAX_SHARDS)
         n <<= 1;
     return n;
@@ -59,11 +64,11 @@ static uint64_t default_shards(void)
 
 static void config_defaults(struct db_config *c)
 {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned cores = online_cores();
     c->shards = default_shards();
     c->activation_step = 1024;
     c->sync = SHOAL_SYNC_PERIODIC;
-    c->log_streams = (uint64_t)(cores > 1 ? cores / 2 : 1); /* docs/DESIGN.md, log streams */
+    c->log_streams = cores > 1 ? cores / 2 : 1; /* docs/DESIGN.md, departure 8 */
     c->snapshot_slots = 1024;
     c->memory_limit = 0;
     c->sync_period_ms = 1000;
@@ -71,7 +76,7 @@ static void config_defaults(struct db_config *c)
     c->checkpoint_log_bytes = 64ull << 20;
     c->log_segment_bytes = 64ull << 20;
     c->salvage = 0;
-    c->recovery_threads = (uint64_t)(cores > 0 ? cores : 1);
+    c->recovery_threads = cores;
 }
 
 SHOAL_API int shoal_options_new(shoal_options **out)

@@ -461,12 +461,6 @@ static int recover_sweep(struct shoal_db *db, bool tombstones)
     return 0;
 }
 
-static unsigned online_cores(void)
-{
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    return cores > 0 ? (unsigned)cores : 1;
-}
-
 /* Runs fn(ctx, i) for i in [0, count) on up to `threads` threads; returns the first
  * error. */
 struct parallel {

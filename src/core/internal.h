@@ -341,6 +341,8 @@ void shard_reclaim(struct shard *s, bool force);
 int tenant_charge_op(struct tenant *t);
 /* Monotonic clock in nanoseconds. */
 uint64_t clock_ns(void);
+/* Online cores, at least 1. */
+unsigned online_cores(void);
 void namespace_release(struct namespace *ns);
 /* Frees a dropped namespace's data once its last iterator is gone (iter.c T3). */
 void namespace_drop_finish(struct shoal_db *db, struct namespace *ns);

@@ -102,6 +102,7 @@ SHOAL_API const char *shoal_error_name(int err);
 #define SHOAL_MAX_KEY (64u * 1024u)            /* bytes; keys are 1..SHOAL_MAX_KEY */
 #define SHOAL_MAX_VALUE (512u * 1024u * 1024u) /* bytes; values are 0..SHOAL_MAX_VALUE */
 #define SHOAL_MAX_SHARDS 64
+#define SHOAL_MAX_LOG_STREAMS 64
 #define SHOAL_MAX_NAME 255 /* bytes in a namespace or tenant name */
 
 /* ---------------------------------------------------------------------------------------
@@ -118,7 +119,7 @@ typedef enum shoal_option {
     SHOAL_OPT_ACTIVATION_STEP = 2,
     /* Default sync policy (enum shoal_sync). Durable mode only. Default SHOAL_SYNC_PERIODIC. */
     SHOAL_OPT_SYNC = 3,
-    /* Log streams for a durable database, 1..64. Default: one per two cores (at least one):
+    /* Log streams for a durable database, 1..SHOAL_MAX_LOG_STREAMS. Default: one per two cores (at least one):
      * each stream's fdatasync is a flush of the same disk, so fewer streams make larger
      * group commits (docs/BENCHMARKS.md, "One log stream or two"). */
     SHOAL_OPT_LOG_STREAMS = 4,
@@ -379,11 +380,40 @@ typedef struct shoal_write_options {
      * error), on_durable is never called. */
     void (*on_durable)(void *ctx, int err);
     void *ctx;
+    /* Optional, the other way not to block, for callers that commit many writes in a row
+     * and want one notification for all of them (an event loop's round of requests). When
+     * set and on_durable is NULL, a write that has to wait for its log record returns
+     * SHOAL_PENDING at once and stores in *mark where its record lies; nothing waits for it
+     * until the caller hands that mark, or a later one of the same stream, to
+     * shoal_notify_durable. A write that needs no wait returns 0 and leaves *mark alone. */
+    struct shoal_log_mark *mark;
 } shoal_write_options;
 
-/* Returned by writes given shoal_write_options.on_durable: applied (visible to readers),
- * durability pending; on_durable will report it. */
+/* Returned by writes given shoal_write_options.on_durable or .mark: applied (visible to
+ * readers), durability pending; on_durable, or the notification the mark is handed to,
+ * will report it. */
 #define SHOAL_PENDING 1
+
+/* Where a write's log record lies, and what durability it asked for. Records of one stream
+ * become durable in lsn order, so the mark with the largest lsn of a stream stands for
+ * every earlier one of that stream. */
+typedef struct shoal_log_mark {
+    uint32_t stream; /* 0..SHOAL_MAX_LOG_STREAMS-1 */
+    shoal_sync sync; /* the write's policy: SHOAL_SYNC_PERIODIC, _BATCH or _ALWAYS */
+    uint64_t lsn;    /* the record's position in its stream, from 1 */
+} shoal_log_mark;
+
+/* Asks for on_durable(ctx, err) once every record of mark->stream up to mark->lsn is as
+ * durable as mark->sync asks (err 0), or the log failed (err SHOAL_EFSYNC, SHOAL_EIO...:
+ * the outcome of those writes is unknown). It runs exactly once, on a thread of the log,
+ * must return quickly and must not call shoal_close. A mark with a stronger sync makes
+ * the same lsn wait longer: merge the marks of one stream by the largest lsn and the
+ * strongest sync (the enum's order). Returns 0 (on_durable will run), or SHOAL_EINVAL (a
+ * mark this database never gave), SHOAL_ECLOSED, or the log's sticky failure; after an
+ * error on_durable is never called. Memory mode: SHOAL_EINVAL (no write gives a mark).
+ * Thread-safety: any thread. */
+SHOAL_API int shoal_notify_durable(shoal_db *db, const shoal_log_mark *mark,
+                                   void (*on_durable)(void *ctx, int err), void *ctx);
 
 /* Stores value under key, replacing any previous value. wo may be NULL.
  * Errors: SHOAL_EINVAL (NULL handle or key, empty key), SHOAL_ETOOBIG, SHOAL_EQUOTA,

@@ -1540,7 +1540,22 @@ int durable_wait(struct shoal_db *db, unsigned stream, uint64_t lsn,
         int err = wal_wait_async(d->wal, stream, lsn, sync, wo->on_durable, wo->ctx);
         return err ? err : SHOAL_PENDING;
     }
+    if (wo && wo->mark) {
+        /* The caller waits later, for many writes at once (shoal_notify_durable). */
+        *wo->mark = (shoal_log_mark){.stream = stream, .sync = (shoal_sync)sync, .lsn = lsn};
+        return SHOAL_PENDING;
+    }
     return wal_wait(d->wal, stream, lsn, sync);
+}
+
+SHOAL_API int shoal_notify_durable(shoal_db *db, const shoal_log_mark *mark,
+                                   void (*on_durable)(void *ctx, int err), void *ctx)
+{
+    struct durable *d = db ? durable_of(db) : NULL;
+    if (!d || !mark || !on_durable || mark->lsn == 0 || mark->stream >= d->streams ||
+        mark->sync == SHOAL_SYNC_DEFAULT || mark->sync == SHOAL_SYNC_NONE)
+        return SHOAL_EINVAL;
+    return wal_wait_async(d->wal, mark->stream, mark->lsn, (int)mark->sync, on_durable, ctx);
 }
 
 void durable_stats(struct shoal_db *db, shoal_db_stats *out)

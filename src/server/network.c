@@ -540,6 +540,9 @@ static void network_loop_events(event_loop *loop, int wait_ms)
     }
     if (completions)
         pending_drain(loop);
+    /* The round's writes (including those of input a drain let run) wait for the log as
+     * one group. */
+    pending_round_end(loop);
 }
 
 static bool network_loop_waiting_for_log(const event_loop *loop)

@@ -6,11 +6,24 @@
  * In durable mode a write's reply may leave the server only once the engine reports its
  * log record durable (sync always and batch) or handed to the operating system (sync
  * periodic), yet an event loop serves many clients and must never block on fsync. So
- * every commit passes shoal_write_options.on_durable: the engine applies the write at once
- * (readers see it), returns SHOAL_PENDING, and later calls pending_on_durable on a thread
- * of the log. That callback only appends the write to its loop's completion queue and,
- * when the queue was empty, writes the queue's eventfd; the loop drains the queue on its
- * own thread (pending_drain). Under sync none, and in memory mode, nothing here runs.
+ * every commit passes shoal_write_options.mark: the engine applies the write at once
+ * (readers see it), returns SHOAL_PENDING and says where its log record lies. The loop
+ * goes on with its round of events; when the round is over (pending_round_end) it asks
+ * the engine for one notification per log stream the round wrote to, for the round's
+ * last record there (shoal_notify_durable). The round's writes form one group; the
+ * callback (pending_group_on_durable, on a thread of the log) counts the group's streams
+ * down and, at the last one, appends the group to the loop's completion queue and, when
+ * the queue was empty, writes the queue's eventfd; the loop drains the queue on its own
+ * thread (pending_drain). Under sync none, and in memory mode, nothing here runs.
+ *
+ * Why a round and not a write: a write that registered its own wait woke the log's
+ * stream thread at the round's first commit, so the sync started while the loop was
+ * still running the round's other commands, covered the first few of them, and the rest
+ * waited for a second sync; every write also paid a registration under the stream's
+ * mutex and a callback. Waiting once per round makes the round's writes one group commit,
+ * as Redis's appendfsync always does with the writes of one event-loop iteration (it
+ * syncs in the loop; here the log's thread does). Measured in docs/BENCHMARKS.md
+ * ("Durable replies: one wait per round").
  *
  * Order of replies
  * ----------------
@@ -34,17 +47,20 @@
  *
  * Life of a pending write
  * -----------------------
- *   free list --pending_begin--> prepared --pending_end(SHOAL_PENDING)--> in flight (in its
- *   client's FIFO) --pending_on_durable, log thread--> queued --pending_drain--> done
+ *   free list --pending_begin--> prepared --pending_end(SHOAL_PENDING)--> in the round (in
+ *   its client's FIFO and the loop's round group) --pending_round_end--> in flight
+ *   --the group's last stream is durable, log thread--> queued --pending_drain--> done
  *   --reaches the front of the FIFO--> free list.
- *   prepared --pending_end(any other result)--> free list (the engine never calls back).
+ *   prepared --pending_end(any other result)--> free list (nothing waits for it).
+ * A group is led by its first write, which holds the group's count and verdict; the others
+ * follow it through next_in_queue. A group needs no allocation of its own.
  *
  * Invariants
  * ----------
  * 1. No byte of a client's output at or after the reply start of its oldest in-flight
  *    write is sent (pending_sendable; network_flush sends nothing beyond it).
  * 2. The log thread touches only the completion queue (under its mutex), the eventfd, and
- *    the error field of the write it queues; never a client. A client that goes away with
+ *    the count and verdict of the group leader it is called for; never a client. A client that goes away with
  *    writes in flight is kept as a zombie (socket closed, buffers freed) until its last
  *    write has come back through the queue, so no callback ever meets freed memory.
  *    The callback may even run before the commit has returned SHOAL_PENDING to the loop:
@@ -54,6 +70,9 @@
  *    callback (pending_loop_free runs after it).
  * 4. c->pending_count is the number of writes in the client's FIFO; server.pending_writes
  *    is the sum over all clients.
+ * 5. Every write that pending_end kept is in exactly one group, and every group is handed
+ *    to the log before the loop waits for events again (pending_round_end ends each round
+ *    of network_loop_events), so no write waits for a notification nobody asked for.
  *
  * Testing
  * -------
@@ -79,19 +98,28 @@ struct pending_write {
     pending_queue *queue; /* the owner's loop's: all the log thread needs */
     client *owner;
     uint64_t reply_start, reply_end; /* absolute output positions of its reply */
-    int error;                       /* the engine's verdict; written by the log thread */
+    shoal_log_mark mark;             /* where the engine put its record */
+    int error;                       /* the verdict, copied from its group's leader */
     bool done;
     pending_write *next_in_client; /* the owner's FIFO, in the order the writes ran */
-    pending_write *next_in_queue;  /* the completion queue, or the free list */
+    pending_write *next_in_queue;  /* the next write of its group, or the free list */
+    /* Used in a group's leader only. */
+    pending_write *next_group;  /* the completion queue */
+    atomic_uint streams_left;   /* notifications still to come */
+    atomic_int group_error;     /* the first failure any of them reported */
 };
 
 struct pending_queue {
     pthread_mutex_t lock;       /* guards head and tail only */
-    pending_write *head, *tail; /* completed by the log, not yet seen by the loop */
+    pending_write *head, *tail; /* group leaders completed by the log, not yet drained */
     int event_fd;
     /* Loop thread only. */
     pending_write *free_list;
     size_t free_count;
+    /* The group of this round: its writes, and per stream the mark that covers them. */
+    pending_write *round_head, *round_tail;
+    uint64_t round_streams; /* bit s: the round wrote to stream s */
+    shoal_log_mark round_marks[SHOAL_MAX_LOG_STREAMS];
     client **touched; /* clients whose FIFO advanced in this drain */
     size_t touched_count, touched_capacity;
     client *zombies; /* disconnected clients with writes in flight */
@@ -128,20 +156,26 @@ int pending_loop_fd(const event_loop *loop)
  * The log's side
  * ------------------------------------------------------------------------------------- */
 
-/* on_durable: runs on a thread of the log (invariant 2). It must return quickly. */
-static void pending_on_durable(void *context, int error)
+/* on_durable of one stream of a group: runs on a thread of the log (invariant 2), or on
+ * the loop when the engine refused the notification. It must return quickly. */
+static void pending_group_on_durable(void *context, int error)
 {
-    pending_write *w = context;
-    pending_queue *q = w->queue;
-    w->error = error;
-    w->next_in_queue = NULL;
+    pending_write *leader = context;
+    pending_queue *q = leader->queue;
+    if (error != 0) {
+        int none = 0;
+        atomic_compare_exchange_strong(&leader->group_error, &none, error);
+    }
+    if (atomic_fetch_sub_explicit(&leader->streams_left, 1, memory_order_acq_rel) != 1)
+        return;
+    leader->next_group = NULL;
     pthread_mutex_lock(&q->lock);
     bool was_empty = q->head == NULL;
     if (was_empty)
-        q->head = w;
+        q->head = leader;
     else
-        q->tail->next_in_queue = w;
-    q->tail = w;
+        q->tail->next_group = leader;
+    q->tail = leader;
     pthread_mutex_unlock(&q->lock);
     if (was_empty) {
         /* The loop reads the eventfd before it takes the queue, so a completion queued
@@ -176,8 +210,7 @@ pending_write *pending_begin(client *c, shoal_write_options *wo, uint64_t reply_
     w->owner = c;
     w->reply_start = reply_start;
     memset(wo, 0, sizeof(*wo));
-    wo->on_durable = pending_on_durable;
-    wo->ctx = w;
+    wo->mark = &w->mark;
     return w;
 }
 
@@ -208,7 +241,49 @@ int pending_end(client *c, pending_write *w, int result)
     c->pending_tail = w;
     c->pending_count++;
     atomic_fetch_add_explicit(&server.pending_writes, 1, memory_order_relaxed);
+
+    /* Into the round's group; the stream's mark grows to cover it. */
+    pending_queue *q = c->loop->pending;
+    w->next_in_queue = NULL;
+    if (q->round_tail != NULL)
+        q->round_tail->next_in_queue = w;
+    else
+        q->round_head = w;
+    q->round_tail = w;
+    uint32_t stream = w->mark.stream;
+    shoal_log_mark *round = &q->round_marks[stream];
+    if (!(q->round_streams & (1ull << stream))) {
+        q->round_streams |= 1ull << stream;
+        *round = w->mark;
+    } else {
+        if (w->mark.lsn > round->lsn)
+            round->lsn = w->mark.lsn;
+        if (w->mark.sync > round->sync)
+            round->sync = w->mark.sync;
+    }
     return 0;
+}
+
+void pending_round_end(event_loop *loop)
+{
+    pending_queue *q = loop->pending;
+    if (q == NULL || q->round_head == NULL)
+        return;
+    pending_write *leader = q->round_head;
+    uint64_t streams = q->round_streams;
+    atomic_store_explicit(&leader->group_error, 0, memory_order_relaxed);
+    atomic_store_explicit(&leader->streams_left, (unsigned)__builtin_popcountll(streams),
+                          memory_order_relaxed);
+    q->round_head = q->round_tail = NULL;
+    q->round_streams = 0;
+    /* The leader may be queued, drained and recycled by the time the last call returns:
+     * nothing below reads it. */
+    for (; streams != 0; streams &= streams - 1) {
+        const shoal_log_mark *mark = &q->round_marks[__builtin_ctzll(streams)];
+        int result = shoal_notify_durable(server.db, mark, pending_group_on_durable, leader);
+        if (result != 0)
+            pending_group_on_durable(leader, result);
+    }
 }
 
 uint64_t pending_sendable(const client *c)
@@ -316,14 +391,20 @@ static pending_write *pending_take(pending_queue *q)
 void pending_drain(event_loop *loop)
 {
     pending_queue *q = loop->pending;
-    pending_write *w = pending_take(q);
-    while (w != NULL) {
-        pending_write *next = w->next_in_queue;
-        w->done = true;
-        client *owner = w->owner;
-        w = next; /* w may be recycled from here on */
-        if (!pending_touch(q, owner))
-            pending_settle(q, owner); /* out of memory for the list: settle it now */
+    for (pending_write *leader = pending_take(q); leader != NULL;) {
+        pending_write *next_group = leader->next_group;
+        int error = atomic_load_explicit(&leader->group_error, memory_order_relaxed);
+        pending_write *w = leader;
+        while (w != NULL) {
+            pending_write *next = w->next_in_queue;
+            w->error = error;
+            w->done = true;
+            client *owner = w->owner;
+            w = next; /* w may be recycled from here on */
+            if (!pending_touch(q, owner))
+                pending_settle(q, owner); /* out of memory for the list: settle it now */
+        }
+        leader = next_group;
     }
     /* Each touched client once: advance its FIFO, then free it or send what it can. */
     for (size_t i = 0; i < q->touched_count; i++)
@@ -348,8 +429,9 @@ void pending_loop_free(event_loop *loop)
     if (q == NULL)
         return;
     /* Invariant 3: every callback has run; mark what the queue still holds. */
-    for (pending_write *w = pending_take(q); w != NULL; w = w->next_in_queue)
-        w->done = true;
+    for (pending_write *leader = pending_take(q); leader != NULL; leader = leader->next_group)
+        for (pending_write *w = leader; w != NULL; w = w->next_in_queue)
+            w->done = true;
     while (q->zombies != NULL) {
         client *c = q->zombies;
         pending_zombie_unlink(q, c);

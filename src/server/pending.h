@@ -38,6 +38,12 @@ pending_write *pending_begin(client *c, shoal_write_options *wo, uint64_t reply_
  * 0; any other result recycles w and is returned unchanged. w NULL: returns result. */
 int pending_end(client *c, pending_write *w, int result);
 
+/* Ends a round of the loop's events: asks the engine to notify the loop once the writes
+ * pending_end kept since the last call are durable, with one notification per log stream
+ * they wrote to. Call it before waiting for events again (pending.c, invariant 5). Loop
+ * thread. */
+void pending_round_end(event_loop *loop);
+
 /* Absolute output position (resp_buffer marks) up to which replies may be sent now. */
 uint64_t pending_sendable(const client *c);
 

@@ -31,7 +31,7 @@
  * Durability
  * ----------
  * store_txn_commit takes the caller's write options: in durable mode the dispatcher
- * passes an on_durable callback (pending.c), the commit returns SHOAL_PENDING, and the
+ * passes a log mark to fill (pending.c), the commit returns SHOAL_PENDING, and the
  * reply waits for the log while the loop goes on. Deletes of expired keys are written
  * with SHOAL_SYNC_NONE: a lost one leaves a key that is still expired after recovery.
  * store_open_existing reopens, at startup, the namespaces a previous run created, so

@@ -1,6 +1,8 @@
 /*
  * test_async_durable.c -- writes that do not wait for the disk: shoal_write_options
- * on_durable returns SHOAL_PENDING and reports durability once, from the log's thread.
+ * on_durable returns SHOAL_PENDING and reports durability once, from the log's thread;
+ * shoal_write_options.mark returns SHOAL_PENDING with the record's place in the log, and
+ * one shoal_notify_durable per stream reports a whole run of such writes.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -107,6 +109,94 @@ static void test_pending_then_durable(void **state)
     free(dir);
 }
 
+/* Writes given a mark are pending and say where their records lie; one notification per
+ * stream, for the largest mark, reports all of them once; after reopening, all are there.
+ * Marks the database never gave, and policies that wait for nothing, are refused. */
+static void test_marks_then_one_notification_per_stream(void **state)
+{
+    (void)state;
+    char *dir = temp_dir();
+    shoal_options *o;
+    assert_int_equal(shoal_options_new(&o), 0);
+    assert_int_equal(shoal_options_set(o, SHOAL_OPT_SYNC, SHOAL_SYNC_ALWAYS), 0);
+    assert_int_equal(shoal_options_set(o, SHOAL_OPT_SHARDS, 8), 0);
+    assert_int_equal(shoal_options_set(o, SHOAL_OPT_LOG_STREAMS, 2), 0);
+    shoal_db *db;
+    assert_int_equal(shoal_open(dir, o, &db), 0);
+    shoal_ns_config cfg = {.kind = SHOAL_KIND_KV, .placement = SHOAL_PLACE_SPREAD};
+    shoal_ns *ns;
+    assert_int_equal(shoal_ns_open(db, "a", &cfg, &ns), 0);
+
+    enum { WRITES = 300 };
+    shoal_log_mark last[2] = {{0}};
+    int per_stream[2] = {0};
+    for (int i = 0; i < WRITES; i++) {
+        shoal_log_mark mark = {.stream = 99};
+        shoal_write_options wo = {.mark = &mark};
+        char key[16];
+        int n = snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(shoal_put(ns, key, (size_t)n, "v", 1, &wo), SHOAL_PENDING);
+        assert_true(mark.stream < 2);
+        assert_int_equal(mark.sync, SHOAL_SYNC_ALWAYS); /* the database's, resolved */
+        assert_true(mark.lsn > last[mark.stream].lsn); /* one writer: lsns ascend */
+        last[mark.stream] = mark;
+        per_stream[mark.stream]++;
+    }
+    assert_true(per_stream[0] > 0 && per_stream[1] > 0);
+
+    /* Refused, and never called back: no callback, a stream the database lacks, an lsn
+     * not appended yet, a policy that waits for nothing. */
+    struct waiter never = {0};
+    shoal_log_mark bad = last[0];
+    assert_int_equal(shoal_notify_durable(db, &bad, NULL, NULL), SHOAL_EINVAL);
+    bad.stream = 2;
+    assert_int_equal(shoal_notify_durable(db, &bad, on_durable, &never), SHOAL_EINVAL);
+    bad = last[0];
+    bad.lsn += 1000;
+    assert_int_equal(shoal_notify_durable(db, &bad, on_durable, &never), SHOAL_EINVAL);
+    bad = last[0];
+    bad.sync = SHOAL_SYNC_NONE;
+    assert_int_equal(shoal_notify_durable(db, &bad, on_durable, &never), SHOAL_EINVAL);
+    assert_int_equal(shoal_notify_durable(db, NULL, on_durable, &never), SHOAL_EINVAL);
+
+    /* A write under sync none waits for nothing: 0, and the mark is left alone. */
+    shoal_log_mark untouched = {.stream = 7, .lsn = 12345};
+    shoal_write_options none = {.sync = SHOAL_SYNC_NONE, .mark = &untouched};
+    assert_int_equal(shoal_put(ns, "n", 1, "v", 1, &none), 0);
+    assert_int_equal(untouched.stream, 7);
+    assert_true(untouched.lsn == 12345);
+
+    static struct waiter waiters[2];
+    for (int s = 0; s < 2; s++) {
+        sem_init(&waiters[s].done, 0, 0);
+        atomic_store(&waiters[s].calls, 0);
+        atomic_store(&waiters[s].err, -1);
+        assert_int_equal(shoal_notify_durable(db, &last[s], on_durable, &waiters[s]), 0);
+    }
+    for (int s = 0; s < 2; s++) {
+        sem_wait(&waiters[s].done);
+        assert_int_equal(atomic_load(&waiters[s].err), 0);
+    }
+    shoal_ns_close(ns);
+    assert_int_equal(shoal_close(db), 0);
+    for (int s = 0; s < 2; s++)
+        assert_int_equal(atomic_load(&waiters[s].calls), 1);
+    assert_int_equal(atomic_load(&never.calls), 0);
+
+    assert_int_equal(shoal_open(dir, o, &db), 0);
+    assert_int_equal(shoal_ns_open(db, "a", NULL, &ns), 0);
+    for (int i = 0; i < WRITES; i++) {
+        char key[16];
+        int n = snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(shoal_exists(ns, NULL, key, (size_t)n), 1);
+    }
+    shoal_ns_close(ns);
+    assert_int_equal(shoal_close(db), 0);
+    shoal_options_free(o);
+    remove_dir(dir);
+    free(dir);
+}
+
 /* In memory mode nothing waits: the write returns 0 and the callback never runs. */
 static void test_memory_mode_never_pending(void **state)
 {
@@ -121,6 +211,13 @@ static void test_memory_mode_never_pending(void **state)
     assert_int_equal(shoal_put(ns, "k", 1, "v", 1, &wo), 0);
     assert_int_equal(shoal_delete(ns, "k", 1, &wo), 0);
     assert_int_equal(atomic_load(&w.calls), 0);
+    /* Nor does a write given a mark, and there is no log to be notified by. */
+    shoal_log_mark mark = {.stream = 3, .lsn = 77};
+    shoal_write_options marked = {.sync = SHOAL_SYNC_ALWAYS, .mark = &mark};
+    assert_int_equal(shoal_put(ns, "k", 1, "v", 1, &marked), 0);
+    assert_true(mark.stream == 3 && mark.lsn == 77);
+    mark = (shoal_log_mark){.stream = 0, .sync = SHOAL_SYNC_ALWAYS, .lsn = 1};
+    assert_int_equal(shoal_notify_durable(db, &mark, on_durable, &w), SHOAL_EINVAL);
     shoal_ns_close(ns);
     shoal_close(db);
 }
@@ -129,6 +226,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pending_then_durable),
+        cmocka_unit_test(test_marks_then_one_notification_per_stream),
         cmocka_unit_test(test_memory_mode_never_pending),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -345,7 +345,7 @@ COMMAND_HANDLER(cmd_randomkey)
 COMMAND_HANDLER(cmd_dbsize)
 {
     uint64_t keys;
-    int result = store_count(c->identity.tenant, c->identity.tenant_name, c->db, &keys);
+    int result = store_count(c->identity.tenant, c->db, &keys);
     if (result != 0) {
         reply_engine_error(c, result);
         return;

@@ -557,7 +557,7 @@ COMMAND_HANDLER(cmd_info)
         long long databases = atomic_load(&server.config.databases);
         for (int db = 0; db < databases; db++) {
             uint64_t keys = 0;
-            if (store_count(c->identity.tenant, c->identity.tenant_name, db, &keys) == 0 && keys > 0)
+            if (store_count(c->identity.tenant, db, &keys) == 0 && keys > 0)
                 info_append(&t, "db%d:keys=%llu,expires=0,avg_ttl=0\r\n", db,
                             (unsigned long long)keys);
         }

@@ -81,8 +81,8 @@
  *    FIFO): a creation asked while a flush of the same database runs is made after it.
  * 5. No lock that an event loop takes is held across a MANIFEST write: the worker holds
  *    store.c's and acl.c's change locks there, which loops never take. (The engine's own
- *    catalog mutex is held across it too; INFO, which reads the engine's statistics
- *    under it, can still wait for a catalog change on a slow disk.)
+ *    catalog mutex is held across it too; INFO and LASTSAVE, which read the engine's
+ *    statistics under it, can still wait for a catalog change on a slow disk.)
  *
  * Testing
  * -------

@@ -30,6 +30,11 @@
  *    a live connection into another tenant's keys.
  * 2. Passwords are compared in time independent of where they differ.
  * 3. A rule list is applied whole or not at all: on a bad rule the user is unchanged.
+ * 4. The user table's lock is never held across an engine call: binding a tenant
+ *    (shoal_tenant_create, shoal_tenant_set_quota) rewrites the engine's MANIFEST in
+ *    durable mode, and AUTH on every event loop takes that lock. acl_setuser itself blocks
+ *    on the disk, so the server calls it on the catalog worker (catalog.c), never on an
+ *    event loop; a user becomes visible only once its tenant exists.
  *
  * Testing
  * -------
@@ -59,14 +64,19 @@ typedef struct acl_user {
     char passwords[ACL_MAX_PASSWORDS][ACL_PASSWORD_MAX];
     size_t password_count;
     shoal_quota quota;
+    uint64_t version; /* bumped by every change, under the write lock */
 } acl_user;
 
+/* lock guards the users and is never held across an engine call; change_lock makes ACL
+ * SETUSERs one at a time and is held across their tenant changes (lock order: change_lock
+ * before lock). */
 static struct {
     pthread_rwlock_t lock;
+    pthread_mutex_t change_lock;
     shoal_db *db;
     acl_user *users;
     size_t count;
-} acl_state = {.lock = PTHREAD_RWLOCK_INITIALIZER};
+} acl_state = {.lock = PTHREAD_RWLOCK_INITIALIZER, .change_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static acl_user *acl_find_locked(const char *name, size_t length)
 {
@@ -205,57 +215,86 @@ static int acl_apply_rules(acl_user *u, const char *const *rules, const size_t *
     return 0;
 }
 
-static int acl_setuser_locked(const char *name, size_t name_length, const char *const *rules,
-                              const size_t *rule_lengths, size_t count, char *error,
-                              size_t error_size)
+/* Builds the user that ACL SETUSER name rules... makes, from the current one (or a new
+ * one) into *candidate. The read lock is held. */
+static int acl_prepare_locked(const char *name, size_t name_length, const char *const *rules,
+                              const size_t *rule_lengths, size_t count, acl_user *candidate,
+                              bool *tenant_changed, char *error, size_t error_size)
 {
     if (name_length == 0 || name_length >= ACL_NAME_MAX || memchr(name, ' ', name_length)) {
         snprintf(error, error_size, "ERR Usernames can't contain spaces or null characters");
         return -1;
     }
     acl_user *existing = acl_find_locked(name, name_length);
-    acl_user candidate;
     if (existing != NULL) {
-        candidate = *existing;
+        *candidate = *existing;
     } else {
-        memset(&candidate, 0, sizeof(candidate));
-        memcpy(candidate.name, name, name_length);
-        candidate.name[name_length] = '\0';
-        shoal_quota_unlimited(&candidate.quota);
+        memset(candidate, 0, sizeof(*candidate));
+        memcpy(candidate->name, name, name_length);
+        candidate->name[name_length] = '\0';
+        shoal_quota_unlimited(&candidate->quota);
         /* A user's tenant defaults to a tenant of its own name: isolation by default. */
-        snprintf(candidate.tenant_name, sizeof(candidate.tenant_name), "%s", candidate.name);
-        if (strchr(candidate.tenant_name, '/') != NULL)
-            candidate.tenant_name[0] = '\0';
+        snprintf(candidate->tenant_name, sizeof(candidate->tenant_name), "%s", candidate->name);
+        if (strchr(candidate->tenant_name, '/') != NULL)
+            candidate->tenant_name[0] = '\0';
     }
-    bool tenant_changed = existing == NULL;
-    if (acl_apply_rules(&candidate, rules, rule_lengths, count, &tenant_changed, error,
+    *tenant_changed = existing == NULL;
+    if (acl_apply_rules(candidate, rules, rule_lengths, count, tenant_changed, error,
                         error_size) != 0)
         return -1;
-    if (candidate.tenant_name[0] == '\0') {
-        snprintf(error, error_size, "ERR user '%s' needs a tenant=<name> rule", candidate.name);
+    if (candidate->tenant_name[0] == '\0') {
+        snprintf(error, error_size, "ERR user '%s' needs a tenant=<name> rule", candidate->name);
         return -1;
     }
-    if (tenant_changed && acl_bind_tenant(&candidate, error, error_size) != 0)
-        return -1;
-    if (existing != NULL) {
-        *existing = candidate;
-        return 0;
-    }
-    if (acl_state.count == ACL_MAX_USERS) {
+    if (existing == NULL && acl_state.count == ACL_MAX_USERS) {
         snprintf(error, error_size, "ERR too many users");
         return -1;
     }
-    acl_state.users[acl_state.count++] = candidate;
     return 0;
 }
 
+/* The engine's catalog may write its MANIFEST in acl_bind_tenant, so no lock of the user
+ * table is held there (invariant 4): the candidate is built under the read lock, the
+ * tenant bound with no lock, and the candidate installed under the write lock if the user
+ * did not change meanwhile (only CONFIG SET requirepass can change it, since SETUSERs run
+ * one at a time under change_lock); if it did, the whole change is made again. */
 int acl_setuser(const char *name, size_t name_length, const char *const *rules,
                 const size_t *rule_lengths, size_t count, char *error, size_t error_size)
 {
-    pthread_rwlock_wrlock(&acl_state.lock);
-    int result = acl_setuser_locked(name, name_length, rules, rule_lengths, count, error,
-                                    error_size);
-    pthread_rwlock_unlock(&acl_state.lock);
+    pthread_mutex_lock(&acl_state.change_lock);
+    int result = -1;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        acl_user candidate;
+        bool tenant_changed = false;
+        pthread_rwlock_rdlock(&acl_state.lock);
+        result = acl_prepare_locked(name, name_length, rules, rule_lengths, count, &candidate,
+                                    &tenant_changed, error, error_size);
+        pthread_rwlock_unlock(&acl_state.lock);
+        if (result != 0)
+            break;
+        if (tenant_changed && (result = acl_bind_tenant(&candidate, error, error_size)) != 0)
+            break;
+        pthread_rwlock_wrlock(&acl_state.lock);
+        acl_user *existing = acl_find_locked(name, name_length);
+        bool installed = true;
+        if (existing == NULL)
+            acl_state.users[acl_state.count++] = candidate; /* room checked, no other adder */
+        else if (existing->version == candidate.version)
+            *existing = candidate;
+        else
+            installed = false; /* changed meanwhile: build it again from the new state */
+        if (installed) {
+            acl_user *u = existing != NULL ? existing : &acl_state.users[acl_state.count - 1];
+            u->version++;
+        }
+        pthread_rwlock_unlock(&acl_state.lock);
+        if (installed)
+            break;
+        result = -1;
+        snprintf(error, error_size, "ERR user '%.*s' kept changing, retry", (int)name_length,
+                 name);
+    }
+    pthread_mutex_unlock(&acl_state.change_lock);
     return result;
 }
 
@@ -295,8 +334,9 @@ int acl_init(shoal_db *db, const char *requirepass, char *const *lines, size_t c
         }
         char reason[256] = "missing user name";
         int result = n == 0 ? -1
-                            : acl_setuser_locked(words[0], lengths[0], words + 1, lengths + 1,
-                                                 n - 1, reason, sizeof(reason));
+                            : acl_setuser(words[0], lengths[0],
+                                          (const char *const *)words + 1, lengths + 1, n - 1,
+                                          reason, sizeof(reason));
         if (result != 0)
             snprintf(error, error_size, "user %s: %s", lines[i], reason);
         free(copy);
@@ -419,5 +459,6 @@ void acl_set_requirepass(const char *password)
         snprintf(d->passwords[0], ACL_PASSWORD_MAX, "%s", password);
         d->password_count = 1;
     }
+    d->version++;
     pthread_rwlock_unlock(&acl_state.lock);
 }

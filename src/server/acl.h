@@ -36,7 +36,10 @@ void acl_default_identity(acl_identity *out);
 int acl_authenticate(const char *user, size_t user_length, const char *password,
                      size_t password_length, acl_identity *out);
 /* ACL SETUSER name rule...: creates or changes a user. Returns 0, or -1 with Redis's error
- * text (without "-") in error. */
+ * text (without "-") in error. Binding a new tenant or quota rewrites the engine's
+ * MANIFEST, so this may block on the disk: the server calls it on the catalog worker
+ * (catalog.c) and at startup, never on an event loop. Thread-safety: any thread; calls
+ * run one at a time, and AUTH elsewhere never waits for the disk meanwhile. */
 int acl_setuser(const char *name, size_t name_length, const char *const *rules,
                 const size_t *rule_lengths, size_t count, char *error, size_t error_size);
 /* ACL LIST and ACL USERS replies. */

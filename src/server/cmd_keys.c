@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "catalog.h"
 #include "commands.h"
 #include "text.h"
 
@@ -345,7 +346,7 @@ COMMAND_HANDLER(cmd_randomkey)
 COMMAND_HANDLER(cmd_dbsize)
 {
     uint64_t keys;
-    int result = store_count(c->identity.tenant, c->identity.tenant_name, c->db, &keys);
+    int result = store_count(c->identity.tenant, c->db, &keys);
     if (result != 0) {
         reply_engine_error(c, result);
         return;
@@ -362,11 +363,18 @@ static bool keys_flush_arguments_ok(client *c)
     return true;
 }
 
+/* A flush drops the namespace and creates a new one, two MANIFEST writes in durable mode:
+ * the catalog worker makes it while the client waits, and the request runs again to
+ * answer (catalog.c). Refused inside MULTI (CMD_DENYMULTI), for the reason given there. */
 COMMAND_HANDLER(cmd_flushdb)
 {
     if (!keys_flush_arguments_ok(c))
         return;
-    int result = store_flush(c->identity.tenant, c->identity.tenant_name, c->db);
+    int result;
+    if (!catalog_result(c, CATALOG_FLUSHDB, c->db, &result, NULL)) {
+        catalog_request(c, CATALOG_FLUSHDB);
+        return;
+    }
     c->ns = NULL;
     if (result != 0) {
         reply_engine_error(c, result);
@@ -375,22 +383,21 @@ COMMAND_HANDLER(cmd_flushdb)
     resp_add_ok(&c->out);
 }
 
+/* Every database of the caller's tenant, and only those (catalog.c, catalog_run). */
 COMMAND_HANDLER(cmd_flushall)
 {
     if (!keys_flush_arguments_ok(c))
         return;
-    /* Every database of the caller's tenant, and only those. */
-    long long databases = atomic_load(&server.config.databases);
-    for (int db = 0; db < databases; db++) {
-        if (!store_namespace_known(c->identity.tenant, db))
-            continue;
-        int result = store_flush(c->identity.tenant, c->identity.tenant_name, db);
-        if (result != 0) {
-            reply_engine_error(c, result);
-            return;
-        }
+    int result;
+    if (!catalog_result(c, CATALOG_FLUSHALL, c->db, &result, NULL)) {
+        catalog_request(c, CATALOG_FLUSHALL);
+        return;
     }
     c->ns = NULL;
+    if (result != 0) {
+        reply_engine_error(c, result);
+        return;
+    }
     resp_add_ok(&c->out);
 }
 

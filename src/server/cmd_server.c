@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "catalog.h"
 #include "commands.h"
 #include "log.h"
 #include "text.h"
@@ -500,8 +501,9 @@ COMMAND_HANDLER(cmd_info)
     }
     if (info_wanted(c, "clients", true)) {
         SECTION("Clients");
-        info_append(&t, "connected_clients:%lld\r\nmaxclients:%lld\r\nblocked_clients:0\r\n",
-                    atomic_load(&server.connected_clients), atomic_load(&server.config.maxclients));
+        info_append(&t, "connected_clients:%lld\r\nmaxclients:%lld\r\nblocked_clients:%lld\r\n",
+                    atomic_load(&server.connected_clients), atomic_load(&server.config.maxclients),
+                    (long long)atomic_load(&server.suspended_clients));
     }
     shoal_db_stats stats;
     memset(&stats, 0, sizeof(stats));
@@ -557,7 +559,7 @@ COMMAND_HANDLER(cmd_info)
         long long databases = atomic_load(&server.config.databases);
         for (int db = 0; db < databases; db++) {
             uint64_t keys = 0;
-            if (store_count(c->identity.tenant, c->identity.tenant_name, db, &keys) == 0 && keys > 0)
+            if (store_count(c->identity.tenant, db, &keys) == 0 && keys > 0)
                 info_append(&t, "db%d:keys=%llu,expires=0,avg_ttl=0\r\n", db,
                             (unsigned long long)keys);
         }
@@ -981,9 +983,20 @@ COMMAND_HANDLER(cmd_acl)
     } else if (arg_is(c, 1, "USERS") && c->argc == 2) {
         acl_reply_users(&c->out);
     } else if (arg_is(c, 1, "SETUSER") && c->argc >= 3) {
-        char error[512];
-        if (acl_setuser(c->argv[2], c->lengths[2], (const char *const *)c->argv + 3,
-                        c->lengths + 3, c->argc - 3, error, sizeof(error)) != 0) {
+        /* Binding a tenant may write the MANIFEST: the catalog worker runs acl_setuser
+         * and the request runs again to answer (catalog.c). Inside EXEC it would have to
+         * run EXEC again around a change already made, so it is refused there. */
+        if (c->in_exec) {
+            resp_add_error(&c->out, "ERR ACL SETUSER inside MULTI is not allowed");
+            return;
+        }
+        int result;
+        const char *error;
+        if (!catalog_result(c, CATALOG_SETUSER, c->db, &result, &error)) {
+            catalog_request(c, CATALOG_SETUSER);
+            return;
+        }
+        if (result != 0) {
             resp_add_error(&c->out, error);
             return;
         }

@@ -24,6 +24,15 @@
  * them and on the WATCHed keys' seqs at WATCH time. A change to a watched key aborts
  * (null reply); a conflict on a read key reruns the whole transaction.
  *
+ * Catalog changes
+ * ---------------
+ * A handler that needs one (client_namespace finding no namespace yet, FLUSHDB,
+ * FLUSHALL, ACL SETUSER) asks catalog.c for it and returns without a reply; the
+ * dispatcher discards the attempt and suspends the client, and the request runs again
+ * once the catalog worker is done. Its statistics are counted once, for the run that
+ * completes, with the latency since the first. EXEC gives up its attempt the same way
+ * when a queued command needs a new namespace, keeping its queue, and runs again whole.
+ *
  * Invariants
  * ----------
  * 1. A handler's replies reach the client only from its committed attempt.
@@ -46,6 +55,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "catalog.h"
 #include "commands.h"
 #include "pending.h"
 #include "text.h"
@@ -102,8 +112,8 @@
     X("scan", cmd_scan, -2, R, 0, 0, 0, "generic", "Iterates over keys")                   \
     X("randomkey", cmd_randomkey, 1, R, 0, 0, 0, "generic", "Returns a random key")        \
     X("dbsize", cmd_dbsize, 1, R | F, 0, 0, 0, "server", "Counts keys")                    \
-    X("flushdb", cmd_flushdb, -1, W, 0, 0, 0, "server", "Deletes every key of the db")     \
-    X("flushall", cmd_flushall, -1, W, 0, 0, 0, "server", "Deletes every key of the user") \
+    X("flushdb", cmd_flushdb, -1, W | D, 0, 0, 0, "server", "Deletes every key of the db") \
+    X("flushall", cmd_flushall, -1, W | D, 0, 0, 0, "server", "Deletes every key of the user") \
     X("touch", cmd_touch, -2, R | F, 1, -1, 1, "generic", "Counts existing keys")          \
     X("expire", cmd_expire, -3, W | F, 1, 1, 1, "generic", "Sets expiry in seconds")       \
     X("pexpire", cmd_pexpire, -3, W | F, 1, 1, 1, "generic", "Sets expiry in ms")          \
@@ -292,15 +302,19 @@ void reply_engine_error(client *c, int error)
 
 shoal_ns *client_namespace(client *c)
 {
-    if (c->ns == NULL) {
-        int result = store_namespace(c->identity.tenant, c->identity.tenant_name, c->db, &c->ns);
-        if (result != 0) {
-            c->ns = NULL;
-            reply_engine_error(c, result);
-            return NULL;
-        }
-    }
-    return c->ns;
+    if (c->ns != NULL)
+        return c->ns;
+    if (store_namespace_lookup(c->identity.tenant, c->db, &c->ns) == 0)
+        return c->ns;
+    /* Not created yet (or being flushed): creating it may write the MANIFEST, so the
+     * catalog worker does it and the request runs again when it is done (catalog.c). A
+     * creation that failed for this request is answered as the engine's error. */
+    int failure = catalog_namespace_failure(c, c->db);
+    if (failure != 0)
+        reply_engine_error(c, failure);
+    else
+        catalog_request(c, CATALOG_NAMESPACE);
+    return NULL;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -446,6 +460,15 @@ static void command_execute(client *c, const command_def *cmd)
         if (transactional)
             store_txn_begin(&c->txn, false, c->loop->command_now_ms);
         cmd->handler(c);
+        if (c->catalog_asked != NULL) {
+            /* The request waits for a catalog change and runs again after it: this
+             * attempt leaves nothing behind (catalog.c). */
+            if (transactional)
+                store_txn_abort(&c->txn);
+            c->retry = false;
+            resp_buffer_truncate(&c->out, mark);
+            return;
+        }
         if (transactional) {
             if (c->retry) {
                 store_txn_abort(&c->txn);
@@ -516,10 +539,22 @@ void command_dispatch(client *c)
         command_queue(c, cmd);
         return;
     }
-    atomic_fetch_add_explicit(&server.total_commands, 1, memory_order_relaxed);
     uint64_t begin = command_start(c);
     uint64_t mark = resp_buffer_mark(&c->out);
     command_execute(c, cmd);
+    if (c->catalog_asked != NULL) {
+        /* Suspended until the catalog worker is done; counted when it runs again, with
+         * its latency from now. */
+        if (c->catalog_began_ns == 0)
+            c->catalog_began_ns = begin;
+        catalog_submit(c);
+        return;
+    }
+    if (c->catalog_began_ns != 0) {
+        begin = c->catalog_began_ns;
+        c->catalog_began_ns = 0;
+    }
+    atomic_fetch_add_explicit(&server.total_commands, 1, memory_order_relaxed);
     /* A reply that starts with '-' is a failed call, as Redis counts them. */
     bool failed = false;
     if (resp_buffer_mark(&c->out) > mark)
@@ -616,13 +651,15 @@ COMMAND_HANDLER(cmd_unwatch)
     resp_add_ok(&c->out);
 }
 
-/* True if a watched key changed since WATCH (checked against the latest state). */
+/* True if a watched key changed since WATCH (checked against the latest state). WATCH
+ * created its database, so a lookup that fails means a flush is emptying it, which
+ * changes the key. */
 static bool command_watch_broken(client *c)
 {
     for (size_t i = 0; i < c->watched_count; i++) {
         watched_key *w = &c->watched[i];
         shoal_ns *ns;
-        if (store_namespace(c->identity.tenant, c->identity.tenant_name, w->db, &ns) != 0)
+        if (store_namespace_lookup(c->identity.tenant, w->db, &ns) != 0)
             return true;
         uint64_t seq;
         if (store_key_seq(ns, w->key, w->key_length, &seq) != 0 || seq != w->seq)
@@ -650,6 +687,7 @@ COMMAND_HANDLER(cmd_exec)
     int saved_db = c->db;
     uint64_t mark = resp_buffer_mark(&c->out);
     c->in_multi = false;
+    c->in_exec = true;
     for (long attempt = 0;; attempt++) {
         c->retry = false;
         c->db = saved_db;
@@ -661,12 +699,19 @@ COMMAND_HANDLER(cmd_exec)
         store_txn_begin(&c->txn, true, command_now_ms(c));
         /* Conditions on the watched keys: a write between the check above and the
          * commit makes the commit fail, and the next attempt sees the change. */
-        for (size_t i = 0; i < c->watched_count && !c->retry; i++) {
+        bool watch_broken = false;
+        for (size_t i = 0; i < c->watched_count && !watch_broken; i++) {
             shoal_ns *ns;
-            if (store_namespace(c->identity.tenant, c->identity.tenant_name, c->watched[i].db,
-                                &ns) == 0)
+            if (store_namespace_lookup(c->identity.tenant, c->watched[i].db, &ns) == 0)
                 store_txn_require(&c->txn, ns, c->watched[i].key, c->watched[i].key_length,
                                   c->watched[i].seq);
+            else
+                watch_broken = true; /* flushed since the check just made */
+        }
+        if (watch_broken) {
+            store_txn_abort(&c->txn);
+            resp_add_null_array(&c->out);
+            break;
         }
         resp_add_array(&c->out, (long long)c->queue_count);
         for (size_t i = 0; i < c->queue_count && !c->retry; i++) {
@@ -677,6 +722,8 @@ COMMAND_HANDLER(cmd_exec)
             atomic_fetch_add_explicit(&server.total_commands, 1, memory_order_relaxed);
             uint64_t begin = command_start(c);
             q->command->handler(c);
+            if (c->catalog_asked != NULL)
+                break; /* it needs a new namespace: see below */
             command_record(c, q->command, command_clock_ns() - begin, false, false);
             if (c->txn.failure == SHOAL_ECONFLICT || c->txn.failure == SHOAL_EDROPPED)
                 c->retry = true;
@@ -684,6 +731,19 @@ COMMAND_HANDLER(cmd_exec)
         c->argc = saved_argc;
         c->argv = saved_argv;
         c->lengths = saved_lengths;
+        if (c->catalog_asked != NULL) {
+            /* A queued command needs a namespace that does not exist yet: nothing of this
+             * attempt is committed, and EXEC runs again from the start, queue and watches
+             * kept, once the catalog worker has created it (catalog.c, MULTI/EXEC). */
+            store_txn_abort(&c->txn);
+            resp_buffer_truncate(&c->out, mark);
+            c->db = saved_db;
+            c->ns = NULL;
+            c->retry = false;
+            c->in_exec = false;
+            c->in_multi = true;
+            return;
+        }
         if (!c->retry) {
             /* One batch, one commit, one pending write: the whole EXEC reply waits for it. */
             shoal_write_options options;
@@ -708,6 +768,7 @@ COMMAND_HANDLER(cmd_exec)
             sched_yield();
     }
     c->retry = false;
+    c->in_exec = false;
     atomic_store(&c->db_shared, c->db);
     client_free_multi(c);
     client_unwatch(c);

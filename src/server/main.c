@@ -13,11 +13,13 @@
  * sigtimedwait; between signals it runs the active-expiry cycle hz times a second.
  *
  * Shutdown order, and why: (1) the loops stop taking requests and wait, bounded, for the
- * log to confirm the writes already run, so their clients still get the replies; (2) the
- * loops are joined; (3) a running BGSAVE is joined; (4) the namespaces are closed; (5)
- * shoal_close takes the final checkpoint and closes the log, delivering any callback
- * still outstanding; (6) only then are the loops' completion queues freed (pending.c,
- * invariant 3).
+ * log to confirm the writes already run and for the catalog worker to finish the changes
+ * their suspended clients wait for, so those clients still get the replies; (2) the
+ * loops are joined (every client is gone); (3) a running BGSAVE is joined; (4) the
+ * catalog worker is stopped: its current job finishes, queued ones are abandoned
+ * (catalog.c); (5) the namespaces are closed; (6) shoal_close takes the final checkpoint
+ * and closes the log, delivering any callback still outstanding; (7) only then are the
+ * loops' completion queues freed (pending.c, invariant 3; catalog.c, invariant 3).
  *
  * Invariants: 1. the process exits 0 after a requested shutdown and non-zero after a
  * startup error (bad setting, port in use, a directory that cannot be opened);
@@ -34,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "catalog.h"
 #include "commands.h"
 #include "debug.h"
 #include "log.h"
@@ -241,10 +244,15 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     main_raise_file_limit();
 
-    if (network_start(error, sizeof(error)) != 0) {
+    if (catalog_start() != 0)
+        snprintf(error, sizeof(error), "cannot start the catalog thread");
+    else
+        error[0] = '\0';
+    if (error[0] != '\0' || network_start(error, sizeof(error)) != 0) {
         fprintf(stderr, "shoal-server: %s\n", error);
         network_stop();
         network_wait();
+        catalog_stop();
         store_shutdown();
         acl_shutdown();
         shoal_close(server.db);
@@ -292,6 +300,9 @@ int main(int argc, char **argv)
     pthread_mutex_unlock(&server.bgsave_lock);
     if (bgsave_running)
         pthread_join(bgsave_thread, NULL);
+    /* The catalog worker finishes its job (or abandons queued ones) before the namespaces
+     * and users it changes go away; no loop is left to submit another. */
+    catalog_stop();
     store_shutdown();
     acl_shutdown();
     if (server.durable)

@@ -27,6 +27,13 @@
  * completion. At shutdown a loop stops reading and accepting, waits (bounded) for the
  * writes in flight so their replies still go out, then closes its clients.
  *
+ * A request that needs a catalog change (a new database, a flush, ACL SETUSER) suspends
+ * its client (catalog.c): network_process stops in front of it and keeps it, parsed, at
+ * the front of the query buffer (request_held); input is still read, within the query
+ * buffer limit, but nothing after it runs. The loop also watches the catalog queue's
+ * eventfd (catalog_drain), and network_client_progress runs the held request again,
+ * then the rest of the buffer.
+ *
  * Invariants
  * ----------
  * 1. A client is touched only by its loop's thread, except for the fields server.h marks
@@ -63,12 +70,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "catalog.h"
 #include "log.h"
 #include "pending.h"
 
 /* epoll data for the loop's own descriptors; client pointers are never this small. */
 #define NETWORK_TAG_WAKE 1u
 #define NETWORK_TAG_DURABLE 2u
+#define NETWORK_TAG_CATALOG 3u
 #define NETWORK_TAG_LISTEN_BASE 16u
 #define NETWORK_TAG_LIMIT 4096u
 
@@ -177,6 +186,7 @@ static void network_client_free(client *c)
     epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->fd = -1;
+    catalog_client_free(c); /* a catalog change in flight forgets the client (catalog.c) */
     client_free_multi(c);
     client_unwatch(c);
     free(c->watched);
@@ -281,16 +291,77 @@ static void network_protocol_error(client *c, const char *message)
                 (unsigned long long)c->id, c->address, message);
 }
 
-/* Runs every complete request in the query buffer. */
+/* Points the client's argv at the arguments the parser found in the request at base. */
+static bool network_load_arguments(client *c, char *base)
+{
+    size_t argc = c->parser.argc;
+    if (argc > c->argv_capacity) {
+        size_t capacity = argc < 16 ? 16 : argc;
+        char **argv = realloc(c->argv, capacity * sizeof(*argv));
+        if (argv != NULL)
+            c->argv = argv;
+        size_t *lengths = realloc(c->lengths, capacity * sizeof(*lengths));
+        if (lengths != NULL)
+            c->lengths = lengths;
+        if (argv == NULL || lengths == NULL)
+            return false;
+        c->argv_capacity = capacity;
+    }
+    for (size_t i = 0; i < argc; i++) {
+        c->argv[i] = base + c->parser.args[i].offset;
+        c->lengths[i] = c->parser.args[i].length;
+    }
+    c->argc = argc;
+    return true;
+}
+
+/* Runs the parsed request at base. Returns false if it was suspended for a catalog change
+ * (catalog.c): it then stays parsed, and the caller keeps it at the front of the buffer. */
+static bool network_run_request(client *c, char *base)
+{
+    if (c->parser.argc == 0)
+        return true;
+    if (!network_load_arguments(c, base)) {
+        c->close_now = true;
+        return true;
+    }
+    command_dispatch(c);
+    c->argc = 0;
+    if (c->catalog_job != NULL)
+        return false;
+    if (c->catalog_done != NULL)
+        catalog_forget(c); /* the request that waited has completed */
+    c->catalog_began_ns = 0;
+    atomic_fetch_add_explicit(&c->commands_processed, 1, memory_order_relaxed);
+    return true;
+}
+
+/* Runs every complete request in the query buffer: first the held request, if a catalog
+ * change it waited for is done, then the others in order. A request that suspends stops
+ * the client here, in front of everything after it (catalog.c, invariant 2). */
 static void network_process(client *c)
 {
     size_t start = 0;
     /* One clock reading per batch of requests is precise enough for the soft limit. */
     long long now_ms = network_now_ms();
+    if (c->request_held) {
+        /* Parsed at query[0] when it was suspended; the buffer may have moved since, the
+         * offsets have not. It runs even when the loop is draining: it was accepted. */
+        if (c->catalog_job != NULL || !network_run_request(c, c->query))
+            return;
+        c->request_held = false;
+        start = c->parser.position;
+        resp_parser_reset(&c->parser);
+        c->parser.authenticated = c->authenticated;
+        if (network_output_over_limit(c, now_ms)) {
+            atomic_fetch_add(&server.output_limit_disconnections, 1);
+            c->close_now = true;
+        }
+    }
     /* A client with PENDING_CLIENT_MAX writes waiting for the log stops here; the rest of
      * its input runs when some complete (network_client_progress). */
-    while (!c->close_after_reply && !c->close_now && start < c->query_length &&
-           c->pending_count < PENDING_CLIENT_MAX) {
+    while (!c->close_after_reply && !c->close_now && !c->loop->draining &&
+           start < c->query_length && c->pending_count < PENDING_CLIENT_MAX) {
         int result = resp_parse(&c->parser, c->query + start, c->query_length - start);
         if (result == RESP_PARSE_INCOMPLETE)
             break;
@@ -298,31 +369,9 @@ static void network_process(client *c)
             network_protocol_error(c, c->parser.error);
             break;
         }
-        size_t argc = c->parser.argc;
-        if (argc > 0) {
-            if (argc > c->argv_capacity) {
-                size_t capacity = argc < 16 ? 16 : argc;
-                char **argv = realloc(c->argv, capacity * sizeof(*argv));
-                if (argv != NULL)
-                    c->argv = argv;
-                size_t *lengths = realloc(c->lengths, capacity * sizeof(*lengths));
-                if (lengths != NULL)
-                    c->lengths = lengths;
-                if (argv == NULL || lengths == NULL) {
-                    c->close_now = true;
-                    break;
-                }
-                c->argv_capacity = capacity;
-            }
-            char *base = c->query + start;
-            for (size_t i = 0; i < argc; i++) {
-                c->argv[i] = base + c->parser.args[i].offset;
-                c->lengths[i] = c->parser.args[i].length;
-            }
-            c->argc = argc;
-            command_dispatch(c);
-            c->argc = 0;
-            atomic_fetch_add_explicit(&c->commands_processed, 1, memory_order_relaxed);
+        if (!network_run_request(c, c->query + start)) {
+            c->request_held = true; /* moved to query[0] below, parser state kept */
+            break;
         }
         start += c->parser.position;
         resp_parser_reset(&c->parser);
@@ -399,9 +448,10 @@ void network_client_progress(client *c)
             free(c); /* everything else went when it disconnected (network_client_free) */
         return;
     }
-    /* Input that stopped at PENDING_CLIENT_MAX waiting writes runs now. */
-    if (c->query_length > 0 && !c->loop->draining && !c->close_after_reply &&
-        c->pending_count < PENDING_CLIENT_MAX) {
+    /* Input that stopped at PENDING_CLIENT_MAX waiting writes, or behind a request that
+     * waited for a catalog change, runs now (while draining, only that request). */
+    if (c->query_length > 0 && !c->close_after_reply && c->catalog_job == NULL &&
+        c->pending_count < PENDING_CLIENT_MAX && (c->request_held || !c->loop->draining)) {
         network_process(c);
         if (c->close_now) {
             network_client_free(c);
@@ -485,7 +535,9 @@ static void network_cron(event_loop *loop, long long now_ms)
     for (size_t i = 0; i < loop->client_count;) {
         client *c = loop->clients[i];
         bool go = atomic_load(&c->kill_requested);
-        if (!go && timeout > 0 && !c->in_multi && resp_buffer_pending(&c->out) == 0 &&
+        /* A client suspended for a catalog change is waiting for the server, not idle. */
+        if (!go && timeout > 0 && !c->in_multi && c->catalog_job == NULL &&
+            resp_buffer_pending(&c->out) == 0 &&
             now_ms - atomic_load(&c->last_interaction_ms) > timeout * 1000)
             go = true;
         if (!go && resp_buffer_pending(&c->out) > 0 && network_output_over_limit(c, now_ms)) {
@@ -519,7 +571,7 @@ static void network_loop_events(event_loop *loop, int wait_ms)
 {
     struct epoll_event events[256];
     int count = epoll_wait(loop->epoll_fd, events, 256, wait_ms);
-    bool completions = false;
+    bool completions = false, catalog = false;
     if (count > 0)
         loop->wall_offset_ms = network_wall_offset_ms();
     for (int i = 0; i < count; i++) {
@@ -531,6 +583,8 @@ static void network_loop_events(event_loop *loop, int wait_ms)
             loop->last_cron_ms = 0; /* run the kill checks now */
         } else if (tag == NETWORK_TAG_DURABLE) {
             completions = true;
+        } else if (tag == NETWORK_TAG_CATALOG) {
+            catalog = true;
         } else if (tag >= NETWORK_TAG_LISTEN_BASE && tag < NETWORK_TAG_LIMIT) {
             if (!loop->draining)
                 network_accept(loop, loop->listen_fds[tag - NETWORK_TAG_LISTEN_BASE]);
@@ -540,15 +594,18 @@ static void network_loop_events(event_loop *loop, int wait_ms)
     }
     if (completions)
         pending_drain(loop);
-    /* The round's writes (including those of input a drain let run) wait for the log as
-     * one group. */
+    if (catalog)
+        catalog_drain(loop);
+    /* The round's writes (including those of input a drain let run, or a resumed client's)
+     * wait for the log as one group. */
     pending_round_end(loop);
 }
 
-static bool network_loop_waiting_for_log(const event_loop *loop)
+/* True while a client of the loop waits for the log or for the catalog worker. */
+static bool network_loop_waiting(const event_loop *loop)
 {
     for (size_t i = 0; i < loop->client_count; i++)
-        if (loop->clients[i]->pending_count > 0)
+        if (loop->clients[i]->pending_count > 0 || loop->clients[i]->catalog_job != NULL)
             return true;
     return false;
 }
@@ -574,7 +631,7 @@ static void *network_loop_main(void *argument)
         epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, loop->listen_fds[a], NULL);
     for (size_t i = 0; i < loop->client_count; i++)
         network_update_interest(loop->clients[i]);
-    for (int round = 0; round < NETWORK_DRAIN_ROUNDS && network_loop_waiting_for_log(loop);
+    for (int round = 0; round < NETWORK_DRAIN_ROUNDS && network_loop_waiting(loop);
          round++)
         network_loop_events(loop, NETWORK_DRAIN_ROUND_MS);
     /* Then send what can be sent without waiting, and close everything. */
@@ -699,7 +756,8 @@ int network_start(char *error, size_t error_size)
         loop->stats = calloc(command_count(), sizeof(command_stats));
         loop->listen_fds = calloc(address_count, sizeof(int));
         if (loop->epoll_fd < 0 || loop->wake_fd < 0 || loop->stats == NULL ||
-            loop->listen_fds == NULL || pending_loop_init(loop) != 0) {
+            loop->listen_fds == NULL || pending_loop_init(loop) != 0 ||
+            catalog_loop_init(loop) != 0) {
             snprintf(error, error_size, "cannot create event loop: %s", strerror(errno));
             return -1;
         }
@@ -707,6 +765,8 @@ int network_start(char *error, size_t error_size)
         epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, loop->wake_fd, &wake);
         struct epoll_event durable = {.events = EPOLLIN, .data.u64 = NETWORK_TAG_DURABLE};
         epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, pending_loop_fd(loop), &durable);
+        struct epoll_event catalog = {.events = EPOLLIN, .data.u64 = NETWORK_TAG_CATALOG};
+        epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, catalog_loop_fd(loop), &catalog);
         for (size_t a = 0; a < address_count; a++) {
             int fd = network_listen(addresses[a], port, backlog, error, error_size);
             if (fd < 0)
@@ -767,6 +827,7 @@ void network_free(void)
     for (size_t l = 0; l < server.loop_count; l++) {
         event_loop *loop = &server.loops[l];
         pending_loop_free(loop);
+        catalog_loop_free(loop);
         if (loop->wake_fd > 0)
             close(loop->wake_fd);
         free(loop->listen_fds);

@@ -6,7 +6,9 @@
  * input, runs its commands and writes its output. Other threads see a client only
  * through the registry (CLIENT LIST/KILL), which touches the fields marked "shared".
  * The engine's log threads never touch a client: they post completed durable writes to
- * the loop's pending_queue (pending.c), and the loop applies them to its clients.
+ * the loop's pending_queue (pending.c), and the loop applies them to its clients. The
+ * catalog worker never touches one either: it posts finished jobs to the loop's
+ * catalog_queue (catalog.c).
  */
 #ifndef SHOAL_SERVER_SERVER_H
 #define SHOAL_SERVER_SERVER_H
@@ -80,6 +82,16 @@ uint64_t stats_bucket_upper_ns(unsigned bucket);
 typedef struct event_loop event_loop;
 typedef struct pending_write pending_write;
 typedef struct pending_queue pending_queue;
+typedef struct catalog_job catalog_job;
+typedef struct catalog_queue catalog_queue;
+
+/* Catalog changes a command may need (catalog.c runs them on its worker thread). */
+typedef enum catalog_kind {
+    CATALOG_NAMESPACE = 1, /* create database db of the client's tenant */
+    CATALOG_FLUSHDB = 2,   /* empty database db */
+    CATALOG_FLUSHALL = 3,  /* empty every database of the tenant */
+    CATALOG_SETUSER = 4,   /* ACL SETUSER with the request's arguments */
+} catalog_kind;
 
 typedef struct queued_command {
     const command_def *command;
@@ -139,6 +151,15 @@ struct client {
     bool zombie;            /* disconnected; freed when its last pending write completes */
     client *zombie_previous, *zombie_next;
 
+    /* Catalog changes (catalog.c). A request that needs one is suspended: it waits,
+     * parsed, at the front of the query buffer (request_held) and nothing after it runs
+     * until the worker has made the change; then it runs again from the start. */
+    catalog_job *catalog_asked; /* asked by the handler being run, not queued yet */
+    catalog_job *catalog_job;   /* queued or running: the client is suspended */
+    catalog_job *catalog_done;  /* finished for the held request, until it completes */
+    bool request_held;
+    uint64_t catalog_began_ns;  /* when the held request first ran: its latency */
+
     /* The request being run. */
     size_t argc;
     char **argv;
@@ -147,6 +168,7 @@ struct client {
 
     /* MULTI/EXEC */
     bool in_multi, multi_dirty;
+    bool in_exec;           /* EXEC is running the queued commands */
     queued_command *queue;
     size_t queue_count, queue_capacity;
     watched_key *watched;
@@ -164,6 +186,7 @@ struct event_loop {
     int epoll_fd;
     int wake_fd;            /* eventfd: shutdown and CLIENT KILL wake the loop */
     pending_queue *pending; /* completions of durable writes, posted by the log (pending.c) */
+    catalog_queue *catalog; /* finished catalog changes, posted by the worker (catalog.c) */
     bool draining;          /* shutting down: no more requests, waiting for the log */
     int *listen_fds;
     size_t listen_count;
@@ -197,6 +220,7 @@ typedef struct server_state {
     atomic_ullong input_bytes, output_bytes, evicted_clients, keyspace_hits, keyspace_misses;
     atomic_ullong output_limit_disconnections, query_limit_disconnections;
     atomic_ullong protocol_errors;
+    atomic_llong suspended_clients; /* waiting for a catalog change (INFO blocked_clients) */
     atomic_llong last_save_unix;   /* startup time, then the last checkpoint's */
 
     /* Durable mode (main.c resolves mode and dir at startup). */
@@ -224,9 +248,10 @@ void network_wait(void);
  * the log. */
 void network_free(void);
 void network_stop(void);
-/* Called by pending.c on the loop thread after a client's pending writes advanced: frees a
- * disconnected client that has none left, otherwise runs input that was paused and sends
- * what became sendable. */
+/* Called by pending.c on the loop thread after a client's pending writes advanced, and by
+ * catalog.c after a catalog change it waited for was made: frees a disconnected client
+ * that has no write left, otherwise runs input that was paused (the held request first)
+ * and sends what became sendable. */
 void network_client_progress(client *c);
 /* Asks the loop that owns client id to close it; returns true if found. */
 bool network_kill_client(uint64_t id);

@@ -37,6 +37,17 @@
  * store_open_existing reopens, at startup, the namespaces a previous run created, so
  * counts and FLUSHALL see every database before a client touches it.
  *
+ * Catalog changes
+ * ---------------
+ * Creating a namespace and flushing one (drop, then create anew) rewrite the engine's
+ * MANIFEST, an fsync or more. Event loops therefore only look namespaces up
+ * (store_namespace_lookup: the table, under its lock, nothing else); a loop whose client
+ * needs a namespace that does not exist yet, or one being flushed, suspends the client
+ * and the catalog worker calls store_namespace or store_flush (catalog.c). While a flush
+ * runs its entry is marked flushing: lookups report it as not there, so clients wait for
+ * the worker (which runs the flush first, then their creation requests, in order)
+ * instead of spinning on the dropped handle.
+ *
  * Invariants
  * ----------
  * 1. A committed attempt's reads were all current at its commit seq (the require of each
@@ -48,6 +59,10 @@
  *    namespace and installs a new handle, and older handles only answer SHOAL_EDROPPED,
  *    so a client holding one never touches freed memory.
  * 4. A SCAN cursor is only honoured for the tenant and database that created it.
+ * 5. The table's lock is never held across an engine call that can write the MANIFEST
+ *    (shoal_ns_open creating, shoal_ns_drop): those run under change_lock, which only
+ *    the catalog worker (catalog.c) and startup take, so an event loop's lookup waits
+ *    at most for another lookup or an install, never for the disk.
  *
  * Testing
  * -------
@@ -115,21 +130,32 @@ int64_t store_now_ms(void)
 typedef struct store_namespace_entry {
     uint32_t tenant;
     int db;
+    /* NULL when a flush dropped the namespace and could not create the new one: the next
+     * use creates it again. Written under the table lock. */
     shoal_ns *handle;
+    /* A flush is dropping and recreating the namespace: handle is the old one, which
+     * answers SHOAL_EDROPPED, and lookups report the namespace as not ready. */
+    bool flushing;
     /* Active expiry resumes here (user key bytes), owned by the background thread. */
     char *expire_cursor;
     size_t expire_cursor_length;
     bool expire_cursor_set;
 } store_namespace_entry;
 
+/* Two locks (invariant 5): lock guards the table and is held only for lookups and
+ * installs, never across an engine call that may write the MANIFEST; change_lock makes
+ * catalog changes (create, flush) one at a time and is held across those engine calls.
+ * Lock order: change_lock before lock. Entries are never freed before store_shutdown
+ * (active expiry keeps pointers to them outside the lock). */
 static struct {
     pthread_mutex_t lock;
+    pthread_mutex_t change_lock;
     shoal_db *db;
     store_namespace_entry **entries;
     size_t count, capacity;
     shoal_ns **retired; /* invariant 3 */
     size_t retired_count, retired_capacity;
-} store_table = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} store_table = {.lock = PTHREAD_MUTEX_INITIALIZER, .change_lock = PTHREAD_MUTEX_INITIALIZER};
 
 int store_init(shoal_db *db)
 {
@@ -139,6 +165,7 @@ int store_init(shoal_db *db)
 
 void store_shutdown(void)
 {
+    pthread_mutex_lock(&store_table.change_lock);
     pthread_mutex_lock(&store_table.lock);
     for (size_t i = 0; i < store_table.count; i++) {
         shoal_ns_close(store_table.entries[i]->handle);
@@ -154,6 +181,7 @@ void store_shutdown(void)
     store_table.count = store_table.capacity = 0;
     store_table.retired_count = store_table.retired_capacity = 0;
     pthread_mutex_unlock(&store_table.lock);
+    pthread_mutex_unlock(&store_table.change_lock);
 }
 
 static void store_namespace_name(char *out, size_t size, const char *tenant_name, int db)
@@ -181,40 +209,91 @@ static store_namespace_entry *store_find_locked(uint32_t tenant, int db)
     return NULL;
 }
 
-int store_namespace(uint32_t tenant, const char *tenant_name, int db, shoal_ns **out)
+int store_namespace_lookup(uint32_t tenant, int db, shoal_ns **out)
 {
-    int result = 0;
     pthread_mutex_lock(&store_table.lock);
     store_namespace_entry *entry = store_find_locked(tenant, db);
-    if (entry == NULL) {
-        if (store_table.count == store_table.capacity) {
-            size_t capacity = store_table.capacity ? store_table.capacity * 2 : 16;
-            store_namespace_entry **grown =
-                realloc(store_table.entries, capacity * sizeof(*grown));
-            if (grown == NULL) {
-                result = SHOAL_ENOMEM;
-                goto done;
-            }
+    shoal_ns *handle = entry != NULL && !entry->flushing ? entry->handle : NULL;
+    pthread_mutex_unlock(&store_table.lock);
+    *out = handle;
+    return handle != NULL ? 0 : SHOAL_ENOTFOUND;
+}
+
+/* Room for one more retired handle, so that installing a new handle cannot fail after
+ * the engine has already changed. The table lock is held. */
+static int store_reserve_retired_locked(void)
+{
+    if (store_table.retired_count < store_table.retired_capacity)
+        return 0;
+    size_t capacity = store_table.retired_capacity ? store_table.retired_capacity * 2 : 16;
+    shoal_ns **grown = realloc(store_table.retired, capacity * sizeof(*grown));
+    if (grown == NULL)
+        return SHOAL_ENOMEM;
+    store_table.retired = grown;
+    store_table.retired_capacity = capacity;
+    return 0;
+}
+
+/* The change lock is held: only this thread adds entries or replaces handles. */
+static int store_namespace_create_changing(uint32_t tenant, const char *tenant_name, int db,
+                                           shoal_ns **out)
+{
+    pthread_mutex_lock(&store_table.lock);
+    store_namespace_entry *entry = store_find_locked(tenant, db);
+    int result = 0;
+    if (entry == NULL && store_table.count == store_table.capacity) {
+        size_t capacity = store_table.capacity ? store_table.capacity * 2 : 16;
+        store_namespace_entry **grown = realloc(store_table.entries, capacity * sizeof(*grown));
+        if (grown == NULL)
+            result = SHOAL_ENOMEM;
+        else {
             store_table.entries = grown;
             store_table.capacity = capacity;
         }
-        entry = calloc(1, sizeof(*entry));
-        if (entry == NULL) {
-            result = SHOAL_ENOMEM;
-            goto done;
-        }
-        result = store_open_handle(tenant, tenant_name, db, &entry->handle);
-        if (result != 0) {
-            free(entry);
-            goto done;
-        }
-        entry->tenant = tenant;
-        entry->db = db;
-        store_table.entries[store_table.count++] = entry;
     }
-    *out = entry->handle;
-done:
+    shoal_ns *existing = entry != NULL ? entry->handle : NULL;
     pthread_mutex_unlock(&store_table.lock);
+    if (result != 0)
+        return result;
+    if (existing != NULL) {
+        *out = existing; /* flushing is never set here: flushes hold the change lock too */
+        return 0;
+    }
+    store_namespace_entry *fresh_entry = NULL;
+    if (entry == NULL) {
+        fresh_entry = calloc(1, sizeof(*fresh_entry));
+        if (fresh_entry == NULL)
+            return SHOAL_ENOMEM;
+        fresh_entry->tenant = tenant;
+        fresh_entry->db = db;
+    }
+    /* The engine call that may write the MANIFEST, outside the table lock. */
+    shoal_ns *handle;
+    result = store_open_handle(tenant, tenant_name, db, &handle);
+    if (result != 0) {
+        free(fresh_entry);
+        return result;
+    }
+    pthread_mutex_lock(&store_table.lock);
+    if (fresh_entry != NULL) {
+        fresh_entry->handle = handle;
+        store_table.entries[store_table.count++] = fresh_entry; /* room reserved above */
+    } else {
+        entry->handle = handle;
+        entry->expire_cursor_set = false;
+    }
+    pthread_mutex_unlock(&store_table.lock);
+    *out = handle;
+    return 0;
+}
+
+int store_namespace(uint32_t tenant, const char *tenant_name, int db, shoal_ns **out)
+{
+    if (store_namespace_lookup(tenant, db, out) == 0)
+        return 0;
+    pthread_mutex_lock(&store_table.change_lock);
+    int result = store_namespace_create_changing(tenant, tenant_name, db, out);
+    pthread_mutex_unlock(&store_table.change_lock);
     return result;
 }
 
@@ -228,35 +307,49 @@ bool store_namespace_known(uint32_t tenant, int db)
 
 int store_flush(uint32_t tenant, const char *tenant_name, int db)
 {
-    shoal_ns *handle;
-    int result = store_namespace(tenant, tenant_name, db, &handle);
-    if (result != 0)
-        return result;
-    pthread_mutex_lock(&store_table.lock);
-    store_namespace_entry *entry = store_find_locked(tenant, db);
-    if (store_table.retired_count == store_table.retired_capacity) {
-        size_t capacity = store_table.retired_capacity ? store_table.retired_capacity * 2 : 16;
-        shoal_ns **grown = realloc(store_table.retired, capacity * sizeof(*grown));
-        if (grown == NULL) {
-            pthread_mutex_unlock(&store_table.lock);
-            return SHOAL_ENOMEM;
-        }
-        store_table.retired = grown;
-        store_table.retired_capacity = capacity;
-    }
     char name[SHOAL_MAX_NAME + 16];
     store_namespace_name(name, sizeof(name), tenant_name, db);
-    result = shoal_ns_drop(store_table.db, name);
-    if (result == 0 || result == SHOAL_ENOTFOUND) {
-        shoal_ns *fresh;
-        result = store_open_handle(tenant, tenant_name, db, &fresh);
-        if (result == 0) {
-            store_table.retired[store_table.retired_count++] = entry->handle;
-            entry->handle = fresh;
-            entry->expire_cursor_set = false;
-        }
-    }
+    if (strlen(name) > SHOAL_MAX_NAME)
+        return SHOAL_EINVAL;
+    pthread_mutex_lock(&store_table.change_lock);
+    pthread_mutex_lock(&store_table.lock);
+    store_namespace_entry *entry = store_find_locked(tenant, db);
+    int result = entry != NULL ? store_reserve_retired_locked() : 0;
+    if (entry != NULL && result == 0)
+        entry->flushing = true; /* lookups wait from here: the handle is about to be dropped */
     pthread_mutex_unlock(&store_table.lock);
+    if (result != 0) {
+        pthread_mutex_unlock(&store_table.change_lock);
+        return result;
+    }
+    /* A database never used in this process has no entry: dropping the name (if the
+     * engine has it at all) is the whole flush; its first use creates it empty. */
+    result = shoal_ns_drop(store_table.db, name);
+    if (result == SHOAL_ENOTFOUND)
+        result = 0;
+    if (entry == NULL) {
+        pthread_mutex_unlock(&store_table.change_lock);
+        return result;
+    }
+    if (result != 0) {
+        pthread_mutex_lock(&store_table.lock);
+        entry->flushing = false; /* the drop did not happen: the old handle still works */
+        pthread_mutex_unlock(&store_table.lock);
+        pthread_mutex_unlock(&store_table.change_lock);
+        return result;
+    }
+    shoal_ns *fresh = NULL;
+    result = store_open_handle(tenant, tenant_name, db, &fresh);
+    pthread_mutex_lock(&store_table.lock);
+    /* Invariant 3: the old handle is retired, never closed; without a new one the entry
+     * is empty and the next use creates the namespace again. */
+    if (entry->handle != NULL)
+        store_table.retired[store_table.retired_count++] = entry->handle;
+    entry->handle = fresh;
+    entry->expire_cursor_set = false;
+    entry->flushing = false;
+    pthread_mutex_unlock(&store_table.lock);
+    pthread_mutex_unlock(&store_table.change_lock);
     return result;
 }
 
@@ -303,17 +396,17 @@ size_t store_open_existing(int databases)
     return opened;
 }
 
-int store_count(uint32_t tenant, const char *tenant_name, int db, uint64_t *keys)
+int store_count(uint32_t tenant, int db, uint64_t *keys)
 {
     *keys = 0;
-    if (!store_namespace_known(tenant, db))
-        return 0;
+    /* Never creates the namespace: one not created yet, or being flushed, has no keys. */
     shoal_ns *handle;
-    int result = store_namespace(tenant, tenant_name, db, &handle);
-    if (result != 0)
-        return result;
+    if (store_namespace_lookup(tenant, db, &handle) != 0)
+        return 0;
     shoal_ns_info info;
-    result = shoal_ns_info_get(handle, &info);
+    int result = shoal_ns_info_get(handle, &info);
+    if (result == SHOAL_EDROPPED)
+        return 0; /* a flush dropped it after the lookup */
     if (result == 0)
         *keys = info.keys;
     return result;
@@ -944,6 +1037,10 @@ uint64_t store_active_expire(size_t keys_per_namespace)
         store_namespace_entry *entry = entries[i];
         pthread_mutex_lock(&store_table.lock);
         shoal_ns *ns = entry->handle;
+        if (ns == NULL || entry->flushing) {
+            pthread_mutex_unlock(&store_table.lock);
+            continue; /* being flushed, or waiting to be created again */
+        }
         bool has_after = entry->expire_cursor_set;
         char *after = has_after ? entry->expire_cursor : NULL;
         size_t after_length = entry->expire_cursor_length;

@@ -33,15 +33,25 @@ int store_init(shoal_db *db);
 size_t store_open_existing(int databases);
 /* Closes every namespace handle. Thread-safety: once, after every other call. */
 void store_shutdown(void);
+/* Looks the handle of database db of a tenant up in the table, without calling the
+ * engine: 0 and *out, or SHOAL_ENOTFOUND (*out NULL) when the namespace was not created
+ * in this process yet, is being flushed, or a flush could not create it again. The handle
+ * stays valid until store_shutdown, even after a flush dropped its namespace; callers that
+ * meet SHOAL_EDROPPED look again. Cost: a scan of the table under its mutex, which is never
+ * held across disk I/O. Thread-safety: any thread; this is what event loops call. */
+int store_namespace_lookup(uint32_t tenant, int db, shoal_ns **out);
 /* Returns (opening or creating it on first use) the handle of database db of a tenant.
- * The handle stays valid until store_shutdown, even after a flush dropped its namespace;
- * callers that meet SHOAL_EDROPPED ask again and get the new one. Errors: SHOAL_E*.
- * Thread-safety: any thread (a mutex guards the table; clients cache their handle). */
+ * Creating writes the engine's MANIFEST in durable mode: it blocks on the disk, so event
+ * loops never call it (catalog.c does, on its worker thread). Errors: SHOAL_E*.
+ * Thread-safety: any thread; catalog changes are serialized by an internal mutex. */
 int store_namespace(uint32_t tenant, const char *tenant_name, int db, shoal_ns **out);
-/* Empties database db of a tenant (drops its namespace and creates a new one). */
+/* Empties database db of a tenant: drops its namespace and creates a new one (two MANIFEST
+ * writes; a database not used in this process is only dropped by name). Blocks on the
+ * disk like store_namespace: the catalog worker's job. */
 int store_flush(uint32_t tenant, const char *tenant_name, int db);
-/* Number of live keys (engine count, which includes expired keys not yet removed). */
-int store_count(uint32_t tenant, const char *tenant_name, int db, uint64_t *keys);
+/* Number of live keys (engine count, which includes expired keys not yet removed); 0 for a
+ * database that has no namespace yet or is being flushed. Never creates one. */
+int store_count(uint32_t tenant, int db, uint64_t *keys);
 /* True if database db of the tenant has ever been opened in this process. */
 bool store_namespace_known(uint32_t tenant, int db);
 

@@ -101,13 +101,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "log.h"
+#include "mailbox.h"
 
 struct catalog_job {
-    catalog_job *next;  /* in the worker's queue, a loop's queue, or c->catalog_done */
+    catalog_job *next;  /* in the worker's queue, or c->catalog_done */
+    mailbox_link done;  /* in its loop's mailbox, once the worker finished it */
     catalog_kind kind;
     event_loop *loop;   /* whose completion queue gets the job back */
     client *owner;      /* the suspended client; NULL once it went away. Loop thread only. */
@@ -124,9 +124,7 @@ struct catalog_job {
 };
 
 struct catalog_queue {
-    pthread_mutex_t lock;       /* guards head and tail */
-    catalog_job *head, *tail;   /* finished by the worker, not yet taken by the loop */
-    int event_fd;
+    mailbox finished; /* jobs finished by the worker, not yet taken by the loop */
 };
 
 static struct {
@@ -183,23 +181,7 @@ static void catalog_run(catalog_job *job)
 /* Hands a job back to its loop (invariant 3). */
 static void catalog_post(catalog_job *job)
 {
-    catalog_queue *q = job->loop->catalog;
-    job->next = NULL;
-    pthread_mutex_lock(&q->lock);
-    bool was_empty = q->head == NULL;
-    if (was_empty)
-        q->head = job;
-    else
-        q->tail->next = job;
-    q->tail = job;
-    pthread_mutex_unlock(&q->lock);
-    if (was_empty) {
-        /* The loop reads the eventfd before it takes the queue: a job posted after that
-         * read finds the queue empty and writes the eventfd again. */
-        uint64_t one = 1;
-        ssize_t ignored = write(q->event_fd, &one, sizeof(one));
-        (void)ignored;
-    }
+    mailbox_post(&job->loop->catalog->finished, &job->done);
 }
 
 static void *catalog_main(void *argument)
@@ -269,31 +251,23 @@ int catalog_loop_init(event_loop *loop)
     catalog_queue *q = calloc(1, sizeof(*q));
     if (q == NULL)
         return -1;
-    q->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (q->event_fd < 0) {
+    if (mailbox_init(&q->finished) != 0) {
         free(q);
         return -1;
     }
-    pthread_mutex_init(&q->lock, NULL);
     loop->catalog = q;
     return 0;
 }
 
 int catalog_loop_fd(const event_loop *loop)
 {
-    return loop->catalog != NULL ? loop->catalog->event_fd : -1;
+    return loop->catalog != NULL ? loop->catalog->finished.event_fd : -1;
 }
 
-static catalog_job *catalog_take(catalog_queue *q)
+/* The job of a link mailbox_take returned. */
+static catalog_job *catalog_job_of(mailbox_link *link)
 {
-    uint64_t value;
-    ssize_t ignored = read(q->event_fd, &value, sizeof(value));
-    (void)ignored;
-    pthread_mutex_lock(&q->lock);
-    catalog_job *taken = q->head;
-    q->head = q->tail = NULL;
-    pthread_mutex_unlock(&q->lock);
-    return taken;
+    return mailbox_item(link, catalog_job, done);
 }
 
 void catalog_loop_free(event_loop *loop)
@@ -302,22 +276,21 @@ void catalog_loop_free(event_loop *loop)
     if (q == NULL)
         return;
     /* The worker has stopped and the loop's clients are gone: every job left is ownerless. */
-    for (catalog_job *job = catalog_take(q); job != NULL;) {
-        catalog_job *next = job->next;
+    for (mailbox_link *link = mailbox_take(&q->finished); link != NULL;) {
+        catalog_job *job = catalog_job_of(link);
+        link = link->next;
         catalog_job_free(job);
-        job = next;
     }
-    close(q->event_fd);
-    pthread_mutex_destroy(&q->lock);
+    mailbox_destroy(&q->finished);
     free(q);
     loop->catalog = NULL;
 }
 
 void catalog_drain(event_loop *loop)
 {
-    catalog_job *job = catalog_take(loop->catalog);
-    while (job != NULL) {
-        catalog_job *next = job->next;
+    for (mailbox_link *link = mailbox_take(&loop->catalog->finished); link != NULL;) {
+        catalog_job *job = catalog_job_of(link);
+        link = link->next; /* read before the job may be freed */
         client *c = job->owner;
         if (c == NULL) {
             catalog_job_free(job); /* its client went away meanwhile */
@@ -330,7 +303,6 @@ void catalog_drain(event_loop *loop)
             /* Runs the held request again (it may free the client, and the job with it). */
             network_client_progress(c);
         }
-        job = next;
     }
 }
 

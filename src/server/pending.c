@@ -12,7 +12,7 @@
  * the engine for one notification per log stream the round wrote to, for the round's
  * last record there (shoal_notify_durable). The round's writes form one group; the
  * callback (pending_group_on_durable, on a thread of the log) counts the group's streams
- * down and, at the last one, appends the group to the loop's completion queue and, when
+ * down and, at the last one, posts the group to the loop's completion mailbox (mailbox.h), which, when
  * the queue was empty, writes the queue's eventfd; the loop drains the queue on its own
  * thread (pending_drain). Under sync none, and in memory mode, nothing here runs.
  *
@@ -86,10 +86,9 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "log.h"
+#include "mailbox.h"
 
 /* Spare pending writes a loop keeps for reuse; more are freed. */
 #define PENDING_FREE_KEEP 4096u
@@ -104,15 +103,13 @@ struct pending_write {
     pending_write *next_in_client; /* the owner's FIFO, in the order the writes ran */
     pending_write *next_in_queue;  /* the next write of its group, or the free list */
     /* Used in a group's leader only. */
-    pending_write *next_group;  /* the completion queue */
+    mailbox_link completed;     /* in the loop's completion mailbox */
     atomic_uint streams_left;   /* notifications still to come */
     atomic_int group_error;     /* the first failure any of them reported */
 };
 
 struct pending_queue {
-    pthread_mutex_t lock;       /* guards head and tail only */
-    pending_write *head, *tail; /* group leaders completed by the log, not yet drained */
-    int event_fd;
+    mailbox completed; /* group leaders completed by the log, not yet drained */
     /* Loop thread only. */
     pending_write *free_list;
     size_t free_count;
@@ -137,19 +134,17 @@ int pending_loop_init(event_loop *loop)
     pending_queue *q = calloc(1, sizeof(*q));
     if (q == NULL)
         return -1;
-    q->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (q->event_fd < 0) {
+    if (mailbox_init(&q->completed) != 0) {
         free(q);
         return -1;
     }
-    pthread_mutex_init(&q->lock, NULL);
     loop->pending = q;
     return 0;
 }
 
 int pending_loop_fd(const event_loop *loop)
 {
-    return loop->pending != NULL ? loop->pending->event_fd : -1;
+    return loop->pending != NULL ? loop->pending->completed.event_fd : -1;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -161,29 +156,13 @@ int pending_loop_fd(const event_loop *loop)
 static void pending_group_on_durable(void *context, int error)
 {
     pending_write *leader = context;
-    pending_queue *q = leader->queue;
     if (error != 0) {
         int none = 0;
         atomic_compare_exchange_strong(&leader->group_error, &none, error);
     }
     if (atomic_fetch_sub_explicit(&leader->streams_left, 1, memory_order_acq_rel) != 1)
         return;
-    leader->next_group = NULL;
-    pthread_mutex_lock(&q->lock);
-    bool was_empty = q->head == NULL;
-    if (was_empty)
-        q->head = leader;
-    else
-        q->tail->next_group = leader;
-    q->tail = leader;
-    pthread_mutex_unlock(&q->lock);
-    if (was_empty) {
-        /* The loop reads the eventfd before it takes the queue, so a completion queued
-         * after its read finds the queue non-empty only if the loop has yet to take it. */
-        uint64_t one = 1;
-        ssize_t ignored = write(q->event_fd, &one, sizeof(one));
-        (void)ignored;
-    }
+    mailbox_post(&leader->queue->completed, &leader->completed);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -375,24 +354,18 @@ static void pending_zombie_unlink(pending_queue *q, client *c)
     c->zombie_previous = c->zombie_next = NULL;
 }
 
-/* Takes everything the log queued so far. */
-static pending_write *pending_take(pending_queue *q)
+/* The next group leader of a list mailbox_take returned, or NULL. */
+static pending_write *pending_leader(mailbox_link *link)
 {
-    uint64_t value;
-    ssize_t ignored = read(q->event_fd, &value, sizeof(value));
-    (void)ignored;
-    pthread_mutex_lock(&q->lock);
-    pending_write *taken = q->head;
-    q->head = q->tail = NULL;
-    pthread_mutex_unlock(&q->lock);
-    return taken;
+    return link != NULL ? mailbox_item(link, pending_write, completed) : NULL;
 }
 
 void pending_drain(event_loop *loop)
 {
     pending_queue *q = loop->pending;
-    for (pending_write *leader = pending_take(q); leader != NULL;) {
-        pending_write *next_group = leader->next_group;
+    for (mailbox_link *link = mailbox_take(&q->completed); link != NULL;) {
+        pending_write *leader = pending_leader(link);
+        link = link->next; /* read before the leader may be recycled */
         int error = atomic_load_explicit(&leader->group_error, memory_order_relaxed);
         pending_write *w = leader;
         while (w != NULL) {
@@ -404,7 +377,6 @@ void pending_drain(event_loop *loop)
             if (!pending_touch(q, owner))
                 pending_settle(q, owner); /* out of memory for the list: settle it now */
         }
-        leader = next_group;
     }
     /* Each touched client once: advance its FIFO, then free it or send what it can. */
     for (size_t i = 0; i < q->touched_count; i++)
@@ -429,8 +401,8 @@ void pending_loop_free(event_loop *loop)
     if (q == NULL)
         return;
     /* Invariant 3: every callback has run; mark what the queue still holds. */
-    for (pending_write *leader = pending_take(q); leader != NULL; leader = leader->next_group)
-        for (pending_write *w = leader; w != NULL; w = w->next_in_queue)
+    for (mailbox_link *link = mailbox_take(&q->completed); link != NULL; link = link->next)
+        for (pending_write *w = pending_leader(link); w != NULL; w = w->next_in_queue)
             w->done = true;
     while (q->zombies != NULL) {
         client *c = q->zombies;
@@ -456,8 +428,7 @@ void pending_loop_free(event_loop *loop)
         q->free_list = next;
     }
     free(q->touched);
-    close(q->event_fd);
-    pthread_mutex_destroy(&q->lock);
+    mailbox_destroy(&q->completed);
     free(q);
     loop->pending = NULL;
 }

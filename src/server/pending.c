@@ -12,9 +12,9 @@
  * the engine for one notification per log stream the round wrote to, for the round's
  * last record there (shoal_notify_durable). The round's writes form one group; the
  * callback (pending_group_on_durable, on a thread of the log) counts the group's streams
- * down and, at the last one, posts the group to the loop's completion mailbox (mailbox.h), which, when
- * the queue was empty, writes the queue's eventfd; the loop drains the queue on its own
- * thread (pending_drain). Under sync none, and in memory mode, nothing here runs.
+ * down and, at the last one, posts the group to the loop's completion mailbox
+ * (mailbox.h: a list and an eventfd); the loop drains it on its own thread
+ * (pending_drain). Under sync none, and in memory mode, nothing here runs.
  *
  * Why a round and not a write: a write that registered its own wait woke the log's
  * stream thread at the round's first commit, so the sync started while the loop was

@@ -48,6 +48,25 @@ static void remove_dir(const char *dir)
     assert_int_equal(system(cmd), 0);
 }
 
+/* Reopens dir and checks that namespace "a" holds k0..k<count-1> (and also, if given). */
+static void reopen_expect_keys(const char *dir, const shoal_options *o, int count,
+                               const char *also)
+{
+    shoal_db *db;
+    shoal_ns *ns;
+    assert_int_equal(shoal_open(dir, o, &db), 0);
+    assert_int_equal(shoal_ns_open(db, "a", NULL, &ns), 0);
+    for (int i = 0; i < count; i++) {
+        char key[16];
+        int n = snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(shoal_exists(ns, NULL, key, (size_t)n), 1);
+    }
+    if (also != NULL)
+        assert_int_equal(shoal_exists(ns, NULL, also, strlen(also)), 1);
+    shoal_ns_close(ns);
+    assert_int_equal(shoal_close(db), 0);
+}
+
 /* Under sync=always every write through on_durable is pending and reported exactly once;
  * after reopening, all of them are there. */
 static void test_pending_then_durable(void **state)
@@ -94,16 +113,7 @@ static void test_pending_then_durable(void **state)
         assert_int_equal(atomic_load(&waiters[i].calls), 1);
     assert_int_equal(atomic_load(&batch_waiter.calls), 1);
 
-    assert_int_equal(shoal_open(dir, o, &db), 0);
-    assert_int_equal(shoal_ns_open(db, "a", NULL, &ns), 0);
-    for (int i = 0; i < WRITES; i++) {
-        char key[16];
-        int n = snprintf(key, sizeof key, "k%d", i);
-        assert_int_equal(shoal_exists(ns, NULL, key, (size_t)n), 1);
-    }
-    assert_int_equal(shoal_exists(ns, NULL, "y", 1), 1);
-    shoal_ns_close(ns);
-    assert_int_equal(shoal_close(db), 0);
+    reopen_expect_keys(dir, o, WRITES, "y");
     shoal_options_free(o);
     remove_dir(dir);
     free(dir);
@@ -183,15 +193,7 @@ static void test_marks_then_one_notification_per_stream(void **state)
         assert_int_equal(atomic_load(&waiters[s].calls), 1);
     assert_int_equal(atomic_load(&never.calls), 0);
 
-    assert_int_equal(shoal_open(dir, o, &db), 0);
-    assert_int_equal(shoal_ns_open(db, "a", NULL, &ns), 0);
-    for (int i = 0; i < WRITES; i++) {
-        char key[16];
-        int n = snprintf(key, sizeof key, "k%d", i);
-        assert_int_equal(shoal_exists(ns, NULL, key, (size_t)n), 1);
-    }
-    shoal_ns_close(ns);
-    assert_int_equal(shoal_close(db), 0);
+    reopen_expect_keys(dir, o, WRITES, NULL);
     shoal_options_free(o);
     remove_dir(dir);
     free(dir);

@@ -336,6 +336,21 @@ static bool network_run_request(client *c, char *base)
     return true;
 }
 
+/* After a request has run: the parser starts afresh for the next one, and a client whose
+ * output passed its limit is closed. Returns false when the client must stop. */
+static bool network_request_done(client *c, long long now_ms)
+{
+    resp_parser_reset(&c->parser);
+    c->parser.authenticated = c->authenticated;
+    if (!network_output_over_limit(c, now_ms))
+        return true;
+    atomic_fetch_add(&server.output_limit_disconnections, 1);
+    log_message(LOG_NOTICE, "closing client id=%llu addr=%s: output buffer limit",
+                (unsigned long long)c->id, c->address);
+    c->close_now = true;
+    return false;
+}
+
 /* Runs every complete request in the query buffer: first the held request, if a catalog
  * change it waited for is done, then the others in order. A request that suspends stops
  * the client here, in front of everything after it (catalog.c, invariant 2). */
@@ -351,12 +366,7 @@ static void network_process(client *c)
             return;
         c->request_held = false;
         start = c->parser.position;
-        resp_parser_reset(&c->parser);
-        c->parser.authenticated = c->authenticated;
-        if (network_output_over_limit(c, now_ms)) {
-            atomic_fetch_add(&server.output_limit_disconnections, 1);
-            c->close_now = true;
-        }
+        network_request_done(c, now_ms);
     }
     /* A client with PENDING_CLIENT_MAX writes waiting for the log stops here; the rest of
      * its input runs when some complete (network_client_progress). */
@@ -374,15 +384,8 @@ static void network_process(client *c)
             break;
         }
         start += c->parser.position;
-        resp_parser_reset(&c->parser);
-        c->parser.authenticated = c->authenticated;
-        if (network_output_over_limit(c, now_ms)) {
-            atomic_fetch_add(&server.output_limit_disconnections, 1);
-            log_message(LOG_NOTICE, "closing client id=%llu addr=%s: output buffer limit",
-                        (unsigned long long)c->id, c->address);
-            c->close_now = true;
+        if (!network_request_done(c, now_ms))
             break;
-        }
     }
     if (start > 0) {
         memmove(c->query, c->query + start, c->query_length - start);

@@ -59,10 +59,10 @@
  * ----------
  * 1. No byte of a client's output at or after the reply start of its oldest in-flight
  *    write is sent (pending_sendable; network_flush sends nothing beyond it).
- * 2. The log thread touches only the completion queue (under its mutex), the eventfd, and
- *    the count and verdict of the group leader it is called for; never a client. A client that goes away with
- *    writes in flight is kept as a zombie (socket closed, buffers freed) until its last
- *    write has come back through the queue, so no callback ever meets freed memory.
+ * 2. The log thread touches only the completion mailbox, and the count and verdict of the
+ *    group leader it is called for; never a client. A client that goes away with writes
+ *    in flight is kept as a zombie (socket closed, buffers freed) until its last write has
+ *    come back through the mailbox, so no callback ever meets freed memory.
  *    The callback may even run before the commit has returned SHOAL_PENDING to the loop:
  *    it only queues the write, and the loop, busy in that very commit, drains the queue
  *    later, by which time pending_end has linked the write to its client.
@@ -354,10 +354,10 @@ static void pending_zombie_unlink(pending_queue *q, client *c)
     c->zombie_previous = c->zombie_next = NULL;
 }
 
-/* The next group leader of a list mailbox_take returned, or NULL. */
+/* The group leader a link of the completion mailbox belongs to. */
 static pending_write *pending_leader(mailbox_link *link)
 {
-    return link != NULL ? mailbox_item(link, pending_write, completed) : NULL;
+    return mailbox_item(link, pending_write, completed);
 }
 
 void pending_drain(event_loop *loop)

@@ -134,9 +134,11 @@ static int anchor_leveldb_get(void *handle, const bench_dataset *d, const uint32
     anchor_leveldb_handle *h = handle;
     for (size_t i = 0; i < count; i++) {
         size_t index = order[i];
+        uint8_t key[BENCH_KEY_SIZE];
+        bench_key_make(d->seed, index, key);
         char *error = NULL;
         size_t vlen = 0;
-        char *value = leveldb_get(h->db, h->read_options, (const char *)bench_key(d, index),
+        char *value = leveldb_get(h->db, h->read_options, (const char *)key,
                                   BENCH_KEY_SIZE, &vlen, &error);
         if (anchor_leveldb_check("get", error) != 0) {
             leveldb_free(value);
@@ -146,7 +148,7 @@ static int anchor_leveldb_get(void *handle, const bench_dataset *d, const uint32
             r->bad++;
             continue;
         }
-        bench_reads_add(r, value, vlen, bench_value(d, index));
+        bench_reads_add(r, value, vlen, bench_value_first(d->seed, index));
         leveldb_free(value);
     }
     return 0;
@@ -161,7 +163,7 @@ static int anchor_leveldb_scan(void *handle, bool check_order, bench_reads *r)
     for (leveldb_iter_seek_to_first(it); leveldb_iter_valid(it); leveldb_iter_next(it)) {
         size_t vlen;
         const char *value = leveldb_iter_value(it, &vlen);
-        bench_reads_add(r, value, vlen, NULL);
+        bench_reads_add(r, value, vlen, -1);
         if (check_order) {
             size_t klen;
             const char *key = leveldb_iter_key(it, &klen);

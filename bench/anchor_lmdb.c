@@ -131,11 +131,13 @@ static int anchor_lmdb_get(void *handle, const bench_dataset *d, const uint32_t 
         return anchor_lmdb_fail("mdb_txn_begin(read)", rc);
     for (size_t i = 0; i < count; i++) {
         size_t index = order[i];
-        MDB_val key = {BENCH_KEY_SIZE, (void *)bench_key(d, index)};
+        uint8_t key[BENCH_KEY_SIZE];
+        bench_key_make(d->seed, index, key);
+        MDB_val k = {BENCH_KEY_SIZE, key};
         MDB_val value;
-        rc = mdb_get(txn, h->dbi, &key, &value);
+        rc = mdb_get(txn, h->dbi, &k, &value);
         if (rc == 0)
-            bench_reads_add(r, value.mv_data, value.mv_size, bench_value(d, index));
+            bench_reads_add(r, value.mv_data, value.mv_size, bench_value_first(d->seed, index));
         else
             r->bad++;
     }
@@ -161,7 +163,7 @@ static int anchor_lmdb_scan(void *handle, bool check_order, bench_reads *r)
     MDB_val key, value;
     for (rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
-        bench_reads_add(r, value.mv_data, value.mv_size, NULL);
+        bench_reads_add(r, value.mv_data, value.mv_size, -1);
         if (check_order) {
             if (key.mv_size != BENCH_KEY_SIZE ||
                 (have_previous && memcmp(previous, key.mv_data, BENCH_KEY_SIZE) >= 0))

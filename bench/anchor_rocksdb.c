@@ -146,9 +146,11 @@ static int anchor_rocksdb_get(void *handle, const bench_dataset *d, const uint32
     anchor_rocksdb_handle *h = handle;
     for (size_t i = 0; i < count; i++) {
         size_t index = order[i];
+        uint8_t key[BENCH_KEY_SIZE];
+        bench_key_make(d->seed, index, key);
         char *error = NULL;
         rocksdb_pinnableslice_t *slice = rocksdb_get_pinned(
-            h->db, h->read_options, (const char *)bench_key(d, index), BENCH_KEY_SIZE, &error);
+            h->db, h->read_options, (const char *)key, BENCH_KEY_SIZE, &error);
         if (anchor_rocksdb_check("get", error) != 0)
             return -1;
         if (!slice) {
@@ -157,7 +159,7 @@ static int anchor_rocksdb_get(void *handle, const bench_dataset *d, const uint32
         }
         size_t vlen;
         const char *value = rocksdb_pinnableslice_value(slice, &vlen);
-        bench_reads_add(r, value, vlen, bench_value(d, index));
+        bench_reads_add(r, value, vlen, bench_value_first(d->seed, index));
         rocksdb_pinnableslice_destroy(slice);
     }
     return 0;
@@ -172,7 +174,7 @@ static int anchor_rocksdb_scan(void *handle, bool check_order, bench_reads *r)
     for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t vlen;
         const char *value = rocksdb_iter_value(it, &vlen);
-        bench_reads_add(r, value, vlen, NULL);
+        bench_reads_add(r, value, vlen, -1);
         if (check_order) {
             size_t klen;
             const char *key = rocksdb_iter_key(it, &klen);

@@ -35,12 +35,64 @@
 #define BENCH_VALUE_SIZE 100
 
 /* The keys and values every engine stores: key i is keys[i * BENCH_KEY_SIZE ...], its value
- * values[i * BENCH_VALUE_SIZE ...]. Keys are distinct by construction (see bench_kv.c). */
+ * values[i * BENCH_VALUE_SIZE ...]. Both are functions of (seed, i) (bench_key_make,
+ * bench_value_make), so keys are distinct by construction and a read loop can make key i
+ * and the expected first byte of its value without loading either from the dataset. */
 typedef struct bench_dataset {
     size_t count;
+    uint64_t seed;
     uint8_t *keys;
     uint8_t *values;
 } bench_dataset;
+
+/* Makes count keys and values from seed (bench_key_make, bench_value_make). Returns 0, or
+ * -1 (said on stderr) when out of memory. */
+int bench_dataset_make(bench_dataset *d, size_t count, uint64_t seed);
+void bench_dataset_free(bench_dataset *d);
+
+/* The splitmix64 finalizer: a bijection on 64-bit integers. */
+static inline uint64_t bench_mix(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Word w of the random stream of seed: splitmix64's w-th output. Key i takes word 14i and
+ * its value the 13 words after it (BENCH_VALUE_SIZE bytes, the last one cut short). */
+#define BENCH_WORDS_PER_KEY 14u
+static inline uint64_t bench_word(uint64_t seed, uint64_t w)
+{
+    return bench_mix(seed + (w + 1) * 0x9E3779B97F4A7C15ull);
+}
+
+/* Key i of the dataset made from seed: a bijective mix of i (big-endian, so the keys of
+ * different i differ in their first 8 bytes), then a random word. */
+static inline void bench_key_make(uint64_t seed, size_t i, uint8_t out[BENCH_KEY_SIZE])
+{
+    uint64_t words[2] = {bench_mix(seed ^ (uint64_t)i),
+                         bench_word(seed, (uint64_t)i * BENCH_WORDS_PER_KEY)};
+    for (int w = 0; w < 2; w++)
+        for (int b = 0; b < 8; b++)
+            out[w * 8 + b] = (uint8_t)(words[w] >> (56 - 8 * b));
+}
+
+/* Value i of the dataset made from seed: the 13 words after key i's, little-endian. */
+static inline void bench_value_make(uint64_t seed, size_t i, uint8_t out[BENCH_VALUE_SIZE])
+{
+    uint64_t word = 0;
+    for (size_t j = 0; j < BENCH_VALUE_SIZE; j++) {
+        if (j % 8 == 0)
+            word = bench_word(seed, (uint64_t)i * BENCH_WORDS_PER_KEY + 1 + j / 8);
+        out[j] = (uint8_t)(word >> (8 * (j % 8)));
+    }
+}
+
+/* The first byte of value i (bench_value_make), made without reading the value. */
+static inline uint8_t bench_value_first(uint64_t seed, size_t i)
+{
+    return (uint8_t)bench_word(seed, (uint64_t)i * BENCH_WORDS_PER_KEY + 1);
+}
 
 static inline const uint8_t *bench_key(const bench_dataset *d, size_t i)
 {
@@ -63,11 +115,13 @@ typedef struct bench_reads {
 
 /* Folds one value into a read pass (invariants 2 and 3). expected may be NULL (a scan does
  * not know which key comes next); then only the length is checked. */
+/* Counts one value read; expected_first is the first byte it must have (bench_value_first),
+ * or -1 when any value of the right length will do. */
 static inline void bench_reads_add(bench_reads *r, const void *value, size_t vlen,
-                                   const uint8_t *expected)
+                                   int expected_first)
 {
     const uint8_t *bytes = value;
-    if (vlen != BENCH_VALUE_SIZE || (expected && bytes[0] != expected[0])) {
+    if (vlen != BENCH_VALUE_SIZE || (expected_first >= 0 && bytes[0] != expected_first)) {
         r->bad++;
         return;
     }

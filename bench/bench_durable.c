@@ -108,13 +108,6 @@ static unsigned durable_log_streams;
 /* ---- small helpers ----------------------------------------------------------------------------
  */
 
-static uint64_t durable_mix(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static void durable_put_u64(uint8_t *p, uint64_t v)
 {
     for (int i = 7; i >= 0; i--, v >>= 8)
@@ -125,7 +118,7 @@ static void durable_put_u64(uint8_t *p, uint64_t v)
  * are the index. */
 static void durable_commit_key(uint8_t *key, unsigned thread, uint64_t i)
 {
-    durable_put_u64(key, durable_mix(((uint64_t)thread << 48) ^ i));
+    durable_put_u64(key, bench_mix(((uint64_t)thread << 48) ^ i));
     durable_put_u64(key + 8, i);
 }
 
@@ -146,34 +139,6 @@ static void durable_sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-/* The dataset of the recovery and checkpoint benchmarks: key i is 16 bytes (the first 8 a
- * bijective mix of i, so keys are distinct), value i 100 random bytes. */
-static int durable_dataset_make(bench_dataset *d, size_t count)
-{
-    d->count = count;
-    d->keys = malloc(count * BENCH_KEY_SIZE);
-    d->values = malloc(count * BENCH_VALUE_SIZE);
-    if (!d->keys || !d->values) {
-        free(d->keys);
-        free(d->values);
-        return -1;
-    }
-    uint64_t state = DURABLE_SEED;
-    for (size_t i = 0; i < count; i++) {
-        state += 0x9E3779B97F4A7C15ull;
-        durable_put_u64(d->keys + i * BENCH_KEY_SIZE, durable_mix(i + 1));
-        durable_put_u64(d->keys + i * BENCH_KEY_SIZE + 8, durable_mix(state));
-        uint8_t *value = d->values + i * BENCH_VALUE_SIZE;
-        for (size_t j = 0; j < BENCH_VALUE_SIZE; j += 8) {
-            state += 0x9E3779B97F4A7C15ull;
-            uint64_t r = durable_mix(state);
-            size_t n = BENCH_VALUE_SIZE - j < 8 ? BENCH_VALUE_SIZE - j : 8;
-            memcpy(value + j, &r, n);
-        }
-    }
-    return 0;
 }
 
 /* ---- durable commits: the driver
@@ -901,7 +866,7 @@ static int durable_timed_puts(durable_shoal *s, const bench_dataset *d, uint64_t
         if (until_done && atomic_load_explicit(until_done, memory_order_relaxed))
             return (int)i;
         *state += 0x9E3779B97F4A7C15ull;
-        size_t k = (size_t)(durable_mix(*state) % d->count);
+        size_t k = (size_t)(bench_mix(*state) % d->count);
         uint64_t begin = bench_now_ns();
         int rc = shoal_put(s->ns, bench_key(d, k), BENCH_KEY_SIZE, bench_value(d, k),
                            BENCH_VALUE_SIZE, NULL);
@@ -1287,7 +1252,7 @@ int main(int argc, char **argv)
     durable_log_streams = s.log_streams;
     signal(SIGPIPE, SIG_IGN);
     for (size_t i = 0; i < BENCH_VALUE_SIZE; i++)
-        durable_commit_value[i] = (uint8_t)(durable_mix(i + 11) >> 56);
+        durable_commit_value[i] = (uint8_t)(bench_mix(i + 11) >> 56);
     uint64_t begin = bench_now_ns();
     printf("# shoal-bench-durable: %u run(s) per figure (median), %.1f s per commit point, "
            "%zu keys for recovery and checkpoints, %ld cores, Shoal log streams: %s; files "
@@ -1299,7 +1264,7 @@ int main(int argc, char **argv)
     if (s.commits && durable_run_commits(&s) != 0)
         failures++;
     bench_dataset d = {0};
-    if ((s.recovery || s.checkpoint) && durable_dataset_make(&d, s.keys) != 0) {
+    if ((s.recovery || s.checkpoint) && bench_dataset_make(&d, s.keys, DURABLE_SEED) != 0) {
         fprintf(stderr, "# out of memory for %zu keys\n", s.keys);
         return 1;
     }
@@ -1307,8 +1272,7 @@ int main(int argc, char **argv)
         failures++;
     if (s.checkpoint && durable_run_checkpoint(&s, &d) != 0)
         failures++;
-    free(d.keys);
-    free(d.values);
+    bench_dataset_free(&d);
     printf("# elapsed %.1f s%s\n", (double)(bench_now_ns() - begin) / 1e9,
            failures ? "; some figures failed (see stderr)" : "");
     return failures ? 1 : 0;

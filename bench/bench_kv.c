@@ -24,9 +24,12 @@
  *   disjoint_scaling  two threads doing single puts into two pinned namespaces on different
  *                     shards, against one thread doing the same total work; ops/s.
  *
- * The dataset is generated once, up front, from a fixed seed; the timed loops only read
- * it. Keys are distinct by construction: the first 8 bytes are a bijective mix of the key's
- * index (distinct indexes give distinct keys), the last 8 are random.
+ * The dataset is generated once, up front, from a fixed seed (bench_dataset_make in
+ * bench_util.c). Keys are distinct by construction: the first 8 bytes are a bijective mix
+ * of the key's index (distinct indexes give distinct keys), the last 8 are random. Key i
+ * and the first byte of value i are functions of (seed, i), so the get loops make them
+ * instead of loading them from the dataset at a random index (a cache miss each that is
+ * no engine's work); the fill and scan loops read the stored dataset.
  *
  * Invariants:
  *   1. Shoal and every anchor do the same work on the same data in the same run; the
@@ -168,57 +171,10 @@ static bool bench_median(const bench_results *r, enum bench_id b, enum bench_col
 
 /* ---- the dataset ------------------------------------------------------------------------ */
 
-static uint64_t bench_mix(uint64_t z)
-{
-    /* The splitmix64 finalizer: a bijection on 64-bit integers. */
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static uint64_t bench_random(uint64_t *state)
 {
     *state += 0x9E3779B97F4A7C15ull;
     return bench_mix(*state);
-}
-
-static void bench_put_be64(uint8_t *out, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        out[i] = (uint8_t)v;
-}
-
-/* Generates count distinct keys and random values from seed. */
-static int bench_dataset_make(bench_dataset *d, size_t count, uint64_t seed)
-{
-    d->count = count;
-    d->keys = malloc(count * BENCH_KEY_SIZE);
-    d->values = malloc(count * BENCH_VALUE_SIZE);
-    if (!d->keys || !d->values) {
-        free(d->keys);
-        free(d->values);
-        fprintf(stderr, "# out of memory for the dataset\n");
-        return -1;
-    }
-    uint64_t state = seed;
-    for (size_t i = 0; i < count; i++) {
-        uint8_t *key = d->keys + i * BENCH_KEY_SIZE;
-        bench_put_be64(key, bench_mix(seed ^ (uint64_t)i));
-        bench_put_be64(key + 8, bench_random(&state));
-        uint8_t *value = d->values + i * BENCH_VALUE_SIZE;
-        for (size_t j = 0; j < BENCH_VALUE_SIZE; j += 8) {
-            uint64_t word = bench_random(&state);
-            size_t n = BENCH_VALUE_SIZE - j < 8 ? BENCH_VALUE_SIZE - j : 8;
-            memcpy(value + j, &word, n);
-        }
-    }
-    return 0;
-}
-
-static void bench_dataset_free(bench_dataset *d)
-{
-    free(d->keys);
-    free(d->values);
 }
 
 /* A random permutation of 0 .. count-1 (Fisher-Yates), or NULL. */

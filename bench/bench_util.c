@@ -120,3 +120,28 @@ void bench_watchdog(unsigned seconds)
     sigaction(SIGALRM, &sa, NULL);
     alarm(seconds);
 }
+
+int bench_dataset_make(bench_dataset *d, size_t count, uint64_t seed)
+{
+    d->count = count;
+    d->seed = seed;
+    d->keys = malloc(count * BENCH_KEY_SIZE);
+    d->values = malloc(count * BENCH_VALUE_SIZE);
+    if (!d->keys || !d->values) {
+        free(d->keys);
+        free(d->values);
+        fprintf(stderr, "# out of memory for the dataset\n");
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        bench_key_make(seed, i, d->keys + i * BENCH_KEY_SIZE);
+        bench_value_make(seed, i, d->values + i * BENCH_VALUE_SIZE);
+    }
+    return 0;
+}
+
+void bench_dataset_free(bench_dataset *d)
+{
+    free(d->keys);
+    free(d->values);
+}

@@ -150,11 +150,13 @@ static int engine_shoal_get(void *handle, const bench_dataset *d, const uint32_t
     uint8_t buffer[BENCH_VALUE_SIZE];
     for (size_t i = 0; i < count; i++) {
         size_t index = order[i];
+        uint8_t key[BENCH_KEY_SIZE];
+        bench_key_make(d->seed, index, key);
         size_t vlen = 0;
-        int rc = shoal_get_into(h->ns, NULL, bench_key(d, index), BENCH_KEY_SIZE, buffer,
+        int rc = shoal_get_into(h->ns, NULL, key, BENCH_KEY_SIZE, buffer,
                                 sizeof buffer, &vlen);
         if (rc == 0) {
-            bench_reads_add(r, buffer, vlen, bench_value(d, index));
+            bench_reads_add(r, buffer, vlen, bench_value_first(d->seed, index));
         } else if (rc == SHOAL_ENOTFOUND || rc == SHOAL_ERANGE) {
             r->bad++;
         } else {
@@ -176,7 +178,7 @@ static int engine_shoal_scan(void *handle, bool check_order, bench_reads *r)
     while ((rc = shoal_iter_next(it)) == 1) {
         size_t vlen;
         const void *value = shoal_iter_value(it, &vlen);
-        bench_reads_add(r, value, vlen, NULL);
+        bench_reads_add(r, value, vlen, -1);
         if (check_order) {
             size_t klen;
             const void *key = shoal_iter_key(it, &klen);

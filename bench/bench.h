@@ -175,6 +175,10 @@ int anchor_redis_memory(const bench_dataset *d, size_t batch, double *bytes_per_
 
 /* Monotonic time in nanoseconds. */
 uint64_t bench_now_ns(void);
+/* Nanoseconds per dependent load over a random cycle through `bytes` of memory (on huge
+ * pages where the kernel gives them): this machine's memory latency, the unit a random
+ * read of any engine costs a few of. Negative when out of memory. */
+double bench_memory_latency_ns(size_t bytes);
 /* Resident set size of process pid (0: this process) in bytes from /proc/<pid>/statm, or 0
  * when it cannot be read. */
 uint64_t bench_rss_bytes(pid_t pid);

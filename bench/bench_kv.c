@@ -760,6 +760,13 @@ int main(int argc, char **argv)
            "(median), %ld cores\n",
            s.keys, BENCH_KEY_SIZE, BENCH_VALUE_SIZE, BENCH_BATCH, s.runs, s.runs > 1 ? "s" : "",
            cores);
+    if (s.selected[BENCH_GET_1T] || s.selected[BENCH_GET_2T]) {
+        /* The yardstick of the get figures: a Shoal get is two dependent misses (the leaf,
+         * then the version), an LMDB get a few more (docs/BENCHMARKS.md, "Gets"). */
+        double latency = bench_memory_latency_ns((size_t)256 << 20);
+        if (latency > 0)
+            printf("# memory latency: %.0f ns per dependent load over 256 MiB\n", latency);
+    }
     fflush(stdout);
 
     uint64_t started = bench_now_ns();

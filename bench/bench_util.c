@@ -20,9 +20,11 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -144,4 +146,50 @@ void bench_dataset_free(bench_dataset *d)
 {
     free(d->keys);
     free(d->values);
+}
+
+double bench_memory_latency_ns(size_t bytes)
+{
+    /* One pointer per cache line, linked in a random cycle, so that every load depends on
+     * the one before and the hardware prefetchers cannot guess the next line. */
+    size_t lines = bytes / 64;
+    size_t huge = (size_t)2 << 20;
+    uint8_t *raw = mmap(NULL, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                        -1, 0);
+    uint32_t *cycle = malloc(lines * sizeof *cycle);
+    if (raw == MAP_FAILED || !cycle || lines < 2) {
+        if (raw != MAP_FAILED)
+            munmap(raw, bytes + huge);
+        free(cycle);
+        return -1;
+    }
+    uint8_t *base = (uint8_t *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+#ifdef MADV_HUGEPAGE
+    madvise(base, bytes, MADV_HUGEPAGE); /* as the engines' big regions are, where they ask */
+#endif
+    for (size_t i = 0; i < lines; i++)
+        cycle[i] = (uint32_t)i;
+    uint64_t state = 0x1A7E9C1Full;
+    for (size_t i = lines - 1; i > 0; i--) {
+        state += 0x9E3779B97F4A7C15ull;
+        size_t j = (size_t)(bench_mix(state) % (i + 1));
+        uint32_t t = cycle[i];
+        cycle[i] = cycle[j];
+        cycle[j] = t;
+    }
+    for (size_t i = 0; i < lines; i++)
+        *(uint8_t **)(base + (size_t)cycle[i] * 64) = base + (size_t)cycle[(i + 1) % lines] * 64;
+    free(cycle);
+    const size_t loads = 2000000;
+    uint8_t *p = base;
+    for (size_t i = 0; i < loads / 4; i++) /* warm the page tables */
+        p = *(uint8_t **)p;
+    uint64_t start = bench_now_ns();
+    for (size_t i = 0; i < loads; i++)
+        p = *(uint8_t **)p;
+    double ns = (double)(bench_now_ns() - start) / (double)loads;
+    uint8_t *volatile sink = p;
+    (void)sink;
+    munmap(raw, bytes + huge);
+    return ns;
 }

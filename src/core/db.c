@@ -352,6 +352,7 @@ int db_create(const struct db_config *config, struct shoal_db **out)
     db->config = *config;
     db->shard_mask = (unsigned)db->config.shards - 1;
     pthread_mutex_init(&db->shard_create_lock, NULL);
+    pthread_mutex_init(&db->catalog_change, NULL);
     pthread_mutex_init(&db->catalog_lock, NULL);
     pthread_mutex_init(&db->compact_lock, NULL);
 
@@ -428,6 +429,7 @@ void db_destroy(struct shoal_db *db)
     pthread_key_delete(db->thread_key);
     ot_destroy(db->objects);
     pthread_mutex_destroy(&db->shard_create_lock);
+    pthread_mutex_destroy(&db->catalog_change);
     pthread_mutex_destroy(&db->catalog_lock);
     pthread_mutex_destroy(&db->compact_lock);
     free(db->namespaces);
@@ -516,11 +518,26 @@ static bool quota_valid(const shoal_quota *q)
                   q->max_ops_per_second <= (UINT64_MAX / 2000000000ull));
 }
 
+/* Ends a catalog change begun under both catalog locks (C1): writes the MANIFEST image
+ * without the catalog lock, and returns with the catalog lock held again and
+ * catalog_change released. */
+static int catalog_change_store(struct shoal_db *db, struct catalog_image *image, int err)
+{
+    pthread_mutex_unlock(&db->catalog_lock);
+    if (!err)
+        err = durable_catalog_store(db, image);
+    pthread_mutex_lock(&db->catalog_lock);
+    pthread_mutex_unlock(&db->catalog_change);
+    return err;
+}
+
 SHOAL_API int shoal_tenant_create(shoal_db *db, const char *name, const shoal_quota *q,
                                   uint32_t *id)
 {
     if (!db || !name_valid(name) || !id || !quota_valid(q))
         return SHOAL_EINVAL;
+    /* C1: the one catalog change that keeps the catalog lock across its MANIFEST write. */
+    pthread_mutex_lock(&db->catalog_change);
     pthread_mutex_lock(&db->catalog_lock);
     int err = db_tenant_add(db, name, q);
     if (!err && (err = durable_save_catalog(db)) != 0) {
@@ -529,6 +546,7 @@ SHOAL_API int shoal_tenant_create(shoal_db *db, const char *name, const shoal_qu
     if (!err)
         *id = db->tenant_count - 1;
     pthread_mutex_unlock(&db->catalog_lock);
+    pthread_mutex_unlock(&db->catalog_change);
     return err;
 }
 
@@ -555,16 +573,21 @@ SHOAL_API int shoal_tenant_set_quota(shoal_db *db, uint32_t id, const shoal_quot
         return SHOAL_EINVAL;
     if (id == 0)
         return SHOAL_EINVAL; /* D2: the default tenant has no limits */
+    pthread_mutex_lock(&db->catalog_change);
     pthread_mutex_lock(&db->catalog_lock);
     struct tenant *t = tenant_by_id(db, id);
-    int err = t ? 0 : SHOAL_ENOTFOUND;
-    if (t) {
-        shoal_quota old = {atomic_load(&t->max_keys), atomic_load(&t->max_bytes),
-                           atomic_load(&t->max_ops)};
-        tenant_set_quota(t, q);
-        if ((err = durable_save_catalog(db)) != 0)
-            tenant_set_quota(t, &old);
+    if (!t) {
+        pthread_mutex_unlock(&db->catalog_lock);
+        pthread_mutex_unlock(&db->catalog_change);
+        return SHOAL_ENOTFOUND;
     }
+    shoal_quota old = {atomic_load(&t->max_keys), atomic_load(&t->max_bytes),
+                       atomic_load(&t->max_ops)};
+    tenant_set_quota(t, q);
+    struct catalog_image image;
+    int err = catalog_change_store(db, &image, durable_catalog_encode(db, &image));
+    if (err)
+        tenant_set_quota(t, &old); /* not durable: not changed */
     pthread_mutex_unlock(&db->catalog_lock);
     return err;
 }
@@ -679,6 +702,11 @@ static int namespace_add(struct shoal_db *db, const char *name, const shoal_ns_c
         atomic_fetch_add(&s->pinned_namespaces, 1);
     }
     atomic_init(&ns->refs, 1);
+    if (id == 0) {
+        /* A live creation: invisible until its MANIFEST is durable (C1). */
+        ns->creating = true;
+        atomic_init(&ns->dropped, true);
+    }
     db->namespaces[slot] = ns;
     if (slot >= db->ns_high)
         db->ns_high = slot + 1;
@@ -702,6 +730,34 @@ static void namespace_unadd(struct shoal_db *db, struct namespace *ns)
         atomic_fetch_sub(&atomic_load(&db->shards[ns->shard])->pinned_namespaces, 1);
     db->namespaces[ns->slot] = NULL;
     free(ns);
+}
+
+/* Creates the namespace `name` (C1), or finds it if another thread created it meanwhile.
+ * Called and returns with the catalog lock held; drops it while the MANIFEST is written. */
+static int namespace_create(struct shoal_db *db, const char *name, const shoal_ns_config *cfg,
+                            struct namespace **out)
+{
+    pthread_mutex_unlock(&db->catalog_lock);
+    pthread_mutex_lock(&db->catalog_change);
+    pthread_mutex_lock(&db->catalog_lock);
+    struct namespace *ns = namespace_find(db, name); /* created while this thread waited? */
+    int err = ns ? 0 : cfg->tenant < db->tenant_count ? namespace_add(db, name, cfg, 0, 0, &ns)
+                                                      : SHOAL_ENOTFOUND;
+    if (err || !ns->creating) {
+        pthread_mutex_unlock(&db->catalog_change);
+        *out = ns;
+        return err;
+    }
+    struct catalog_image image;
+    err = catalog_change_store(db, &image, durable_catalog_encode(db, &image));
+    if (err) {
+        namespace_unadd(db, ns); /* not durable: not created */
+        return err;
+    }
+    ns->creating = false;
+    atomic_store(&ns->dropped, false);
+    *out = ns;
+    return 0;
 }
 
 SHOAL_API int shoal_ns_open(shoal_db *db, const char *name, const shoal_ns_config *cfg,
@@ -730,10 +786,9 @@ SHOAL_API int shoal_ns_open(shoal_db *db, const char *name, const shoal_ns_confi
         err = SHOAL_ENOTFOUND;
     else if (!ns && cfg->tenant >= db->tenant_count)
         err = SHOAL_ENOTFOUND;
-    else if (!ns && (err = namespace_add(db, name, cfg, 0, 0, &ns)) == 0 &&
-             (err = durable_save_catalog(db)) != 0)
-        namespace_unadd(db, ns); /* not durable: not created */
-    else if (cfg && (cfg->kind != ns->kind || cfg->tenant != ns->tenant->id))
+    else if (!ns)
+        err = namespace_create(db, name, cfg, &ns);
+    if (!err && cfg && (cfg->kind != ns->kind || cfg->tenant != ns->tenant->id))
         err = SHOAL_EEXIST;
     if (!err)
         atomic_fetch_add(&ns->refs, 1);
@@ -797,17 +852,21 @@ SHOAL_API int shoal_ns_drop(shoal_db *db, const char *name)
 {
     if (!db || !name_valid(name))
         return SHOAL_EINVAL;
+    pthread_mutex_lock(&db->catalog_change);
     pthread_mutex_lock(&db->catalog_lock);
     struct namespace *ns = namespace_find(db, name);
     if (!ns) {
         pthread_mutex_unlock(&db->catalog_lock);
+        pthread_mutex_unlock(&db->catalog_change);
         return SHOAL_ENOTFOUND;
     }
     /* Writers check the flag under their shard lock, so after each shard's data is freed
      * below no writer can recreate it. The MANIFEST forgets the namespace first: a drop
-     * that is not durable does not happen. */
+     * that is not durable does not happen. The catalog lock is not held while it is
+     * written (C1): meanwhile readers already skip the namespace. */
     atomic_store(&ns->dropped, true);
-    int err = durable_save_catalog(db);
+    struct catalog_image image;
+    int err = catalog_change_store(db, &image, durable_catalog_encode(db, &image));
     if (err) {
         atomic_store(&ns->dropped, false);
         pthread_mutex_unlock(&db->catalog_lock);

@@ -186,51 +186,66 @@ static uint64_t get_le(struct reader *r, size_t n)
 
 /* ---- the catalog in the MANIFEST -------------------------------------------------------- */
 
-static int catalog_write(struct shoal_db *db, struct durable *d, uint64_t checkpoint_seq,
-                         uint64_t checkpoint_shards)
+/* Encodes the catalog as a MANIFEST body: every tenant, and every namespace that is not
+ * dropped (one being created counts, C1). Catalog lock held. */
+static void catalog_encode(struct shoal_db *db, uint64_t checkpoint_seq,
+                           uint64_t checkpoint_shards, struct writer *w)
 {
-    struct writer w = {0};
-    put_u32(&w, CATALOG_VERSION);
-    put_u64(&w, checkpoint_seq);
-    put_u64(&w, checkpoint_shards);
-    put_u32(&w, (uint32_t)db->config.shards);
-    put_u32(&w, db->next_ns_id);
-    put_u32(&w, db->tenant_count);
+    put_u32(w, CATALOG_VERSION);
+    put_u64(w, checkpoint_seq);
+    put_u64(w, checkpoint_shards);
+    put_u32(w, (uint32_t)db->config.shards);
+    put_u32(w, db->next_ns_id);
+    put_u32(w, db->tenant_count);
     for (uint32_t i = 0; i < db->tenant_count; i++) {
         struct tenant *t = db->tenants[i];
         uint16_t len = (uint16_t)strlen(t->name);
-        put_u32(&w, t->id);
-        put_u16(&w, len);
-        put_bytes(&w, t->name, len);
-        put_u64(&w, atomic_load(&t->max_keys));
-        put_u64(&w, atomic_load(&t->max_bytes));
-        put_u64(&w, atomic_load(&t->max_ops));
+        put_u32(w, t->id);
+        put_u16(w, len);
+        put_bytes(w, t->name, len);
+        put_u64(w, atomic_load(&t->max_keys));
+        put_u64(w, atomic_load(&t->max_bytes));
+        put_u64(w, atomic_load(&t->max_ops));
     }
     uint32_t count = 0;
     for (uint32_t slot = 0; slot < db->ns_high; slot++)
-        count += db->namespaces[slot] && !atomic_load(&db->namespaces[slot]->dropped);
-    put_u32(&w, count);
+        count += catalog_lists(db->namespaces[slot]);
+    put_u32(w, count);
     for (uint32_t slot = 0; slot < db->ns_high; slot++) {
         struct namespace *ns = db->namespaces[slot];
-        if (!ns || atomic_load(&ns->dropped))
+        if (!catalog_lists(ns))
             continue;
         uint16_t len = (uint16_t)strlen(ns->name);
-        put_u32(&w, ns->id);
-        put_u32(&w, ns->tenant->id);
-        put_u8(&w, (uint8_t)ns->kind);
-        put_u8(&w, (uint8_t)ns->placement);
-        put_u32(&w, ns->shard);
-        put_u16(&w, len);
-        put_bytes(&w, ns->name, len);
+        put_u32(w, ns->id);
+        put_u32(w, ns->tenant->id);
+        put_u8(w, (uint8_t)ns->kind);
+        put_u8(w, (uint8_t)ns->placement);
+        put_u32(w, ns->shard);
+        put_u16(w, len);
+        put_bytes(w, ns->name, len);
     }
-    int err = w.failed ? SHOAL_ENOMEM : manifest_write(d->io, d->dir, w.data, w.len);
-    free(w.data);
+}
+
+/* Writes an encoded body as the MANIFEST and frees it. A failed fsync is sticky. */
+static int catalog_store(struct durable *d, struct writer *w)
+{
+    int err = w->failed ? SHOAL_ENOMEM : manifest_write(d->io, d->dir, w->data, w->len);
+    free(w->data);
+    *w = (struct writer){0};
     if (err == SHOAL_EFSYNC) {
         /* The new MANIFEST may or may not be the one a crash would find: stop here. */
         int none = 0;
         atomic_compare_exchange_strong(&d->failed, &none, err);
     }
     return err;
+}
+
+static int catalog_write(struct shoal_db *db, struct durable *d, uint64_t checkpoint_seq,
+                         uint64_t checkpoint_shards)
+{
+    struct writer w = {0};
+    catalog_encode(db, checkpoint_seq, checkpoint_shards, &w);
+    return catalog_store(d, &w);
 }
 
 /* The sticky error of the log or of the MANIFEST, or 0. */
@@ -242,13 +257,37 @@ static int durable_error(struct durable *d)
 
 int durable_save_catalog(struct shoal_db *db)
 {
+    struct catalog_image image;
+    int err = durable_catalog_encode(db, &image);
+    return err ? err : durable_catalog_store(db, &image);
+}
+
+int durable_catalog_encode(struct shoal_db *db, struct catalog_image *image)
+{
     struct durable *d = durable_of(db);
+    *image = (struct catalog_image){0};
     if (!d)
         return 0;
     int err = durable_error(d);
     if (err)
         return err;
-    return catalog_write(db, d, d->checkpoint_seq, d->checkpoint_shards);
+    struct writer w = {0};
+    catalog_encode(db, d->checkpoint_seq, d->checkpoint_shards, &w);
+    image->data = w.data;
+    image->len = w.len;
+    image->failed = w.failed;
+    image->present = true;
+    return 0;
+}
+
+int durable_catalog_store(struct shoal_db *db, struct catalog_image *image)
+{
+    struct durable *d = durable_of(db);
+    if (!image->present || !d)
+        return 0;
+    struct writer w = {.data = image->data, .len = image->len, .failed = image->failed};
+    *image = (struct catalog_image){0};
+    return catalog_store(d, &w);
 }
 
 /* The header of a MANIFEST body: enough to size the database before it exists. */
@@ -1201,14 +1240,22 @@ static int checkpoint_run(struct shoal_db *db, struct durable *d)
         ckpt_remove(d->io, d->dir, job.seq);
         goto done;
     }
+    /* The new MANIFEST names the checkpoint; it is written outside the catalog lock
+     * (internal.h C1), so INFO and the catalog's other readers do not wait for it. */
+    pthread_mutex_lock(&db->catalog_change);
     pthread_mutex_lock(&db->catalog_lock);
     uint64_t shards = atomic_load(&job.shards_written);
-    err = catalog_write(db, d, job.seq, shards);
+    struct writer w = {0};
+    catalog_encode(db, job.seq, shards, &w);
+    pthread_mutex_unlock(&db->catalog_lock);
+    err = catalog_store(d, &w);
+    pthread_mutex_lock(&db->catalog_lock);
     if (!err) {
         d->checkpoint_seq = job.seq;
         d->checkpoint_shards = shards;
     }
     pthread_mutex_unlock(&db->catalog_lock);
+    pthread_mutex_unlock(&db->catalog_change);
     if (err) {
         ckpt_remove(d->io, d->dir, job.seq);
         goto done;

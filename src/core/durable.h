@@ -26,9 +26,21 @@ int durable_append(struct shoal_db *db, const struct write_op *ops, size_t n, ui
 /* Waits as the sync policy says (wo or the database's); called after the locks are gone. */
 int durable_wait(struct shoal_db *db, unsigned stream, uint64_t lsn,
                  const shoal_write_options *wo);
-/* Rewrites the MANIFEST with the current catalog; called with the catalog lock held after
- * every namespace, tenant or quota change. */
+/* Rewrites the MANIFEST with the current catalog, with the catalog lock held (tenants, and
+ * the open of a new database). */
 int durable_save_catalog(struct shoal_db *db);
+/* A catalog change in two steps, so that the MANIFEST's write and fsync happen outside the
+ * catalog lock (internal.h C1): durable_catalog_encode, with the catalog lock and
+ * db->catalog_change held, takes the image; durable_catalog_store, with only
+ * db->catalog_change held, writes it and frees it. Nothing to write in memory mode. */
+struct catalog_image {
+    uint8_t *data;
+    size_t len;
+    bool failed;  /* out of memory while encoding: the store fails with SHOAL_ENOMEM */
+    bool present; /* a durable database: there is something to write */
+};
+int durable_catalog_encode(struct shoal_db *db, struct catalog_image *image);
+int durable_catalog_store(struct shoal_db *db, struct catalog_image *image);
 /* Fills the durable part of the statistics. */
 void durable_stats(struct shoal_db *db, shoal_db_stats *out);
 /* Records a detail for shoal_error_detail() on this thread. */

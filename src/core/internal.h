@@ -8,9 +8,21 @@
  *
  * Locking order (a thread holding a lock only takes locks later in this list):
  *   0. db->compact_lock   (one shoal_compact at a time, compact.c)
+ *   0. db->catalog_change (one writer of the MANIFEST at a time: C1; never taken with
+ *                          compact_lock held)
  *   1. db->catalog_lock   (namespaces, tenants)
  *   2. shard locks, in shard index order (a batch takes all of its shards' locks)
  *   3. leaf locks inside modules (object table part lock, log stream buffer lock)
+ *
+ * Catalog changes (C1). Creating or dropping a namespace rewrites the MANIFEST, a write and
+ * two fsyncs. The change holds db->catalog_change across them and the catalog lock only
+ * to edit the tables and to encode the new MANIFEST, so readers of the catalog
+ * (shoal_stats, shoal_ns_list, the checkpointer's first step, lookups of namespaces that
+ * exist) do not wait for the disk. Meanwhile a namespace being created sits in its slot
+ * with `creating` and `dropped` both set: every reader skips it as dropped, and the
+ * MANIFEST lists it (catalog_lists). A namespace being dropped is marked dropped first,
+ * as before. Tenant changes and the open of a database still hold the catalog lock
+ * across their write (durable_save_catalog): they are rare.
  *
  * Invariants (numbers follow ARCHITECTURE.md where they restate it):
  *   I1. db->seq is incremented only while the writer holds the write locks of every shard
@@ -199,8 +211,16 @@ struct namespace {
     _Atomic int refs; /* the catalog's reference plus one per open handle */
     _Atomic int iterators; /* open iterators (iter.c T3) */
     bool free_pending;     /* dropped while iterators were open (catalog lock) */
+    bool creating;         /* C1: in the MANIFEST being written, not yet usable */
     struct ns_part parts[];
 };
+
+/* Whether the MANIFEST lists ns: it is not dropped, or it is being created (C1). Catalog
+ * lock held. */
+static inline bool catalog_lists(const struct namespace *ns)
+{
+    return ns && (ns->creating || !atomic_load(&ns->dropped));
+}
 
 /* An open namespace handle (shoal_ns). */
 struct shoal_ns {
@@ -263,6 +283,7 @@ struct shoal_db {
     pthread_mutex_t shard_create_lock;
     _Atomic(struct shard *) shards[SHOAL_MAX_SHARDS];
 
+    pthread_mutex_t catalog_change; /* C1: held across a MANIFEST write */
     pthread_mutex_t catalog_lock;
     struct namespace **namespaces; /* live namespaces, by slot; NULL = free slot */
     uint32_t ns_high;              /* slots [0, ns_high) have ever been used */

@@ -80,9 +80,10 @@
  * 4. Catalog changes run one at a time in the order they were submitted (one worker, a
  *    FIFO): a creation asked while a flush of the same database runs is made after it.
  * 5. No lock that an event loop takes is held across a MANIFEST write: the worker holds
- *    store.c's and acl.c's change locks there, which loops never take. (The engine's own
- *    catalog mutex is held across it too; INFO and LASTSAVE, which read the engine's
- *    statistics under it, can still wait for a catalog change on a slow disk.)
+ *    store.c's and acl.c's change locks there, which loops never take. The engine holds
+ *    its own catalog lock only to edit and encode, not across the write (src/core/
+ *    internal.h, C1), so INFO and LASTSAVE do not wait either; the exception is a new
+ *    tenant (ACL SETUSER), whose rewrite still holds it.
  *
  * Testing
  * -------

@@ -797,6 +797,200 @@ static void test_catalog_dir_fsync_failure_create(void **state)
     dir_sync_check(DIR_SYNC_CREATE);
 }
 
+/* A catalog change does not hold the catalog lock while its MANIFEST is written
+ * (internal.h C1). The database runs on an I/O table whose fsync, once armed, waits at a
+ * gate: a drop and then a create are left inside their MANIFEST's fsync while this thread
+ * reads the catalog (shoal_stats, shoal_ns_list, the lookup of an existing namespace) from
+ * a helper thread. Those reads must all return while the change is still held at the gate;
+ * with the lock held across the write they would wait for it, and the bounded wait below
+ * reports that as a failure instead of hanging. Meanwhile the namespace being dropped, and
+ * the one being created, are invisible; afterwards each change is durable across a reopen. */
+struct gated_io {
+    struct shoal_io io; /* first: the engine passes &io to the hooks */
+    const struct shoal_io *base;
+    pthread_mutex_t mutex;
+    pthread_cond_t changed;
+    bool armed;
+    unsigned waiting; /* fsyncs held at the gate */
+};
+
+static int gated_fsync(const struct shoal_io *io, int fd)
+{
+    struct gated_io *g = (struct gated_io *)io;
+    pthread_mutex_lock(&g->mutex);
+    g->waiting++;
+    pthread_cond_broadcast(&g->changed);
+    while (g->armed)
+        pthread_cond_wait(&g->changed, &g->mutex);
+    g->waiting--;
+    pthread_mutex_unlock(&g->mutex);
+    return g->base->fsync(g->base, fd);
+}
+
+static void gate_set(struct gated_io *g, bool armed)
+{
+    pthread_mutex_lock(&g->mutex);
+    g->armed = armed;
+    pthread_cond_broadcast(&g->changed);
+    pthread_mutex_unlock(&g->mutex);
+}
+
+/* Waits, at most 30 s, until `what` holds, re-checked whenever the gate changes. */
+static bool gate_wait_for(struct gated_io *g, bool (*what)(void *), void *ctx)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 30;
+    pthread_mutex_lock(&g->mutex);
+    bool ok = what(ctx);
+    while (!ok && pthread_cond_timedwait(&g->changed, &g->mutex, &deadline) == 0)
+        ok = what(ctx);
+    ok = ok || what(ctx);
+    pthread_mutex_unlock(&g->mutex);
+    return ok;
+}
+
+static bool gate_has_waiter(void *ctx)
+{
+    return ((struct gated_io *)ctx)->waiting > 0;
+}
+
+enum catalog_job_kind { JOB_DROP, JOB_CREATE, JOB_READ };
+
+struct catalog_job {
+    pthread_t thread;
+    struct gated_io *gate;
+    shoal_db *db;
+    enum catalog_job_kind kind;
+    int result;
+    bool done;              /* under gate->mutex */
+    shoal_db_stats stats;   /* JOB_READ */
+    size_t listed;          /* JOB_READ: namespaces shoal_ns_list returned */
+    int lookup;             /* JOB_READ: shoal_ns_open of "keep" */
+};
+
+static void *catalog_job_main(void *arg)
+{
+    struct catalog_job *job = arg;
+    int result = 0;
+    if (job->kind == JOB_DROP) {
+        result = shoal_ns_drop(job->db, "gone");
+    } else if (job->kind == JOB_CREATE) {
+        shoal_ns_config cfg = {.kind = SHOAL_KIND_KV, .placement = SHOAL_PLACE_SPREAD};
+        shoal_ns *ns = NULL;
+        result = shoal_ns_open(job->db, "new", &cfg, &ns);
+        shoal_ns_close(ns);
+    } else {
+        shoal_ns_info infos[8];
+        shoal_ns *ns = NULL;
+        result = shoal_stats(job->db, &job->stats);
+        if (result == 0)
+            result = shoal_ns_list(job->db, UINT32_MAX, infos, 8, &job->listed);
+        job->lookup = shoal_ns_open(job->db, "keep", NULL, &ns);
+        shoal_ns_close(ns);
+    }
+    pthread_mutex_lock(&job->gate->mutex);
+    job->result = result;
+    job->done = true;
+    pthread_cond_broadcast(&job->gate->changed);
+    pthread_mutex_unlock(&job->gate->mutex);
+    return NULL;
+}
+
+static bool catalog_job_done(void *ctx)
+{
+    return ((struct catalog_job *)ctx)->done;
+}
+
+static void catalog_job_start(struct catalog_job *job, struct gated_io *g, shoal_db *db,
+                              enum catalog_job_kind kind)
+{
+    *job = (struct catalog_job){.gate = g, .db = db, .kind = kind};
+    assert_int_equal(pthread_create(&job->thread, NULL, catalog_job_main, job), 0);
+}
+
+/* With a change held at the gate: a reader gets its answers while the change still waits;
+ * `namespaces` is what it must count (the held namespace not among them). */
+static void expect_reader_free(struct gated_io *g, shoal_db *db, uint64_t namespaces)
+{
+    struct catalog_job reader;
+    catalog_job_start(&reader, g, db, JOB_READ);
+    bool answered = gate_wait_for(g, catalog_job_done, &reader);
+    pthread_mutex_lock(&g->mutex);
+    bool change_still_held = g->waiting > 0;
+    pthread_mutex_unlock(&g->mutex);
+    if (!answered)
+        gate_set(g, false); /* let both finish, then fail */
+    pthread_join(reader.thread, NULL);
+    assert_true(answered);
+    assert_true(change_still_held);
+    assert_ok(reader.result);
+    assert_int_equal(reader.stats.namespaces, namespaces);
+    assert_int_equal(reader.listed, namespaces);
+    assert_ok(reader.lookup);
+}
+
+static void test_catalog_change_leaves_readers_free(void **state)
+{
+    (void)state;
+    char dir[4096];
+    make_dir(dir, sizeof dir);
+    struct gated_io g = {.base = io_posix()};
+    g.io = *g.base;
+    g.io.fsync = gated_fsync;
+    pthread_mutex_init(&g.mutex, NULL);
+    pthread_cond_init(&g.changed, NULL);
+    shoal_options *opts = durable_options(4, 1, SHOAL_SYNC_ALWAYS);
+    shoal_db *db = NULL;
+    assert_ok(durable_open(dir, opts, &g.io, &db));
+    shoal_ns *keep = test_ns(db, "keep", SHOAL_PLACE_SPREAD, 0);
+    shoal_ns *gone = test_ns(db, "gone", SHOAL_PLACE_PINNED, 0);
+    for (unsigned i = 0; i < 20; i++) {
+        assert_ok(item_put(keep, i));
+        assert_ok(item_put(gone, i));
+    }
+    shoal_ns_close(gone);
+
+    /* A drop held inside its MANIFEST's fsync. */
+    gate_set(&g, true);
+    struct catalog_job change;
+    catalog_job_start(&change, &g, db, JOB_DROP);
+    assert_true(gate_wait_for(&g, gate_has_waiter, &g));
+    expect_reader_free(&g, db, 1);
+    gate_set(&g, false);
+    pthread_join(change.thread, NULL);
+    assert_ok(change.result);
+
+    /* A create held the same way: "new" cannot be opened by name until it is durable. */
+    gate_set(&g, true);
+    catalog_job_start(&change, &g, db, JOB_CREATE);
+    assert_true(gate_wait_for(&g, gate_has_waiter, &g));
+    expect_reader_free(&g, db, 1);
+    shoal_ns *early = NULL;
+    int early_open = shoal_ns_open(db, "new", NULL, &early);
+    gate_set(&g, false);
+    pthread_join(change.thread, NULL);
+    assert_ok(change.result);
+    assert_code(early_open, SHOAL_ENOTFOUND);
+    assert_null(early);
+
+    shoal_ns_close(keep);
+    assert_ok(shoal_close(db));
+    db = open_dir(dir, opts, NULL);
+    shoal_ns *ns = NULL;
+    assert_code(shoal_ns_open(db, "gone", NULL, &ns), SHOAL_ENOTFOUND);
+    assert_ok(shoal_ns_open(db, "new", NULL, &ns));
+    shoal_ns_close(ns);
+    assert_ok(shoal_ns_open(db, "keep", NULL, &ns));
+    for (unsigned i = 0; i < 20; i++)
+        item_expect(ns, i);
+    shoal_ns_close(ns);
+    assert_ok(shoal_close(db));
+    shoal_options_free(opts);
+    pthread_cond_destroy(&g.changed);
+    pthread_mutex_destroy(&g.mutex);
+}
+
 /* ------------------------------------------------------------------------------------
  * 3. Checkpoints racing log rolls.
  * ---------------------------------------------------------------------------------- */
@@ -1973,6 +2167,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_catalog_changes_under_faults, remove_made_dirs),
         cmocka_unit_test_teardown(test_catalog_dir_fsync_failure_drop, remove_made_dirs),
         cmocka_unit_test_teardown(test_catalog_dir_fsync_failure_create, remove_made_dirs),
+        cmocka_unit_test_teardown(test_catalog_change_leaves_readers_free, remove_made_dirs),
         cmocka_unit_test_teardown(test_checkpoints_racing_log_rolls, remove_made_dirs),
         cmocka_unit_test_teardown(test_recovery_equals_model, remove_made_dirs),
         cmocka_unit_test_teardown(test_one_stream_many_threads, remove_made_dirs),

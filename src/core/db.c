@@ -536,17 +536,25 @@ SHOAL_API int shoal_tenant_create(shoal_db *db, const char *name, const shoal_qu
 {
     if (!db || !name_valid(name) || !id || !quota_valid(q))
         return SHOAL_EINVAL;
-    /* C1: the one catalog change that keeps the catalog lock across its MANIFEST write. */
     pthread_mutex_lock(&db->catalog_change);
     pthread_mutex_lock(&db->catalog_lock);
     int err = db_tenant_add(db, name, q);
-    if (!err && (err = durable_save_catalog(db)) != 0) {
-        free(db->tenants[--db->tenant_count]); /* not durable: not created */
+    if (err) {
+        pthread_mutex_unlock(&db->catalog_lock);
+        pthread_mutex_unlock(&db->catalog_change);
+        return err;
     }
-    if (!err)
-        *id = db->tenant_count - 1;
+    /* C1: not counted, so invisible, until its MANIFEST is durable; the MANIFEST lists it. */
+    db->tenant_count--;
+    db->tenant_creating = true;
+    struct catalog_image image;
+    err = catalog_change_store(db, &image, durable_catalog_encode(db, &image));
+    db->tenant_creating = false;
+    if (err)
+        free(db->tenants[db->tenant_count]); /* not durable: not created */
+    else
+        *id = db->tenant_count++;
     pthread_mutex_unlock(&db->catalog_lock);
-    pthread_mutex_unlock(&db->catalog_change);
     return err;
 }
 

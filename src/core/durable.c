@@ -186,8 +186,8 @@ static uint64_t get_le(struct reader *r, size_t n)
 
 /* ---- the catalog in the MANIFEST -------------------------------------------------------- */
 
-/* Encodes the catalog as a MANIFEST body: every tenant, and every namespace that is not
- * dropped (one being created counts, C1). Catalog lock held. */
+/* Encodes the catalog as a MANIFEST body: every tenant and every namespace that is not
+ * dropped, with the one being created (C1). Catalog lock held. */
 static void catalog_encode(struct shoal_db *db, uint64_t checkpoint_seq,
                            uint64_t checkpoint_shards, struct writer *w)
 {
@@ -196,8 +196,9 @@ static void catalog_encode(struct shoal_db *db, uint64_t checkpoint_seq,
     put_u64(w, checkpoint_shards);
     put_u32(w, (uint32_t)db->config.shards);
     put_u32(w, db->next_ns_id);
-    put_u32(w, db->tenant_count);
-    for (uint32_t i = 0; i < db->tenant_count; i++) {
+    uint32_t tenants = db->tenant_count + (db->tenant_creating ? 1 : 0); /* C1 */
+    put_u32(w, tenants);
+    for (uint32_t i = 0; i < tenants; i++) {
         struct tenant *t = db->tenants[i];
         uint16_t len = (uint16_t)strlen(t->name);
         put_u32(w, t->id);
@@ -253,13 +254,6 @@ static int durable_error(struct durable *d)
 {
     int err = wal_error(d->wal);
     return err ? err : atomic_load(&d->failed);
-}
-
-int durable_save_catalog(struct shoal_db *db)
-{
-    struct catalog_image image;
-    int err = durable_catalog_encode(db, &image);
-    return err ? err : durable_catalog_store(db, &image);
 }
 
 int durable_catalog_encode(struct shoal_db *db, struct catalog_image *image)
@@ -1532,11 +1526,17 @@ SHOAL_API int shoal_persist(shoal_db *db, const char *dir)
         durable_free(d);
         return err;
     }
-    /* From here on every commit is logged; the checkpoint below covers what came before. */
+    /* From here on every commit is logged; the checkpoint below covers what came before.
+     * Catalog changes of other threads wait for catalog_change or are in the image (C1). */
+    pthread_mutex_lock(&db->catalog_change);
     pthread_mutex_lock(&db->catalog_lock);
     atomic_store_explicit(&db->durable, d, memory_order_release);
-    err = durable_save_catalog(db);
+    struct catalog_image image;
+    err = durable_catalog_encode(db, &image);
     pthread_mutex_unlock(&db->catalog_lock);
+    if (!err)
+        err = durable_catalog_store(db, &image);
+    pthread_mutex_unlock(&db->catalog_change);
     if (!err)
         err = shoal_checkpoint(db);
     if (!err)

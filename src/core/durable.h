@@ -26,9 +26,6 @@ int durable_append(struct shoal_db *db, const struct write_op *ops, size_t n, ui
 /* Waits as the sync policy says (wo or the database's); called after the locks are gone. */
 int durable_wait(struct shoal_db *db, unsigned stream, uint64_t lsn,
                  const shoal_write_options *wo);
-/* Rewrites the MANIFEST with the current catalog, with the catalog lock held (tenants, and
- * the open of a new database). */
-int durable_save_catalog(struct shoal_db *db);
 /* A catalog change in two steps, so that the MANIFEST's write and fsync happen outside the
  * catalog lock (internal.h C1): durable_catalog_encode, with the catalog lock and
  * db->catalog_change held, takes the image; durable_catalog_store, with only

@@ -21,8 +21,9 @@
  * exist) do not wait for the disk. Meanwhile a namespace being created sits in its slot
  * with `creating` and `dropped` both set: every reader skips it as dropped, and the
  * MANIFEST lists it (catalog_lists). A namespace being dropped is marked dropped first,
- * as before. Tenant changes and the open of a database still hold the catalog lock
- * across their write (durable_save_catalog): they are rare.
+ * as before. A tenant being created sits past tenant_count (tenant_creating): uncounted,
+ * so invisible, and listed by the MANIFEST. shoal_persist takes catalog_change too, so
+ * its first MANIFEST and the changes of other threads come one after the other.
  *
  * Invariants (numbers follow ARCHITECTURE.md where they restate it):
  *   I1. db->seq is incremented only while the writer holds the write locks of every shard
@@ -290,6 +291,7 @@ struct shoal_db {
     uint32_t next_ns_id;
     struct tenant **tenants;
     uint32_t tenant_count, tenant_cap;
+    bool tenant_creating; /* C1: tenants[tenant_count] exists, its MANIFEST being written */
 
     pthread_key_t thread_key;
     _Atomic unsigned thread_count;

@@ -82,8 +82,7 @@
  * 5. No lock that an event loop takes is held across a MANIFEST write: the worker holds
  *    store.c's and acl.c's change locks there, which loops never take. The engine holds
  *    its own catalog lock only to edit and encode, not across the write (src/core/
- *    internal.h, C1), so INFO and LASTSAVE do not wait either; the exception is a new
- *    tenant (ACL SETUSER), whose rewrite still holds it.
+ *    internal.h, C1), so INFO and LASTSAVE do not wait either.
  *
  * Testing
  * -------

@@ -252,7 +252,7 @@ def test_acl_setuser_does_not_block_the_loop(binary):
                 a = Raw(server)
                 a.send(["ACL", "SETUSER", "carol", "on", ">pw", "tenant=newco", "max-keys=2"],
                        ["ACL", "WHOAMI"])
-                check_b_first(b, a)
+                check_b_first(b, a, info=True)
                 assert a.reply() == b"+OK"
                 assert a.reply() == b"default"
             finally:

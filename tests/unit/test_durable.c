@@ -799,12 +799,13 @@ static void test_catalog_dir_fsync_failure_create(void **state)
 
 /* A catalog change does not hold the catalog lock while its MANIFEST is written
  * (internal.h C1). The database runs on an I/O table whose fsync, once armed, waits at a
- * gate: a drop and then a create are left inside their MANIFEST's fsync while this thread
- * reads the catalog (shoal_stats, shoal_ns_list, the lookup of an existing namespace) from
- * a helper thread. Those reads must all return while the change is still held at the gate;
- * with the lock held across the write they would wait for it, and the bounded wait below
- * reports that as a failure instead of hanging. Meanwhile the namespace being dropped, and
- * the one being created, are invisible; afterwards each change is durable across a reopen. */
+ * gate: a namespace's drop, a namespace's creation and a tenant's creation are each left
+ * inside their MANIFEST's fsync while a helper thread reads the catalog (shoal_stats,
+ * shoal_ns_list, the lookup of an existing namespace). Those reads must all return while
+ * the change is still held at the gate; with the lock held across the write they would
+ * wait for it, and the bounded wait below reports that as a failure instead of hanging.
+ * Meanwhile what is being dropped or created is invisible; afterwards each change is
+ * durable across a reopen. */
 struct gated_io {
     struct shoal_io io; /* first: the engine passes &io to the hooks */
     const struct shoal_io *base;
@@ -855,7 +856,7 @@ static bool gate_has_waiter(void *ctx)
     return ((struct gated_io *)ctx)->waiting > 0;
 }
 
-enum catalog_job_kind { JOB_DROP, JOB_CREATE, JOB_READ };
+enum catalog_job_kind { JOB_DROP, JOB_CREATE, JOB_TENANT, JOB_READ };
 
 struct catalog_job {
     pthread_t thread;
@@ -875,6 +876,9 @@ static void *catalog_job_main(void *arg)
     int result = 0;
     if (job->kind == JOB_DROP) {
         result = shoal_ns_drop(job->db, "gone");
+    } else if (job->kind == JOB_TENANT) {
+        uint32_t id;
+        result = shoal_tenant_create(job->db, "held", NULL, &id);
     } else if (job->kind == JOB_CREATE) {
         shoal_ns_config cfg = {.kind = SHOAL_KIND_KV, .placement = SHOAL_PLACE_SPREAD};
         shoal_ns *ns = NULL;
@@ -974,6 +978,19 @@ static void test_catalog_change_leaves_readers_free(void **state)
     assert_code(early_open, SHOAL_ENOTFOUND);
     assert_null(early);
 
+    /* A new tenant held the same way: not found by name until it is durable. */
+    gate_set(&g, true);
+    catalog_job_start(&change, &g, db, JOB_TENANT);
+    assert_true(gate_wait_for(&g, gate_has_waiter, &g));
+    expect_reader_free(&g, db, 2);
+    uint32_t tenant;
+    int early_find = shoal_tenant_find(db, "held", &tenant);
+    gate_set(&g, false);
+    pthread_join(change.thread, NULL);
+    assert_ok(change.result);
+    assert_code(early_find, SHOAL_ENOTFOUND);
+    assert_ok(shoal_tenant_find(db, "held", &tenant));
+
     shoal_ns_close(keep);
     assert_ok(shoal_close(db));
     db = open_dir(dir, opts, NULL);
@@ -981,6 +998,7 @@ static void test_catalog_change_leaves_readers_free(void **state)
     assert_code(shoal_ns_open(db, "gone", NULL, &ns), SHOAL_ENOTFOUND);
     assert_ok(shoal_ns_open(db, "new", NULL, &ns));
     shoal_ns_close(ns);
+    assert_ok(shoal_tenant_find(db, "held", &tenant));
     assert_ok(shoal_ns_open(db, "keep", NULL, &ns));
     for (unsigned i = 0; i < 20; i++)
         item_expect(ns, i);

@@ -731,13 +731,15 @@ int db_namespace_restore(struct shoal_db *db, const char *name, const shoal_ns_c
     return namespace_add(db, name, cfg, id, shard, &ns);
 }
 
-/* Removes a namespace that was just added and holds no data (its creation failed). */
+/* Removes a namespace that was just added and holds no data (its creation failed). It
+ * drops the catalog's reference rather than freeing: while its MANIFEST was written without
+ * the catalog lock (C1), shoal_compact may have taken one too. */
 static void namespace_unadd(struct shoal_db *db, struct namespace *ns)
 {
     if (ns->placement == SHOAL_PLACE_PINNED)
         atomic_fetch_sub(&atomic_load(&db->shards[ns->shard])->pinned_namespaces, 1);
     db->namespaces[ns->slot] = NULL;
-    free(ns);
+    namespace_release(ns);
 }
 
 /* Creates the namespace `name` (C1), or finds it if another thread created it meanwhile.

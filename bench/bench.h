@@ -49,6 +49,9 @@ typedef struct bench_dataset {
  * -1 (said on stderr) when out of memory. */
 int bench_dataset_make(bench_dataset *d, size_t count, uint64_t seed);
 void bench_dataset_free(bench_dataset *d);
+/* A random permutation of 0 .. count-1 drawn from seed's stream (Fisher-Yates), or NULL
+ * (said on stderr) when out of memory. The caller frees it. */
+uint32_t *bench_order_make(size_t count, uint64_t seed);
 
 /* The splitmix64 finalizer: a bijection on 64-bit integers. */
 static inline uint64_t bench_mix(uint64_t z)

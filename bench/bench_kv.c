@@ -171,32 +171,6 @@ static bool bench_median(const bench_results *r, enum bench_id b, enum bench_col
 
 /* ---- the dataset ------------------------------------------------------------------------ */
 
-static uint64_t bench_random(uint64_t *state)
-{
-    *state += 0x9E3779B97F4A7C15ull;
-    return bench_mix(*state);
-}
-
-/* A random permutation of 0 .. count-1 (Fisher-Yates), or NULL. */
-static uint32_t *bench_order_make(size_t count, uint64_t seed)
-{
-    uint32_t *order = malloc(count * sizeof *order);
-    if (!order) {
-        fprintf(stderr, "# out of memory for a read order\n");
-        return NULL;
-    }
-    for (size_t i = 0; i < count; i++)
-        order[i] = (uint32_t)i;
-    uint64_t state = seed;
-    for (size_t i = count - 1; i > 0; i--) {
-        size_t j = (size_t)(((bench_random(&state) >> 32) * (uint64_t)(i + 1)) >> 32);
-        uint32_t t = order[i];
-        order[i] = order[j];
-        order[j] = t;
-    }
-    return order;
-}
-
 /* ---- running an engine ------------------------------------------------------------------ */
 
 typedef struct bench_db {

@@ -39,23 +39,6 @@ static int ops_fail(const char *what, int rc)
     return 1;
 }
 
-/* A random permutation of 0 .. count-1 (Fisher-Yates over bench_word's stream). */
-static uint32_t *ops_order(size_t count, uint64_t seed)
-{
-    uint32_t *order = malloc(count * sizeof *order);
-    if (!order)
-        return NULL;
-    for (size_t i = 0; i < count; i++)
-        order[i] = (uint32_t)i;
-    for (size_t i = count - 1; i > 0; i--) {
-        size_t j = (size_t)(bench_word(seed, i) % (i + 1));
-        uint32_t t = order[i];
-        order[i] = order[j];
-        order[j] = t;
-    }
-    return order;
-}
-
 static int ops_fill(shoal_db *db, shoal_ns *ns, const bench_dataset *d)
 {
     shoal_batch *b;
@@ -99,12 +82,10 @@ int main(int argc, char **argv)
     bench_dataset d;
     if (bench_dataset_make(&d, keys, OPS_SEED) != 0)
         return 1;
-    uint32_t *get_order = ops_order(keys, OPS_SEED ^ 1);
-    uint32_t *put_order = ops_order(keys, OPS_SEED ^ 2);
-    if (!get_order || !put_order) {
-        fprintf(stderr, "bench-ops: out of memory\n");
+    uint32_t *get_order = bench_order_make(keys, OPS_SEED ^ 1);
+    uint32_t *put_order = bench_order_make(keys, OPS_SEED ^ 2);
+    if (!get_order || !put_order)
         return 1;
-    }
 
     shoal_db *db = NULL;
     shoal_options *opts = NULL;

@@ -148,6 +148,25 @@ void bench_dataset_free(bench_dataset *d)
     free(d->values);
 }
 
+uint32_t *bench_order_make(size_t count, uint64_t seed)
+{
+    uint32_t *order = malloc(count * sizeof *order);
+    if (!order) {
+        fprintf(stderr, "# out of memory for a random order\n");
+        return NULL;
+    }
+    for (size_t i = 0; i < count; i++)
+        order[i] = (uint32_t)i;
+    uint64_t draw = 0;
+    for (size_t i = count - 1; i > 0; i--) {
+        size_t j = (size_t)(((bench_word(seed, draw++) >> 32) * (uint64_t)(i + 1)) >> 32);
+        uint32_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    return order;
+}
+
 double bench_memory_latency_ns(size_t bytes)
 {
     /* One pointer per cache line, linked in a random cycle, so that every load depends on
@@ -156,8 +175,8 @@ double bench_memory_latency_ns(size_t bytes)
     size_t huge = (size_t)2 << 20;
     uint8_t *raw = mmap(NULL, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                         -1, 0);
-    uint32_t *cycle = malloc(lines * sizeof *cycle);
-    if (raw == MAP_FAILED || !cycle || lines < 2) {
+    uint32_t *cycle = lines >= 2 ? bench_order_make(lines, 0x1A7E9C1Full) : NULL;
+    if (raw == MAP_FAILED || !cycle) {
         if (raw != MAP_FAILED)
             munmap(raw, bytes + huge);
         free(cycle);
@@ -167,16 +186,6 @@ double bench_memory_latency_ns(size_t bytes)
 #ifdef MADV_HUGEPAGE
     madvise(base, bytes, MADV_HUGEPAGE); /* as the engines' big regions are, where they ask */
 #endif
-    for (size_t i = 0; i < lines; i++)
-        cycle[i] = (uint32_t)i;
-    uint64_t state = 0x1A7E9C1Full;
-    for (size_t i = lines - 1; i > 0; i--) {
-        state += 0x9E3779B97F4A7C15ull;
-        size_t j = (size_t)(bench_mix(state) % (i + 1));
-        uint32_t t = cycle[i];
-        cycle[i] = cycle[j];
-        cycle[j] = t;
-    }
     for (size_t i = 0; i < lines; i++)
         *(uint8_t **)(base + (size_t)cycle[i] * 64) = base + (size_t)cycle[(i + 1) % lines] * 64;
     free(cycle);

@@ -141,9 +141,10 @@ def client_on_database_0(server):
 def check_b_first(b, a, info=False):
     """B sends PING and GET on the same (only) loop while A waits for the catalog worker:
     B's replies must arrive while A's is still outstanding. With info, B also asks for
-    INFO, which reads the engine's catalog (shoal_stats, shoal_ns_list): a namespace
-    being created or dropped does not hold the catalog lock while its MANIFEST is
-    written (src/core/internal.h, C1), so INFO is answered meanwhile too."""
+    INFO, which reads the engine's catalog during A's change, and its keyspace must be
+    right. (That INFO does not wait for the change's MANIFEST write, src/core/internal.h
+    C1, cannot be seen from here: one loop answers B's INFO before A's reply either way.
+    tests/unit/test_durable.c, test_catalog_change_leaves_readers_free, checks it.)"""
     b.send(["PING"], ["GET", "b-key"])
     assert b.reply() == b"+PONG"
     assert b.reply() == b"b-value"

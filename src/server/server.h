@@ -80,6 +80,9 @@ uint64_t stats_bucket_upper_ns(unsigned bucket);
  * ------------------------------------------------------------------------------------- */
 
 typedef struct event_loop event_loop;
+
+/* Events one epoll_wait of a loop takes: its round (network.c). */
+#define LOOP_EVENTS_MAX 256
 typedef struct pending_write pending_write;
 typedef struct pending_queue pending_queue;
 typedef struct catalog_job catalog_job;
@@ -198,6 +201,11 @@ struct event_loop {
      * command's "now" comes from the one clock reading it already takes for its latency. */
     int64_t wall_offset_ms;
     int64_t command_now_ms; /* now of the command running on this loop */
+    /* Clients that had an event this round; their replies are written after the round's
+     * last event (network_loop_events). epoll reports a descriptor once per wait, so the
+     * list holds each client once and never more than LOOP_EVENTS_MAX. */
+    client *round_clients[LOOP_EVENTS_MAX];
+    size_t round_count;
 };
 
 typedef struct server_state {

@@ -194,6 +194,7 @@ shoal_port=$(free_port)
 start_shoal "$shoal_port"
 shoal_pid=$STARTED
 load_keys "$shoal_port"
+sleep 2 # both servers idle, holding their keys: RSS without shoal's reserve of growing pages
 shoal_rss=$(rss_mb "$shoal_pid")
 shoal_keys=$(redis-cli -p "$shoal_port" dbsize)
 stop "$shoal_pid"
@@ -201,6 +202,7 @@ redis_port=$(free_port)
 start_redis "$redis_port" --save "" --appendonly no
 redis_pid=$STARTED
 load_keys "$redis_port"
+sleep 2
 redis_rss=$(rss_mb "$redis_pid")
 redis_keys=$(redis-cli -p "$redis_port" dbsize)
 stop "$redis_pid"

@@ -28,6 +28,7 @@
  * test_tenant.c (tenants), test_cache_lines.c (D4) and the model test.
  */
 #include "core/durable.h"
+#include "core/pages.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -377,6 +378,7 @@ int db_create(const struct db_config *config, struct shoal_db **out)
         pthread_key_delete(db->thread_key);
         goto fail;
     }
+    pages_reserve_join();
     *out = db;
     return 0;
 
@@ -438,6 +440,7 @@ void db_destroy(struct shoal_db *db)
     free(db->threads);
     free(db->slots);
     free(db);
+    pages_reserve_leave();
 }
 
 SHOAL_API int shoal_close(shoal_db *db)

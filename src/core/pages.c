@@ -33,7 +33,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
-static void *pages_reserve_take(void);
+static void *pages_reserve_take(bool *serving);
 
 /* Maps bytes, aligned to a huge page when `align`, advised for huge pages when `huge`. */
 static void *pages_map_fresh(size_t bytes, bool align, bool huge)
@@ -58,13 +58,20 @@ static void *pages_map_fresh(size_t bytes, bool align, bool huge)
     return aligned;
 }
 
-/* A single huge page comes from the reserve when it has one; anything else is mapped. */
+/* A single huge page comes from the reserve when it has one. When the reserve serves but
+ * had none ready, the page is mapped without the huge-page advice: faulting a huge page in
+ * here is the stall the reserve exists to keep off the caller (4 to 19 ms measured on a
+ * virtual machine), while small pages fault a little at a time (segment_populate). Such a
+ * page stays on small pages; misses are rare (pages.h). Anything else is mapped as asked. */
 static void *pages_map_with(size_t bytes, bool align, bool huge)
 {
     if (huge && bytes == PAGES_HUGE_BYTES) {
-        void *spare = pages_reserve_take();
+        bool serving = false;
+        void *spare = pages_reserve_take(&serving);
         if (spare != NULL)
             return spare;
+        if (serving)
+            return pages_map_fresh(bytes, true, false);
     }
     return pages_map_fresh(bytes, align, huge);
 }
@@ -105,17 +112,18 @@ static struct {
     .wanted = PTHREAD_COND_INITIALIZER,
 };
 
-/* Maps one huge page and faults it in whole: MADV_POPULATE_WRITE where the kernel has it,
- * else a write of zero to every 4 KiB page (which a huge page takes at the first). */
+/* Maps one huge page and faults it in whole by writing a zero to each of its 4 KiB pages
+ * (a huge page is taken at the first write; the others then cost a store each). Not
+ * MADV_POPULATE_WRITE: that holds the process's mmap lock for the whole fault, 4-5 ms when
+ * the host's memory is fresh, and every mmap or munmap of the writers (a new segment, an
+ * index chunk, an object-table chunk) waited behind it; a fault by a write takes only the
+ * mapping's own lock on current kernels. Measured: rounds of the server's loop over 4 ms,
+ * 3 runs each, 6 / 3 / 2 with MADV_POPULATE_WRITE, 0 / 0 / 0 with the writes. */
 static void *pages_prefault(void)
 {
     char *p = pages_map_fresh(PAGES_HUGE_BYTES, true, true);
     if (p == NULL)
         return NULL;
-#ifdef MADV_POPULATE_WRITE
-    if (madvise(p, PAGES_HUGE_BYTES, MADV_POPULATE_WRITE) == 0)
-        return p;
-#endif
     for (size_t off = 0; off < PAGES_HUGE_BYTES; off += 4096)
         ((volatile char *)p)[off] = 0;
     return p;
@@ -181,11 +189,13 @@ static void *pages_reserve_main(void *unused)
     return NULL;
 }
 
-/* A spare, or NULL (none ready, or no database joined); asks the thread for another. */
-static void *pages_reserve_take(void)
+/* A spare, or NULL (none ready, or no database joined); asks the thread for another.
+ * *serving: a database is joined (the reserve was asked, whether or not it had a spare). */
+static void *pages_reserve_take(bool *serving)
 {
     void *p = NULL;
     pthread_mutex_lock(&reserve.mutex);
+    *serving = reserve.users > 0;
     if (reserve.users > 0) {
         if (reserve.count > 0) {
             p = reserve.spares[--reserve.count];

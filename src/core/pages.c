@@ -33,7 +33,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
-static void *pages_reserve_take(bool *serving);
+static void *pages_reserve_take(void);
 
 /* Maps bytes, aligned to a huge page when `align`, advised for huge pages when `huge`. */
 static void *pages_map_fresh(size_t bytes, bool align, bool huge)
@@ -58,20 +58,17 @@ static void *pages_map_fresh(size_t bytes, bool align, bool huge)
     return aligned;
 }
 
-/* A single huge page comes from the reserve when it has one. When the reserve serves but
- * had none ready, the page is mapped without the huge-page advice: faulting a huge page in
- * here is the stall the reserve exists to keep off the caller (4 to 19 ms measured on a
- * virtual machine), while small pages fault a little at a time (segment_populate). Such a
- * page stays on small pages; misses are rare (pages.h). Anything else is mapped as asked. */
+/* A single huge page comes from the reserve when it has one; anything else, and a request
+ * the reserve had no spare for, is mapped here and faulted in by its caller's first write.
+ * (Mapping a miss on small pages instead, to spare the caller the huge fault, measured
+ * worse: where writers keep both cores busy the reserve misses often, and a fill whose
+ * segments were on small pages ran 30% slower.) */
 static void *pages_map_with(size_t bytes, bool align, bool huge)
 {
     if (huge && bytes == PAGES_HUGE_BYTES) {
-        bool serving = false;
-        void *spare = pages_reserve_take(&serving);
+        void *spare = pages_reserve_take();
         if (spare != NULL)
             return spare;
-        if (serving)
-            return pages_map_fresh(bytes, true, false);
     }
     return pages_map_fresh(bytes, align, huge);
 }
@@ -189,13 +186,11 @@ static void *pages_reserve_main(void *unused)
     return NULL;
 }
 
-/* A spare, or NULL (none ready, or no database joined); asks the thread for another.
- * *serving: a database is joined (the reserve was asked, whether or not it had a spare). */
-static void *pages_reserve_take(bool *serving)
+/* A spare, or NULL (none ready, or no database joined); asks the thread for another. */
+static void *pages_reserve_take(void)
 {
     void *p = NULL;
     pthread_mutex_lock(&reserve.mutex);
-    *serving = reserve.users > 0;
     if (reserve.users > 0) {
         if (reserve.count > 0) {
             p = reserve.spares[--reserve.count];

@@ -22,8 +22,8 @@
  * p99 under pipelined SETs of new keys was 2.5x its p50). So while a database is open, one
  * background thread keeps PAGES_RESERVE_SPARES huge pages mapped, advised and faulted in,
  * and a request for exactly one huge page takes one of them (and asks for a replacement)
- * instead of faulting its own. When none is ready the caller maps its page without the
- * huge-page advice (it then faults 4 KiB at a time and stays on small pages). At most PAGES_RESERVE_SPARES * 2 MiB are held beyond what the databases use, only
+ * instead of faulting its own. When none is ready the caller maps and faults its own, as
+ * before. At most PAGES_RESERVE_SPARES * 2 MiB are held beyond what the databases use, only
  * while they grow (spares untaken for PAGES_RESERVE_IDLE_MS are unmapped); they are not
  * counted in any allocator's bytes_reserved (nor in a memory limit), and are unmapped when
  * the last database closes.
@@ -56,7 +56,7 @@ void pages_unmap(void *memory, size_t bytes);
 /* Huge pages the reserve keeps faulted in while the databases grow. Shards filled by
  * uniformly spread keys cross into new segments at nearly the same moment: with 8 shards
  * under pipelined SETs, 1 spare left 20 of 40 requests to fault their own page, 2 left 9,
- * 4 left 2. A miss maps that page on small pages (pages_map_with). */
+ * 4 left 2. A miss costs what every request cost before. */
 #define PAGES_RESERVE_SPARES 4u
 /* Spares nobody took for this long are unmapped until the next request for a huge page. */
 #define PAGES_RESERVE_IDLE_MS 1000u

@@ -264,7 +264,7 @@ static uint64_t version_bytes(const struct version *v)
 
 /* Step 5: link the new versions; records what each replaced and the usage change. The
  * versions get their seq afterwards (ops_stamp): nobody can see them before the locks go. */
-static int ops_link(struct write_op *ops, size_t n)
+static int ops_link(struct shoal_db *db, struct write_op *ops, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         struct write_op *op = &ops[i];
@@ -299,6 +299,8 @@ static int ops_link(struct write_op *ops, size_t n)
             return SHOAL_ENOMEM;
         }
         struct version *prev = op->created ? NULL : *slot;
+        if (prev) /* its handle is freed or retired at the end (ops_finish): a miss there */
+            ot_prefetch(op_shard(db, op)->objects, prev->id);
         op->prev = prev;
         fresh->older = prev;
         *slot = fresh;
@@ -501,7 +503,7 @@ int commit_ops(struct shoal_db *db, struct write_op *ops, size_t n,
         unlock_shards(db, mask);
         return err;
     }
-    err = ops_link(ops, n);
+    err = ops_link(db, ops, n);
     if (!err && (err = ops_reserve_quota(ops, n)) != 0) {
         ops_unlink(ops, n);
         atomic_fetch_add(&db->quota_refusals, 1);

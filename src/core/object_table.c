@@ -535,6 +535,15 @@ void *ot_resolve(const struct ot_part *p, node_id id)
     return (void *)(uintptr_t)(value >> OT_ENTRY_ADDRESS_SHIFT);
 }
 
+void ot_prefetch(const struct ot_part *p, node_id id)
+{
+    if (node_id_shard(id) != p->shard)
+        return;
+    ot_entry *entry = ot_entry_find(p, node_id_index(id));
+    if (entry != NULL)
+        __builtin_prefetch(entry, 1, 3);
+}
+
 bool ot_validate(const struct ot_part *p, node_id id)
 {
     return ot_resolve(p, id) != NULL;

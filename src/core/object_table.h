@@ -121,6 +121,11 @@ int ot_alloc_batch(struct ot_part *p, void *const *addrs, size_t n, node_id *out
  * entry's), belongs to another shard or was never allocated. Lock-free. */
 void *ot_resolve(const struct ot_part *p, node_id id);
 
+/* Starts loading id's entry into the cache, for a free or change of it soon after (a
+ * write that replaces a version frees the old one's handle at its end: the entry is
+ * otherwise a cache miss of its own there). No effect on the table. Lock-free. */
+void ot_prefetch(const struct ot_part *p, node_id id);
+
 /* True when ot_resolve() would return an address. Lock-free. */
 bool ot_validate(const struct ot_part *p, node_id id);
 

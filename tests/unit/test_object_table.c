@@ -191,6 +191,29 @@ static void test_set_address(void **state)
     ot_part_free(p);
 }
 
+/* A prefetch is only a hint: for live, stale, foreign and never-allocated handles it
+ * changes nothing and touches nothing it must not (the sanitizer builds would say). */
+static void test_prefetch_changes_nothing(void **state)
+{
+    (void)state;
+    struct ot_part *p = ot_part_new(1);
+    node_id live, freed;
+    assert_int_equal(ot_alloc(p, test_object(50), &live), 0);
+    assert_int_equal(ot_alloc(p, test_object(51), &freed), 0);
+    ot_free(p, freed);
+    ot_prefetch(p, live);
+    ot_prefetch(p, freed);
+    ot_prefetch(p, node_id_make(2, node_id_index(live), node_id_tag(live))); /* other shard */
+    ot_prefetch(p, node_id_make(1, 1000000, 1));                              /* no chunk yet */
+    ot_prefetch(p, node_id_make(1, ((uint64_t)1 << NODE_ID_INDEX_BITS) - 1, 1)); /* the last */
+    assert_ptr_equal(ot_resolve(p, live), test_object(50));
+    assert_null(ot_resolve(p, freed));
+    node_id next;
+    assert_int_equal(ot_alloc(p, test_object(52), &next), 0);
+    assert_int_equal(node_id_index(next), node_id_index(freed)); /* the free list is intact */
+    ot_part_free(p);
+}
+
 /* ---------------------------------------------------------------------------------------
  * Retire and reclaim.
  * ------------------------------------------------------------------------------------- */
@@ -870,6 +893,7 @@ int main(void)
         cmocka_unit_test(test_aba_and_single_tag_bump),
         cmocka_unit_test(test_tag_wraps_past_zero),
         cmocka_unit_test(test_set_address),
+        cmocka_unit_test(test_prefetch_changes_nothing),
         cmocka_unit_test(test_retire_reclaim_horizons),
         cmocka_unit_test(test_reclaim_skips_stale_entries),
         cmocka_unit_test(test_reclaim_out_of_order_epochs),

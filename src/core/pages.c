@@ -98,7 +98,6 @@ static struct {
     unsigned users;        /* databases joined */
     bool running;          /* the thread was started and not yet told to stop */
     bool stop;
-    bool asked; /* a huge page was asked for since the thread last looked */
     pthread_t thread;
     void *spares[PAGES_RESERVE_SPARES];
     unsigned count;
@@ -134,12 +133,18 @@ static void pages_reserve_drop(void)
         pages_unmap(reserve.spares[--reserve.count], PAGES_HUGE_BYTES);
 }
 
+/* Requests for a huge page so far, served or not (mutex held): the thread watches it. */
+static unsigned long long pages_reserve_asked(void)
+{
+    return reserve.stats.taken + reserve.stats.missed;
+}
+
 /* Waits (mutex held) for a take or stop, at most PAGES_RESERVE_IDLE_MS (the realtime clock
  * of the static condition variable: a clock step only moves when idle spares go). True if
  * a take or stop came. */
 static bool pages_reserve_wait_idle(void)
 {
-    unsigned long long asked = reserve.stats.taken + reserve.stats.missed;
+    unsigned long long asked = pages_reserve_asked();
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += PAGES_RESERVE_IDLE_MS / 1000;
@@ -148,10 +153,10 @@ static bool pages_reserve_wait_idle(void)
         until.tv_sec++;
         until.tv_nsec -= 1000000000L;
     }
-    while (!reserve.stop && reserve.stats.taken + reserve.stats.missed == asked)
+    while (!reserve.stop && pages_reserve_asked() == asked)
         if (pthread_cond_timedwait(&reserve.wanted, &reserve.mutex, &until) == ETIMEDOUT)
             break;
-    return reserve.stop || reserve.stats.taken + reserve.stats.missed != asked;
+    return reserve.stop || pages_reserve_asked() != asked;
 }
 
 static void *pages_reserve_main(void *unused)
@@ -160,15 +165,14 @@ static void *pages_reserve_main(void *unused)
     pthread_mutex_lock(&reserve.mutex);
     while (!reserve.stop) {
         if (reserve.count == PAGES_RESERVE_SPARES) {
-            reserve.asked = false; /* the idle wait watches the counters instead */
             if (!pages_reserve_wait_idle()) {
                 pages_reserve_drop();
                 reserve.stats.dropped++;
                 /* Until the next request for a huge page. */
-                while (!reserve.stop && reserve.count == 0 && !reserve.asked)
+                unsigned long long asked = pages_reserve_asked();
+                while (!reserve.stop && pages_reserve_asked() == asked)
                     pthread_cond_wait(&reserve.wanted, &reserve.mutex);
             }
-            reserve.asked = false;
             continue;
         }
         pthread_mutex_unlock(&reserve.mutex);
@@ -201,7 +205,6 @@ static void *pages_reserve_take(void)
         if (!reserve.running && !reserve.stop &&
             pthread_create(&reserve.thread, NULL, pages_reserve_main, NULL) == 0)
             reserve.running = true;
-        reserve.asked = true;
         pthread_cond_signal(&reserve.wanted);
     }
     pthread_mutex_unlock(&reserve.mutex);
@@ -235,7 +238,6 @@ void pages_reserve_leave(void)
         pthread_mutex_lock(&reserve.mutex);
         pages_reserve_drop();
         reserve.stop = false;
-        reserve.asked = false;
         pthread_mutex_unlock(&reserve.mutex);
     }
     pthread_mutex_unlock(&reserve.life);

@@ -92,6 +92,20 @@ class Server:
             assert code == 0, "server exited %d on SIGTERM:\n%s" % (code, self.log_text())
 
 
+def connected_clients_settled(r, expected, round_trips=10000):
+    """connected_clients once it reaches expected, or after round_trips PINGs (bounded).
+
+    A client closed a moment ago is gone only once the server has read the end of its
+    socket, which may come a few rounds after what the test waited for; the caller asserts
+    the returned count."""
+    for _ in range(round_trips):
+        count = int(r.info("clients")["connected_clients"])
+        if count == expected:
+            return count
+        r.ping()
+    return int(r.info("clients")["connected_clients"])
+
+
 def run(tests, binary_argument_index=1):
     """Runs test functions (each gets the server binary), prints a summary, exits 0/1."""
     binary = sys.argv[binary_argument_index]

@@ -312,7 +312,7 @@ def test_disconnect_while_suspended(binary):
                 assert int(r.info("clients")["blocked_clients"]) == 0
             finally:
                 set_delay(r, "0")
-            assert int(r.info("clients")["connected_clients"]) == 1
+            assert harness.connected_clients_settled(r, 1) == 1
             assert r.get("b-key") == b"b-value"
             server.stop()
             stopped = True

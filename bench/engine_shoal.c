@@ -37,6 +37,7 @@
  */
 #include "bench.h"
 
+#include "core/pages.h"
 #include "shoal.h"
 
 #include <errno.h>
@@ -249,11 +250,14 @@ static double engine_shoal_memory_child(const bench_dataset *d, size_t batch)
         engine_shoal_close(handle);
         return -1;
     }
-    /* Read once the database is idle: while it grows, the engine keeps up to 8 MiB of huge
-     * pages faulted in ahead (src/core/pages.h, the reserve), and unmaps them after
-     * PAGES_RESERVE_IDLE_MS (1 s) without growth. The figure is what holding the keys
-     * costs, as the Redis anchor's is read from a server done loading. */
-    struct timespec idle = {.tv_sec = 1, .tv_nsec = 500000000L};
+    /* Read once the database is idle: while it grows, the engine keeps a few huge pages
+     * faulted in ahead (src/core/pages.h, the reserve), and unmaps them after
+     * PAGES_RESERVE_IDLE_MS without growth; half as long again is waited here. The figure
+     * is what holding the keys costs, as the Redis anchor's is read from a server done
+     * loading. */
+    unsigned long idle_ms = PAGES_RESERVE_IDLE_MS * 3 / 2;
+    struct timespec idle = {.tv_sec = (time_t)(idle_ms / 1000),
+                            .tv_nsec = (long)(idle_ms % 1000) * 1000000L};
     nanosleep(&idle, NULL);
     uint64_t after = bench_rss_bytes(0);
     shoal_ns_info info;

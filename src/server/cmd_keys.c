@@ -199,6 +199,19 @@ static void keys_collect_reply_and_free(client *c, keys_collect *k)
     free(k->lengths);
 }
 
+/* store_scan as the client sees the database: inside EXEC with the writes queued before
+ * the command (store_txn_scan), otherwise as committed. */
+static int keys_scan(client *c, shoal_ns *ns, const char *after, size_t after_length,
+                     bool has_after, size_t limit, store_scan_fn fn, void *context,
+                     bool *finished, char **last_key, size_t *last_key_length)
+{
+    if (c->txn.active && c->txn.multi)
+        return store_txn_scan(&c->txn, ns, after, after_length, has_after, limit, fn, context,
+                              finished, last_key, last_key_length);
+    return store_scan(ns, after, after_length, has_after, limit, command_now_ms(c), fn,
+                      context, finished, last_key, last_key_length);
+}
+
 COMMAND_HANDLER(cmd_keys)
 {
     shoal_ns *ns = client_namespace(c);
@@ -209,8 +222,8 @@ COMMAND_HANDLER(cmd_keys)
     bool finished;
     char *last;
     size_t last_length;
-    int result = store_scan(ns, NULL, 0, false, SIZE_MAX, command_now_ms(c), keys_collect_one,
-                            &k, &finished, &last, &last_length);
+    int result = keys_scan(c, ns, NULL, 0, false, SIZE_MAX, keys_collect_one, &k, &finished,
+                           &last, &last_length);
     free(last);
     if (result != 0 || k.out_of_memory) {
         for (size_t i = 0; i < k.count; i++)
@@ -277,9 +290,8 @@ COMMAND_HANDLER(cmd_scan)
     bool finished;
     char *last;
     size_t last_length;
-    int result = store_scan(ns, after, after_length, cursor != 0, (size_t)count,
-                            command_now_ms(c), keys_collect_one, &k, &finished, &last,
-                            &last_length);
+    int result = keys_scan(c, ns, after, after_length, cursor != 0, (size_t)count,
+                           keys_collect_one, &k, &finished, &last, &last_length);
     free(after);
     if (result != 0 || k.out_of_memory) {
         free(last);
@@ -325,8 +337,8 @@ COMMAND_HANDLER(cmd_randomkey)
         bool finished;
         char *last;
         size_t last_length;
-        int result = store_scan(ns, start, sizeof(start), pass == 0, 1000, command_now_ms(c),
-                                keys_first, &k, &finished, &last, &last_length);
+        int result = keys_scan(c, ns, start, sizeof(start), pass == 0, 1000, keys_first, &k,
+                               &finished, &last, &last_length);
         free(last);
         if (result != 0) {
             reply_engine_error(c, result);
@@ -350,6 +362,18 @@ COMMAND_HANDLER(cmd_dbsize)
     if (result != 0) {
         reply_engine_error(c, result);
         return;
+    }
+    if (c->txn.active && c->txn.multi) {
+        /* Inside EXEC: the count as the writes queued before DBSIZE leave it. */
+        shoal_ns *ns;
+        int64_t delta = 0;
+        if (store_namespace_lookup(c->identity.tenant, c->db, &ns) == 0)
+            result = store_txn_count_delta(&c->txn, ns, &delta);
+        if (result != 0) {
+            reply_engine_error(c, result);
+            return;
+        }
+        keys = delta < 0 && (uint64_t)-delta > keys ? 0 : keys + (uint64_t)delta;
     }
     resp_add_integer(&c->out, (long long)keys);
 }

@@ -949,6 +949,178 @@ int store_scan(shoal_ns *ns, const char *after, size_t after_length, bool has_af
 }
 
 /* ---------------------------------------------------------------------------------------
+ * Scans and counts that see a multi transaction's own writes (EXEC)
+ *
+ * The overlay lists every queued write, newest last, a key as often as it was written.
+ * A scan inside EXEC walks the committed keys and the overlay's keys of its namespace
+ * together in key order: where both hold a key, the overlay's newest write wins (a put
+ * shows its value, a delete hides the key). Only the overlay's newest write per key
+ * counts, so its entries are sorted by key, oldest first within a key, and the last of
+ * each run is kept.
+ * ------------------------------------------------------------------------------------- */
+
+/* Engine order of user keys: bytewise, a prefix before its extensions. */
+static int store_key_order(const char *a, size_t a_length, const char *b, size_t b_length)
+{
+    size_t common = a_length < b_length ? a_length : b_length;
+    int order = common ? memcmp(a, b, common) : 0;
+    if (order != 0)
+        return order;
+    return a_length < b_length ? -1 : a_length > b_length;
+}
+
+static int store_written_order(const void *a, const void *b)
+{
+    const store_overlay_entry *x = *(const store_overlay_entry *const *)a;
+    const store_overlay_entry *y = *(const store_overlay_entry *const *)b;
+    int order = store_key_order(x->key, x->key_length, y->key, y->key_length);
+    if (order != 0)
+        return order;
+    return x < y ? -1 : x > y; /* the overlay is one array: address order is write order */
+}
+
+/* The newest write of each key of ns, in key order: *out (malloc'd, caller frees) holds
+ * *count entries. */
+static int store_written(const store_txn *txn, const shoal_ns *ns, store_overlay_entry ***out,
+                         size_t *count)
+{
+    *out = NULL;
+    *count = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < txn->overlay_count; i++)
+        n += txn->overlay[i].ns == ns;
+    if (n == 0)
+        return 0;
+    store_overlay_entry **written = malloc(n * sizeof(*written));
+    if (written == NULL)
+        return SHOAL_ENOMEM;
+    n = 0;
+    for (size_t i = 0; i < txn->overlay_count; i++)
+        if (txn->overlay[i].ns == ns)
+            written[n++] = &txn->overlay[i];
+    qsort(written, n, sizeof(*written), store_written_order);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool newest = i + 1 == n || store_key_order(written[i]->key, written[i]->key_length,
+                                                    written[i + 1]->key,
+                                                    written[i + 1]->key_length) != 0;
+        if (newest)
+            written[kept++] = written[i];
+    }
+    *out = written;
+    *count = kept;
+    return 0;
+}
+
+int store_txn_count_delta(store_txn *txn, shoal_ns *ns, int64_t *delta)
+{
+    *delta = 0;
+    store_overlay_entry **written;
+    size_t count;
+    int result = store_written(txn, ns, &written, &count);
+    for (size_t i = 0; result == 0 && i < count; i++) {
+        /* The engine's count holds every stored key, expired or not: compare with that. */
+        int stored = shoal_exists(ns, NULL, written[i]->key, written[i]->key_length);
+        if (stored < 0)
+            result = stored;
+        else
+            *delta += (written[i]->value != NULL) - stored;
+    }
+    free(written);
+    return result;
+}
+
+typedef struct store_merge {
+    store_overlay_entry **written;
+    size_t count, next;
+    int64_t now_ms;
+    store_scan_fn fn;
+    void *context;
+    bool stopped;        /* fn returned false */
+} store_merge;
+
+/* Shows written entry e to the caller's function if it is a live put. */
+static bool store_merge_show(store_merge *m, const store_overlay_entry *e)
+{
+    if (e->value == NULL)
+        return true;
+    value_meta meta;
+    if (!value_decode(e->value, e->value_length, &meta)) {
+        meta.type = 0;
+        meta.expire_ms = VALUE_NO_EXPIRY;
+        meta.header_length = 0;
+    } else if (value_expired(meta.expire_ms, m->now_ms)) {
+        return true;
+    }
+    if (!m->fn(m->context, e->key + 1, e->key_length - 1, &meta,
+               e->value_length - meta.header_length)) {
+        m->stopped = true;
+        return false;
+    }
+    return true;
+}
+
+/* Shows the written entries up to the key (all of them when key is NULL); true if the
+ * key itself was written (its committed version is then hidden). */
+static bool store_merge_until(store_merge *m, const char *key, size_t key_length)
+{
+    while (!m->stopped && m->next < m->count) {
+        const store_overlay_entry *e = m->written[m->next];
+        int order = key == NULL ? -1
+                                : store_key_order(e->key + 1, e->key_length - 1, key,
+                                                  key_length);
+        if (order > 0)
+            return false;
+        m->next++;
+        store_merge_show(m, e);
+        if (order == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool store_merge_one(void *context, const char *key, size_t key_length,
+                            const value_meta *meta, size_t payload_length)
+{
+    store_merge *m = context;
+    if (store_merge_until(m, key, key_length) || m->stopped)
+        return !m->stopped;
+    if (!m->fn(m->context, key, key_length, meta, payload_length))
+        m->stopped = true;
+    return !m->stopped;
+}
+
+int store_txn_scan(store_txn *txn, shoal_ns *ns, const char *after, size_t after_length,
+                   bool has_after, size_t limit, store_scan_fn fn, void *context,
+                   bool *finished, char **last_key, size_t *last_key_length)
+{
+    store_merge m = {.now_ms = txn->now_ms, .fn = fn, .context = context};
+    int result = store_written(txn, ns, &m.written, &m.count);
+    if (result != 0) {
+        *finished = true;
+        *last_key = NULL;
+        *last_key_length = 0;
+        return result;
+    }
+    while (has_after && m.next < m.count &&
+           store_key_order(m.written[m.next]->key + 1, m.written[m.next]->key_length - 1,
+                           after, after_length) <= 0)
+        m.next++;
+    result = store_scan(ns, after, after_length, has_after, limit, txn->now_ms,
+                        store_merge_one, &m, finished, last_key, last_key_length);
+    /* Written keys after the last one examined belong to a later call, unless the
+     * committed keys ended: then they all follow here. */
+    if (result == 0 && !m.stopped) {
+        if (*finished)
+            store_merge_until(&m, NULL, 0);
+        else
+            store_merge_until(&m, *last_key, *last_key_length);
+    }
+    free(m.written);
+    return result;
+}
+
+/* ---------------------------------------------------------------------------------------
  * SCAN cursors
  * ------------------------------------------------------------------------------------- */
 

@@ -157,6 +157,19 @@ uint64_t store_cursor_save(uint32_t tenant, int db, const char *key, size_t key_
 bool store_cursor_load(uint64_t cursor, uint32_t tenant, int db, char **key,
                        size_t *key_length);
 
+/* store_scan inside a multi transaction (EXEC): the keys as its queued writes leave them,
+ * committed keys and written ones merged in key order, the newest write of a key winning
+ * (a put shows, a delete hides). Resumable like store_scan: a call shows the written keys
+ * up to the last committed key it examined, and every written key after `after` once the
+ * committed keys end. When fn stops early, written keys before the last one examined may
+ * be left unseen (fine for RANDOMKEY, the only caller that stops). */
+int store_txn_scan(store_txn *txn, shoal_ns *ns, const char *after, size_t after_length,
+                   bool has_after, size_t limit, store_scan_fn fn, void *context,
+                   bool *finished, char **last_key, size_t *last_key_length);
+/* How much a multi transaction's queued writes change the key count of ns once committed:
+ * keys they create minus keys they delete. */
+int store_txn_count_delta(store_txn *txn, shoal_ns *ns, int64_t *delta);
+
 /* One pass of active expiry: in every open namespace, examines up to keys_per_namespace
  * keys from where the last pass stopped and deletes the expired ones. Returns how many
  * were deleted. Thread-safety: one background thread. */

@@ -109,6 +109,43 @@ def test_pipeline_and_transactions(server):
 
 
 @with_server
+def test_exec_lists_its_own_writes(server):
+    """Inside EXEC, DBSIZE, KEYS, SCAN and RANDOMKEY see the writes queued before them."""
+    r = connect(server, db=3)
+    r.mset({"a": 1, "c": 3, "e": 5})
+    pipe = r.pipeline(transaction=True)
+    pipe.set("b", 2).delete("c").set("a", "new").dbsize().keys("*").scan(0, count=1000)
+    pipe.set("c", 33).delete("b").set("b", 22).delete("b").dbsize().keys("*")
+    pipe.scan(0, match="[ab]*", count=1000)
+    results = pipe.execute()
+    assert results[3] == 3, results
+    assert results[4] == [b"a", b"b", b"e"], results
+    assert results[5] == (0, [b"a", b"b", b"e"]), results
+    assert results[10] == 3 and results[11] == [b"a", b"c", b"e"], results
+    assert results[12] == (0, [b"a"]), results
+    assert r.dbsize() == 3 and sorted(r.keys("*")) == [b"a", b"c", b"e"]
+    # A scan in steps inside EXEC sees each written key once, beside the committed ones.
+    pipe = r.pipeline(transaction=True)
+    pipe.set("d", 4).set("f", 6).scan(0, count=2)
+    cursor, keys = pipe.execute()[2]
+    assert keys == [b"a", b"c"] and cursor != 0, (cursor, keys)
+    seen = list(keys)
+    for _ in range(10):
+        cursor, keys = r.scan(cursor, count=2)
+        seen += keys
+        if cursor == 0:
+            break
+    assert seen == [b"a", b"c", b"d", b"e", b"f"], seen
+    # RANDOMKEY never names a key the transaction deleted, and finds one it wrote.
+    pipe = r.pipeline(transaction=True)
+    for key in ("a", "c", "d", "e", "f"):
+        pipe.delete(key)
+    pipe.randomkey().dbsize().set("z", 1).randomkey().dbsize()
+    assert pipe.execute()[5:] == [None, 0, True, b"z", 1]
+    assert r.keys("*") == [b"z"]
+
+
+@with_server
 def test_watch_conflict(server):
     r = connect(server)
     other = connect(server)
@@ -313,6 +350,6 @@ def test_server_commands(server):
         assert data.startswith(b"%7\r\n") and data.endswith(b"_\r\n"), data
 
 if __name__ == "__main__":
-    harness.run([test_strings, test_pipeline_and_transactions, test_watch_conflict,
-                 test_concurrent_increments, test_scan_complete_under_writes, test_binary_safe,
-                 test_large_value, test_expiry, test_server_commands])
+    harness.run([test_strings, test_pipeline_and_transactions, test_exec_lists_its_own_writes,
+                 test_watch_conflict, test_concurrent_increments, test_scan_complete_under_writes,
+                 test_binary_safe, test_large_value, test_expiry, test_server_commands])

@@ -866,6 +866,19 @@ int store_txn_commit(store_txn *txn, const shoal_write_options *wo)
  * Iteration
  * ------------------------------------------------------------------------------------- */
 
+/* What a scan shows of a stored value: false if it is expired at now_ms; a value this
+ * server did not write (no valid header) shows as live, untyped, all payload. */
+static bool store_scan_meta(const char *value, size_t value_length, int64_t now_ms,
+                            value_meta *meta)
+{
+    if (value_decode(value, value_length, meta))
+        return !value_expired(meta->expire_ms, now_ms);
+    meta->type = 0;
+    meta->expire_ms = VALUE_NO_EXPIRY;
+    meta->header_length = 0;
+    return true;
+}
+
 int store_scan(shoal_ns *ns, const char *after, size_t after_length, bool has_after,
                size_t limit, int64_t now_ms, store_scan_fn fn, void *context, bool *finished,
                char **last_key, size_t *last_key_length)
@@ -913,14 +926,8 @@ int store_scan(shoal_ns *ns, const char *after, size_t after_length, bool has_af
         examined++;
         bool remember = examined == limit;
         value_meta meta;
-        bool valid = value_decode(value, value_length, &meta);
-        if (!valid) {
-            meta.type = 0;
-            meta.expire_ms = VALUE_NO_EXPIRY;
-            meta.header_length = 0;
-        }
         bool go_on = true;
-        if (!valid || !value_expired(meta.expire_ms, now_ms))
+        if (store_scan_meta(value, value_length, now_ms, &meta))
             go_on = fn(context, key + 1, key_length - 1, &meta, value_length - meta.header_length);
         if (remember || !go_on) {
             free(*last_key);
@@ -1045,13 +1052,8 @@ static bool store_merge_show(store_merge *m, const store_overlay_entry *e)
     if (e->value == NULL)
         return true;
     value_meta meta;
-    if (!value_decode(e->value, e->value_length, &meta)) {
-        meta.type = 0;
-        meta.expire_ms = VALUE_NO_EXPIRY;
-        meta.header_length = 0;
-    } else if (value_expired(meta.expire_ms, m->now_ms)) {
+    if (!store_scan_meta(e->value, e->value_length, m->now_ms, &meta))
         return true;
-    }
     if (!m->fn(m->context, e->key + 1, e->key_length - 1, &meta,
                e->value_length - meta.header_length)) {
         m->stopped = true;

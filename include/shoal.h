@@ -473,6 +473,14 @@ SHOAL_API int shoal_batch_put(shoal_batch *b, shoal_ns *ns, const void *key, siz
                               const void *value, size_t vlen);
 /* Adds a delete (of a key that may not exist). */
 SHOAL_API int shoal_batch_delete(shoal_batch *b, shoal_ns *ns, const void *key, size_t klen);
+/* Adds a delete of every key ns holds when the batch commits, as the batch's earlier
+ * operations leave it; its later operations apply after it (FLUSHDB inside a transaction).
+ * Unlike shoal_ns_drop it is one more write of the batch, atomic with the others and seen
+ * at its seq by snapshots, but it costs what deleting each key does: the commit holds the
+ * write locks of every shard of ns while it writes a tombstone per key (and, in a durable
+ * database, a log record naming every key). It counts as one operation for
+ * shoal_batch_count and the tenant's rate limit. Errors as shoal_batch_delete. */
+SHOAL_API int shoal_batch_delete_all(shoal_batch *b, shoal_ns *ns);
 /* Adds a condition: the commit succeeds only if key's latest seq (shoal_key_seq) is still
  * seq; 0 means "the database has no record of the key". */
 SHOAL_API int shoal_batch_require(shoal_batch *b, shoal_ns *ns, const void *key, size_t klen,

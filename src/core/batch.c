@@ -1,6 +1,7 @@
 /*
- * batch.c -- atomic batches: a list of puts, deletes and conditions across any namespaces
- * and shards, committed by commit_ops() (kv.c) under one seq, all or nothing.
+ * batch.c -- atomic batches: a list of puts, deletes, deletes of a whole namespace and
+ * conditions across any namespaces and shards, committed by commit_ops() (kv.c) under one
+ * seq, all or nothing.
  *
  * Keys and values are copied into one growing arena; operations keep offsets into it
  * (the arena may move while it grows) and become pointers only at commit.
@@ -159,6 +160,26 @@ SHOAL_API int shoal_batch_put(shoal_batch *b, shoal_ns *ns, const void *key, siz
 SHOAL_API int shoal_batch_delete(shoal_batch *b, shoal_ns *ns, const void *key, size_t klen)
 {
     return batch_add(b, WRITE_DELETE, ns, key, klen, NULL, 0, 0);
+}
+
+SHOAL_API int shoal_batch_delete_all(shoal_batch *b, shoal_ns *h)
+{
+    if (!b || !h || h->db != b->db)
+        return SHOAL_EINVAL;
+    if (atomic_load_explicit(&h->ns->dropped, memory_order_relaxed))
+        return SHOAL_EDROPPED;
+    int err = batch_reserve(b, 0);
+    if (!err)
+        err = batch_hold(b, h->ns);
+    if (err)
+        return err;
+    b->entries[b->count] = (struct batch_entry){.key_offset = b->used, .value_offset = b->used};
+    /* The first of its shards: the commit locks them all (kv.c, ops_shard_mask). */
+    b->ops[b->count++] = (struct write_op){
+        .type = WRITE_CLEAR, .ns = h->ns,
+        .shard = h->ns->placement == SHOAL_PLACE_PINNED ? h->ns->shard : 0};
+    b->writes++;
+    return 0;
 }
 
 SHOAL_API int shoal_batch_require(shoal_batch *b, shoal_ns *ns, const void *key, size_t klen,

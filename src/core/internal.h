@@ -308,7 +308,10 @@ struct shoal_db {
 
 /* ---- writes -------------------------------------------------------------------------------- */
 
-enum write_type { WRITE_PUT = 1, WRITE_DELETE = 2, WRITE_REQUIRE = 3 };
+/* WRITE_CLEAR (shoal_batch_delete_all) names a namespace, no key: the commit replaces it,
+ * under the locks, by a delete of each key the namespace holds (kv.c, ops_expand_clears),
+ * so nothing after that step, the log included, ever sees one. */
+enum write_type { WRITE_PUT = 1, WRITE_DELETE = 2, WRITE_REQUIRE = 3, WRITE_CLEAR = 4 };
 
 /* One operation of a commit (a single put or delete is a commit of one). The first
  * fields are the request; the rest is filled while it is applied (kv.c). */

@@ -5,7 +5,9 @@
  * Every write, single or batched, is a list of operations committed by commit_ops():
  *
  *   1. lock every shard the operations touch, in shard index order;
- *   2. check that no namespace was dropped and every condition (require) holds;
+ *   2. check that no namespace was dropped and every condition (require) holds; replace
+ *      each delete of a whole namespace (shoal_batch_delete_all, whose shards are all
+ *      locked) by a delete of each key it holds (ops_expand_clears);
  *   3. allocate each new version (put, or tombstone for a delete) in its shard's segment
  *      allocator and object table -- all before anything changes, so that running out of
  *      memory changes nothing;
@@ -146,11 +148,19 @@ static int check_value(const void *value, size_t vlen)
 
 /* ---- the commit ---------------------------------------------------------------------------- */
 
+/* The shards a namespace may hold keys on. */
+static uint64_t ns_shard_set(const struct namespace *ns)
+{
+    if (ns->placement == SHOAL_PLACE_PINNED)
+        return 1ull << ns->shard;
+    return ns->shard_mask >= 63 ? UINT64_MAX : (1ull << (ns->shard_mask + 1)) - 1;
+}
+
 static uint64_t ops_shard_mask(const struct write_op *ops, size_t n)
 {
     uint64_t mask = 0;
     for (size_t i = 0; i < n; i++)
-        mask |= 1ull << ops[i].shard;
+        mask |= ops[i].type == WRITE_CLEAR ? ns_shard_set(ops[i].ns) : 1ull << ops[i].shard;
     return mask;
 }
 
@@ -180,6 +190,8 @@ static int ops_check(struct shoal_db *db, struct write_op *ops, size_t n)
         struct write_op *op = &ops[i];
         if (atomic_load_explicit(&op->ns->dropped, memory_order_acquire))
             return SHOAL_EDROPPED;
+        if (op->type == WRITE_CLEAR)
+            continue;
         struct ns_part *part = &op->ns->parts[op->shard];
         if (!part->tree) {
             part->tree = btree_new(version_key_of);
@@ -193,6 +205,63 @@ static int ops_check(struct shoal_db *db, struct write_op *ops, size_t n)
                 return SHOAL_ECONFLICT;
         }
     }
+    return 0;
+}
+
+/* Deletes of every key a WRITE_CLEAR's namespace holds: those stored (with the locks
+ * of all its shards held, ops_check done) and those the batch put there before it. */
+static size_t clear_deletes(const struct write_op *ops, size_t at, struct write_op *out)
+{
+    struct namespace *ns = ops[at].ns;
+    size_t count = 0;
+    for (uint64_t m = ns_shard_set(ns); m; m &= m - 1) {
+        unsigned shard = (unsigned)__builtin_ctzll(m);
+        struct btree *tree = ns->parts[shard].tree;
+        if (!tree)
+            continue;
+        struct btree_cursor c;
+        for (btree_seek_ge(tree, &c, NULL, 0); btree_cursor_valid(&c); btree_next(&c)) {
+            const struct version *v = btree_cursor_value(&c);
+            if (version_is_tombstone(v))
+                continue;
+            if (out)
+                out[count] = (struct write_op){.type = WRITE_DELETE, .ns = ns, .key = v->data,
+                                               .klen = v->klen, .shard = shard};
+            count++;
+        }
+    }
+    for (size_t i = 0; i < at; i++) {
+        if (ops[i].ns != ns || ops[i].type != WRITE_PUT)
+            continue;
+        if (out)
+            out[count] = (struct write_op){.type = WRITE_DELETE, .ns = ns, .key = ops[i].key,
+                                           .klen = ops[i].klen, .shard = ops[i].shard};
+        count++;
+    }
+    return count;
+}
+
+/* Step 2b: each WRITE_CLEAR replaced, in its place, by its deletes (clear_deletes); a key
+ * both stored and put earlier gets two, of which ops_link skips the second, as it skips
+ * deletes of absent keys. *out (malloc'd) holds the *count operations to commit. */
+static int ops_expand_clears(const struct write_op *ops, size_t n, struct write_op **out,
+                             size_t *count)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += ops[i].type == WRITE_CLEAR ? clear_deletes(ops, i, NULL) : 1;
+    struct write_op *all = malloc((total ? total : 1) * sizeof *all);
+    if (!all)
+        return SHOAL_ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].type == WRITE_CLEAR)
+            k += clear_deletes(ops, i, all + k);
+        else
+            all[k++] = ops[i];
+    }
+    *out = all;
+    *count = k;
     return 0;
 }
 
@@ -231,6 +300,9 @@ static int ops_allocate(struct shoal_db *db, struct write_op *ops, size_t n)
         memcpy(v->data, op->key, op->klen);
         if (op->type == WRITE_PUT && op->vlen)
             memcpy(v->data + op->klen, op->value, op->vlen);
+        if (op->type == WRITE_DELETE)
+            op->key = v->data; /* the tombstone's copy: a clear's deletes name keys in
+                                  versions that an earlier put of the batch may free */
         op->fresh = v;
     }
     return 0;
@@ -469,24 +541,13 @@ static int ops_charge(struct write_op *ops, size_t n)
     return 0;
 }
 
-int commit_ops(struct shoal_db *db, struct write_op *ops, size_t n,
-               const shoal_write_options *wo, uint64_t *seq_out)
+/* Steps 3 to 7, with the locks of mask held, which it releases. *stream and *lsn say
+ * which log record to wait for (lsn 0: none). */
+static int commit_locked(struct shoal_db *db, struct write_op *ops, size_t n, uint64_t mask,
+                         uint64_t *seq_out, unsigned *stream, uint64_t *lsn)
 {
-    int err = durable_writable(db); /* durable.c R4: sticky after a failed write or fsync */
-    if (err)
-        return err;
-    err = ops_charge(ops, n);
-    if (err) {
-        atomic_fetch_add(&db->quota_refusals, 1);
-        return err;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (!db_shard(db, ops[i].shard))
-            return SHOAL_ENOMEM;
-    uint64_t mask = ops_shard_mask(ops, n);
-    lock_shards(db, mask);
-    err = ops_check(db, ops, n);
-    if (!err && (err = ops_check_memory(db, ops, n)) == SHOAL_EMEMLIMIT) {
+    int err = ops_check_memory(db, ops, n);
+    if (err == SHOAL_EMEMLIMIT) {
         /* Versions that released snapshots kept, or a compaction's emptied allocator that
          * they kept, may be all that stands in the way (shard_reclaim frees both). */
         for (uint64_t m = mask; m; m &= m - 1) {
@@ -523,9 +584,7 @@ int commit_ops(struct shoal_db *db, struct write_op *ops, size_t n,
     for (size_t i = 0; i < n; i++)
         if (ops[i].fresh)
             ops[i].fresh->seq = seq;
-    unsigned stream = 0;
-    uint64_t lsn = 0;
-    if ((err = durable_append(db, ops, n, seq, &stream, &lsn)) != 0) {
+    if ((err = durable_append(db, ops, n, seq, stream, lsn)) != 0) {
         /* durable.c R1: not logged, so not applied. */
         ops_unlink(ops, n);
         tenant_unreserve(ops, n, n);
@@ -545,8 +604,50 @@ int commit_ops(struct shoal_db *db, struct write_op *ops, size_t n,
     unlock_shards(db, mask);
     if (seq_out)
         *seq_out = seq;
+    return 0;
+}
+
+int commit_ops(struct shoal_db *db, struct write_op *ops, size_t n,
+               const shoal_write_options *wo, uint64_t *seq_out)
+{
+    int err = durable_writable(db); /* durable.c R4: sticky after a failed write or fsync */
+    if (err)
+        return err;
+    err = ops_charge(ops, n);
+    if (err) {
+        atomic_fetch_add(&db->quota_refusals, 1);
+        return err;
+    }
+    bool clears = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!db_shard(db, ops[i].shard))
+            return SHOAL_ENOMEM;
+        if (ops[i].type != WRITE_CLEAR)
+            continue;
+        /* Every shard of the namespace, so that none can gain a key of it unlocked. */
+        clears = true;
+        for (uint64_t m = ns_shard_set(ops[i].ns); m; m &= m - 1)
+            if (!db_shard(db, (unsigned)__builtin_ctzll(m)))
+                return SHOAL_ENOMEM;
+    }
+    uint64_t mask = ops_shard_mask(ops, n);
+    lock_shards(db, mask);
+    struct write_op *all = ops;
+    size_t count = n;
+    err = ops_check(db, ops, n);
+    if (!err && clears)
+        err = ops_expand_clears(ops, n, &all, &count);
+    if (err) {
+        unlock_shards(db, mask);
+        return err;
+    }
+    unsigned stream = 0;
+    uint64_t lsn = 0;
+    err = commit_locked(db, all, count, mask, seq_out, &stream, &lsn);
+    if (all != ops)
+        free(all);
     /* Waiting for the disk happens with no lock held. */
-    return durable_wait(db, stream, lsn, wo);
+    return err ? err : durable_wait(db, stream, lsn, wo);
 }
 
 /* ---- single writes ----------------------------------------------------------------------- */

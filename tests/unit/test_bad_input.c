@@ -283,6 +283,8 @@ static void test_null_handles_everywhere(void **state)
     assert_code(shoal_batch_delete(b, NULL, "k", 1), SHOAL_EINVAL);
     assert_code(shoal_batch_delete(b, f->ns, NULL, 1), SHOAL_EINVAL);
     assert_code(shoal_batch_delete(b, f->ns, "k", 0), SHOAL_EINVAL);
+    assert_code(shoal_batch_delete_all(NULL, f->ns), SHOAL_EINVAL);
+    assert_code(shoal_batch_delete_all(b, NULL), SHOAL_EINVAL);
     assert_code(shoal_batch_require(NULL, f->ns, "k", 1, 0), SHOAL_EINVAL);
     assert_code(shoal_batch_require(b, NULL, "k", 1, 0), SHOAL_EINVAL);
     assert_code(shoal_batch_require(b, f->ns, NULL, 1, 0), SHOAL_EINVAL);
@@ -456,6 +458,7 @@ static void test_use_after_drop(void **state)
     assert_code(shoal_batch_put(b, doomed, "a", 1, "x", 1), SHOAL_EDROPPED);
     assert_code(shoal_batch_delete(b, doomed, "a", 1), SHOAL_EDROPPED);
     assert_code(shoal_batch_require(b, doomed, "a", 1, 0), SHOAL_EDROPPED);
+    assert_code(shoal_batch_delete_all(b, doomed), SHOAL_EDROPPED);
     assert_int_equal(shoal_batch_count(b), 0);
     shoal_batch_free(b);
     assert_code(shoal_batch_commit(early, NULL, NULL), SHOAL_EDROPPED);

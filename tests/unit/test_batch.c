@@ -16,6 +16,10 @@
  *      contents after a commit or a failure, and clear makes it reusable.
  *   5. A batch whose namespace was dropped fails whole with SHOAL_EDROPPED, even when the
  *      handle that added its operations was closed before the drop.
+ *   6. shoal_batch_delete_all deletes every key of its namespace, stored or put earlier in
+ *      the batch, and nothing of the others; later operations apply after it; snapshots
+ *      before it see everything, after it nothing; with a failing condition it changes
+ *      nothing; on an empty namespace it draws no seq.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -551,6 +555,96 @@ static void test_large_batch(void **state)
     shoal_close(db);
 }
 
+/* 6: a delete of a whole namespace inside a batch. */
+static void run_delete_all(shoal_placement placement, bool snapshot_open)
+{
+    shoal_db *db = test_open(8, 0);
+    shoal_ns *ns = test_ns(db, "cleared", placement, 0);
+    shoal_ns *other = test_ns(db, "other", SHOAL_PLACE_SPREAD, 0);
+    char key[32];
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "k%03d", i);
+        test_put(ns, key, "old");
+        test_put(other, key, "kept");
+    }
+    assert_ok(shoal_delete(ns, "k007", 4, NULL)); /* a tombstone among the keys */
+    shoal_snapshot *before = NULL;
+    assert_ok(shoal_snapshot_take(db, &before));
+    shoal_snapshot *held = NULL;
+    if (snapshot_open)
+        assert_ok(shoal_snapshot_take(db, &held));
+
+    /* A condition that fails: nothing changes. */
+    shoal_batch *b = new_batch(db);
+    batch_put_str(b, ns, "early", "x");
+    assert_ok(shoal_batch_delete_all(b, ns));
+    assert_ok(shoal_batch_require(b, other, "k001", 4, 1));
+    assert_int_equal(shoal_batch_count(b), 2);
+    uint64_t latest = shoal_last_seq(db);
+    assert_code(shoal_batch_commit(b, NULL, NULL), SHOAL_ECONFLICT);
+    assert_int_equal(shoal_last_seq(db), latest);
+    assert_int_equal(test_count_keys(ns, NULL), 299);
+    test_expect_absent_str(ns, NULL, "early");
+
+    /* Earlier puts (of new keys and of stored ones) are deleted too; later ones stay. */
+    shoal_batch_clear(b);
+    batch_put_str(b, ns, "early", "x");
+    batch_put_str(b, ns, "k010", "new");
+    batch_put_str(b, other, "k011", "changed");
+    assert_ok(shoal_batch_delete_all(b, ns));
+    batch_put_str(b, ns, "late", "y");
+    batch_put_str(b, ns, "k020", "again");
+    uint64_t seq = 0;
+    assert_ok(shoal_batch_commit(b, NULL, &seq));
+    assert_int_equal(seq, latest + 1);
+    assert_int_equal(test_count_keys(ns, NULL), 2);
+    test_expect_str(ns, NULL, "late", "y");
+    test_expect_str(ns, NULL, "k020", "again");
+    test_expect_absent_str(ns, NULL, "early");
+    test_expect_absent_str(ns, NULL, "k010");
+    assert_int_equal(key_seq_str(ns, NULL, "late"), seq);
+    uint64_t keys, bytes;
+    test_ns_counts(ns, &keys, &bytes);
+    assert_int_equal(keys, 2);
+    assert_int_equal(bytes, strlen("late") + 1 + strlen("k020") + 5);
+    assert_int_equal(test_count_keys(other, NULL), 300);
+    test_expect_str(other, NULL, "k011", "changed");
+    test_expect_str(other, NULL, "k012", "kept");
+    assert_int_equal(test_count_keys(ns, before), 299);
+    test_expect_str(ns, before, "k010", "old");
+    test_expect_absent_str(ns, before, "k007");
+
+    /* Nothing left to delete and nothing else: no seq drawn. */
+    shoal_batch_clear(b);
+    assert_ok(shoal_delete(ns, "late", 4, NULL));
+    assert_ok(shoal_delete(ns, "k020", 4, NULL));
+    latest = shoal_last_seq(db);
+    assert_ok(shoal_batch_delete_all(b, ns));
+    assert_ok(shoal_batch_commit(b, NULL, &seq));
+    assert_int_equal(seq, latest);
+    assert_int_equal(shoal_last_seq(db), latest);
+
+    shoal_batch_free(b);
+    shoal_snapshot_release(before);
+    if (held)
+        shoal_snapshot_release(held);
+    shoal_compact_result compacted;
+    assert_ok(shoal_compact(db, &compacted)); /* reclaims what the snapshots kept */
+    assert_int_equal(test_count_keys(ns, NULL), 0);
+    shoal_ns_close(ns);
+    shoal_ns_close(other);
+    shoal_close(db);
+}
+
+static void test_delete_all(void **state)
+{
+    (void)state;
+    run_delete_all(SHOAL_PLACE_SPREAD, false);
+    run_delete_all(SHOAL_PLACE_SPREAD, true);
+    run_delete_all(SHOAL_PLACE_PINNED, false);
+    run_delete_all(SHOAL_PLACE_PINNED, true);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -562,6 +656,7 @@ int main(void)
         cmocka_unit_test(test_batch_dropped_and_foreign),
         cmocka_unit_test(test_large_batch),
         cmocka_unit_test(test_batch_outlives_its_namespace),
+        cmocka_unit_test(test_delete_all),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

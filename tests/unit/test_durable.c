@@ -22,8 +22,8 @@
  *   3. Checkpoints racing log rolls: a child writes into small segments while another
  *      thread takes checkpoints in a loop, then leaves without closing; every write must
  *      be found by a reopen. Under ThreadSanitizer the child's race reports fail the test.
- *   4. Recovery equals the model. Random puts, deletes, batches, namespace creations and
- *      drops, tenants and quota changes run against the engine and, in step, against a
+ *   4. Recovery equals the model. Random puts, deletes, batches (some deleting a whole
+ *      namespace first), namespace creations and drops, tenants and quota changes run against the engine and, in step, against a
  *      plain model that predicts every result (including SHOAL_EQUOTA refusals), with
  *      checkpoints sprinkled in. After each round the database is closed and reopened, or
  *      the round ran in a child process that _exits without closing (a crash: sync=always
@@ -1181,7 +1181,7 @@ struct model {
     int64_t keys[MODEL_TENANTS], bytes[MODEL_TENANTS]; /* usage of tenants 1.. */
     uint64_t next_seed;
     /* What the runs exercised, so the test can show it reached every path. */
-    unsigned refusals, creates, drops, tenant_changes, batches;
+    unsigned refusals, creates, drops, tenant_changes, batches, clears;
 };
 
 /* One run of operations, against the model alone (db NULL) or the engine and the model. */
@@ -1427,6 +1427,48 @@ static int model_op_batch(struct model_run *r)
     return 0;
 }
 
+/* A batch that deletes every key of a namespace, then puts one key back into it. */
+static int model_op_clear(struct model_run *r)
+{
+    struct model *m = r->m;
+    int slot = model_pick_existing(r);
+    unsigned k = (unsigned)test_rng_below(r->rng, MODEL_KEYS);
+    struct model_value v = model_new_value(r);
+    if (slot < 0)
+        return 0;
+    struct model_ns *ns = &m->ns[slot];
+    int64_t dkeys = 1, dbytes = model_entry_bytes(k, &v);
+    for (unsigned i = 0; i < MODEL_KEYS; i++) {
+        dkeys -= ns->values[i].present;
+        dbytes -= model_entry_bytes(i, &ns->values[i]);
+    }
+    bool admitted = model_admits(m, ns->tenant, dkeys, dbytes);
+    if (r->db) {
+        uint8_t key[64], value[MODEL_VALUE_MAX];
+        size_t klen = model_key(k, key);
+        test_fill_pattern(value, v.len, v.seed);
+        shoal_batch *b = NULL;
+        if (shoal_batch_new(r->db, &b) != 0)
+            return model_fail(r, "batch_new failed");
+        int err = shoal_batch_delete_all(b, r->handles[slot]);
+        if (!err)
+            err = shoal_batch_put(b, r->handles[slot], key, klen, value, v.len);
+        if (!err)
+            err = shoal_batch_commit(b, &always, NULL);
+        shoal_batch_free(b);
+        if (model_check_code(r, "delete_all batch", err, admitted ? 0 : SHOAL_EQUOTA))
+            return -1;
+    }
+    m->clears += admitted;
+    m->refusals += !admitted;
+    if (admitted) {
+        for (unsigned i = 0; i < MODEL_KEYS; i++)
+            model_set(m, (unsigned)slot, i, (struct model_value){0});
+        model_set(m, (unsigned)slot, k, v);
+    }
+    return 0;
+}
+
 static int model_op_ns_create(struct model_run *r)
 {
     struct model *m = r->m;
@@ -1565,7 +1607,9 @@ static int model_run_ops(struct model_run *r, unsigned count)
                     err = model_fail(r, "checkpoint: %s (%s)", shoal_error_name(rc),
                                      shoal_error_detail());
             }
-        } else
+        } else if (dice < 90)
+            err = model_op_clear(r);
+        else
             err = model_op_get(r);
         if (err) {
             size_t len = strlen(r->why);
@@ -1801,13 +1845,14 @@ static void test_recovery_equals_model(void **state)
     }
     /* The runs reached every kind of change (the counts follow from the seed). */
     print_message("model: %u quota refusals, %u creates, %u drops, %u tenant changes, "
-                  "%u batches\n",
-                  m.refusals, m.creates, m.drops, m.tenant_changes, m.batches);
+                  "%u batches, %u whole-namespace deletes\n",
+                  m.refusals, m.creates, m.drops, m.tenant_changes, m.batches, m.clears);
     assert_true(m.refusals > 0);
     assert_true(m.creates > 0);
     assert_true(m.drops > 0);
     assert_true(m.tenant_changes > 0);
     assert_true(m.batches > 0);
+    assert_true(m.clears > 0);
     shoal_options_free(opts);
     testing_remove_tree(dir);
 }

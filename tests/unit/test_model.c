@@ -1,7 +1,8 @@
 /*
  * test_model.c -- the engine against a plain model under long random sequences of
- * operations: puts, deletes, batches (with conditions), snapshots, point reads by every
- * read path, and scans with random bounds and prefixes, forward and reverse.
+ * operations: puts, deletes, batches (with conditions and, single-threaded, deletes of a
+ * whole namespace), snapshots, point reads by every read path, and scans with random
+ * bounds and prefixes, forward and reverse.
  *
  * The model. Each namespace has a fixed universe of keys, sorted once, so that the model
  * is an array of slots, one per (namespace, key): present or not, the value (a seed and a
@@ -171,7 +172,8 @@ struct model_ctx {
     uint64_t done;
     bool failed;
     /* What ran, for the log. */
-    uint64_t puts, deletes, batches, conflicts, spurious_conflicts, reads, scans, snapshots;
+    uint64_t puts, deletes, batches, clears, conflicts, spurious_conflicts, reads, scans,
+        snapshots;
     uint64_t scanned;
 };
 
@@ -422,7 +424,7 @@ static void op_delete(struct model_ctx *c)
 }
 
 struct batch_op {
-    int type; /* 0 put, 1 delete */
+    int type; /* 0 put, 1 delete, 2 delete every key of ns (single thread only) */
     int ns;
     size_t k;
     uint64_t seed;
@@ -440,6 +442,9 @@ static void op_batch(struct model_ctx *c, shoal_batch *b)
     for (size_t i = 0; i < n; i++) {
         struct batch_op *op = &ops[i];
         op->type = test_rng_percent(&c->r, 30) ? 1 : 0;
+        /* Rarely, or the namespaces would stay nearly empty; threads share them. */
+        if (c->owner < 0 && test_rng_below(&c->r, 2000) == 0)
+            op->type = 2;
         op->ns = (int)test_rng_below(&c->r, NS_COUNT);
         op->k = base + test_rng_below(&c->r, window);
         const uint8_t *key = c->u.keys[op->k];
@@ -450,8 +455,10 @@ static void op_batch(struct model_ctx *c, shoal_batch *b)
             op->seed = ++c->next_seed;
             make_value(c->value, op->vlen, op->seed);
             r = shoal_batch_put(b, c->ns[op->ns], key, klen, c->value, op->vlen);
-        } else {
+        } else if (op->type == 1) {
             r = shoal_batch_delete(b, c->ns[op->ns], key, klen);
+        } else {
+            r = shoal_batch_delete_all(b, c->ns[op->ns]);
         }
         CHECK(c, r == 0, "batch add: %s", shoal_error_name(r));
     }
@@ -507,6 +514,17 @@ static void op_batch(struct model_ctx *c, shoal_batch *b)
     }
     CHECK(c, r == 0, "commit: %s", shoal_error_name(r));
     for (size_t i = 0; i < n; i++) {
+        if (ops[i].type == 2) {
+            c->clears++;
+            for (size_t k = 0; k < c->u.count; k++) {
+                struct slot *s = slot_of(c->model, c, ops[i].ns, k);
+                if (s->present) {
+                    *s = (struct slot){.seq = UINT64_MAX, .present = false};
+                    changed = true;
+                }
+            }
+            continue;
+        }
         struct slot *s = slot_of(c->model, c, ops[i].ns, ops[i].k);
         if (ops[i].type == 0) {
             *s = (struct slot){.seq = UINT64_MAX, .seed = ops[i].seed, .vlen = ops[i].vlen,
@@ -532,10 +550,15 @@ static void op_batch(struct model_ctx *c, shoal_batch *b)
         CHECK(c, seq > last_before, "batch seq %llu not after %llu", (unsigned long long)seq,
               (unsigned long long)last_before);
     }
+    /* The slots written get the commit's seq (a whole-namespace delete: its keys'). */
     for (size_t i = 0; i < n; i++) {
-        struct slot *s = slot_of(c->model, c, ops[i].ns, ops[i].k);
-        if (s->seq == UINT64_MAX)
-            s->seq = seq;
+        size_t first = ops[i].type == 2 ? 0 : ops[i].k;
+        size_t end = ops[i].type == 2 ? c->u.count : ops[i].k + 1;
+        for (size_t k = first; k < end; k++) {
+            struct slot *s = slot_of(c->model, c, ops[i].ns, k);
+            if (s->seq == UINT64_MAX)
+                s->seq = seq;
+        }
     }
 }
 
@@ -857,11 +880,11 @@ static void model_run(struct model_ctx *c)
 
 static void log_run(const char *what, const struct model_ctx *c)
 {
-    print_message("%s: %llu ops (%llu puts, %llu deletes, %llu batches with %llu conflicts, "
-                  "%llu reads, %llu scans over %llu entries, %llu snapshots)\n",
+    print_message("%s: %llu ops (%llu puts, %llu deletes, %llu batches with %llu conflicts "
+                  "and %llu whole-namespace deletes, %llu reads, %llu scans over %llu entries, %llu snapshots)\n",
                   what, (unsigned long long)c->done, (unsigned long long)c->puts,
                   (unsigned long long)c->deletes, (unsigned long long)c->batches,
-                  (unsigned long long)c->conflicts, (unsigned long long)c->reads,
+                  (unsigned long long)c->conflicts, (unsigned long long)c->clears, (unsigned long long)c->reads,
                   (unsigned long long)c->scans, (unsigned long long)c->scanned,
                   (unsigned long long)c->snapshots);
 }

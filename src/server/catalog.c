@@ -6,8 +6,8 @@
  * An event loop must never block on fsync, yet three commands change the engine's
  * catalog, which the engine makes durable by rewriting its MANIFEST (temp file, fsync,
  * rename, directory fsync) before it returns: the first use of a logical database by a
- * tenant (shoal_ns_open creating "<tenant>/<n>"), FLUSHDB and FLUSHALL (shoal_ns_drop,
- * then shoal_ns_open again), and ACL SETUSER binding a tenant or quota
+ * tenant (shoal_ns_open creating "<tenant>/<n>"), FLUSHDB and FLUSHALL outside MULTI
+ * (shoal_ns_drop, then shoal_ns_open again), and ACL SETUSER binding a tenant or quota
  * (shoal_tenant_create, shoal_tenant_set_quota). Those run here, on one worker thread,
  * while the client that asked is suspended, as Redis suspends a blocked client: its loop
  * runs nothing more of that client's input but goes on serving every other client.
@@ -52,12 +52,11 @@
  * commit (the batch is discarded, the replies truncated, the queue and the watched keys
  * kept); the client is suspended and EXEC runs again from the start once the namespace
  * exists. The transaction stays one atomic commit, and WATCH is checked again by the new
- * attempt. FLUSHDB and FLUSHALL are refused inside MULTI (CMD_DENYMULTI, so EXEC answers
- * EXECABORT): a flush is a catalog change, which cannot join the transaction's batch, so
- * it could not be atomic or even ordered with the other commands (before this module it
- * ran in the middle of EXEC's attempt, and a write queued before it made EXEC flush and
- * retry until its retry limit). ACL SETUSER inside MULTI answers an error in its place in
- * EXEC's reply, for the same reason.
+ * attempt. FLUSHDB and FLUSHALL inside EXEC come nowhere near this module: dropping a
+ * namespace could join neither the transaction's batch nor its order, so there they are
+ * a write of the batch instead (store_txn_flush, shoal_batch_delete_all: every key
+ * deleted under the commit's locks). ACL SETUSER inside MULTI answers an error in its
+ * place in EXEC's reply, since it cannot join the batch either.
  *
  * Memory mode
  * -----------
@@ -91,7 +90,7 @@
  * SETUSER of a new tenant waits for the disk, another client on the same loop gets its
  * PING and GET answered first; then the suspended reply is right and its effect is there.
  * Also a pipelined SELECT, SET, GET in a new database answered in order, EXEC in a new
- * database, FLUSHDB refused inside MULTI, and clients that disconnect while suspended
+ * database, FLUSHDB inside MULTI deleting what was queued before it, and clients that disconnect while suspended
  * (the server keeps serving, the database is still created). test_server.py and
  * test_tenants.py cover the replies (quota errors, ACL errors) that did not change. The
  * suites run under the ASan+UBSan and TSan builds too.

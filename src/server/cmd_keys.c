@@ -199,13 +199,19 @@ static void keys_collect_reply_and_free(client *c, keys_collect *k)
     free(k->lengths);
 }
 
+/* Whether the command runs inside EXEC, where it must see the writes queued before it. */
+static bool keys_in_exec(const client *c)
+{
+    return c->txn.active && c->txn.multi;
+}
+
 /* store_scan as the client sees the database: inside EXEC with the writes queued before
  * the command (store_txn_scan), otherwise as committed. */
 static int keys_scan(client *c, shoal_ns *ns, const char *after, size_t after_length,
                      bool has_after, size_t limit, store_scan_fn fn, void *context,
                      bool *finished, char **last_key, size_t *last_key_length)
 {
-    if (c->txn.active && c->txn.multi)
+    if (keys_in_exec(c))
         return store_txn_scan(&c->txn, ns, after, after_length, has_after, limit, fn, context,
                               finished, last_key, last_key_length);
     return store_scan(ns, after, after_length, has_after, limit, command_now_ms(c), fn,
@@ -363,7 +369,7 @@ COMMAND_HANDLER(cmd_dbsize)
         reply_engine_error(c, result);
         return;
     }
-    if (c->txn.active && c->txn.multi) {
+    if (keys_in_exec(c)) {
         /* Inside EXEC: the count as the writes queued before DBSIZE leave it. */
         shoal_ns *ns;
         int64_t delta = 0;
@@ -387,14 +393,33 @@ static bool keys_flush_arguments_ok(client *c)
     return true;
 }
 
-/* A flush drops the namespace and creates a new one, two MANIFEST writes in durable mode:
- * the catalog worker makes it while the client waits, and the request runs again to
- * answer (catalog.c). Refused inside MULTI (CMD_DENYMULTI), for the reason given there. */
+/* Inside EXEC: a delete of every key of the database joins the transaction's batch, so it
+ * is atomic and ordered with the other commands (store_txn_flush). A database this tenant
+ * never used has nothing to delete. */
+static int keys_flush_in_exec(client *c, int db)
+{
+    shoal_ns *ns;
+    if (store_namespace_lookup(c->identity.tenant, db, &ns) != 0)
+        return 0;
+    return store_txn_flush(&c->txn, ns);
+}
+
+/* Outside a transaction a flush drops the namespace and creates a new one, which frees
+ * its memory at once but means two MANIFEST writes in durable mode: the catalog worker
+ * makes them while the client waits, and the request runs again to answer (catalog.c).
+ * Inside EXEC it deletes every key as part of the transaction (keys_flush_in_exec). */
 COMMAND_HANDLER(cmd_flushdb)
 {
     if (!keys_flush_arguments_ok(c))
         return;
     int result;
+    if (keys_in_exec(c)) {
+        if ((result = keys_flush_in_exec(c, c->db)) != 0)
+            reply_engine_error(c, result);
+        else
+            resp_add_ok(&c->out);
+        return;
+    }
     if (!catalog_result(c, CATALOG_FLUSHDB, c->db, &result, NULL)) {
         catalog_request(c, CATALOG_FLUSHDB);
         return;
@@ -412,7 +437,17 @@ COMMAND_HANDLER(cmd_flushall)
 {
     if (!keys_flush_arguments_ok(c))
         return;
-    int result;
+    int result = 0;
+    if (keys_in_exec(c)) {
+        long long databases = atomic_load(&server.config.databases);
+        for (int db = 0; db < databases && result == 0; db++)
+            result = keys_flush_in_exec(c, db);
+        if (result != 0)
+            reply_engine_error(c, result);
+        else
+            resp_add_ok(&c->out);
+        return;
+    }
     if (!catalog_result(c, CATALOG_FLUSHALL, c->db, &result, NULL)) {
         catalog_request(c, CATALOG_FLUSHALL);
         return;

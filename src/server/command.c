@@ -112,8 +112,8 @@
     X("scan", cmd_scan, -2, R, 0, 0, 0, "generic", "Iterates over keys")                   \
     X("randomkey", cmd_randomkey, 1, R, 0, 0, 0, "generic", "Returns a random key")        \
     X("dbsize", cmd_dbsize, 1, R | F, 0, 0, 0, "server", "Counts keys")                    \
-    X("flushdb", cmd_flushdb, -1, W | D, 0, 0, 0, "server", "Deletes every key of the db") \
-    X("flushall", cmd_flushall, -1, W | D, 0, 0, 0, "server", "Deletes every key of the user") \
+    X("flushdb", cmd_flushdb, -1, W, 0, 0, 0, "server", "Deletes every key of the db")     \
+    X("flushall", cmd_flushall, -1, W, 0, 0, 0, "server", "Deletes every key of the user")   \
     X("touch", cmd_touch, -2, R | F, 1, -1, 1, "generic", "Counts existing keys")          \
     X("expire", cmd_expire, -3, W | F, 1, 1, 1, "generic", "Sets expiry in seconds")       \
     X("pexpire", cmd_pexpire, -3, W | F, 1, 1, 1, "generic", "Sets expiry in ms")          \

@@ -544,7 +544,7 @@ int store_key_seq(shoal_ns *ns, const char *key, size_t key_length, uint64_t *se
 
 struct store_overlay_entry {
     shoal_ns *ns;
-    char *key;           /* encoded */
+    char *key;           /* encoded; NULL: every key of ns deleted (FLUSHDB) */
     size_t key_length;
     char *value;         /* encoded (header + payload), NULL for a delete */
     size_t value_length;
@@ -634,16 +634,19 @@ static int store_txn_flush_single(store_txn *txn)
     return result == 0 ? 0 : store_txn_fail(txn, result);
 }
 
+/* The newest write of the key, or the newest flush of ns after it (a delete too). */
 static store_overlay_entry *store_overlay_find(store_txn *txn, shoal_ns *ns, const store_key *k)
 {
     for (size_t i = txn->overlay_count; i-- > 0;) {
         store_overlay_entry *e = &txn->overlay[i];
-        if (e->ns == ns && e->key_length == k->length && !memcmp(e->key, k->bytes, k->length))
+        if (e->ns == ns && (e->key == NULL || (e->key_length == k->length &&
+                                               !memcmp(e->key, k->bytes, k->length))))
             return e;
     }
     return NULL;
 }
 
+/* Adds an overlay entry: a write of k (value NULL: a delete), or with k NULL a flush. */
 static int store_overlay_add(store_txn *txn, shoal_ns *ns, const store_key *k,
                              const char *value, size_t value_length)
 {
@@ -657,9 +660,15 @@ static int store_overlay_add(store_txn *txn, shoal_ns *ns, const store_key *k,
     }
     store_overlay_entry *e = &txn->overlay[txn->overlay_count];
     e->ns = ns;
-    e->key = malloc(k->length);
+    e->key = NULL;
+    e->key_length = 0;
     e->value = NULL;
     e->value_length = value_length;
+    if (k == NULL) {
+        txn->overlay_count++;
+        return 0;
+    }
+    e->key = malloc(k->length);
     if (e->key == NULL)
         return SHOAL_ENOMEM;
     memcpy(e->key, k->bytes, k->length);
@@ -826,6 +835,21 @@ int store_txn_delete(store_txn *txn, shoal_ns *ns, const char *key, size_t key_l
     return result;
 }
 
+int store_txn_flush(store_txn *txn, shoal_ns *ns)
+{
+    int result = store_txn_flush_single(txn);
+    if (result == 0)
+        result = store_txn_batch(txn);
+    if (result == 0)
+        result = shoal_batch_delete_all(txn->batch, ns);
+    if (result == 0 && txn->multi)
+        result = store_overlay_add(txn, ns, NULL, NULL, 0);
+    if (result != 0)
+        return store_txn_fail(txn, result);
+    txn->writes++;
+    return 0;
+}
+
 int store_txn_require(store_txn *txn, shoal_ns *ns, const char *key, size_t key_length,
                       uint64_t seq)
 {
@@ -963,7 +987,8 @@ int store_scan(shoal_ns *ns, const char *after, size_t after_length, bool has_af
  * together in key order: where both hold a key, the overlay's newest write wins (a put
  * shows its value, a delete hides the key). Only the overlay's newest write per key
  * counts, so its entries are sorted by key, oldest first within a key, and the last of
- * each run is kept.
+ * each run is kept. A flush queued in the transaction (FLUSHDB) hides every committed key
+ * and every write queued before it: only the writes after the newest flush count.
  * ------------------------------------------------------------------------------------- */
 
 /* Engine order of user keys: bytewise, a prefix before its extensions. */
@@ -986,15 +1011,19 @@ static int store_written_order(const void *a, const void *b)
     return x < y ? -1 : x > y; /* the overlay is one array: address order is write order */
 }
 
-/* The newest write of each key of ns, in key order: *out (malloc'd, caller frees) holds
- * *count entries. */
+/* The newest write of each key of ns since its newest flush, in key order: *out (malloc'd,
+ * caller frees) holds *count entries; *flushed tells whether the transaction flushed ns. */
 static int store_written(const store_txn *txn, const shoal_ns *ns, store_overlay_entry ***out,
-                         size_t *count)
+                         size_t *count, bool *flushed)
 {
     *out = NULL;
     *count = 0;
-    size_t n = 0;
-    for (size_t i = 0; i < txn->overlay_count; i++)
+    size_t first = 0, n = 0;
+    for (size_t i = txn->overlay_count; i-- > 0 && first == 0;)
+        if (txn->overlay[i].ns == ns && txn->overlay[i].key == NULL)
+            first = i + 1;
+    *flushed = first > 0;
+    for (size_t i = first; i < txn->overlay_count; i++)
         n += txn->overlay[i].ns == ns;
     if (n == 0)
         return 0;
@@ -1002,7 +1031,7 @@ static int store_written(const store_txn *txn, const shoal_ns *ns, store_overlay
     if (written == NULL)
         return SHOAL_ENOMEM;
     n = 0;
-    for (size_t i = 0; i < txn->overlay_count; i++)
+    for (size_t i = first; i < txn->overlay_count; i++)
         if (txn->overlay[i].ns == ns)
             written[n++] = &txn->overlay[i];
     qsort(written, n, sizeof(*written), store_written_order);
@@ -1024,10 +1053,19 @@ int store_txn_count_delta(store_txn *txn, shoal_ns *ns, int64_t *delta)
     *delta = 0;
     store_overlay_entry **written;
     size_t count;
-    int result = store_written(txn, ns, &written, &count);
+    bool flushed;
+    int result = store_written(txn, ns, &written, &count, &flushed);
+    if (result == 0 && flushed) {
+        /* Every stored key goes; the puts since the flush are all new. */
+        shoal_ns_info info;
+        result = shoal_ns_info_get(ns, &info);
+        if (result == 0)
+            *delta = -(int64_t)info.keys;
+    }
     for (size_t i = 0; result == 0 && i < count; i++) {
         /* The engine's count holds every stored key, expired or not: compare with that. */
-        int stored = shoal_exists(ns, NULL, written[i]->key, written[i]->key_length);
+        int stored = flushed ? 0 : shoal_exists(ns, NULL, written[i]->key,
+                                                written[i]->key_length);
         if (stored < 0)
             result = stored;
         else
@@ -1097,17 +1135,25 @@ int store_txn_scan(store_txn *txn, shoal_ns *ns, const char *after, size_t after
                    bool *finished, char **last_key, size_t *last_key_length)
 {
     store_merge m = {.now_ms = txn->now_ms, .fn = fn, .context = context};
-    int result = store_written(txn, ns, &m.written, &m.count);
-    if (result != 0) {
+    bool flushed;
+    int result = store_written(txn, ns, &m.written, &m.count, &flushed);
+    if (result != 0 || flushed) {
         *finished = true;
         *last_key = NULL;
         *last_key_length = 0;
-        return result;
     }
+    if (result != 0)
+        return result;
     while (has_after && m.next < m.count &&
            store_key_order(m.written[m.next]->key + 1, m.written[m.next]->key_length - 1,
                            after, after_length) <= 0)
         m.next++;
+    if (flushed) {
+        /* No committed key shows: the written ones are all there is. */
+        store_merge_until(&m, NULL, 0);
+        free(m.written);
+        return 0;
+    }
     result = store_scan(ns, after, after_length, has_after, limit, txn->now_ms,
                         store_merge_one, &m, finished, last_key, last_key_length);
     /* Written keys after the last one examined belong to a later call, unless the

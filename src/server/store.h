@@ -121,6 +121,10 @@ int store_txn_put(store_txn *txn, shoal_ns *ns, const char *key, size_t key_leng
                   int64_t expire_ms, const void *payload, size_t payload_length);
 /* Adds a delete. */
 int store_txn_delete(store_txn *txn, shoal_ns *ns, const char *key, size_t key_length);
+/* Adds a delete of every key of ns at the commit (FLUSHDB inside EXEC): the writes queued
+ * before it are deleted too, later ones apply after it, and later reads and scans of the
+ * transaction see it. */
+int store_txn_flush(store_txn *txn, shoal_ns *ns);
 /* Adds a bare condition: the key's seq must still be seq at commit (WATCH). */
 int store_txn_require(store_txn *txn, shoal_ns *ns, const char *key, size_t key_length,
                       uint64_t seq);

@@ -371,6 +371,13 @@ def test_multi_exec_survives_kill9(binary):
             with r.pipeline(transaction=True) as pipe:
                 pipe.set("a%d" % i, i).set("b%d" % i, i).incr("total")
                 assert pipe.execute() == [True, True, i + 1]
+        # A flush inside EXEC is logged with the transaction: after it only "after" is
+        # left of database 1.
+        r1 = connect(server, db=1)
+        r1.mset({"gone%d" % i: i for i in range(50)})
+        with r1.pipeline(transaction=True) as pipe:
+            pipe.set("gone-too", 1).flushdb().set("after", "1")
+            assert pipe.execute() == [True, True, True]
         kill9(server)
         server = start(binary, directory, ["--sync", "always"])
         try:
@@ -378,6 +385,7 @@ def test_multi_exec_survives_kill9(binary):
             assert r.get("total") == b"100"
             assert r.mget(["a%d" % i for i in range(100)]) == [str(i).encode() for i in range(100)]
             assert r.mget(["b%d" % i for i in range(100)]) == [str(i).encode() for i in range(100)]
+            assert connect(server, db=1).keys("*") == [b"after"]
         finally:
             server.stop()
 

@@ -146,6 +146,46 @@ def test_exec_lists_its_own_writes(server):
 
 
 @with_server
+def test_flush_inside_exec(server):
+    """FLUSHDB and FLUSHALL inside MULTI are writes of the transaction, as in Redis."""
+    r = connect(server, db=6)
+    other_db = connect(server, db=7)
+    r.mset({"a": 1, "b": 2, "c": 3})
+    other_db.set("x", "kept")
+    pipe = r.pipeline(transaction=True)
+    pipe.set("d", 4).get("a").flushdb().get("a").get("d").exists("b").dbsize().keys("*")
+    pipe.set("e", 5).dbsize().keys("*").scan(0, count=1000).randomkey()
+    assert pipe.execute() == [True, b"1", True, None, None, 0, 0, [], True, 1, [b"e"],
+                              (0, [b"e"]), b"e"]
+    assert r.keys("*") == [b"e"] and r.dbsize() == 1
+    assert other_db.get("x") == b"kept"
+    # FLUSHALL reaches every database of the user, in the transaction's order.
+    pipe = r.pipeline(transaction=True)
+    pipe.set("n", 1).flushall().dbsize().set("m", 2)
+    assert pipe.execute() == [True, True, 0, True]
+    assert r.keys("*") == [b"m"] and other_db.dbsize() == 0
+    # A flush inside EXEC touches every key it deletes: it breaks another client's WATCH.
+    r.set("watched", "1")
+    with r.pipeline() as watcher:
+        watcher.watch("watched")
+        flusher = r.pipeline(transaction=True)
+        flusher.flushdb()
+        assert flusher.execute() == [True]
+        watcher.multi()
+        watcher.set("watched", "mine")
+        try:
+            watcher.execute()
+            raise AssertionError("EXEC should have been aborted")
+        except redis.WatchError:
+            pass
+    assert r.dbsize() == 0
+    # A transaction that only flushes an empty database answers OK and changes nothing.
+    pipe = r.pipeline(transaction=True)
+    pipe.flushdb().flushdb()
+    assert pipe.execute() == [True, True] and r.dbsize() == 0
+
+
+@with_server
 def test_watch_conflict(server):
     r = connect(server)
     other = connect(server)
@@ -351,5 +391,6 @@ def test_server_commands(server):
 
 if __name__ == "__main__":
     harness.run([test_strings, test_pipeline_and_transactions, test_exec_lists_its_own_writes,
+                 test_flush_inside_exec,
                  test_watch_conflict, test_concurrent_increments, test_scan_complete_under_writes,
                  test_binary_safe, test_large_value, test_expiry, test_server_commands])

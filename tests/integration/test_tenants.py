@@ -57,7 +57,12 @@ def test_isolation(binary):
         cursor, _ = alice.scan(0, count=1)
         assert cursor != 0
         expect_error(lambda: bob.scan(cursor), "invalid cursor")
-        # Flushes stay inside the tenant.
+        # Flushes stay inside the tenant, also inside a transaction.
+        pipe = bob.pipeline(transaction=True)
+        pipe.flushall().flushdb().dbsize()
+        assert pipe.execute() == [True, True, 0] and bob.dbsize() == 0
+        assert alice.dbsize() == 3 and alice.get("shared") == b"alice"
+        bob.set("shared", "bob")
         assert bob.flushall() and bob.dbsize() == 0
         assert alice.dbsize() == 3 and alice.get("shared") == b"alice"
         # Quota: bob's tenant has max-keys=5.

@@ -335,6 +335,11 @@ static bool catalog_copy_arguments(catalog_job *job, const client *c)
 
 bool catalog_request(client *c, catalog_kind kind)
 {
+    return catalog_request_db(c, kind, c->db);
+}
+
+bool catalog_request_db(client *c, catalog_kind kind, int db)
+{
     if (c->catalog_asked != NULL)
         return true; /* one change per run: the first one asked */
     catalog_job *job = calloc(1, sizeof(*job));
@@ -347,7 +352,7 @@ bool catalog_request(client *c, catalog_kind kind)
     job->loop = c->loop;
     job->tenant = c->identity.tenant;
     snprintf(job->tenant_name, sizeof(job->tenant_name), "%s", c->identity.tenant_name);
-    job->db = c->db;
+    job->db = db;
     c->catalog_asked = job;
     return true;
 }

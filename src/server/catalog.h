@@ -37,6 +37,8 @@ void catalog_loop_free(event_loop *loop);
  * finds the outcome with catalog_result or catalog_namespace_failure. Returns false, with
  * an error reply written, if the job cannot be allocated. */
 bool catalog_request(client *c, catalog_kind kind);
+/* catalog_request for database db instead of the client's (CATALOG_NAMESPACE). */
+bool catalog_request_db(client *c, catalog_kind kind, int db);
 /* True if a change of this kind (FLUSHDB: of database db) finished for the request being
  * run; *result is 0 or a SHOAL_E* (ACL SETUSER: -1 with Redis's error text, without "-",
  * in *error_text, valid until the request completes). */

@@ -1,7 +1,7 @@
 /*
- * cmd_keys.c -- the key-space commands: DEL UNLINK EXISTS TYPE RENAME RENAMENX KEYS SCAN
- * RANDOMKEY DBSIZE FLUSHDB FLUSHALL TOUCH, and expiry: EXPIRE PEXPIRE EXPIREAT PEXPIREAT
- * TTL PTTL EXPIRETIME PEXPIRETIME PERSIST.
+ * cmd_keys.c -- the key-space commands: DEL UNLINK EXISTS TYPE RENAME RENAMENX COPY MOVE
+ * KEYS SCAN RANDOMKEY DBSIZE FLUSHDB FLUSHALL TOUCH, and expiry: EXPIRE PEXPIRE EXPIREAT
+ * PEXPIREAT TTL PTTL EXPIRETIME PEXPIRETIME PERSIST.
  *
  * Every command sees only the client's tenant: keys are read through the namespace of
  * (tenant, database), so no command here can name, list, count or flush another
@@ -139,6 +139,81 @@ COMMAND_HANDLER(cmd_rename)
 COMMAND_HANDLER(cmd_renamenx)
 {
     keys_rename(c, true);
+}
+
+/* COPY and MOVE: the value of argv[1] in from written as argv[key] in to, with its type
+ * and expiry (and deleted from from, to move it); only over an existing key if replace.
+ * Replies 1 if it was written, 0 if the source is absent or the target taken. */
+static void keys_transfer(client *c, shoal_ns *from, shoal_ns *to, size_t key, bool replace,
+                          bool move)
+{
+    store_value source;
+    if (key_read(c, from, c->argv[1], c->lengths[1], false, &source) != 0)
+        return;
+    bool write = source.found;
+    if (write && !replace) {
+        store_value target;
+        if (key_read(c, to, c->argv[key], c->lengths[key], true, &target) != 0) {
+            store_value_release(&source);
+            return;
+        }
+        write = !target.found;
+        store_value_release(&target);
+    }
+    int result = 0;
+    if (write && move)
+        result = store_txn_delete(&c->txn, from, c->argv[1], c->lengths[1]);
+    if (write && result == 0)
+        result = store_txn_put(&c->txn, to, c->argv[key], c->lengths[key], source.type,
+                               source.expire_ms, source.data, source.length);
+    store_value_release(&source);
+    if (result != 0)
+        reply_engine_error(c, result);
+    else
+        resp_add_integer(&c->out, write);
+}
+
+/* COPY source destination [DB destination-db] [REPLACE] */
+COMMAND_HANDLER(cmd_copy)
+{
+    int db = c->db;
+    bool replace = false;
+    for (size_t i = 3; i < c->argc; i++) {
+        if (arg_is(c, i, "REPLACE")) {
+            replace = true;
+        } else if (arg_is(c, i, "DB") && i + 1 < c->argc) {
+            if (!arg_db(c, ++i, &db))
+                return;
+        } else {
+            resp_add_error(&c->out, "ERR syntax error");
+            return;
+        }
+    }
+    if (db == c->db && c->lengths[1] == c->lengths[2] &&
+        !memcmp(c->argv[1], c->argv[2], c->lengths[1])) {
+        resp_add_error(&c->out, "ERR source and destination objects are the same");
+        return;
+    }
+    shoal_ns *from = client_namespace(c);
+    shoal_ns *to = from == NULL || db == c->db ? from : client_namespace_of(c, db);
+    if (to != NULL)
+        keys_transfer(c, from, to, 2, replace, false);
+}
+
+/* MOVE key db */
+COMMAND_HANDLER(cmd_move)
+{
+    int db;
+    if (!arg_db(c, 2, &db))
+        return;
+    if (db == c->db) {
+        resp_add_error(&c->out, "ERR source and destination objects are the same");
+        return;
+    }
+    shoal_ns *from = client_namespace(c);
+    shoal_ns *to = from == NULL ? NULL : client_namespace_of(c, db);
+    if (to != NULL)
+        keys_transfer(c, from, to, 1, false, true);
 }
 
 /* Collected keys of KEYS and SCAN. */

@@ -193,16 +193,12 @@ COMMAND_HANDLER(cmd_reset)
 
 COMMAND_HANDLER(cmd_select)
 {
-    long long db;
-    if (!arg_long_long(c, 1, &db))
+    int db;
+    if (!arg_db(c, 1, &db))
         return;
-    if (db < 0 || db >= atomic_load(&server.config.databases)) {
-        resp_add_error(&c->out, "ERR DB index is out of range");
-        return;
-    }
-    c->db = (int)db;
+    c->db = db;
     c->ns = NULL;
-    atomic_store(&c->db_shared, (int)db);
+    atomic_store(&c->db_shared, db);
     resp_add_ok(&c->out);
 }
 

@@ -107,6 +107,8 @@
     X("exists", cmd_exists, -2, R | F, 1, -1, 1, "generic", "Counts existing keys")        \
     X("type", cmd_type, 2, R | F, 1, 1, 1, "generic", "Returns a key's type")              \
     X("rename", cmd_rename, 3, W, 1, 2, 1, "generic", "Renames a key")                     \
+    X("copy", cmd_copy, -3, W, 1, 2, 1, "generic", "Copies a key, to another db if asked") \
+    X("move", cmd_move, 3, W | F, 1, 1, 1, "generic", "Moves a key to another db")          \
     X("renamenx", cmd_renamenx, 3, W | F, 1, 2, 1, "generic", "Renames if the new is free") \
     X("keys", cmd_keys, 2, R, 0, 0, 0, "generic", "Returns keys matching a pattern")       \
     X("scan", cmd_scan, -2, R, 0, 0, 0, "generic", "Iterates over keys")                   \
@@ -300,21 +302,27 @@ void reply_engine_error(client *c, int error)
     }
 }
 
-shoal_ns *client_namespace(client *c)
+shoal_ns *client_namespace_of(client *c, int db)
 {
-    if (c->ns != NULL)
-        return c->ns;
-    if (store_namespace_lookup(c->identity.tenant, c->db, &c->ns) == 0)
-        return c->ns;
+    shoal_ns *ns;
+    if (store_namespace_lookup(c->identity.tenant, db, &ns) == 0)
+        return ns;
     /* Not created yet (or being flushed): creating it may write the MANIFEST, so the
      * catalog worker does it and the request runs again when it is done (catalog.c). A
      * creation that failed for this request is answered as the engine's error. */
-    int failure = catalog_namespace_failure(c, c->db);
+    int failure = catalog_namespace_failure(c, db);
     if (failure != 0)
         reply_engine_error(c, failure);
     else
-        catalog_request(c, CATALOG_NAMESPACE);
+        catalog_request_db(c, CATALOG_NAMESPACE, db);
     return NULL;
+}
+
+shoal_ns *client_namespace(client *c)
+{
+    if (c->ns == NULL)
+        c->ns = client_namespace_of(c, c->db);
+    return c->ns;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -355,6 +363,19 @@ bool arg_long_long(client *c, size_t i, long long *out)
         resp_add_error(&c->out, "ERR value is not an integer or out of range");
         return false;
     }
+    return true;
+}
+
+bool arg_db(client *c, size_t i, int *db)
+{
+    long long value;
+    if (!arg_long_long(c, i, &value))
+        return false;
+    if (value < 0 || value >= atomic_load(&server.config.databases)) {
+        resp_add_error(&c->out, "ERR DB index is out of range");
+        return false;
+    }
+    *db = (int)value;
     return true;
 }
 

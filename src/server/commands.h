@@ -55,6 +55,8 @@ COMMAND_HANDLER(cmd_pttl);
 COMMAND_HANDLER(cmd_quit);
 COMMAND_HANDLER(cmd_randomkey);
 COMMAND_HANDLER(cmd_rename);
+COMMAND_HANDLER(cmd_copy);
+COMMAND_HANDLER(cmd_move);
 COMMAND_HANDLER(cmd_renamenx);
 COMMAND_HANDLER(cmd_reset);
 COMMAND_HANDLER(cmd_save);
@@ -84,6 +86,8 @@ int64_t command_now_ms(client *c);
 bool arg_long_long(client *c, size_t i, long long *out);
 /* Case-insensitive comparison of argument i with a word. */
 bool arg_is(client *c, size_t i, const char *word);
+/* Argument i as a database index (SELECT, MOVE, COPY ... DB), or replies Redis's error. */
+bool arg_db(client *c, size_t i, int *db);
 /* Replies with a value read by key_read, handing large values over without copying. */
 void reply_value(client *c, store_value *v);
 /* True if the byte at absolute output position is '-' (an error reply started there). */

@@ -275,6 +275,9 @@ void command_dispatch(client *c);
 void reply_engine_error(client *c, int error);
 /* The client's namespace handle for its current database (refreshing if dropped). */
 shoal_ns *client_namespace(client *c);
+/* The handle for database db of the client's tenant; NULL when it must be created first
+ * (the request is suspended and runs again, catalog.c) or its creation failed (replied). */
+shoal_ns *client_namespace_of(client *c, int db);
 void client_free_multi(client *c);
 void client_unwatch(client *c);
 

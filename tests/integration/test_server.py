@@ -186,6 +186,47 @@ def test_flush_inside_exec(server):
 
 
 @with_server
+def test_copy_and_move(server):
+    """COPY and MOVE with Redis's replies, keeping the value's expiry."""
+    r = connect(server, db=8)
+    r.set("src", "value", ex=1000)
+    assert r.copy("src", "dst") is True and r.get("dst") == b"value"
+    assert 990 <= r.ttl("dst") <= 1000
+    r.set("taken", "old")
+    assert r.copy("src", "taken") is False and r.get("taken") == b"old"
+    assert r.copy("src", "taken", replace=True) is True and r.get("taken") == b"value"
+    assert r.copy("absent", "x") is False and r.exists("x") == 0
+    # Into another database, one never used before (its namespace is created first).
+    assert r.copy("src", "src", destination_db=12) is True
+    other = connect(server, db=12)
+    assert other.get("src") == b"value" and other.ttl("src") > 0
+    for args, text in ((("src", "src"), "same"), (("src", "x", "DB", "99"), "out of range"),
+                       (("src", "x", "DB", "no"), "not an integer"),
+                       (("src", "x", "NOPE"), "syntax")):
+        try:
+            r.execute_command("COPY", *args)
+            raise AssertionError("COPY %r should fail" % (args,))
+        except redis.ResponseError as error:
+            assert text in str(error), error
+    # MOVE: only when the key exists here and not there.
+    assert r.move("src", 12) is False and r.exists("src") == 1
+    r.set("plain", "p")
+    assert r.move("plain", 13) is True and r.exists("plain") == 0
+    assert connect(server, db=13).get("plain") == b"p"
+    assert r.move("absent", 13) is False
+    try:
+        r.move("dst", 8)
+        raise AssertionError("MOVE to its own database should fail")
+    except redis.ResponseError as error:
+        assert "same" in str(error)
+    # Inside a transaction, in order with the other commands.
+    pipe = r.pipeline(transaction=True)
+    pipe.set("t", "1").move("t", 14).exists("t").copy("dst", "t")
+    assert pipe.execute() == [True, True, 0, True]
+    assert r.get("t") == b"value" and connect(server, db=14).get("t") == b"1"
+
+
+@with_server
 def test_watch_conflict(server):
     r = connect(server)
     other = connect(server)
@@ -391,6 +432,6 @@ def test_server_commands(server):
 
 if __name__ == "__main__":
     harness.run([test_strings, test_pipeline_and_transactions, test_exec_lists_its_own_writes,
-                 test_flush_inside_exec,
+                 test_flush_inside_exec, test_copy_and_move,
                  test_watch_conflict, test_concurrent_increments, test_scan_complete_under_writes,
                  test_binary_safe, test_large_value, test_expiry, test_server_commands])

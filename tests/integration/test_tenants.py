@@ -51,6 +51,7 @@ def test_isolation(binary):
         assert bob.dbsize() == 1 and alice.dbsize() == 3
         assert bob.randomkey() == b"shared"
         assert bob.delete("a1") == 0 and alice.get("a1") == b"1"
+        assert bob.copy("a1", "mine") is False and bob.move("a1", 1) is False
         expect_error(lambda: bob.rename("a1", "stolen"), "no such key")
         assert bob.info("keyspace")["db0"]["keys"] == 1
         # Cursors do not cross tenants.

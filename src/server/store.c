@@ -685,13 +685,15 @@ static int store_overlay_add(store_txn *txn, shoal_ns *ns, const store_key *k,
     return 0;
 }
 
+/* Adds a delete of k, or with k NULL of every key of ns (a flush). */
 static int store_txn_delete_encoded(store_txn *txn, shoal_ns *ns, const store_key *k)
 {
     int result = store_txn_flush_single(txn);
     if (result == 0)
         result = store_txn_batch(txn);
     if (result == 0)
-        result = shoal_batch_delete(txn->batch, ns, k->bytes, k->length);
+        result = k != NULL ? shoal_batch_delete(txn->batch, ns, k->bytes, k->length)
+                           : shoal_batch_delete_all(txn->batch, ns);
     if (result == 0 && txn->multi)
         result = store_overlay_add(txn, ns, k, NULL, 0);
     if (result != 0)
@@ -837,17 +839,7 @@ int store_txn_delete(store_txn *txn, shoal_ns *ns, const char *key, size_t key_l
 
 int store_txn_flush(store_txn *txn, shoal_ns *ns)
 {
-    int result = store_txn_flush_single(txn);
-    if (result == 0)
-        result = store_txn_batch(txn);
-    if (result == 0)
-        result = shoal_batch_delete_all(txn->batch, ns);
-    if (result == 0 && txn->multi)
-        result = store_overlay_add(txn, ns, NULL, NULL, 0);
-    if (result != 0)
-        return store_txn_fail(txn, result);
-    txn->writes++;
-    return 0;
+    return store_txn_delete_encoded(txn, ns, NULL);
 }
 
 int store_txn_require(store_txn *txn, shoal_ns *ns, const char *key, size_t key_length,

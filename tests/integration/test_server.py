@@ -145,6 +145,14 @@ def test_exec_lists_its_own_writes(server):
     assert r.keys("*") == [b"z"]
 
 
+def expect_watch_abort(pipe):
+    try:
+        pipe.execute()
+        raise AssertionError("EXEC should have been aborted")
+    except redis.WatchError:
+        pass
+
+
 @with_server
 def test_flush_inside_exec(server):
     """FLUSHDB and FLUSHALL inside MULTI are writes of the transaction, as in Redis."""
@@ -173,11 +181,7 @@ def test_flush_inside_exec(server):
         assert flusher.execute() == [True]
         watcher.multi()
         watcher.set("watched", "mine")
-        try:
-            watcher.execute()
-            raise AssertionError("EXEC should have been aborted")
-        except redis.WatchError:
-            pass
+        expect_watch_abort(watcher)
     assert r.dbsize() == 0
     # A transaction that only flushes an empty database answers OK and changes nothing.
     pipe = r.pipeline(transaction=True)
@@ -236,11 +240,7 @@ def test_watch_conflict(server):
         other.set("w", "changed")
         pipe.multi()
         pipe.set("w", "mine")
-        try:
-            pipe.execute()
-            raise AssertionError("EXEC should have been aborted")
-        except redis.WatchError:
-            pass
+        expect_watch_abort(pipe)
     assert r.get("w") == b"changed"
     with r.pipeline() as pipe:
         pipe.watch("w")

@@ -455,6 +455,12 @@ SHOAL_API int shoal_exists(shoal_ns *ns, const shoal_snapshot *snap, const void 
 SHOAL_API int shoal_key_seq(shoal_ns *ns, const shoal_snapshot *snap, const void *key,
                             size_t klen, uint64_t *seq);
 
+/* Stores in *bytes the memory the engine holds for key (Redis's MEMORY USAGE): each of its
+ * versions still kept (for open snapshots), as the allocator's size class holds it, with
+ * its object-table entry, plus the key's share of its index (the index's bytes over its
+ * keys, or over a leaf's worth of keys in an index that holds fewer). Returns SHOAL_ENOTFOUND if the key has no live value, or errors as shoal_get. */
+SHOAL_API int shoal_key_memory(shoal_ns *ns, const void *key, size_t klen, uint64_t *bytes);
+
 /* Frees memory the library handed out (shoal_get values). NULL is a no-op. */
 SHOAL_API void shoal_free(void *p);
 

@@ -1391,6 +1391,12 @@ size_t btree_memory(const struct btree *tree)
            tree->separator_bytes;
 }
 
+size_t btree_bytes_per_key(const struct btree *tree)
+{
+    size_t keys = tree->count > BTREE_LEAF_SLOTS ? tree->count : BTREE_LEAF_SLOTS;
+    return btree_memory(tree) / keys;
+}
+
 unsigned btree_height(const struct btree *tree)
 {
     return tree->height;

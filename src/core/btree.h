@@ -50,6 +50,9 @@ void *btree_remove(struct btree *tree, const void *key, uint32_t klen);
 
 size_t btree_count(const struct btree *tree);   /* keys in the tree */
 size_t btree_memory(const struct btree *tree);  /* bytes held by nodes and separator copies */
+/* btree_memory over the keys, counting at least a leaf's worth: a tree of a few keys is
+ * mostly the fixed size of its one leaf, not theirs (MEMORY USAGE). */
+size_t btree_bytes_per_key(const struct btree *tree);
 /* Checks every structural invariant (order, fill, separators, leaf links, counts); returns 0 or -1
  * and is used by tests. */
 int btree_check(const struct btree *tree);

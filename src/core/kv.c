@@ -856,6 +856,29 @@ SHOAL_API int shoal_key_seq(shoal_ns *h, const shoal_snapshot *snap, const void 
     return 0;
 }
 
+SHOAL_API int shoal_key_memory(shoal_ns *h, const void *key, size_t klen, uint64_t *bytes)
+{
+    if (!bytes)
+        return SHOAL_EINVAL;
+    *bytes = 0;
+    struct thread_state *t = h ? db_thread(h->db) : NULL;
+    struct shard *s;
+    const struct version *newest;
+    int err = read_begin(h, t, NULL, key, klen, &s, &newest);
+    if (err)
+        return err;
+    if (!newest || version_is_tombstone(newest)) {
+        shard_read_unlock(s, t);
+        return SHOAL_ENOTFOUND;
+    }
+    for (const struct version *v = newest; v; v = v->older)
+        *bytes += segment_class_size(version_size(v->klen, v->vlen)) + sizeof(uint64_t);
+    const struct btree *tree = h->ns->parts[ns_route(h->ns, key, klen)].tree;
+    *bytes += btree_bytes_per_key(tree);
+    shard_read_unlock(s, t);
+    return 0;
+}
+
 SHOAL_API void shoal_free(void *p)
 {
     free(p);

@@ -1,7 +1,7 @@
 /*
- * cmd_keys.c -- the key-space commands: DEL UNLINK EXISTS TYPE RENAME RENAMENX COPY MOVE
- * KEYS SCAN RANDOMKEY DBSIZE FLUSHDB FLUSHALL TOUCH, and expiry: EXPIRE PEXPIRE EXPIREAT
- * PEXPIREAT TTL PTTL EXPIRETIME PEXPIRETIME PERSIST.
+ * cmd_keys.c -- the key-space commands: DEL UNLINK EXISTS TYPE MEMORY OBJECT RENAME
+ * RENAMENX COPY MOVE KEYS SCAN RANDOMKEY DBSIZE FLUSHDB FLUSHALL TOUCH, and expiry: EXPIRE
+ * PEXPIRE EXPIREAT PEXPIREAT TTL PTTL EXPIRETIME PEXPIRETIME PERSIST.
  *
  * Every command sees only the client's tenant: keys are read through the namespace of
  * (tenant, database), so no command here can name, list, count or flush another
@@ -86,6 +86,119 @@ COMMAND_HANDLER(cmd_type)
     if (ns == NULL || key_read(c, ns, c->argv[1], c->lengths[1], true, &v) != 0)
         return;
     resp_add_simple(&c->out, !v.found ? "none" : v.foreign ? "unknown" : "string");
+}
+
+/* A reply of help lines, as Redis's HELP subcommands give. */
+static void keys_help(client *c, const char *const *lines, size_t count)
+{
+    resp_add_array(&c->out, count);
+    for (size_t i = 0; i < count; i++)
+        resp_add_simple(&c->out, lines[i]);
+}
+
+/* MEMORY USAGE key [SAMPLES n]: a string has one allocation to sample, so n is checked
+ * and otherwise unused. A key only this transaction wrote counts its key and value. */
+COMMAND_HANDLER(cmd_memory)
+{
+    static const char *const help[] = {
+        "MEMORY USAGE <key> [SAMPLES <count>]",
+        "    Return memory in bytes used by <key> and its value.",
+        "HELP",
+        "    Print this help.",
+    };
+    long long samples;
+    if (arg_is(c, 1, "HELP") && c->argc == 2) {
+        keys_help(c, help, sizeof(help) / sizeof(help[0]));
+        return;
+    }
+    if (!arg_is(c, 1, "USAGE") || (c->argc != 3 && c->argc != 5)) {
+        resp_add_errorf(&c->out, "ERR unknown subcommand or wrong number of arguments for "
+                                 "'%.*s'. Try MEMORY HELP.", (int)c->lengths[1], c->argv[1]);
+        return;
+    }
+    if (c->argc == 5 && !arg_is(c, 3, "SAMPLES")) {
+        resp_add_error(&c->out, "ERR syntax error");
+        return;
+    }
+    if (c->argc == 5 && !arg_long_long(c, 4, &samples))
+        return;
+    shoal_ns *ns = client_namespace(c);
+    store_value v;
+    if (ns == NULL || key_read(c, ns, c->argv[2], c->lengths[2], true, &v) != 0)
+        return;
+    if (!v.found) {
+        resp_add_null(&c->out);
+        return;
+    }
+    uint64_t bytes;
+    int result = store_key_memory(ns, c->argv[2], c->lengths[2], &bytes);
+    if (result == SHOAL_ENOTFOUND) {
+        bytes = c->lengths[2] + v.length;
+        result = 0;
+    }
+    store_value_release(&v);
+    if (result != 0)
+        reply_engine_error(c, result);
+    else
+        resp_add_integer(&c->out, (long long)bytes);
+}
+
+/* How Redis would encode a string value: "int" for a canonical 64-bit integer, "embstr"
+ * up to 44 bytes, "raw" beyond (clients and tools read this; Shoal stores all alike). */
+static const char *keys_string_encoding(const store_value *v)
+{
+    long long number;
+    char canonical[32];
+    if (!v->foreign && v->length <= 20 && text_to_long_long(v->data, v->length, &number) &&
+        (size_t)snprintf(canonical, sizeof(canonical), "%lld", number) == v->length &&
+        !memcmp(canonical, v->data, v->length))
+        return "int";
+    return v->length <= 44 ? "embstr" : "raw";
+}
+
+/* OBJECT ENCODING|REFCOUNT|FREQ|IDLETIME key. Shoal keeps no access times or counts, so
+ * the last two answer an error, as Redis does when its eviction policy tracks neither. */
+COMMAND_HANDLER(cmd_object)
+{
+    static const char *const help[] = {
+        "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "ENCODING <key>",
+        "    Return the kind of internal representation the Redis object stored at <key> is "
+        "using.",
+        "REFCOUNT <key>",
+        "    Return the reference count of the object stored at <key>.",
+        "FREQ <key>, IDLETIME <key>",
+        "    Not tracked: an error.",
+        "HELP",
+        "    Print this help.",
+    };
+    if (arg_is(c, 1, "HELP") && c->argc == 2) {
+        keys_help(c, help, sizeof(help) / sizeof(help[0]));
+        return;
+    }
+    bool encoding = arg_is(c, 1, "ENCODING");
+    if (c->argc != 3 || !(encoding || arg_is(c, 1, "REFCOUNT") || arg_is(c, 1, "FREQ") ||
+                          arg_is(c, 1, "IDLETIME"))) {
+        resp_add_errorf(&c->out, "ERR unknown subcommand or wrong number of arguments for "
+                                 "'%.*s'. Try OBJECT HELP.", (int)c->lengths[1], c->argv[1]);
+        return;
+    }
+    shoal_ns *ns = client_namespace(c);
+    store_value v;
+    if (ns == NULL || key_read(c, ns, c->argv[2], c->lengths[2], !encoding, &v) != 0)
+        return;
+    if (!v.found)
+        resp_add_null(&c->out);
+    else if (encoding)
+        resp_add_bulk(&c->out, keys_string_encoding(&v), strlen(keys_string_encoding(&v)));
+    else if (arg_is(c, 1, "REFCOUNT"))
+        resp_add_integer(&c->out, 1);
+    else if (arg_is(c, 1, "FREQ"))
+        resp_add_error(&c->out, "ERR An LFU maxmemory policy is not selected, access "
+                                "frequency not tracked.");
+    else
+        resp_add_error(&c->out, "ERR idle time is not tracked by this server.");
+    store_value_release(&v);
 }
 
 static void keys_rename(client *c, bool only_if_free)

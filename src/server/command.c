@@ -106,6 +106,8 @@
     X("unlink", cmd_del, -2, W | F, 1, -1, 1, "generic", "Deletes keys")                   \
     X("exists", cmd_exists, -2, R | F, 1, -1, 1, "generic", "Counts existing keys")        \
     X("type", cmd_type, 2, R | F, 1, 1, 1, "generic", "Returns a key's type")              \
+    X("object", cmd_object, -2, R, 2, 2, 1, "generic", "Inspects a key's value")           \
+    X("memory", cmd_memory, -2, R, 2, 2, 1, "server", "Reports the bytes a key takes")     \
     X("rename", cmd_rename, 3, W, 1, 2, 1, "generic", "Renames a key")                     \
     X("copy", cmd_copy, -3, W, 1, 2, 1, "generic", "Copies a key, to another db if asked") \
     X("move", cmd_move, 3, W | F, 1, 1, 1, "generic", "Moves a key to another db")          \

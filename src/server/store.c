@@ -538,6 +538,17 @@ int store_key_seq(shoal_ns *ns, const char *key, size_t key_length, uint64_t *se
     return result;
 }
 
+int store_key_memory(shoal_ns *ns, const char *key, size_t key_length, uint64_t *bytes)
+{
+    store_key k;
+    int result = store_key_make(&k, key, key_length);
+    if (result != 0)
+        return result;
+    result = shoal_key_memory(ns, k.bytes, k.length, bytes);
+    store_key_release(&k);
+    return result;
+}
+
 /* ---------------------------------------------------------------------------------------
  * Transactions
  * ------------------------------------------------------------------------------------- */

@@ -137,6 +137,9 @@ int store_txn_commit(store_txn *txn, const shoal_write_options *wo);
 void store_txn_abort(store_txn *txn);
 /* The key's current seq (0 if the database has no record of it), for WATCH. */
 int store_key_seq(shoal_ns *ns, const char *key, size_t key_length, uint64_t *seq);
+/* The bytes the engine holds for the key as committed (shoal_key_memory), for MEMORY
+ * USAGE. SHOAL_ENOTFOUND if it holds no live value. */
+int store_key_memory(shoal_ns *ns, const char *key, size_t key_length, uint64_t *bytes);
 
 /* ---------------------------------------------------------------------------------------
  * Iteration: SCAN, KEYS, RANDOMKEY, active expiry

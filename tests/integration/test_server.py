@@ -231,6 +231,36 @@ def test_copy_and_move(server):
 
 
 @with_server
+def test_memory_and_object(server):
+    """MEMORY USAGE and OBJECT, enough for redis-cli --memkeys and clients that ask."""
+    r = connect(server, db=9)
+    r.set("small", "v")
+    r.set("large", "x" * 5000)
+    r.set("number", "12345")
+    r.set("padded", "012")
+    small, large = r.memory_usage("small"), r.memory_usage("large")
+    assert 2 < small < 300 and 5000 < large < 6000, (small, large)
+    assert r.memory_usage("missing") is None
+    assert r.execute_command("MEMORY", "USAGE", "small", "SAMPLES", "0") == small
+    encodings = [r.object("encoding", key) for key in ("number", "padded", "small", "large")]
+    assert encodings == [b"int", b"embstr", b"embstr", b"raw"], encodings
+    assert r.object("refcount", "small") == 1 and r.object("encoding", "missing") is None
+    for command, text in ((("OBJECT", "FREQ", "small"), "LFU"),
+                          (("OBJECT", "IDLETIME", "small"), "not tracked"),
+                          (("MEMORY", "DOCTOR"), "unknown subcommand"),
+                          (("MEMORY", "USAGE", "small", "SAMPLES", "x"), "not an integer")):
+        try:
+            r.execute_command(*command)
+            raise AssertionError("%r should fail" % (command,))
+        except redis.ResponseError as error:
+            assert text in str(error), error
+    # Inside EXEC a key written by the transaction counts too.
+    pipe = r.pipeline(transaction=True)
+    pipe.set("fresh", "y" * 100).memory_usage("fresh")
+    assert pipe.execute()[1] >= 100
+
+
+@with_server
 def test_watch_conflict(server):
     r = connect(server)
     other = connect(server)
@@ -432,6 +462,6 @@ def test_server_commands(server):
 
 if __name__ == "__main__":
     harness.run([test_strings, test_pipeline_and_transactions, test_exec_lists_its_own_writes,
-                 test_flush_inside_exec, test_copy_and_move,
+                 test_flush_inside_exec, test_copy_and_move, test_memory_and_object,
                  test_watch_conflict, test_concurrent_increments, test_scan_complete_under_writes,
                  test_binary_safe, test_large_value, test_expiry, test_server_commands])

@@ -930,6 +930,48 @@ static void test_stats_counters(void **state)
     shoal_close(db);
 }
 
+/* shoal_key_memory: every kept version, as allocated, and a share of the index. */
+static void test_key_memory(void **state)
+{
+    (void)state;
+    shoal_db *db = test_open(4, 0);
+    shoal_ns *ns = test_ns(db, "m", SHOAL_PLACE_SPREAD, 0);
+    uint64_t bytes = 1;
+    assert_code(shoal_key_memory(ns, "k", 1, &bytes), SHOAL_ENOTFOUND);
+    assert_int_equal(bytes, 0);
+    assert_code(shoal_key_memory(ns, "k", 1, NULL), SHOAL_EINVAL);
+    assert_code(shoal_key_memory(NULL, "k", 1, &bytes), SHOAL_EINVAL);
+    assert_code(shoal_key_memory(ns, NULL, 1, &bytes), SHOAL_EINVAL);
+    char key[16];
+    for (int i = 0; i < 2000; i++) { /* the index's share of a key is about 20 bytes */
+        snprintf(key, sizeof key, "other%04d", i);
+        test_put(ns, key, "x");
+    }
+    test_put(ns, "k", "0123456789");
+    assert_ok(shoal_key_memory(ns, "k", 1, &bytes));
+    uint64_t small = bytes;
+    assert_true(small > 11 && small < 400);
+    static char big[100000];
+    assert_ok(shoal_put(ns, "big", 3, big, sizeof big, NULL));
+    assert_ok(shoal_key_memory(ns, "big", 3, &bytes));
+    assert_true(bytes >= sizeof big + 3 && bytes < sizeof big + 8192);
+    /* A snapshot keeps the replaced version: it counts until released and reclaimed. */
+    shoal_snapshot *snap = NULL;
+    assert_ok(shoal_snapshot_take(db, &snap));
+    test_put(ns, "k", "another value, longer than the first");
+    assert_ok(shoal_key_memory(ns, "k", 1, &bytes));
+    assert_true(bytes > small + 36);
+    uint64_t both = bytes;
+    shoal_snapshot_release(snap);
+    test_put(ns, "k", "0123456789"); /* a write reclaims what no snapshot needs */
+    assert_ok(shoal_key_memory(ns, "k", 1, &bytes));
+    assert_true(bytes < both);
+    assert_ok(shoal_delete(ns, "k", 1, NULL));
+    assert_code(shoal_key_memory(ns, "k", 1, &bytes), SHOAL_ENOTFOUND);
+    shoal_ns_close(ns);
+    shoal_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -952,6 +994,7 @@ int main(void)
         cmocka_unit_test(test_ns_list_count_only),
         cmocka_unit_test(test_memory_limit),
         cmocka_unit_test(test_stats_while_writing),
+        cmocka_unit_test(test_key_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -415,6 +415,14 @@ typedef struct shoal_log_mark {
 SHOAL_API int shoal_notify_durable(shoal_db *db, const shoal_log_mark *mark,
                                    void (*on_durable)(void *ctx, int err), void *ctx);
 
+/* The end of each log stream now, for a durability barrier (WAITAOF): marks[0..*streams)
+ * (marks holds SHOAL_MAX_LOG_STREAMS) get each stream's last record so far, with sync
+ * SHOAL_SYNC_ALWAYS; a stream with no record since the open has lsn 0 (nothing to wait
+ * for). Once shoal_notify_durable reports every mark of lsn > 0, every write that
+ * returned before this call is on disk, whatever its own sync policy. Returns 0, or
+ * SHOAL_EINVAL (memory mode, NULL arguments). Thread-safety: any thread. */
+SHOAL_API int shoal_log_end(shoal_db *db, shoal_log_mark *marks, unsigned *streams);
+
 /* Stores value under key, replacing any previous value. wo may be NULL.
  * Errors: SHOAL_EINVAL (NULL handle or key, empty key), SHOAL_ETOOBIG, SHOAL_EQUOTA,
  * SHOAL_ERATE, SHOAL_EMEMLIMIT, SHOAL_EDROPPED, SHOAL_ENOMEM, and in durable mode

@@ -1595,6 +1595,18 @@ int durable_wait(struct shoal_db *db, unsigned stream, uint64_t lsn,
     return wal_wait(d->wal, stream, lsn, sync);
 }
 
+SHOAL_API int shoal_log_end(shoal_db *db, shoal_log_mark *marks, unsigned *streams)
+{
+    struct durable *d = db ? durable_of(db) : NULL;
+    if (!d || !marks || !streams)
+        return SHOAL_EINVAL;
+    *streams = d->streams;
+    for (unsigned i = 0; i < d->streams; i++)
+        marks[i] = (shoal_log_mark){.stream = i, .sync = SHOAL_SYNC_ALWAYS,
+                                    .lsn = wal_appended(d->wal, i)};
+    return 0;
+}
+
 SHOAL_API int shoal_notify_durable(shoal_db *db, const shoal_log_mark *mark,
                                    void (*on_durable)(void *ctx, int err), void *ctx)
 {

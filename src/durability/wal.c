@@ -1207,6 +1207,17 @@ int wal_wait(struct wal *w, unsigned stream, uint64_t lsn, int sync)
     return rc;
 }
 
+uint64_t wal_appended(struct wal *w, unsigned stream)
+{
+    if (w == NULL || stream >= w->stream_count)
+        return 0;
+    struct wal_stream *s = &w->streams[stream];
+    pthread_mutex_lock(&s->mutex);
+    uint64_t appended = s->appended;
+    pthread_mutex_unlock(&s->mutex);
+    return appended;
+}
+
 int wal_wait_async(struct wal *w, unsigned stream, uint64_t lsn, int sync,
                    void (*cb)(void *ctx, int err), void *ctx)
 {

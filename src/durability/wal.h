@@ -106,6 +106,10 @@ int wal_wait(struct wal *w, unsigned stream, uint64_t lsn, int sync);
 int wal_wait_async(struct wal *w, unsigned stream, uint64_t lsn, int sync,
                    void (*cb)(void *ctx, int err), void *ctx);
 
+/* The lsn of the last record appended to the stream (0: none since wal_open, or no such
+ * stream). */
+uint64_t wal_appended(struct wal *w, unsigned stream);
+
 /* Writes and fdatasyncs everything appended so far on every stream. Returns 0 or the sticky
  * error. */
 int wal_sync_all(struct wal *w);

@@ -29,6 +29,7 @@
 #include "catalog.h"
 #include "commands.h"
 #include "log.h"
+#include "pending.h"
 #include "text.h"
 
 COMMAND_HANDLER(cmd_ping)
@@ -818,6 +819,57 @@ COMMAND_HANDLER(cmd_lastsave)
     memset(&stats, 0, sizeof(stats));
     shoal_stats(server.db, &stats);
     resp_add_integer(&c->out, server_last_save(&stats));
+}
+
+/* WAITAOF numlocal numreplicas timeout: with numlocal 1, the reply [1, 0] leaves once
+ * every write logged so far (this client's among them) is on disk, whatever the sync
+ * policy (pending_barrier). There are no replicas: numreplicas waits for nothing, and
+ * the timeout is not needed, since the log's sync either completes or fails (MISCONF).
+ * Inside EXEC it does not wait: it reports 1 only where every acknowledged write is
+ * durable already (sync always). */
+COMMAND_HANDLER(cmd_waitaof)
+{
+    long long local, replicas, timeout;
+    if (!arg_long_long(c, 1, &local) || !arg_long_long(c, 2, &replicas) ||
+        !arg_long_long(c, 3, &timeout))
+        return;
+    if (local < 0 || replicas < 0) {
+        resp_add_error(&c->out, "ERR value is out of range, must be positive");
+        return;
+    }
+    if (timeout < 0) {
+        resp_add_error(&c->out, "ERR timeout is negative");
+        return;
+    }
+    if (local > 0 && !server.durable) {
+        resp_add_error(&c->out, "ERR WAITAOF cannot be used when numlocal is set but the "
+                                "server runs in memory mode");
+        return;
+    }
+    bool synced = server.durable && !strcmp(server.config.sync, "always");
+    bool wait = local > 0 && !c->in_exec && !synced;
+    uint64_t reply_start = resp_buffer_mark(&c->out);
+    resp_add_array(&c->out, 2);
+    resp_add_integer(&c->out, synced || wait);
+    resp_add_integer(&c->out, 0);
+    int result = wait ? pending_barrier(c, reply_start) : 0;
+    if (result != 0) {
+        resp_buffer_truncate(&c->out, reply_start);
+        reply_engine_error(c, result);
+    }
+}
+
+/* WAIT numreplicas timeout: there are no replicas to wait for, so 0 at once. */
+COMMAND_HANDLER(cmd_wait)
+{
+    long long replicas, timeout;
+    if (!arg_long_long(c, 1, &replicas) || !arg_long_long(c, 2, &timeout))
+        return;
+    if (timeout < 0) {
+        resp_add_error(&c->out, "ERR timeout is negative");
+        return;
+    }
+    resp_add_integer(&c->out, 0);
 }
 
 COMMAND_HANDLER(cmd_shutdown)

@@ -138,6 +138,8 @@
     X("save", cmd_save, 1, A, 0, 0, 0, "server", "Takes a checkpoint")                     \
     X("bgsave", cmd_bgsave, -1, A, 0, 0, 0, "server", "Takes a checkpoint in background")  \
     X("lastsave", cmd_lastsave, 1, F, 0, 0, 0, "server", "Time of the last checkpoint")    \
+    X("waitaof", cmd_waitaof, 4, 0, 0, 0, 0, "generic", "Waits until writes are on disk")  \
+    X("wait", cmd_wait, 3, 0, 0, 0, 0, "generic", "Waits for replicas: there are none")    \
     X("shutdown", cmd_shutdown, -1, A | M, 0, 0, 0, "server", "Stops the server")          \
     X("command", cmd_command, -1, 0, 0, 0, 0, "server", "Describes commands")              \
     X("time", cmd_time, 1, F, 0, 0, 0, "server", "Returns the server time")                \

@@ -55,6 +55,8 @@ COMMAND_HANDLER(cmd_pttl);
 COMMAND_HANDLER(cmd_quit);
 COMMAND_HANDLER(cmd_randomkey);
 COMMAND_HANDLER(cmd_rename);
+COMMAND_HANDLER(cmd_wait);
+COMMAND_HANDLER(cmd_waitaof);
 COMMAND_HANDLER(cmd_memory);
 COMMAND_HANDLER(cmd_object);
 COMMAND_HANDLER(cmd_copy);

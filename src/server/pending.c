@@ -74,12 +74,21 @@
  *    to the log before the loop waits for events again (pending_round_end ends each round
  *    of network_loop_events), so no write waits for a notification nobody asked for.
  *
+ * A barrier (WAITAOF)
+ * -------------------
+ * pending_barrier holds a reply like a write's, with the end of every log stream as its
+ * marks (shoal_log_end) at sync always, merged into the round like any write's, so its
+ * reply leaves once everything logged before it is on disk. It works under every policy,
+ * none included (the queue and its eventfd exist in every durable server; only
+ * pending_begin looks at pending_waits).
+ *
  * Testing
  * -------
  * tests/integration/test_durable.py: pipelined writes under sync=always get every reply
  * in order (with reads between them), EXEC, clients that disconnect with writes in
  * flight, kill -9 under load keeps every acknowledged key, and a failed sync (DEBUG
- * FAULT FSYNC) answers MISCONF and leaves the server read-only for writes. The suite runs
+ * FAULT FSYNC) answers MISCONF and leaves the server read-only for writes; WAITAOF syncs
+ * under sync none and periodic (test_waitaof_syncs_the_log). The suite runs
  * under the ASan+UBSan and TSan builds too.
  */
 #include "pending.h"
@@ -169,10 +178,9 @@ static void pending_group_on_durable(void *context, int error)
  * The loop's side
  * ------------------------------------------------------------------------------------- */
 
-pending_write *pending_begin(client *c, shoal_write_options *wo, uint64_t reply_start)
+/* Takes a write off the free list (or allocates one) for client c. */
+static pending_write *pending_take(client *c, uint64_t reply_start)
 {
-    if (!pending_waits)
-        return NULL;
     pending_queue *q = c->loop->pending;
     pending_write *w = q->free_list;
     if (w != NULL) {
@@ -181,13 +189,61 @@ pending_write *pending_begin(client *c, shoal_write_options *wo, uint64_t reply_
     } else {
         w = malloc(sizeof(*w));
         if (w == NULL)
-            return NULL; /* the commit waits the blocking way: slower, still correct */
+            return NULL;
     }
     memset(w, 0, sizeof(*w));
-    /* owner is set before the commit: the callback may run before the commit returns. */
     w->queue = q;
     w->owner = c;
     w->reply_start = reply_start;
+    return w;
+}
+
+/* Merges mark into the round's mark of its stream: the largest lsn, the strongest sync. */
+static void pending_round_cover(pending_queue *q, const shoal_log_mark *mark)
+{
+    shoal_log_mark *round = &q->round_marks[mark->stream];
+    if (!(q->round_streams & (1ull << mark->stream))) {
+        q->round_streams |= 1ull << mark->stream;
+        *round = *mark;
+        return;
+    }
+    if (mark->lsn > round->lsn)
+        round->lsn = mark->lsn;
+    if (mark->sync > round->sync)
+        round->sync = mark->sync;
+}
+
+/* Links w, whose mark is filled, at the end of its client's FIFO and into the round. */
+static void pending_hold(client *c, pending_write *w)
+{
+    w->reply_end = resp_buffer_mark(&c->out);
+    if (c->pending_tail != NULL)
+        c->pending_tail->next_in_client = w;
+    else
+        c->pending_head = w;
+    c->pending_tail = w;
+    c->pending_count++;
+    atomic_fetch_add_explicit(&server.pending_writes, 1, memory_order_relaxed);
+
+    /* Into the round's group; the stream's mark grows to cover it. */
+    pending_queue *q = c->loop->pending;
+    w->next_in_queue = NULL;
+    if (q->round_tail != NULL)
+        q->round_tail->next_in_queue = w;
+    else
+        q->round_head = w;
+    q->round_tail = w;
+    pending_round_cover(q, &w->mark);
+}
+
+pending_write *pending_begin(client *c, shoal_write_options *wo, uint64_t reply_start)
+{
+    if (!pending_waits)
+        return NULL;
+    /* owner is set before the commit: the callback may run before the commit returns. */
+    pending_write *w = pending_take(c, reply_start);
+    if (w == NULL)
+        return NULL; /* the commit waits the blocking way: slower, still correct */
     memset(wo, 0, sizeof(*wo));
     wo->mark = &w->mark;
     return w;
@@ -212,34 +268,32 @@ int pending_end(client *c, pending_write *w, int result)
         pending_recycle(c->loop->pending, w);
         return result;
     }
-    w->reply_end = resp_buffer_mark(&c->out);
-    if (c->pending_tail != NULL)
-        c->pending_tail->next_in_client = w;
-    else
-        c->pending_head = w;
-    c->pending_tail = w;
-    c->pending_count++;
-    atomic_fetch_add_explicit(&server.pending_writes, 1, memory_order_relaxed);
+    pending_hold(c, w);
+    return 0;
+}
 
-    /* Into the round's group; the stream's mark grows to cover it. */
-    pending_queue *q = c->loop->pending;
-    w->next_in_queue = NULL;
-    if (q->round_tail != NULL)
-        q->round_tail->next_in_queue = w;
-    else
-        q->round_head = w;
-    q->round_tail = w;
-    uint32_t stream = w->mark.stream;
-    shoal_log_mark *round = &q->round_marks[stream];
-    if (!(q->round_streams & (1ull << stream))) {
-        q->round_streams |= 1ull << stream;
-        *round = w->mark;
-    } else {
-        if (w->mark.lsn > round->lsn)
-            round->lsn = w->mark.lsn;
-        if (w->mark.sync > round->sync)
-            round->sync = w->mark.sync;
+int pending_barrier(client *c, uint64_t reply_start)
+{
+    shoal_log_mark marks[SHOAL_MAX_LOG_STREAMS];
+    unsigned streams;
+    int result = shoal_log_end(server.db, marks, &streams);
+    if (result != 0)
+        return result;
+    /* The write carries its first stream's mark; the round gets every stream's. */
+    pending_write *w = NULL;
+    for (unsigned i = 0; i < streams; i++) {
+        if (marks[i].lsn == 0)
+            continue; /* nothing logged there since the start */
+        if (w != NULL) {
+            pending_round_cover(c->loop->pending, &marks[i]);
+        } else if ((w = pending_take(c, reply_start)) != NULL) {
+            w->mark = marks[i];
+        } else {
+            return SHOAL_ENOMEM;
+        }
     }
+    if (w != NULL)
+        pending_hold(c, w);
     return 0;
 }
 

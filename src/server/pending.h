@@ -38,6 +38,12 @@ pending_write *pending_begin(client *c, shoal_write_options *wo, uint64_t reply_
  * 0; any other result recycles w and is returned unchanged. w NULL: returns result. */
 int pending_end(client *c, pending_write *w, int result);
 
+/* WAITAOF: holds the client's output from reply_start (its reply is written already)
+ * until every log record appended so far, on every stream, is on disk (shoal_log_end),
+ * whatever the sync policy, none included. Works in durable mode only. Returns 0 (held,
+ * or nothing to wait for), SHOAL_EINVAL in memory mode, or SHOAL_ENOMEM. Loop thread. */
+int pending_barrier(client *c, uint64_t reply_start);
+
 /* Ends a round of the loop's events: asks the engine to notify the loop once the writes
  * pending_end kept since the last call are durable, with one notification per log stream
  * they wrote to. Call it before waiting for events again (pending.c, invariant 5). Loop

@@ -461,6 +461,45 @@ def test_failed_sync_answers_misconf(binary):
             server.stop()
 
 
+def test_waitaof_syncs_the_log(binary):
+    """WAITAOF 1 0 0 answers once every write logged so far is on disk, whatever the sync
+    policy: it makes the log sync (log_syncs grows), and with every fsync failing (DEBUG
+    FAULT FSYNC) a write under sync none or periodic is still acknowledged, since it waits
+    for no sync, while WAITAOF after it answers MISCONF. Inside EXEC it does not wait."""
+    policies = (["--sync", "none"], ["--sync", "periodic", "--sync-period-ms", "3600000"])
+    for policy in policies:
+        with DataDir() as directory:
+            server = start(binary, directory, policy + ["--enable-debug-command", "yes"])
+            try:
+                r = connect(server)
+                waitaof = ("WAITAOF", "1", "0", "0")
+                assert r.execute_command(*waitaof) == [1, 0]  # nothing logged yet
+                r.set("k", "v")
+                syncs = int(info(r)["log_syncs"])
+                assert r.execute_command(*waitaof) == [1, 0]
+                assert int(info(r)["log_syncs"]) > syncs, policy
+                assert r.execute_command("WAITAOF", "0", "0", "0") == [0, 0]
+                pipe = r.pipeline(transaction=True)
+                pipe.set("t", "1").execute_command(*waitaof)
+                assert pipe.execute() == [True, [0, 0]]
+                assert r.execute_command("DEBUG", "FAULT", "FSYNC") == b"OK"
+                assert r.set("unsynced", "1")
+                expect_error(lambda: r.execute_command(*waitaof), "MISCONF")
+            finally:
+                server.stop()
+    with DataDir() as directory:
+        server = start(binary, directory, ["--sync", "always"])
+        try:
+            r = connect(server)
+            r.set("k", "v")
+            assert r.execute_command("WAITAOF", "0", "0", "0") == [1, 0]
+            assert r.execute_command("WAITAOF", "1", "1", "10") == [1, 0]
+            assert r.execute_command("WAIT", "1", "10") == 0
+            expect_error(lambda: r.execute_command("WAITAOF", "1", "0", "-1"), "negative")
+        finally:
+            server.stop()
+
+
 def run_expecting_failure(binary, args, env=None):
     full_env = dict(os.environ)
     full_env.pop("SHOAL_DIR", None)
@@ -517,5 +556,6 @@ if __name__ == "__main__":
         test_multi_exec_survives_kill9,
         test_disconnect_with_writes_in_flight,
         test_failed_sync_answers_misconf,
+        test_waitaof_syncs_the_log,
         test_mode_settings,
     ])

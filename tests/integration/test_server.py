@@ -431,6 +431,10 @@ def test_server_commands(server):
     assert "me" in [c["name"] for c in r.client_list()]
     assert r.command_count() > 50
     assert len(r.time()) == 2
+    # Memory mode has no log to wait for, and no server has replicas.
+    expect_error(lambda: r.execute_command("WAITAOF", "1", "0", "0"), "memory mode")
+    assert r.execute_command("WAITAOF", "0", "0", "0") == [0, 0]
+    assert r.execute_command("WAIT", "0", "0") == 0
     assert r.config_get("maxclients") == {"maxclients": "10000"}
     assert r.config_set("timeout", 100)
     assert r.config_get("timeout") == {"timeout": "100"}

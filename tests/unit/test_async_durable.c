@@ -67,6 +67,18 @@ static void reopen_expect_keys(const char *dir, const shoal_options *o, int coun
     assert_int_equal(shoal_close(db), 0);
 }
 
+/* Opens dir with 8 shards over 2 log streams under sync; *o is for reopening, then freeing. */
+static shoal_db *open_two_streams(const char *dir, shoal_sync sync, shoal_options **o)
+{
+    assert_int_equal(shoal_options_new(o), 0);
+    assert_int_equal(shoal_options_set(*o, SHOAL_OPT_SYNC, sync), 0);
+    assert_int_equal(shoal_options_set(*o, SHOAL_OPT_SHARDS, 8), 0);
+    assert_int_equal(shoal_options_set(*o, SHOAL_OPT_LOG_STREAMS, 2), 0);
+    shoal_db *db;
+    assert_int_equal(shoal_open(dir, *o, &db), 0);
+    return db;
+}
+
 /* Under sync=always every write through on_durable is pending and reported exactly once;
  * after reopening, all of them are there. */
 static void test_pending_then_durable(void **state)
@@ -127,12 +139,7 @@ static void test_marks_then_one_notification_per_stream(void **state)
     (void)state;
     char *dir = temp_dir();
     shoal_options *o;
-    assert_int_equal(shoal_options_new(&o), 0);
-    assert_int_equal(shoal_options_set(o, SHOAL_OPT_SYNC, SHOAL_SYNC_ALWAYS), 0);
-    assert_int_equal(shoal_options_set(o, SHOAL_OPT_SHARDS, 8), 0);
-    assert_int_equal(shoal_options_set(o, SHOAL_OPT_LOG_STREAMS, 2), 0);
-    shoal_db *db;
-    assert_int_equal(shoal_open(dir, o, &db), 0);
+    shoal_db *db = open_two_streams(dir, SHOAL_SYNC_ALWAYS, &o);
     shoal_ns_config cfg = {.kind = SHOAL_KIND_KV, .placement = SHOAL_PLACE_SPREAD};
     shoal_ns *ns;
     assert_int_equal(shoal_ns_open(db, "a", &cfg, &ns), 0);
@@ -199,6 +206,54 @@ static void test_marks_then_one_notification_per_stream(void **state)
     free(dir);
 }
 
+/* shoal_log_end: the end of every stream, at sync always. Under sync none, notifying its
+ * marks makes the log sync what no write waited for. */
+static void test_log_end_barrier(void **state)
+{
+    (void)state;
+    char *dir = temp_dir();
+    shoal_options *o;
+    shoal_db *db = open_two_streams(dir, SHOAL_SYNC_NONE, &o);
+    shoal_log_mark marks[SHOAL_MAX_LOG_STREAMS];
+    unsigned streams = 0;
+    assert_int_equal(shoal_log_end(db, NULL, &streams), SHOAL_EINVAL);
+    assert_int_equal(shoal_log_end(db, marks, NULL), SHOAL_EINVAL);
+    assert_int_equal(shoal_log_end(db, marks, &streams), 0);
+    assert_int_equal(streams, 2);
+    assert_true(marks[0].lsn == 0 && marks[1].lsn == 0); /* nothing logged yet */
+    shoal_ns_config cfg = {.kind = SHOAL_KIND_KV, .placement = SHOAL_PLACE_SPREAD};
+    shoal_ns *ns;
+    assert_int_equal(shoal_ns_open(db, "a", &cfg, &ns), 0);
+    for (int i = 0; i < 100; i++) {
+        char key[16];
+        int n = snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(shoal_put(ns, key, (size_t)n, "v", 1, NULL), 0);
+    }
+    shoal_db_stats before;
+    assert_int_equal(shoal_stats(db, &before), 0);
+    assert_int_equal(shoal_log_end(db, marks, &streams), 0);
+    static struct waiter waiters[2];
+    for (unsigned s = 0; s < streams; s++) {
+        assert_int_equal(marks[s].stream, s);
+        assert_int_equal(marks[s].sync, SHOAL_SYNC_ALWAYS);
+        assert_true(marks[s].lsn > 0); /* 100 spread keys reach both streams */
+        sem_init(&waiters[s].done, 0, 0);
+        assert_int_equal(shoal_notify_durable(db, &marks[s], on_durable, &waiters[s]), 0);
+    }
+    for (unsigned s = 0; s < streams; s++) {
+        sem_wait(&waiters[s].done);
+        assert_int_equal(atomic_load(&waiters[s].err), 0);
+    }
+    shoal_db_stats after;
+    assert_int_equal(shoal_stats(db, &after), 0);
+    assert_true(after.log_syncs > before.log_syncs);
+    shoal_ns_close(ns);
+    assert_int_equal(shoal_close(db), 0);
+    shoal_options_free(o);
+    remove_dir(dir);
+    free(dir);
+}
+
 /* In memory mode nothing waits: the write returns 0 and the callback never runs. */
 static void test_memory_mode_never_pending(void **state)
 {
@@ -220,6 +275,8 @@ static void test_memory_mode_never_pending(void **state)
     assert_true(mark.stream == 3 && mark.lsn == 77);
     mark = (shoal_log_mark){.stream = 0, .sync = SHOAL_SYNC_ALWAYS, .lsn = 1};
     assert_int_equal(shoal_notify_durable(db, &mark, on_durable, &w), SHOAL_EINVAL);
+    unsigned streams;
+    assert_int_equal(shoal_log_end(db, &mark, &streams), SHOAL_EINVAL);
     shoal_ns_close(ns);
     shoal_close(db);
 }
@@ -229,6 +286,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pending_then_durable),
         cmocka_unit_test(test_marks_then_one_notification_per_stream),
+        cmocka_unit_test(test_log_end_barrier),
         cmocka_unit_test(test_memory_mode_never_pending),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,7 @@
 /*
  * cmd_strings.c -- the string commands: GET SET (NX XX GET EX PX EXAT PXAT KEEPTTL) SETNX
  * SETEX PSETEX GETSET GETDEL GETEX MGET MSET MSETNX APPEND STRLEN GETRANGE SETRANGE INCR
- * INCRBY INCRBYFLOAT DECR DECRBY.
+ * INCRBY INCRBYFLOAT DECR DECRBY (the bitmap commands are in cmd_bits.c).
  *
  * Every handler follows Redis 7's semantics and error texts. Handlers that read before
  * they write do so through key_read inside the command's store_txn attempt (the command
@@ -303,7 +303,7 @@ COMMAND_HANDLER(cmd_msetnx)
 
 /* Reads the key for a read-modify-write; replies WRONGTYPE for foreign bytes. Returns
  * false when the handler must stop. */
-static bool string_read_for_update(client *c, shoal_ns *ns, store_value *v)
+bool string_read_for_update(client *c, shoal_ns *ns, store_value *v)
 {
     if (key_read(c, ns, c->argv[1], c->lengths[1], false, v) != 0)
         return false;
@@ -315,31 +315,37 @@ static bool string_read_for_update(client *c, shoal_ns *ns, store_value *v)
     return true;
 }
 
-/* APPEND and SETRANGE: writes data at offset into the old value (zero-filling any gap),
- * keeps the key's expiry, replies the new length, and releases v. */
-static void string_splice(client *c, shoal_ns *ns, store_value *v, size_t old_length,
-                          size_t offset, const char *data, size_t data_length)
+int string_write_at(client *c, shoal_ns *ns, store_value *v, size_t offset, const char *data,
+                    size_t data_length)
 {
+    size_t old_length = v->found ? v->length : 0;
     size_t needed = offset + data_length;
     size_t length = needed > old_length ? needed : old_length;
-    char *updated = calloc(1, length ? length : 1);
-    if (updated == NULL) {
-        store_value_release(v);
-        reply_engine_error(c, SHOAL_ENOMEM);
-        return;
-    }
-    if (old_length > 0)
-        memcpy(updated, v->data, old_length);
-    memcpy(updated + offset, data, data_length);
-    int result = store_txn_put(&c->txn, ns, c->argv[1], c->lengths[1], VALUE_TYPE_STRING,
+    char *updated = length <= STORE_MAX_PAYLOAD ? calloc(1, length ? length : 1) : NULL;
+    int result = length > STORE_MAX_PAYLOAD ? SHOAL_ETOOBIG : updated ? 0 : SHOAL_ENOMEM;
+    if (result == 0) {
+        if (old_length > 0)
+            memcpy(updated, v->data, old_length);
+        memcpy(updated + offset, data, data_length);
+        result = store_txn_put(&c->txn, ns, c->argv[1], c->lengths[1], VALUE_TYPE_STRING,
                                v->found ? v->expire_ms : VALUE_NO_EXPIRY, updated, length);
+    }
     free(updated);
     store_value_release(v);
-    if (result != 0) {
+    return result;
+}
+
+/* APPEND and SETRANGE: string_write_at, replying the new length or the error. */
+static void string_splice(client *c, shoal_ns *ns, store_value *v, size_t offset,
+                          const char *data, size_t data_length)
+{
+    size_t old_length = v->found ? v->length : 0;
+    size_t length = offset + data_length > old_length ? offset + data_length : old_length;
+    int result = string_write_at(c, ns, v, offset, data, data_length);
+    if (result != 0)
         reply_engine_error(c, result);
-        return;
-    }
-    resp_add_integer(&c->out, (long long)length);
+    else
+        resp_add_integer(&c->out, (long long)length);
 }
 
 COMMAND_HANDLER(cmd_append)
@@ -354,7 +360,7 @@ COMMAND_HANDLER(cmd_append)
         resp_add_error(&c->out, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
         return;
     }
-    string_splice(c, ns, &v, old_length, old_length, c->argv[2], c->lengths[2]);
+    string_splice(c, ns, &v, old_length, c->argv[2], c->lengths[2]);
 }
 
 COMMAND_HANDLER(cmd_strlen)
@@ -425,7 +431,7 @@ COMMAND_HANDLER(cmd_setrange)
         store_value_release(&v);
         return;
     }
-    string_splice(c, ns, &v, old_length, (size_t)offset, c->argv[3], c->lengths[3]);
+    string_splice(c, ns, &v, (size_t)offset, c->argv[3], c->lengths[3]);
 }
 
 static void string_increment(client *c, long long delta)

@@ -97,6 +97,11 @@
     X("getrange", cmd_getrange, 4, R, 1, 1, 1, "string", "Returns a substring")            \
     X("substr", cmd_getrange, 4, R, 1, 1, 1, "string", "Returns a substring (old name)")   \
     X("setrange", cmd_setrange, 4, W, 1, 1, 1, "string", "Overwrites part of a value")     \
+    X("setbit", cmd_setbit, 4, W, 1, 1, 1, "bitmap", "Sets or clears one bit")             \
+    X("getbit", cmd_getbit, 3, R | F, 1, 1, 1, "bitmap", "Returns one bit")                \
+    X("bitcount", cmd_bitcount, -2, R, 1, 1, 1, "bitmap", "Counts set bits in a range")    \
+    X("bitpos", cmd_bitpos, -3, R, 1, 1, 1, "bitmap", "Finds the first 0 or 1 bit")        \
+    X("bitop", cmd_bitop, -4, W, 2, -1, 1, "bitmap", "Combines strings bit by bit")        \
     X("incr", cmd_incr, 2, W | F, 1, 1, 1, "string", "Adds one to an integer value")       \
     X("decr", cmd_decr, 2, W | F, 1, 1, 1, "string", "Subtracts one")                      \
     X("incrby", cmd_incrby, 3, W | F, 1, 1, 1, "string", "Adds an integer")                \

@@ -55,6 +55,11 @@ COMMAND_HANDLER(cmd_pttl);
 COMMAND_HANDLER(cmd_quit);
 COMMAND_HANDLER(cmd_randomkey);
 COMMAND_HANDLER(cmd_rename);
+COMMAND_HANDLER(cmd_setbit);
+COMMAND_HANDLER(cmd_getbit);
+COMMAND_HANDLER(cmd_bitcount);
+COMMAND_HANDLER(cmd_bitpos);
+COMMAND_HANDLER(cmd_bitop);
 COMMAND_HANDLER(cmd_wait);
 COMMAND_HANDLER(cmd_waitaof);
 COMMAND_HANDLER(cmd_memory);
@@ -88,6 +93,14 @@ int key_read(client *c, shoal_ns *ns, const char *key, size_t key_length, bool h
 int64_t command_now_ms(client *c);
 /* Parses argument i as a long long; replies "value is not an integer or out of range". */
 bool arg_long_long(client *c, size_t i, long long *out);
+/* Reads the string at argv[1] for a command that may change it (through the command's
+ * transaction); false after replying an error (WRONGTYPE for a value of another kind). */
+bool string_read_for_update(client *c, shoal_ns *ns, store_value *v);
+/* Writes data at offset into the string v read for argv[1] (zero-filling any gap), keeping
+ * its expiry, in the command's transaction; releases v. Returns 0 or SHOAL_E* (ETOOBIG
+ * past STORE_MAX_PAYLOAD), without replying. */
+int string_write_at(client *c, shoal_ns *ns, store_value *v, size_t offset, const char *data,
+                    size_t data_length);
 /* Case-insensitive comparison of argument i with a word. */
 bool arg_is(client *c, size_t i, const char *word);
 /* Argument i as a database index (SELECT, MOVE, COPY ... DB), or replies Redis's error. */

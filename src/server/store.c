@@ -788,7 +788,7 @@ int store_txn_put(store_txn *txn, shoal_ns *ns, const char *key, size_t key_leng
     int result = store_key_make(&k, key, key_length);
     if (result != 0)
         return store_txn_fail(txn, result);
-    if (payload_length > SHOAL_MAX_VALUE - VALUE_HEADER_MAX) {
+    if (payload_length > STORE_MAX_PAYLOAD) {
         store_key_release(&k);
         return store_txn_fail(txn, SHOAL_ETOOBIG);
     }

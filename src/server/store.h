@@ -59,6 +59,9 @@ bool store_namespace_known(uint32_t tenant, int db);
  * Values as read
  * ------------------------------------------------------------------------------------- */
 
+/* The longest value the server stores: the engine's largest less the server's header. */
+#define STORE_MAX_PAYLOAD ((size_t)SHOAL_MAX_VALUE - VALUE_HEADER_MAX)
+
 typedef struct store_value {
     bool found;          /* a live (not expired) value exists */
     bool foreign;        /* the bytes were not written by this server (no valid header) */

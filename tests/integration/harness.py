@@ -92,6 +92,45 @@ class Server:
             assert code == 0, "server exited %d on SIGTERM:\n%s" % (code, self.log_text())
 
 
+class RedisReference:
+    """Debian's redis-server as an oracle: persistence off, on 127.0.0.1 and a port picked
+    here, in a temporary directory, stopped by its PID."""
+
+    def __init__(self, binary="/usr/bin/redis-server"):
+        self.directory = tempfile.mkdtemp(prefix="redis-reference-")
+        for _ in range(5):
+            self.port = free_port()
+            self.process = subprocess.Popen(
+                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", self.directory],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(200):  # bounded: at most ~10 s
+                if self.process.poll() is not None:
+                    break
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                        s.sendall(b"PING\r\n")
+                        if s.recv(64):
+                            return
+                except OSError:
+                    pass
+                time.sleep(0.05)
+            self.stop()
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for name in os.listdir(self.directory):
+            os.unlink(os.path.join(self.directory, name))
+        os.rmdir(self.directory)
+
+
 def connected_clients_settled(r, expected, round_trips=10000):
     """connected_clients once it reaches expected, or after round_trips PINGs (bounded).
 

@@ -9,7 +9,8 @@
  * new header (value.h), in the command's transaction. SCAN walks keys in order and its
  * cursor names the last key returned (store.c), so a key present for the whole scan is
  * returned exactly once, whatever is written meanwhile.
- * Tested by tests/integration/test_server.py and test_tenants.py.
+ * Tested by tests/integration/test_server.py, test_tenants.py and test_compat.py (random
+ * sequences against Debian's redis-server, replies compared).
  */
 #include <limits.h>
 #include <stdio.h>
@@ -20,25 +21,81 @@
 #include "commands.h"
 #include "text.h"
 
+typedef struct keys_argument {
+    const char *key;
+    size_t length, index;
+} keys_argument;
+
+static int keys_argument_order(const void *a, const void *b)
+{
+    const keys_argument *x = a, *y = b;
+    size_t common = x->length < y->length ? x->length : y->length;
+    int order = common ? memcmp(x->key, y->key, common) : 0;
+    if (order == 0)
+        order = x->length < y->length ? -1 : x->length > y->length;
+    return order != 0 ? order : x->index < y->index ? -1 : 1;
+}
+
+/* Which arguments from 1 on repeat an earlier one: a malloc'd array of argc flags, NULL
+ * for none (one key) or out of memory (then *failed). Sorting costs O(n log n) where
+ * comparing each key with the ones before it would be quadratic in a long DEL. */
+static bool *keys_repeats(client *c, bool *failed)
+{
+    *failed = false;
+    if (c->argc <= 2)
+        return NULL;
+    size_t n = c->argc - 1;
+    keys_argument *sorted = malloc(n * sizeof(*sorted));
+    bool *repeats = calloc(c->argc, sizeof(*repeats));
+    if (sorted == NULL || repeats == NULL) {
+        free(sorted);
+        free(repeats);
+        *failed = true;
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        sorted[i] = (keys_argument){c->argv[i + 1], c->lengths[i + 1], i + 1};
+    qsort(sorted, n, sizeof(*sorted), keys_argument_order);
+    for (size_t i = 1; i < n; i++)
+        repeats[sorted[i].index] = sorted[i].length == sorted[i - 1].length &&
+                                   !memcmp(sorted[i].key, sorted[i - 1].key, sorted[i].length);
+    free(sorted);
+    return repeats;
+}
+
+/* DEL and UNLINK: a key named twice is deleted, and counted, once (as in Redis; the
+ * command's reads do not see its own deletes outside EXEC). */
 COMMAND_HANDLER(cmd_del)
 {
     shoal_ns *ns = client_namespace(c);
     if (ns == NULL)
         return;
+    bool failed;
+    bool *repeats = keys_repeats(c, &failed);
+    if (failed) {
+        reply_engine_error(c, SHOAL_ENOMEM);
+        return;
+    }
     long long deleted = 0;
     for (size_t i = 1; i < c->argc; i++) {
+        if (repeats != NULL && repeats[i])
+            continue;
         store_value v;
-        if (key_read(c, ns, c->argv[i], c->lengths[i], true, &v) != 0)
+        if (key_read(c, ns, c->argv[i], c->lengths[i], true, &v) != 0) {
+            free(repeats);
             return;
+        }
         if (!v.found)
             continue;
         int result = store_txn_delete(&c->txn, ns, c->argv[i], c->lengths[i]);
         if (result != 0) {
+            free(repeats);
             reply_engine_error(c, result);
             return;
         }
         deleted++;
     }
+    free(repeats);
     resp_add_integer(&c->out, deleted);
 }
 
@@ -660,10 +717,7 @@ static void keys_expire(client *c, long long unit_ms, bool absolute)
     for (size_t i = 0; i < n; i++)
         lower[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
     lower[n] = '\0';
-    long long value;
-    if (!arg_long_long(c, 2, &value))
-        return;
-    bool nx = false, xx = false, gt = false, lt = false;
+    bool nx = false, xx = false, gt = false, lt = false; /* read before the time, as Redis */
     for (size_t i = 3; i < c->argc; i++) {
         if (arg_is(c, i, "NX"))
             nx = true;
@@ -686,6 +740,9 @@ static void keys_expire(client *c, long long unit_ms, bool absolute)
         resp_add_error(&c->out, "ERR GT and LT options at the same time are not compatible");
         return;
     }
+    long long value;
+    if (!arg_long_long(c, 2, &value))
+        return;
     int64_t now = command_now_ms(c);
     long long when;
     if ((unit_ms == 1000 && (value > LLONG_MAX / 1000 || value < LLONG_MIN / 1000))) {

@@ -8,7 +8,8 @@
  * is flagged CMD_WRITE), so the read-modify-write is atomic against other clients: a
  * concurrent write to the key makes the commit fail and the dispatcher runs the handler
  * again (command.c). Invariant: a handler writes only replies and the txn's batch.
- * Tested by tests/integration/test_server.py, which compares replies with Redis's.
+ * Tested by tests/integration/test_server.py, and by test_compat.py, which sends random
+ * sequences of these commands to Debian's redis-server too and requires the same replies.
  */
 #include <float.h>
 #include <limits.h>
@@ -99,10 +100,14 @@ static void string_set(client *c, int flags, int64_t expire_ms, bool reply_integ
     store_value_release(&old);
 }
 
+/* SET's options are all checked before its time is read, as in Redis (SET k v EX x
+ * KEEPTTL is a syntax error, not a bad integer). */
 COMMAND_HANDLER(cmd_set)
 {
     int flags = 0;
     int64_t expire_ms = VALUE_NO_EXPIRY;
+    size_t time_argument = 0;
+    bool seconds = false, absolute = false;
     for (size_t i = 3; i < c->argc; i++) {
         bool has_next = i + 1 < c->argc;
         if (arg_is(c, i, "NX") && !(flags & SET_XX)) {
@@ -116,17 +121,18 @@ COMMAND_HANDLER(cmd_set)
         } else if (has_next && !(flags & (SET_EXPIRY | SET_KEEPTTL)) &&
                    (arg_is(c, i, "EX") || arg_is(c, i, "PX") || arg_is(c, i, "EXAT") ||
                     arg_is(c, i, "PXAT"))) {
-            bool seconds = arg_is(c, i, "EX") || arg_is(c, i, "EXAT");
-            bool absolute = arg_is(c, i, "EXAT") || arg_is(c, i, "PXAT");
-            if (!string_expiry(c, i + 1, seconds ? 1000 : 1, absolute, "set", &expire_ms))
-                return;
+            seconds = arg_is(c, i, "EX") || arg_is(c, i, "EXAT");
+            absolute = arg_is(c, i, "EXAT") || arg_is(c, i, "PXAT");
+            time_argument = ++i;
             flags |= SET_EXPIRY;
-            i++;
         } else {
             resp_add_error(&c->out, "ERR syntax error");
             return;
         }
     }
+    if (time_argument != 0 &&
+        !string_expiry(c, time_argument, seconds ? 1000 : 1, absolute, "set", &expire_ms))
+        return;
     string_set(c, flags, expire_ms, false);
 }
 
@@ -185,22 +191,22 @@ COMMAND_HANDLER(cmd_getdel)
     store_value_release(&v);
 }
 
+/* GETEX key [EX|PX|EXAT|PXAT time | PERSIST]: the options' syntax is checked first, the
+ * time only once the key is found (a missing key answers nil whatever it is), as Redis. */
 COMMAND_HANDLER(cmd_getex)
 {
-    bool persist = false, change = false;
-    int64_t expire_ms = VALUE_NO_EXPIRY;
+    bool persist = false, change = false, seconds = false, absolute = false;
+    size_t time_argument = 0;
     for (size_t i = 2; i < c->argc; i++) {
         if (arg_is(c, i, "PERSIST") && !change) {
             persist = change = true;
         } else if (i + 1 < c->argc && !change &&
                    (arg_is(c, i, "EX") || arg_is(c, i, "PX") || arg_is(c, i, "EXAT") ||
                     arg_is(c, i, "PXAT"))) {
-            bool seconds = arg_is(c, i, "EX") || arg_is(c, i, "EXAT");
-            bool absolute = arg_is(c, i, "EXAT") || arg_is(c, i, "PXAT");
-            if (!string_expiry(c, i + 1, seconds ? 1000 : 1, absolute, "getex", &expire_ms))
-                return;
+            seconds = arg_is(c, i, "EX") || arg_is(c, i, "EXAT");
+            absolute = arg_is(c, i, "EXAT") || arg_is(c, i, "PXAT");
+            time_argument = ++i;
             change = true;
-            i++;
         } else {
             resp_add_error(&c->out, "ERR syntax error");
             return;
@@ -210,6 +216,12 @@ COMMAND_HANDLER(cmd_getex)
     store_value v;
     if (ns == NULL || key_read(c, ns, c->argv[1], c->lengths[1], false, &v) != 0)
         return;
+    int64_t expire_ms = VALUE_NO_EXPIRY;
+    if (v.found && time_argument != 0 &&
+        !string_expiry(c, time_argument, seconds ? 1000 : 1, absolute, "getex", &expire_ms)) {
+        store_value_release(&v);
+        return;
+    }
     if (v.found && change && !(persist && v.expire_ms == VALUE_NO_EXPIRY)) {
         int result = store_txn_put(&c->txn, ns, c->argv[1], c->lengths[1], VALUE_TYPE_STRING,
                                    persist ? VALUE_NO_EXPIRY : expire_ms, v.data, v.length);
@@ -417,18 +429,19 @@ COMMAND_HANDLER(cmd_setrange)
         resp_add_error(&c->out, "ERR offset is out of range");
         return;
     }
-    if (offset + (long long)c->lengths[3] > STRING_MAX_SIZE) {
-        resp_add_error(&c->out, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
-        return;
-    }
     shoal_ns *ns = client_namespace(c);
     store_value v;
     if (ns == NULL || !string_read_for_update(c, ns, &v))
         return;
     size_t old_length = v.found ? v.length : 0;
-    if (c->lengths[3] == 0) {
+    if (c->lengths[3] == 0) { /* writes nothing, so no offset is too far (Redis) */
         resp_add_integer(&c->out, (long long)old_length);
         store_value_release(&v);
+        return;
+    }
+    if (offset > STRING_MAX_SIZE - (long long)c->lengths[3]) { /* a huge offset: no overflow */
+        store_value_release(&v);
+        resp_add_error(&c->out, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
         return;
     }
     string_splice(c, ns, &v, (size_t)offset, c->argv[3], c->lengths[3]);
@@ -517,7 +530,8 @@ COMMAND_HANDLER(cmd_incrbyfloat)
         resp_add_error(&c->out, "ERR increment would produce NaN or Infinity");
         return;
     }
-    char text[128];
+    char text[5 * 1024]; /* Redis's MAX_LONG_DOUBLE_CHARS: every finite long double, in
+                            full, as Redis prints it (1e400 is 401 digits) */
     size_t length = text_from_long_double(current, text, sizeof(text));
     int result = store_txn_put(&c->txn, ns, c->argv[1], c->lengths[1], VALUE_TYPE_STRING,
                                v.found ? v.expire_ms : VALUE_NO_EXPIRY, text, length);

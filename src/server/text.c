@@ -81,7 +81,8 @@ bool text_to_long_double(const char *text, size_t length, long double *out)
     long double value = strtold(buffer, &end);
     if ((size_t)(end - buffer) != length || isnan(value))
         return false;
-    if (errno == ERANGE && value != 0 && !isinf(value))
+    /* Redis's string2ld: out of range means overflow (HUGE_VALL) or underflow to zero. */
+    if (errno == ERANGE && (value == HUGE_VALL || value == -HUGE_VALL || value == 0))
         return false;
     *out = value;
     return true;

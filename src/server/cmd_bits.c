@@ -53,6 +53,12 @@ COMMAND_HANDLER(cmd_setbit)
         return;
     size_t byte = (size_t)(offset >> 3);
     int previous = v.found ? bits_get(v.data, v.length, offset) : 0;
+    if (v.found && byte < v.length && previous == bit) {
+        /* Nothing changes, so nothing is written: a WATCH of the key holds (Redis 7). */
+        store_value_release(&v);
+        resp_add_integer(&c->out, previous);
+        return;
+    }
     unsigned char mask = (unsigned char)(0x80u >> (offset & 7));
     unsigned char old = v.found && byte < v.length ? (unsigned char)v.data[byte] : 0;
     char updated = (char)(bit ? old | mask : old & (unsigned char)~mask);

@@ -137,7 +137,7 @@
     X("exec", cmd_exec, 1, M, 0, 0, 0, "transactions", "Runs the queued commands")         \
     X("discard", cmd_discard, 1, F | M, 0, 0, 0, "transactions", "Drops the queue")        \
     X("watch", cmd_watch, -2, F | M | D, 1, -1, 1, "transactions", "Watches keys")         \
-    X("unwatch", cmd_unwatch, 1, F | M, 0, 0, 0, "transactions", "Forgets watched keys")   \
+    X("unwatch", cmd_unwatch, 1, F, 0, 0, 0, "transactions", "Forgets watched keys")       \
     X("info", cmd_info, -1, 0, 0, 0, 0, "server", "Returns information and statistics")    \
     X("config", cmd_config, -2, 0, 0, 0, 0, "server", "CONFIG GET, SET, RESETSTAT")        \
     X("save", cmd_save, 1, A, 0, 0, 0, "server", "Takes a checkpoint")                     \
@@ -561,8 +561,14 @@ void command_dispatch(client *c)
         return;
     }
     if (c->in_multi && (cmd->flags & CMD_DENYMULTI)) {
-        resp_add_errorf(&c->out, "ERR %s inside MULTI is not allowed", cmd->name);
-        c->multi_dirty = true;
+        char upper[32];
+        size_t n = strlen(cmd->name) < sizeof(upper) - 1 ? strlen(cmd->name) : sizeof(upper) - 1;
+        for (size_t i = 0; i < n; i++) /* Redis names the command in capitals here */
+            upper[i] = (char)(cmd->name[i] >= 'a' && cmd->name[i] <= 'z' ? cmd->name[i] - 32
+                                                                        : cmd->name[i]);
+        upper[n] = '\0';
+        /* An error in its place; the transaction stays valid (Redis's WATCH does so). */
+        resp_add_errorf(&c->out, "ERR %s inside MULTI is not allowed", upper);
         return;
     }
     if (c->in_multi && !(cmd->flags & CMD_NOMULTI)) {
@@ -675,9 +681,13 @@ COMMAND_HANDLER(cmd_watch)
     resp_add_ok(&c->out);
 }
 
+/* Queued inside MULTI, as in Redis; run by EXEC it changes nothing, since EXEC has made
+ * its watches conditions of the attempt and keeps them for a rerun (Redis has dropped them
+ * by then). */
 COMMAND_HANDLER(cmd_unwatch)
 {
-    client_unwatch(c);
+    if (!c->in_exec)
+        client_unwatch(c);
     resp_add_ok(&c->out);
 }
 

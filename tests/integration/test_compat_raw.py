@@ -1,0 +1,169 @@
+"""Replies byte for byte against Redis itself, in RESP2 and RESP3.
+
+The same random sequence (fixed seeds, bounded count) of requests goes over raw sockets to
+shoal-server and to Debian's redis-server, once in RESP2 and once after HELLO 3; each
+reply's bytes must be the same. Besides the string and key-space commands of
+test_compat.py it sends transactions (MULTI, EXEC, DISCARD, with queued errors, nested
+MULTI, EXEC without MULTI), wrong arities, unknown commands, PING and ECHO, SELECT,
+DBSIZE and inline commands, so the reply types (simple strings, errors, integers, bulk and
+null replies, arrays, RESP3 nulls, doubles and maps) and Redis's error texts are compared
+exactly. Requests whose replies name a time or the server (TTL and PTTL values,
+EXPIRETIME, TIME, INFO, CLIENT LIST, HELLO's own reply) or Redis's memory layout (OBJECT,
+whose encoding and shared-integer refcounts depend on a value's history there) are left
+out, and no key expires during a run.
+"""
+import random
+import socket
+
+import harness
+
+KEYS = ["k1", "k2", "n1", "f1", "gone"]
+REQUESTS = 3000
+
+
+class Raw:
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.data = b""
+
+    def send(self, args):
+        out = b"*%d\r\n" % len(args)
+        for arg in args:
+            arg = arg if isinstance(arg, bytes) else str(arg).encode()
+            out += b"$%d\r\n%s\r\n" % (len(arg), arg)
+        self.sock.sendall(out)
+
+    def send_inline(self, line):
+        self.sock.sendall(line.encode() + b"\r\n")
+
+    def _need(self, n):
+        for _ in range(100000):
+            if len(self.data) >= n:
+                return
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed")
+            self.data += chunk
+        raise TimeoutError("reply too slow")
+
+    def _line_end(self, start):
+        for _ in range(100000):
+            end = self.data.find(b"\r\n", start)
+            if end >= 0:
+                return end
+            self._need(len(self.data) + 1)
+        raise TimeoutError("no line end")
+
+    def _skip(self, pos):
+        """The position after the reply that starts at pos."""
+        end = self._line_end(pos)
+        kind, head = self.data[pos:pos + 1], self.data[pos + 1:end]
+        after = end + 2
+        if kind in b"$!=":
+            length = int(head)
+            if length < 0:
+                return after
+            self._need(after + length + 2)
+            return after + length + 2
+        if kind in b"*~>%|":
+            count = int(head)
+            if count < 0:
+                return after
+            for _ in range(count * (2 if kind in b"%|" else 1)):
+                after = self._skip(after)
+            return after
+        return after  # + - : _ # , ( : one line
+
+    def reply(self):
+        end = self._skip(0)
+        raw, self.data = self.data[:end], self.data[end:]
+        return raw
+
+    def close(self):
+        self.sock.close()
+
+
+def value(rng):
+    return rng.choice(["", "v", "hello", "10", "-7", "3.5", "abc" * 3, "9223372036854775807", "\x00\r\n"])
+
+
+def far(rng):
+    """An expiry far ahead, unlike any other (see test_compat.py)."""
+    return str(rng.randint(10 ** 5, 10 ** 9))
+
+
+def number(rng):
+    return rng.choice(["0", "1", "-1", "5", "100", "x", "1.5", ""])
+
+
+def request(rng):
+    key, other = rng.choice(KEYS), rng.choice(KEYS)
+    choices = [
+        ["SET", key, value(rng)], ["SET", key, value(rng), rng.choice(["NX", "XX", "GET"])],
+        ["SET", key, value(rng), "EX", rng.choice([far(rng), "x", "0"])], ["SET", key],
+        ["GET", key], ["GET"], ["GETSET", key, value(rng)], ["GETDEL", key],
+        ["MGET", key, other], ["MSET", key, value(rng), other], ["MSET", key, value(rng)],
+        ["MSETNX", key, value(rng), other, value(rng)], ["APPEND", key, value(rng)],
+        ["STRLEN", key], ["GETRANGE", key, number(rng), number(rng)],
+        ["SETRANGE", key, number(rng), value(rng)], ["INCR", key], ["DECRBY", key, number(rng)],
+        ["INCRBYFLOAT", key, number(rng)], ["DEL", key, other], ["EXISTS", key, key],
+        ["TYPE", key], ["RENAME", key, other], ["RENAMENX", key, other], ["PERSIST", key],
+        ["EXPIRE", key, rng.choice([far(rng), "x"])] + rng.sample(["NX", "XX", "GT", "LT"], rng.randint(0, 1)),
+        ["DBSIZE"], ["PING"], ["PING", value(rng)], ["PING", "a", "b"], ["ECHO", value(rng)],
+        ["ECHO"], ["SELECT", rng.choice(["0", "1", "99", "x"])], ["NOSUCHCOMMAND", key],
+        ["MULTI"], ["EXEC"], ["DISCARD"], ["UNLINK", key], ["TOUCH", key, other],
+        ["SETNX", key, value(rng)], ["SETEX", key, rng.choice([far(rng), "0", "x"]), value(rng)],
+        ["GETEX", key, rng.choice(["PERSIST", "EX"])], ["COPY", key, other],
+        ["BITCOUNT", key], ["SETBIT", key, rng.choice(["3", "x"]), "1"],
+        ["BITPOS", key, rng.choice(["0", "1"]), number(rng)], ["GETBIT", key, "2"],
+        ["BITOP", rng.choice(["AND", "NOT", "XOR"]), other, key],
+        ["WATCH", key], ["UNWATCH"], ["KEYS", rng.choice(["k1", "nomatch*", "g?ne"])],
+        ["CONFIG", "GET", rng.choice(["maxclients", "timeout", "nosuch"])],
+        ["CONFIG", "SET", "nosuch", "1"], ["HELLO", rng.choice(["4", "x"])], ["AUTH", "pw"],
+        ["CLIENT", "GETNAME"], ["WAIT", "0", "0"], ["FLUSHDB"] if rng.random() < 0.1 else ["PING"],
+        ["MOVE", key, "1"], ["COPY", key, other, "DB", "1"], ["GETRANGE", key],
+    ]
+    return rng.choice(choices)
+
+
+def compare_run(binary, seed, resp3):
+    rng = random.Random(seed)
+    shoal = harness.Server(binary, env={"SHOAL_MODE": "memory"})
+    reference = harness.RedisReference()
+    clients = []
+    try:
+        clients = [Raw(shoal.port), Raw(reference.port)]
+        if resp3:
+            for client in clients:
+                client.send(["HELLO", "3"])
+                assert client.reply().startswith(b"%")
+        for step in range(REQUESTS):
+            inline = rng.random() < 0.05
+            args = request(rng)
+            replies = []
+            for client in clients:
+                if inline and all(" " not in a and "\r" not in a and "\x00" not in a and a
+                                  for a in args[1:]):
+                    client.send_inline(" ".join(args))
+                else:
+                    client.send(args)
+                replies.append(client.reply())
+            assert replies[0] == replies[1], "seed %d, %s, request %d %r: shoal %r, redis %r" % (
+                seed, "RESP3" if resp3 else "RESP2", step, args, replies[0], replies[1])
+    finally:
+        for client in clients:
+            client.close()
+        reference.stop()
+        shoal.stop()
+
+
+def test_resp2_replies_as_redis(binary):
+    compare_run(binary, 11, resp3=False)
+
+
+def test_resp3_replies_as_redis(binary):
+    compare_run(binary, 12, resp3=True)
+
+
+if __name__ == "__main__":
+    harness.run([test_resp2_replies_as_redis, test_resp3_replies_as_redis])

@@ -3,11 +3,13 @@
 Random sequences (fixed seeds, bounded count) of string commands (SET with its options,
 GETSET, GETDEL, GETEX, MSET, MSETNX, APPEND, SETRANGE, GETRANGE, the INCR family...) and
 key-space commands (DEL, EXISTS, TYPE, RENAME, COPY, EXPIRE with NX/XX/GT/LT, PERSIST,
-TTL...) with good and bad arguments goes to shoal-server and to Debian's redis-server side
+TTL...) with good and bad arguments, listings (KEYS, SCAN, DBSIZE, RANDOMKEY), FLUSHDB
+and transactions of a few of them goes to shoal-server and to Debian's redis-server side
 by side. Every reply, errors included, must be the same; so must each key's value and
 whether it has an expiry at the end. Replies that name a time are compared by kind: TTL
 and PTTL as -2, -1 or "positive"; expiries are always far in the future, so nothing
-expires during the run. KEYS is compared as a set (Redis returns no order).
+expires during the run. KEYS and SCAN are compared as sets (Redis returns no order),
+RANDOMKEY by whether it names a key.
 """
 import random
 
@@ -70,14 +72,44 @@ def arguments(rng):
     return ["GETEX", key] + rng.choice([[], ["PERSIST"], ["EX", far(rng)], ["PX", "x"], ["EX"]])
 
 
-def reply(client, args):
-    try:
-        result = client.execute_command(*args)
-    except redis.ResponseError as error:
-        return "error: %s" % error
+def listing(rng):
+    """A command that lists or counts keys; its reply is compared as a set."""
+    pattern = rng.choice(["*", "k*", "?1", "[kn]*", "nomatch"])
+    return rng.choice([["KEYS", pattern], ["SCAN", "0", "MATCH", pattern, "COUNT", "1000"],
+                       ["DBSIZE"], ["RANDOMKEY"], ["FLUSHDB"] if rng.random() < 0.2 else ["DBSIZE"]])
+
+
+def normalized(args, result):
+    """What of a reply both servers must agree on."""
     if args[0] in ("TTL", "PTTL") and isinstance(result, int) and result > 0:
         return "positive"
+    if args[0] == "KEYS":
+        return sorted(result)
+    if args[0] == "SCAN":
+        return result[0], sorted(result[1])  # one call with COUNT 1000 covers these few keys
+    if args[0] == "RANDOMKEY":
+        return result is None
     return result
+
+
+def reply(client, args):
+    try:
+        return normalized(args, client.execute_command(*args))
+    except redis.ResponseError as error:
+        return "error: %s" % error
+
+
+def transaction(client, commands):
+    """The commands in MULTI/EXEC; each reply, or its error, in order."""
+    pipe = client.pipeline(transaction=True)
+    for args in commands:
+        pipe.execute_command(*args)
+    try:
+        results = pipe.execute(raise_on_error=False)
+    except redis.ResponseError as error:
+        return "error: %s" % error
+    return [("error: %s" % r) if isinstance(r, redis.ResponseError) else normalized(args, r)
+            for args, r in zip(commands, results)]
 
 
 # Cases random runs met once, kept whatever the seeds draw: a value APPEND made out of a
@@ -102,8 +134,18 @@ def compare_one_run(binary, seed):
         ours = redis.Redis(host="127.0.0.1", port=shoal.port, socket_timeout=60)
         theirs = redis.Redis(host="127.0.0.1", port=reference.port, socket_timeout=60)
         for step in range(len(FIXED) + COMMANDS):
-            args = FIXED[step] if step < len(FIXED) else arguments(rng)
-            got, expected = reply(ours, args), reply(theirs, args)
+            kind = rng.random()
+            if step < len(FIXED):
+                args = FIXED[step]
+                got, expected = reply(ours, args), reply(theirs, args)
+            elif kind < 0.05:
+                # A transaction of a few commands, FLUSHDB and listings among them.
+                args = [arguments(rng) if rng.random() < 0.7 else listing(rng)
+                        for _ in range(rng.randint(1, 4))]
+                got, expected = transaction(ours, args), transaction(theirs, args)
+            else:
+                args = listing(rng) if kind < 0.10 else arguments(rng)
+                got, expected = reply(ours, args), reply(theirs, args)
             assert got == expected, "seed %d, command %d %r: shoal %r, redis %r" % (
                 seed, step, args, got, expected)
         assert set(ours.keys("*")) == set(theirs.keys("*"))

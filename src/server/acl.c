@@ -416,12 +416,32 @@ static void acl_format_quota(char *out, size_t size, const char *name, uint64_t 
         snprintf(out, size, " %s=%llu", name, (unsigned long long)value);
 }
 
+static int acl_name_order(const void *a, const void *b)
+{
+    const acl_user *const *x = a, *const *y = b;
+    return strcmp((*x)->name, (*y)->name);
+}
+
+/* The users in name order, as Redis lists them: a malloc'd array of acl_state.count
+ * pointers, or NULL when out of memory (then the table order). Lock held. */
+static const acl_user **acl_by_name(void)
+{
+    const acl_user **sorted = malloc(acl_state.count * sizeof(*sorted) + 1);
+    if (sorted == NULL)
+        return NULL;
+    for (size_t i = 0; i < acl_state.count; i++)
+        sorted[i] = &acl_state.users[i];
+    qsort(sorted, acl_state.count, sizeof(*sorted), acl_name_order);
+    return sorted;
+}
+
 void acl_reply_list(resp_buffer *out)
 {
     pthread_rwlock_rdlock(&acl_state.lock);
+    const acl_user **sorted = acl_by_name();
     resp_add_array(out, (long long)acl_state.count);
     for (size_t i = 0; i < acl_state.count; i++) {
-        const acl_user *u = &acl_state.users[i];
+        const acl_user *u = sorted != NULL ? sorted[i] : &acl_state.users[i];
         char keys[64], bytes[64], ops[64], line[1024];
         acl_format_quota(keys, sizeof(keys), "max-keys", u->quota.max_keys);
         acl_format_quota(bytes, sizeof(bytes), "max-bytes", u->quota.max_bytes);
@@ -438,15 +458,18 @@ void acl_reply_list(resp_buffer *out)
         resp_add_bulk_cstring(out, line);
     }
     pthread_rwlock_unlock(&acl_state.lock);
+    free(sorted);
 }
 
 void acl_reply_users(resp_buffer *out)
 {
     pthread_rwlock_rdlock(&acl_state.lock);
+    const acl_user **sorted = acl_by_name();
     resp_add_array(out, (long long)acl_state.count);
     for (size_t i = 0; i < acl_state.count; i++)
-        resp_add_bulk_cstring(out, acl_state.users[i].name);
+        resp_add_bulk_cstring(out, (sorted != NULL ? sorted[i] : &acl_state.users[i])->name);
     pthread_rwlock_unlock(&acl_state.lock);
+    free(sorted);
 }
 
 void acl_set_requirepass(const char *password)

@@ -528,6 +528,25 @@ static void command_execute(client *c, const command_def *cmd)
     }
 }
 
+/* A request refused before it runs (Redis's rejectCommand): its error, and inside MULTI
+ * the transaction is marked to fail at EXEC. A refused EXEC aborts the transaction
+ * instead: "EXECABORT ... because of: <the error>", the queue and the watches dropped. */
+static void command_reject(client *c, const command_def *cmd, const char *error)
+{
+    command_record(c, cmd, 0, false, true);
+    if (cmd->handler == cmd_exec) {
+        const char *cause = strncmp(error, "ERR ", 4) == 0 ? error + 4 : error;
+        resp_add_errorf(&c->out, "EXECABORT Transaction discarded because of: %s", cause);
+        if (c->in_multi)
+            client_free_multi(c);
+        client_unwatch(c);
+        return;
+    }
+    resp_add_error(&c->out, error);
+    if (c->in_multi)
+        c->multi_dirty = true;
+}
+
 void command_dispatch(client *c)
 {
     const command_def *cmd = command_lookup(c->argv[0], c->lengths[0]);
@@ -538,26 +557,21 @@ void command_dispatch(client *c)
         return;
     }
     atomic_store_explicit(&c->last_command, cmd->name, memory_order_relaxed);
+    char error[256];
     if (!command_arity_ok(cmd, c->argc)) {
-        resp_add_errorf(&c->out, "ERR wrong number of arguments for '%s' command", cmd->name);
-        command_record(c, cmd, 0, false, true);
-        if (c->in_multi)
-            c->multi_dirty = true;
+        snprintf(error, sizeof(error), "ERR wrong number of arguments for '%s' command",
+                 cmd->name);
+        command_reject(c, cmd, error);
         return;
     }
     if (!c->authenticated && !(cmd->flags & CMD_NOAUTH)) {
-        resp_add_error(&c->out, "NOAUTH Authentication required.");
-        command_record(c, cmd, 0, false, true);
-        if (c->in_multi)
-            c->multi_dirty = true;
+        command_reject(c, cmd, "NOAUTH Authentication required.");
         return;
     }
     if ((cmd->flags & CMD_ADMIN) && !c->identity.admin) {
-        resp_add_errorf(&c->out, "NOPERM User %s has no permissions to run the '%s' command",
-                        c->identity.user, cmd->name);
-        command_record(c, cmd, 0, false, true);
-        if (c->in_multi)
-            c->multi_dirty = true;
+        snprintf(error, sizeof(error), "NOPERM User %s has no permissions to run the '%s' command",
+                 c->identity.user, cmd->name);
+        command_reject(c, cmd, error);
         return;
     }
     if (c->in_multi && (cmd->flags & CMD_DENYMULTI)) {

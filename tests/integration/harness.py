@@ -96,13 +96,13 @@ class RedisReference:
     """Debian's redis-server as an oracle: persistence off, on 127.0.0.1 and a port picked
     here, in a temporary directory, stopped by its PID."""
 
-    def __init__(self, binary="/usr/bin/redis-server"):
+    def __init__(self, binary="/usr/bin/redis-server", extra_args=()):
         self.directory = tempfile.mkdtemp(prefix="redis-reference-")
         for _ in range(5):
             self.port = free_port()
             self.process = subprocess.Popen(
                 [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", self.directory],
+                 "--appendonly", "no", "--dir", self.directory] + list(extra_args),
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for _ in range(200):  # bounded: at most ~10 s
                 if self.process.poll() is not None:

@@ -7,7 +7,7 @@ test_compat.py it sends transactions (MULTI, EXEC, DISCARD, with queued errors, 
 MULTI, EXEC without MULTI), wrong arities, unknown commands, PING and ECHO, SELECT,
 DBSIZE and inline commands, so the reply types (simple strings, errors, integers, bulk and
 null replies, arrays, RESP3 nulls, doubles and maps) and Redis's error texts are compared
-exactly. Requests whose replies name a time or the server (TTL and PTTL values,
+exactly; so are the replies around AUTH with a password set. Requests whose replies name a time or the server (TTL and PTTL values,
 EXPIRETIME, TIME, INFO, CLIENT LIST, HELLO's own reply) or Redis's memory layout (OBJECT,
 whose encoding and shared-integer refcounts depend on a value's history there) are left
 out, and no key expires during a run.
@@ -122,6 +122,7 @@ def request(rng):
         ["CONFIG", "SET", "nosuch", "1"], ["HELLO", rng.choice(["4", "x"])], ["AUTH", "pw"],
         ["CLIENT", "GETNAME"], ["WAIT", "0", "0"], ["FLUSHDB"] if rng.random() < 0.1 else ["PING"],
         ["MOVE", key, "1"], ["COPY", key, other, "DB", "1"], ["GETRANGE", key],
+        ["EXEC", "x"], ["ACL", "WHOAMI"], ["ACL", "USERS"],
     ]
     return rng.choice(choices)
 
@@ -157,6 +158,36 @@ def compare_run(binary, seed, resp3):
         shoal.stop()
 
 
+# With a password: what a client gets before and after AUTH, a transaction begun before
+# it (EXEC then aborts, naming NOAUTH), wrong passwords and users, HELLO with AUTH.
+AUTH_SEQUENCE = [
+    ["GET", "k"], ["PING"], ["MULTI"], ["SET", "a", "1"], ["EXEC"], ["AUTH", "bad"],
+    ["AUTH", "default", "bad"], ["AUTH", "nouser", "pw"], ["HELLO", "3", "AUTH", "default", "bad"],
+    ["ACL", "WHOAMI"], ["AUTH", "pw"], ["ACL", "WHOAMI"], ["AUTH", "default", "pw"],
+    ["SET", "a", "1"], ["GET", "a"], ["ACL", "USERS"], ["AUTH", "a", "b", "c"], ["EXEC", "x"],
+]
+
+
+def test_auth_replies_as_redis(binary):
+    shoal = harness.Server(binary, ["--requirepass", "pw"], env={"SHOAL_MODE": "memory"})
+    reference = harness.RedisReference(extra_args=["--requirepass", "pw"])
+    clients = []
+    try:
+        clients = [Raw(shoal.port), Raw(reference.port)]
+        for step, args in enumerate(AUTH_SEQUENCE):
+            replies = []
+            for client in clients:
+                client.send(args)
+                replies.append(client.reply())
+            assert replies[0] == replies[1], "request %d %r: shoal %r, redis %r" % (
+                step, args, replies[0], replies[1])
+    finally:
+        for client in clients:
+            client.close()
+        reference.stop()
+        shoal.stop()
+
+
 def test_resp2_replies_as_redis(binary):
     compare_run(binary, 11, resp3=False)
 
@@ -166,4 +197,5 @@ def test_resp3_replies_as_redis(binary):
 
 
 if __name__ == "__main__":
-    harness.run([test_resp2_replies_as_redis, test_resp3_replies_as_redis])
+    harness.run([test_resp2_replies_as_redis, test_resp3_replies_as_redis,
+                 test_auth_replies_as_redis])

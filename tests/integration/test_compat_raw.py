@@ -7,7 +7,8 @@ test_compat.py it sends transactions (MULTI, EXEC, DISCARD, with queued errors, 
 MULTI, EXEC without MULTI), wrong arities, unknown commands, PING and ECHO, SELECT,
 DBSIZE and inline commands, so the reply types (simple strings, errors, integers, bulk and
 null replies, arrays, RESP3 nulls, doubles and maps) and Redis's error texts are compared
-exactly; so are the replies around AUTH with a password set. Requests whose replies name a time or the server (TTL and PTTL values,
+exactly; so are the replies around AUTH with a password set, and what comes back for
+malformed frames before the connection closes. Requests whose replies name a time or the server (TTL and PTTL values,
 EXPIRETIME, TIME, INFO, CLIENT LIST, HELLO's own reply) or Redis's memory layout (OBJECT,
 whose encoding and shared-integer refcounts depend on a value's history there) are left
 out, and no key expires during a run.
@@ -188,6 +189,45 @@ def test_auth_replies_as_redis(binary):
         shoal.stop()
 
 
+# Malformed and odd frames, each on a fresh connection: the bytes that come back before
+# the server closes it (or answers the ECHO sent after the frame) must be Redis's. (Shoal's max multibulk
+# length, 1M elements by default, is its own limit and left out.)
+FRAMES = [b"*-5\r\nPING\r\n", b"*abc\r\n", b"*1\r\n$-3\r\n", b"*1\r\n$abc\r\n",
+          b"*1\r\nfoo\r\n", b"*99999999999\r\n", b"*1\r\n$600000000\r\n",
+          b"*2\r\n$4\r\nPING\r\n:5\r\n", b"*0\r\nPING\r\n", b"*1\r\n$4\r\nPINGxx\r\n",
+          b"\r\n\r\nPING\r\n", b"*1\r\n$536870913\r\n", b"+PING\r\n",
+          b"*1\r\n$4\r\nPING\r\n*-1\r\nPING\r\n", b'ECHO "a b"\r\n', b'ECHO "open\r\n',
+          b"ECHO 'it\\'s'\r\n", b'ECHO "\\x41"\r\n']
+
+
+def answer(port, frame):
+    """Everything the server sends for frame, then ECHO endmark, until the connection
+    closes or the echo comes back (bounded by the socket timeout)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(frame + b"ECHO endmark\r\n")
+        data = b""
+        for _ in range(1000):
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data + b"<closed>"
+            data += chunk
+            if data.endswith(b"$7\r\nendmark\r\n"):
+                return data
+        return data
+
+
+def test_protocol_errors_as_redis(binary):
+    shoal = harness.Server(binary, env={"SHOAL_MODE": "memory"})
+    reference = harness.RedisReference()
+    try:
+        for frame in FRAMES:
+            ours, theirs = answer(shoal.port, frame), answer(reference.port, frame)
+            assert ours == theirs, "frame %r: shoal %r, redis %r" % (frame, ours, theirs)
+    finally:
+        reference.stop()
+        shoal.stop()
+
+
 def test_resp2_replies_as_redis(binary):
     compare_run(binary, 11, resp3=False)
 
@@ -198,4 +238,4 @@ def test_resp3_replies_as_redis(binary):
 
 if __name__ == "__main__":
     harness.run([test_resp2_replies_as_redis, test_resp3_replies_as_redis,
-                 test_auth_replies_as_redis])
+                 test_auth_replies_as_redis, test_protocol_errors_as_redis])

@@ -219,9 +219,25 @@ COMMAND_HANDLER(cmd_time)
  * CLIENT
  * ------------------------------------------------------------------------------------- */
 
+#define SUBCOMMANDS(table) table, sizeof(table) / sizeof(table[0])
+
+static const subcommand_def client_subcommands[] = {
+    {"ID", 2},   {"SETNAME", 3}, {"GETNAME", 2}, {"LIST", -2},    {"INFO", 2},
+    {"KILL", -3}, {"SETINFO", 4}, {"NO-EVICT", 3},
+};
+
 COMMAND_HANDLER(cmd_client)
 {
-    if (arg_is(c, 1, "ID") && c->argc == 2) {
+    if (!arg_subcommand(c, "client", SUBCOMMANDS(client_subcommands)))
+        return;
+    if (arg_is(c, 1, "NO-EVICT")) {
+        /* Nothing evicts clients here (an output limit disconnects them, maxmemory refuses
+         * writes): accepted as Redis accepts it. */
+        if (arg_is(c, 2, "ON") || arg_is(c, 2, "OFF"))
+            resp_add_ok(&c->out);
+        else
+            resp_add_error(&c->out, "ERR syntax error");
+    } else if (arg_is(c, 1, "ID") && c->argc == 2) {
         resp_add_integer(&c->out, (long long)c->id);
     } else if (arg_is(c, 1, "SETNAME") && c->argc == 3) {
         for (size_t i = 0; i < c->lengths[2]; i++) {
@@ -604,8 +620,14 @@ COMMAND_HANDLER(cmd_info)
  * CONFIG, checkpoints, SHUTDOWN
  * ------------------------------------------------------------------------------------- */
 
+static const subcommand_def config_subcommands[] = {
+    {"GET", -3}, {"SET", -4}, {"RESETSTAT", 2}, {"REWRITE", 2},
+};
+
 COMMAND_HANDLER(cmd_config)
 {
+    if (!arg_subcommand(c, "config", SUBCOMMANDS(config_subcommands)))
+        return;
     if (arg_is(c, 1, "GET") && c->argc >= 3) {
         const char *patterns[64];
         size_t lengths[64];
@@ -961,9 +983,15 @@ static void command_reply_docs(client *c, const command_def *cmd)
     resp_add_bulk_cstring(&c->out, cmd->group);
 }
 
+static const subcommand_def command_subcommands[] = {
+    {"COUNT", 2}, {"LIST", -2}, {"INFO", -2}, {"DOCS", -2},
+};
+
 COMMAND_HANDLER(cmd_command)
 {
     size_t total = command_count();
+    if (c->argc > 1 && !arg_subcommand(c, "command", SUBCOMMANDS(command_subcommands)))
+        return;
     if (c->argc == 1) {
         resp_add_array(&c->out, (long long)total);
         for (size_t i = 0; i < total; i++)
@@ -1015,8 +1043,14 @@ COMMAND_HANDLER(cmd_command)
  * ACL
  * ------------------------------------------------------------------------------------- */
 
+static const subcommand_def acl_subcommands[] = {
+    {"WHOAMI", 2}, {"LIST", 2}, {"USERS", 2}, {"SETUSER", -3},
+};
+
 COMMAND_HANDLER(cmd_acl)
 {
+    if (!arg_subcommand(c, "acl", SUBCOMMANDS(acl_subcommands)))
+        return;
     if (arg_is(c, 1, "WHOAMI") && c->argc == 2) {
         resp_add_bulk_cstring(&c->out, c->identity.user);
         return;

@@ -388,6 +388,44 @@ bool arg_db(client *c, size_t i, int *db)
     return true;
 }
 
+/* name in capitals (upper) or small letters, cut to fit out. */
+static void command_case(char *out, size_t size, const char *name, bool upper)
+{
+    size_t n = strlen(name) < size - 1 ? strlen(name) : size - 1;
+    for (size_t i = 0; i < n; i++) {
+        char ch = name[i];
+        if (upper && ch >= 'a' && ch <= 'z')
+            ch = (char)(ch - 32);
+        else if (!upper && ch >= 'A' && ch <= 'Z')
+            ch = (char)(ch + 32);
+        out[i] = ch;
+    }
+    out[n] = '\0';
+}
+
+bool arg_subcommand(client *c, const char *container, const subcommand_def *table,
+                    size_t count)
+{
+    char outer[32], inner[32];
+    for (size_t i = 0; i < count; i++) {
+        if (!arg_is(c, 1, table[i].name))
+            continue;
+        int arity = table[i].arity;
+        if (arity > 0 ? c->argc == (size_t)arity : c->argc >= (size_t)-arity)
+            return true;
+        command_case(outer, sizeof(outer), container, false);
+        command_case(inner, sizeof(inner), table[i].name, false);
+        resp_add_errorf(&c->out, "ERR wrong number of arguments for '%s|%s' command", outer,
+                        inner);
+        return false;
+    }
+    command_case(outer, sizeof(outer), container, true);
+    int shown = c->lengths[1] < 128 ? (int)c->lengths[1] : 128;
+    resp_add_errorf(&c->out, "ERR unknown subcommand '%.*s'. Try %s HELP.", shown, c->argv[1],
+                    outer);
+    return false;
+}
+
 bool arg_is(client *c, size_t i, const char *word)
 {
     return i < c->argc && text_equals_word(c->argv[i], c->lengths[i], word);
@@ -575,12 +613,8 @@ void command_dispatch(client *c)
         return;
     }
     if (c->in_multi && (cmd->flags & CMD_DENYMULTI)) {
-        char upper[32];
-        size_t n = strlen(cmd->name) < sizeof(upper) - 1 ? strlen(cmd->name) : sizeof(upper) - 1;
-        for (size_t i = 0; i < n; i++) /* Redis names the command in capitals here */
-            upper[i] = (char)(cmd->name[i] >= 'a' && cmd->name[i] <= 'z' ? cmd->name[i] - 32
-                                                                        : cmd->name[i]);
-        upper[n] = '\0';
+        char upper[32]; /* Redis names the command in capitals here */
+        command_case(upper, sizeof(upper), cmd->name, true);
         /* An error in its place; the transaction stays valid (Redis's WATCH does so). */
         resp_add_errorf(&c->out, "ERR %s inside MULTI is not allowed", upper);
         return;

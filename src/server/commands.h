@@ -101,6 +101,17 @@ bool string_read_for_update(client *c, shoal_ns *ns, store_value *v);
  * past STORE_MAX_PAYLOAD), without replying. */
 int string_write_at(client *c, shoal_ns *ns, store_value *v, size_t offset, const char *data,
                     size_t data_length);
+/* A subcommand of a container command (CONFIG GET) and its arity, counted as Redis counts
+ * it: the container's name included, >0 exact, <0 at least -arity. */
+typedef struct subcommand_def {
+    const char *name;
+    int arity;
+} subcommand_def;
+/* Checks argv[1] against the container's subcommands: true if it names one and has its
+ * number of arguments; otherwise replies Redis's error ("unknown subcommand 'x'. Try
+ * CONFIG HELP." or "wrong number of arguments for 'config|get' command"). */
+bool arg_subcommand(client *c, const char *container, const subcommand_def *table,
+                    size_t count);
 /* Case-insensitive comparison of argument i with a word. */
 bool arg_is(client *c, size_t i, const char *word);
 /* Argument i as a database index (SELECT, MOVE, COPY ... DB), or replies Redis's error. */

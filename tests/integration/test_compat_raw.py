@@ -169,13 +169,33 @@ AUTH_SEQUENCE = [
 ]
 
 
-def test_auth_replies_as_redis(binary):
-    shoal = harness.Server(binary, ["--requirepass", "pw"], env={"SHOAL_MODE": "memory"})
-    reference = harness.RedisReference(extra_args=["--requirepass", "pw"])
+# Connection and server commands with bad and good arguments: subcommand errors of
+# CLIENT, CONFIG, COMMAND and ACL, arities, SELECT's range, SCAN's options, CONFIG SET.
+ADMIN_SEQUENCE = [["CLIENT", "SETNAME", "a b"], ["CLIENT", "SETNAME", "ok"],
+    ["CLIENT", "GETNAME"], ["CLIENT", "SETNAME", ""], ["CLIENT", "GETNAME"],
+    ["CLIENT", "NO-EVICT", "on"], ["CLIENT", "NO-EVICT", "x"],
+    ["CLIENT", "KILL", "1.2.3.4:5"], ["CLIENT", "KILL", "ID", "99999"], ["CLIENT", "FOO"],
+    ["CLIENT"], ["CLIENT", "GETNAME"], ["HELLO", "3", "AUTH"], ["SELECT", "16"],
+    ["SELECT", "-1"], ["DBSIZE", "x"], ["TIME", "x"], ["ECHO", "a", "b"],
+    ["PING", "a", "b"], ["COMMAND", "COUNT", "x"], ["CONFIG", "GET"],
+    ["CONFIG", "SET", "timeout"], ["CONFIG", "SET", "timeout", "x"],
+    ["CONFIG", "SET", "timeout", "10"], ["CONFIG", "GET", "timeout"],
+    ["CONFIG", "RESETSTAT"], ["CONFIG", "FOO"], ["ACL", "FOO"], ["ACL", "LIST", "x"],
+    ["CLIENT", "ID", "x"], ["COMMAND", "FOO"], ["SHUTDOWN", "BAD"], ["LASTSAVE", "x"],
+    ["TYPE"], ["RENAME", "a"], ["SCAN", "x"], ["SCAN", "0", "COUNT", "0"],
+    ["SCAN", "0", "TYPE"], ["SCAN", "0", "FOO", "1"], ["KEYS"], ["RANDOMKEY", "x"],
+    ["FLUSHDB", "BAD"], ["FLUSHALL", "ASYNC", "SYNC"], ["EXPIRE", "k"], ["TTL"],
+    ["PERSIST", "a", "b"], ["TOUCH"], ["MSET", "a"], ["MGET"]]
+
+
+def replay(binary, sequence, server_args=()):
+    """Sends sequence over one connection to each server; the replies must be the same."""
+    shoal = harness.Server(binary, list(server_args), env={"SHOAL_MODE": "memory"})
+    reference = harness.RedisReference(extra_args=list(server_args))
     clients = []
     try:
         clients = [Raw(shoal.port), Raw(reference.port)]
-        for step, args in enumerate(AUTH_SEQUENCE):
+        for step, args in enumerate(sequence):
             replies = []
             for client in clients:
                 client.send(args)
@@ -187,6 +207,14 @@ def test_auth_replies_as_redis(binary):
             client.close()
         reference.stop()
         shoal.stop()
+
+
+def test_admin_replies_as_redis(binary):
+    replay(binary, ADMIN_SEQUENCE)
+
+
+def test_auth_replies_as_redis(binary):
+    replay(binary, AUTH_SEQUENCE, ["--requirepass", "pw"])
 
 
 # Malformed and odd frames, each on a fresh connection: the bytes that come back before
@@ -238,4 +266,5 @@ def test_resp3_replies_as_redis(binary):
 
 if __name__ == "__main__":
     harness.run([test_resp2_replies_as_redis, test_resp3_replies_as_redis,
-                 test_auth_replies_as_redis, test_protocol_errors_as_redis])
+                 test_auth_replies_as_redis, test_admin_replies_as_redis,
+                 test_protocol_errors_as_redis])

@@ -157,5 +157,31 @@ def compare_one_run(binary, seed):
         shoal.stop()
 
 
+def test_glob_patterns_as_redis(binary):
+    """KEYS and SCAN MATCH with random glob patterns ([ranges], [^negations], escapes, ?
+    and *, unbalanced brackets) over keys made of the same characters: the same keys."""
+    rng = random.Random(20261208)
+    alphabet = "ab-^]["
+    specials = ["*", "?", "[", "]", "^", "-", "\\", "a", "b", "c"]
+    keys = {"".join(rng.choice(alphabet + "\\*?") for _ in range(rng.randint(1, 5)))
+            for _ in range(60)}
+    shoal = harness.Server(binary, env={"SHOAL_MODE": "memory"})
+    reference = harness.RedisReference()
+    try:
+        ours = redis.Redis(host="127.0.0.1", port=shoal.port, socket_timeout=60)
+        theirs = redis.Redis(host="127.0.0.1", port=reference.port, socket_timeout=60)
+        for client in (ours, theirs):
+            client.mset({key: "v" for key in keys})
+        for step in range(1500):
+            pattern = "".join(rng.choice(specials) for _ in range(rng.randint(1, 6)))
+            got, expected = sorted(ours.keys(pattern)), sorted(theirs.keys(pattern))
+            assert got == expected, "pattern %r: shoal %r, redis %r" % (pattern, got, expected)
+            _, scanned = ours.scan(0, match=pattern, count=1000)
+            assert sorted(scanned) == expected, "SCAN MATCH %r: %r" % (pattern, scanned)
+    finally:
+        reference.stop()
+        shoal.stop()
+
+
 if __name__ == "__main__":
-    harness.run([test_same_replies_as_redis])
+    harness.run([test_same_replies_as_redis, test_glob_patterns_as_redis])

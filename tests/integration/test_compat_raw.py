@@ -1,20 +1,23 @@
 """Replies byte for byte against Redis itself, in RESP2 and RESP3.
 
-The same random sequence (fixed seeds, bounded count) of requests goes over raw sockets to
-shoal-server and to Debian's redis-server, once in RESP2 and once after HELLO 3; each
-reply's bytes must be the same. Besides the string and key-space commands of
-test_compat.py it sends transactions (MULTI, EXEC, DISCARD, with queued errors, nested
-MULTI, EXEC without MULTI), wrong arities, unknown commands, PING and ECHO, SELECT,
-DBSIZE and inline commands, so the reply types (simple strings, errors, integers, bulk and
-null replies, arrays, RESP3 nulls, doubles and maps) and Redis's error texts are compared
-exactly; so are the replies around AUTH with a password set, and what comes back for
+The same random sequence (fixed seeds, bounded count) of requests, some in pipelined
+bursts, goes over raw sockets to shoal-server and to Debian's redis-server, once in RESP2,
+once after HELLO 3, and once with shoal-server durable under sync always (its replies held
+until their records are on disk); each reply's bytes must be the same. Besides the string
+and key-space commands of test_compat.py it sends transactions (MULTI, EXEC, DISCARD, with
+queued errors, nested MULTI, EXEC without MULTI), wrong arities, unknown commands, PING and
+ECHO, SELECT, DBSIZE and inline commands, so the reply types (simple strings, errors,
+integers, bulk and null replies, arrays, RESP3 nulls, doubles and maps) and Redis's error
+texts are compared exactly; so are the replies around AUTH with a password set, and what comes back for
 malformed frames before the connection closes. Requests whose replies name a time or the server (TTL and PTTL values,
 EXPIRETIME, TIME, INFO, CLIENT LIST, HELLO's own reply) or Redis's memory layout (OBJECT,
 whose encoding and shared-integer refcounts depend on a value's history there) are left
 out, and no key expires during a run.
 """
 import random
+import shutil
 import socket
+import tempfile
 
 import harness
 
@@ -128,9 +131,13 @@ def request(rng):
     return rng.choice(choices)
 
 
-def compare_run(binary, seed, resp3):
+def compare_run(binary, seed, resp3, durable=False):
     rng = random.Random(seed)
-    shoal = harness.Server(binary, env={"SHOAL_MODE": "memory"})
+    directory = tempfile.mkdtemp(prefix="shoal-compat-") if durable else None
+    if durable:  # every reply after its record's fdatasync: held replies keep their order
+        shoal = harness.Server(binary, ["--dir", directory, "--sync", "always"])
+    else:
+        shoal = harness.Server(binary, env={"SHOAL_MODE": "memory"})
     reference = harness.RedisReference()
     clients = []
     try:
@@ -139,24 +146,33 @@ def compare_run(binary, seed, resp3):
             for client in clients:
                 client.send(["HELLO", "3"])
                 assert client.reply().startswith(b"%")
-        for step in range(REQUESTS):
-            inline = rng.random() < 0.05
-            args = request(rng)
-            replies = []
+        step = 0
+        while step < REQUESTS:
+            # Pipelined bursts of up to 20 requests, sent before any reply is read (a first
+            # write into a new database suspends its client meanwhile: order must hold).
+            burst = []
+            for _ in range(rng.randint(1, 20) if rng.random() < 0.3 else 1):
+                inline = rng.random() < 0.05
+                burst.append((inline, request(rng)))
             for client in clients:
-                if inline and all(" " not in a and "\r" not in a and "\x00" not in a and a
-                                  for a in args[1:]):
-                    client.send_inline(" ".join(args))
-                else:
-                    client.send(args)
-                replies.append(client.reply())
-            assert replies[0] == replies[1], "seed %d, %s, request %d %r: shoal %r, redis %r" % (
-                seed, "RESP3" if resp3 else "RESP2", step, args, replies[0], replies[1])
+                for inline, args in burst:
+                    if inline and all(" " not in a and "\r" not in a and "\x00" not in a and a
+                                      for a in args[1:]):
+                        client.send_inline(" ".join(args))
+                    else:
+                        client.send(args)
+            for inline, args in burst:
+                replies = [client.reply() for client in clients]
+                assert replies[0] == replies[1], "seed %d, %s, request %d %r: shoal %r, redis %r" % (
+                    seed, "RESP3" if resp3 else "RESP2", step, args, replies[0], replies[1])
+                step += 1
     finally:
         for client in clients:
             client.close()
         reference.stop()
         shoal.stop()
+        if directory is not None:
+            shutil.rmtree(directory)
 
 
 # With a password: what a client gets before and after AUTH, a transaction begun before
@@ -264,7 +280,12 @@ def test_resp3_replies_as_redis(binary):
     compare_run(binary, 12, resp3=True)
 
 
+def test_durable_replies_as_redis(binary):
+    compare_run(binary, 13, resp3=False, durable=True)
+
+
 if __name__ == "__main__":
     harness.run([test_resp2_replies_as_redis, test_resp3_replies_as_redis,
+                 test_durable_replies_as_redis,
                  test_auth_replies_as_redis, test_admin_replies_as_redis,
                  test_protocol_errors_as_redis])

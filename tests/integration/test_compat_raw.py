@@ -233,6 +233,54 @@ def test_auth_replies_as_redis(binary):
     replay(binary, AUTH_SEQUENCE, ["--requirepass", "pw"])
 
 
+# WATCH against another client's commands: which of them break the watch (a write, even
+# of the same value) and which leave it (reads, refused or no-op writes). Each scenario:
+# setup by B, WATCH by A, B's requests, then A's MULTI/SET/EXEC.
+WATCH_SCENARIOS = [
+    [["SET", "k", "v"]], [["SETBIT", "b", "0", "1"]], [["SETBIT", "b", "7", "0"]],
+    [["DEL", "missing"]], [["FLUSHDB"]], [["EXPIRE", "missing", "100"]], [["PERSIST", "k"]],
+    [["EXPIRE", "t", "500", "NX"]], [["GETEX", "k"]], [["GETEX", "k", "PERSIST"]],
+    [["APPEND", "k", ""]], [["SETRANGE", "k", "0", ""]], [["INCRBY", "n", "0"]],
+    [["MSETNX", "k", "x"]], [["SET", "k", "x", "NX"]], [["COPY", "b", "k"]], [["GET", "k"]],
+    [["SELECT", "1"], ["SET", "k", "other"]], [["DEL", "k"], ["SET", "k", "v"]],
+    [["RENAME", "k", "k2"]], [["RENAME", "missing", "x"]], [["SETNX", "k", "x"]],
+    [["EXPIRE", "k", "0"]], [["GETDEL", "missing"]], [["BITOP", "NOT", "missing", "missing"]],
+    [["TOUCH", "k"]], [["PEXPIRE", "t", "999999", "GT"]], [["SET", "n", "5", "KEEPTTL"]],
+]
+
+
+def test_watch_as_redis(binary):
+    shoal = harness.Server(binary, env={"SHOAL_MODE": "memory"})
+    reference = harness.RedisReference()
+    try:
+        for scenario in WATCH_SCENARIOS:
+            for watched in ("k", "missing", "b", "t"):
+                outcomes = []
+                for port in (shoal.port, reference.port):
+                    a, b = Raw(port), Raw(port)
+                    replies = []
+                    for args in (["FLUSHALL"], ["SET", "k", "v"], ["SET", "b", "\x01"],
+                                 ["SET", "n", "5"], ["SET", "t", "x", "EX", "1000"]):
+                        b.send(args)
+                        b.reply()
+                    a.send(["WATCH", watched])
+                    replies.append(a.reply())
+                    for args in scenario:
+                        b.send(args)
+                        replies.append(b.reply())
+                    for args in (["MULTI"], ["SET", "result", "1"], ["EXEC"]):
+                        a.send(args)
+                        replies.append(a.reply())
+                    outcomes.append(replies)
+                    a.close()
+                    b.close()
+                assert outcomes[0] == outcomes[1], "watching %r, %r: shoal %r, redis %r" % (
+                    watched, scenario, outcomes[0], outcomes[1])
+    finally:
+        reference.stop()
+        shoal.stop()
+
+
 # Malformed and odd frames, each on a fresh connection: the bytes that come back before
 # the server closes it (or answers the ECHO sent after the frame) must be Redis's. (Shoal's max multibulk
 # length, 1M elements by default, is its own limit and left out.)
@@ -286,6 +334,6 @@ def test_durable_replies_as_redis(binary):
 
 if __name__ == "__main__":
     harness.run([test_resp2_replies_as_redis, test_resp3_replies_as_redis,
-                 test_durable_replies_as_redis,
+                 test_durable_replies_as_redis, test_watch_as_redis,
                  test_auth_replies_as_redis, test_admin_replies_as_redis,
                  test_protocol_errors_as_redis])

@@ -223,8 +223,12 @@ COMMAND_HANDLER(cmd_getex)
         return;
     }
     if (v.found && change && !(persist && v.expire_ms == VALUE_NO_EXPIRY)) {
-        int result = store_txn_put(&c->txn, ns, c->argv[1], c->lengths[1], VALUE_TYPE_STRING,
-                                   persist ? VALUE_NO_EXPIRY : expire_ms, v.data, v.length);
+        bool past = !persist && expire_ms <= command_now_ms(c); /* deleted, as in Redis */
+        int result = past ? store_txn_delete(&c->txn, ns, c->argv[1], c->lengths[1])
+                          : store_txn_put(&c->txn, ns, c->argv[1], c->lengths[1],
+                                          VALUE_TYPE_STRING, persist ? VALUE_NO_EXPIRY
+                                                                     : expire_ms,
+                                          v.data, v.length);
         if (result != 0) {
             store_value_release(&v);
             reply_engine_error(c, result);

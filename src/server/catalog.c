@@ -55,8 +55,10 @@
  * attempt. FLUSHDB and FLUSHALL inside EXEC come nowhere near this module: dropping a
  * namespace could join neither the transaction's batch nor its order, so there they are
  * a write of the batch instead (store_txn_flush, shoal_batch_delete_all: every key
- * deleted under the commit's locks). ACL SETUSER inside MULTI answers an error in its
- * place in EXEC's reply, since it cannot join the batch either.
+ * deleted under the commit's locks), and from the flush to the commit the worker cannot
+ * make a namespace usable (store_txn_hold_catalog: a read-write lock the loop holds for
+ * no longer than that EXEC). ACL SETUSER inside MULTI answers an error in its place in
+ * EXEC's reply, since it cannot join the batch either.
  *
  * Memory mode
  * -----------
@@ -81,7 +83,9 @@
  * 5. No lock that an event loop takes is held across a MANIFEST write: the worker holds
  *    store.c's and acl.c's change locks there, which loops never take. The engine holds
  *    its own catalog lock only to edit and encode, not across the write (src/core/
- *    internal.h, C1), so INFO and LASTSAVE do not wait either.
+ *    internal.h, C1), so INFO and LASTSAVE do not wait either. store.c's publish lock is
+ *    taken by the worker for writing only to install a finished namespace (no I/O), and
+ *    by a loop for reading only from a FLUSHDB or FLUSHALL inside EXEC to its commit.
  *
  * Testing
  * -------

@@ -640,9 +640,11 @@ static bool keys_flush_arguments_ok(client *c)
 
 /* Inside EXEC: a delete of every key of the database joins the transaction's batch, so it
  * is atomic and ordered with the other commands (store_txn_flush). A database this tenant
- * never used has nothing to delete. */
+ * never used has nothing to delete, and none can become usable (and be written) before
+ * the commit (store_txn_hold_catalog). */
 static int keys_flush_in_exec(client *c, int db)
 {
+    store_txn_hold_catalog(&c->txn); /* no database becomes usable until the commit */
     shoal_ns *ns;
     if (store_namespace_lookup(c->identity.tenant, db, &ns) != 0)
         return 0;

@@ -150,12 +150,19 @@ typedef struct store_namespace_entry {
 static struct {
     pthread_mutex_t lock;
     pthread_mutex_t change_lock;
+    /* Taken for writing, by the catalog worker only, where a namespace becomes usable (a
+     * database's first one, or the empty one a flush leaves); for reading by an EXEC that
+     * flushes, from its FLUSHDB or FLUSHALL to its commit (store_txn_hold_catalog), so that
+     * no database can gain a key between the flush's lookups and its commit. */
+    pthread_rwlock_t publish;
     shoal_db *db;
     store_namespace_entry **entries;
     size_t count, capacity;
     shoal_ns **retired; /* invariant 3 */
     size_t retired_count, retired_capacity;
-} store_table = {.lock = PTHREAD_MUTEX_INITIALIZER, .change_lock = PTHREAD_MUTEX_INITIALIZER};
+} store_table = {.lock = PTHREAD_MUTEX_INITIALIZER,
+               .change_lock = PTHREAD_MUTEX_INITIALIZER,
+               .publish = PTHREAD_RWLOCK_INITIALIZER};
 
 int store_init(shoal_db *db)
 {
@@ -274,6 +281,7 @@ static int store_namespace_create_changing(uint32_t tenant, const char *tenant_n
         free(fresh_entry);
         return result;
     }
+    pthread_rwlock_wrlock(&store_table.publish);
     pthread_mutex_lock(&store_table.lock);
     if (fresh_entry != NULL) {
         fresh_entry->handle = handle;
@@ -283,6 +291,7 @@ static int store_namespace_create_changing(uint32_t tenant, const char *tenant_n
         entry->expire_cursor_set = false;
     }
     pthread_mutex_unlock(&store_table.lock);
+    pthread_rwlock_unlock(&store_table.publish);
     *out = handle;
     return 0;
 }
@@ -340,6 +349,7 @@ int store_flush(uint32_t tenant, const char *tenant_name, int db)
     }
     shoal_ns *fresh = NULL;
     result = store_open_handle(tenant, tenant_name, db, &fresh);
+    pthread_rwlock_wrlock(&store_table.publish);
     pthread_mutex_lock(&store_table.lock);
     /* Invariant 3: the old handle is retired, never closed; without a new one the entry
      * is empty and the next use creates the namespace again. */
@@ -349,6 +359,7 @@ int store_flush(uint32_t tenant, const char *tenant_name, int db)
     entry->expire_cursor_set = false;
     entry->flushing = false;
     pthread_mutex_unlock(&store_table.lock);
+    pthread_rwlock_unlock(&store_table.publish);
     pthread_mutex_unlock(&store_table.change_lock);
     return result;
 }
@@ -567,8 +578,20 @@ void store_txn_init(store_txn *txn, shoal_db *db)
     txn->db = db;
 }
 
+void store_txn_hold_catalog(store_txn *txn)
+{
+    if (!txn->holds_catalog) {
+        pthread_rwlock_rdlock(&store_table.publish);
+        txn->holds_catalog = true;
+    }
+}
+
 static void store_txn_clear(store_txn *txn)
 {
+    if (txn->holds_catalog) {
+        pthread_rwlock_unlock(&store_table.publish);
+        txn->holds_catalog = false;
+    }
     if (txn->snapshot != NULL) {
         shoal_snapshot_release(txn->snapshot);
         txn->snapshot = NULL;

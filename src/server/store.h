@@ -106,6 +106,7 @@ typedef struct store_txn {
     shoal_ns *single_ns;
     char *single_key, *single_value;
     size_t single_key_length, single_value_length;
+    bool holds_catalog;        /* store_txn_hold_catalog: released when the attempt ends */
     /* Writes of a multi transaction, newest last, so reads see them. */
     store_overlay_entry *overlay;
     size_t overlay_count, overlay_capacity;
@@ -128,6 +129,11 @@ int store_txn_delete(store_txn *txn, shoal_ns *ns, const char *key, size_t key_l
  * before it are deleted too, later ones apply after it, and later reads and scans of the
  * transaction see it. */
 int store_txn_flush(store_txn *txn, shoal_ns *ns);
+/* Keeps every database of the catalog as it is (none becomes usable) until the attempt
+ * ends, committed or not: a flush inside EXEC takes it before it looks its databases up,
+ * so a database first used meanwhile by another connection, and written, cannot escape
+ * it. Blocks only while the catalog worker installs a namespace (no I/O). Loop thread. */
+void store_txn_hold_catalog(store_txn *txn);
 /* Adds a bare condition: the key's seq must still be seq at commit (WATCH). */
 int store_txn_require(store_txn *txn, shoal_ns *ns, const char *key, size_t key_length,
                       uint64_t seq);

@@ -363,8 +363,8 @@ def test_shutdown_with_catalog_changes_queued(binary):
 
 
 def test_concurrent_catalog_changes(binary):
-    """Two loops, eight clients: first uses of databases, FLUSHDB, FLUSHALL, EXEC in new
-    databases and ACL SETUSER, all at once (memory mode: the same worker path). Every
+    """Two loops, eight clients: first uses of databases, FLUSHDB, FLUSHALL (also inside
+    EXEC), EXEC in new databases and ACL SETUSER, all at once (memory mode: the same worker path). Every
     reply has the right form and the server stops cleanly; the sanitizer builds look
     for races and leaks."""
     server = harness.Server(binary, ["--threads", "2"])
@@ -395,6 +395,13 @@ def test_concurrent_catalog_changes(binary):
                     with r.pipeline(transaction=True) as t:
                         t.execute_command("SELECT", rnd.randrange(16)).set("t", 1).get("t")
                         assert t.execute() == [True, True, b"1"]
+                if rnd.random() < 0.05:
+                    # A flush inside EXEC holds new databases back until its commit, while
+                    # the others' first uses wait for the worker.
+                    with r.pipeline(transaction=True) as t:
+                        t.set("f", 1).execute_command(rnd.choice(["FLUSHALL", "FLUSHDB"]))
+                        t.dbsize().set("f", 2).get("f")
+                        assert t.execute() == [True, True, 0, True, b"2"]
                 if rnd.random() < 0.03:
                     user = "u%d" % rnd.randrange(4)
                     assert r.execute_command("ACL", "SETUSER", user, "on", "nopass",

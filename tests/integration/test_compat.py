@@ -8,8 +8,9 @@ and transactions of a few of them goes to shoal-server and to Debian's redis-ser
 by side. Every reply, errors included, must be the same; so must each key's value and
 whether it has an expiry at the end. Replies that name a time are compared by kind: TTL
 and PTTL as -2, -1 or "positive"; expiries are always far in the future, so nothing
-expires during the run. KEYS and SCAN are compared as sets (Redis returns no order),
-RANDOMKEY by whether it names a key.
+expires during the run. KEYS and SCAN are compared as sets (Redis returns no order), a
+SCAN in steps (MATCH, COUNT, TYPE) by the union of what its calls return, RANDOMKEY by
+whether it names a key.
 """
 import random
 
@@ -93,6 +94,7 @@ def listing(rng):
     """A command that lists or counts keys; its reply is compared as a set."""
     pattern = rng.choice(["*", "k*", "?1", "[kn]*", "nomatch"])
     return rng.choice([["KEYS", pattern], ["SCAN", "0", "MATCH", pattern, "COUNT", "1000"],
+                       ["FULLSCAN", pattern, str(rng.randint(1, 4)), rng.choice(["string", "list"])],
                        ["DBSIZE"], ["RANDOMKEY"], ["FLUSHDB"] if rng.random() < 0.2 else ["DBSIZE"]])
 
 
@@ -109,7 +111,22 @@ def normalized(args, result):
     return result
 
 
+def full_scan(client, pattern, count, kind):
+    """Every key a SCAN in steps of COUNT count returns, until its cursor comes back to 0
+    (bounded), as a set: the cursors differ between the servers, what they cover must not."""
+    cursor, keys = 0, set()
+    for _ in range(1000):
+        cursor, found = client.execute_command("SCAN", cursor, "MATCH", pattern, "COUNT", count,
+                                               "TYPE", kind)
+        keys.update(found)
+        if int(cursor) == 0:
+            return sorted(keys)
+    raise AssertionError("SCAN did not finish")
+
+
 def reply(client, args):
+    if args[0] == "FULLSCAN":
+        return full_scan(client, *args[1:])
     try:
         return normalized(args, client.execute_command(*args))
     except redis.ResponseError as error:
@@ -118,6 +135,7 @@ def reply(client, args):
 
 def transaction(client, commands):
     """The commands in MULTI/EXEC; each reply, or its error, in order."""
+    commands = [args for args in commands if args[0] != "FULLSCAN"]  # steps: not in EXEC
     pipe = client.pipeline(transaction=True)
     for args in commands:
         pipe.execute_command(*args)

@@ -223,14 +223,27 @@ COMMAND_HANDLER(cmd_time)
 
 static const subcommand_def client_subcommands[] = {
     {"ID", 2},   {"SETNAME", 3}, {"GETNAME", 2}, {"LIST", -2},    {"INFO", 2},
-    {"KILL", -3}, {"SETINFO", 4}, {"NO-EVICT", 3},
+    {"KILL", -3}, {"SETINFO", 4}, {"NO-EVICT", 3}, {"REPLY", 3},
 };
 
 COMMAND_HANDLER(cmd_client)
 {
     if (!arg_subcommand(c, "client", SUBCOMMANDS(client_subcommands)))
         return;
-    if (arg_is(c, 1, "NO-EVICT")) {
+    if (arg_is(c, 1, "REPLY")) {
+        /* OFF and SKIP answer nothing themselves; ON answers OK (network.c mutes). */
+        if (arg_is(c, 2, "ON")) {
+            c->reply_off = false;
+            c->out.muted = false;
+            resp_add_ok(&c->out);
+        } else if (arg_is(c, 2, "OFF")) {
+            c->reply_off = c->out.muted = true;
+        } else if (arg_is(c, 2, "SKIP")) {
+            c->reply_skip = c->out.muted = true;
+        } else {
+            resp_add_error(&c->out, "ERR syntax error");
+        }
+    } else if (arg_is(c, 1, "NO-EVICT")) {
         /* Nothing evicts clients here (an output limit disconnects them, maxmemory refuses
          * writes): accepted as Redis accepts it. */
         if (arg_is(c, 2, "ON") || arg_is(c, 2, "OFF"))

@@ -326,10 +326,16 @@ static bool network_run_request(client *c, char *base)
         c->close_now = true;
         return true;
     }
+    bool skip = c->reply_skip; /* CLIENT REPLY: this request's reply is dropped */
+    c->reply_skip = false;
+    c->out.muted = c->reply_off || skip;
     command_dispatch(c);
+    c->out.muted = c->reply_off;
     c->argc = 0;
-    if (c->catalog_job != NULL)
+    if (c->catalog_job != NULL) {
+        c->reply_skip = skip; /* it runs again, still skipped */
         return false;
+    }
     if (c->catalog_done != NULL)
         catalog_forget(c); /* the request that waited has completed */
     c->catalog_began_ns = 0;

@@ -369,6 +369,7 @@ void resp_buffer_init(resp_buffer *b)
     b->appended = 0;
     b->sent = 0;
     b->protocol = 2;
+    b->muted = false;
 }
 
 static void resp_block_free(resp_block *block)
@@ -402,7 +403,7 @@ static void resp_buffer_link(resp_buffer *b, resp_block *block)
 
 int resp_add_raw(resp_buffer *b, const void *data, size_t length)
 {
-    if (length == 0)
+    if (length == 0 || b->muted)
         return 0;
     resp_block *tail = b->tail;
     size_t copied = 0;
@@ -610,8 +611,8 @@ int resp_add_bulk_cstring(resp_buffer *b, const char *text)
 int resp_add_bulk_owned(resp_buffer *b, const void *data, size_t length, void *owner,
                         void (*release)(void *owner))
 {
-    if (length < RESP_CHUNK_SIZE) {
-        /* Small values are cheaper copied than linked. */
+    if (length < RESP_CHUNK_SIZE || b->muted) {
+        /* Small values are cheaper copied than linked (and a muted buffer drops them). */
         int result = resp_add_bulk(b, data, length);
         release(owner);
         return result;

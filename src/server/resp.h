@@ -87,6 +87,7 @@ typedef struct resp_buffer {
     uint64_t appended;   /* bytes ever appended; marks are in these units */
     uint64_t sent;       /* bytes ever consumed */
     int protocol;        /* 2 or 3: how nulls, maps, sets, doubles and booleans are written */
+    bool muted;          /* CLIENT REPLY OFF or SKIP: appends are dropped (marks stay put) */
 } resp_buffer;
 
 void resp_buffer_init(resp_buffer *b);

@@ -151,6 +151,8 @@ struct client {
     size_t pending_count;
     bool pending_touched;   /* listed in the loop's drain, to be flushed once */
     bool durability_failed; /* its replies were cut after a failed sync: send all, close */
+    bool reply_off;         /* CLIENT REPLY OFF: no reply is sent until CLIENT REPLY ON */
+    bool reply_skip;        /* CLIENT REPLY SKIP: the next request's reply is not sent */
     bool zombie;            /* disconnected; freed when its last pending write completes */
     client *zombie_previous, *zombie_next;
 

@@ -289,7 +289,12 @@ FRAMES = [b"*-5\r\nPING\r\n", b"*abc\r\n", b"*1\r\n$-3\r\n", b"*1\r\n$abc\r\n",
           b"*2\r\n$4\r\nPING\r\n:5\r\n", b"*0\r\nPING\r\n", b"*1\r\n$4\r\nPINGxx\r\n",
           b"\r\n\r\nPING\r\n", b"*1\r\n$536870913\r\n", b"+PING\r\n",
           b"*1\r\n$4\r\nPING\r\n*-1\r\nPING\r\n", b'ECHO "a b"\r\n', b'ECHO "open\r\n',
-          b"ECHO 'it\\'s'\r\n", b'ECHO "\\x41"\r\n']
+          b"ECHO 'it\\'s'\r\n", b'ECHO "\\x41"\r\n',
+          # CLIENT REPLY: replies dropped and resumed, inside and around transactions.
+          b"CLIENT REPLY SKIP\r\nPING\r\nPING a\r\nCLIENT REPLY OFF\r\nSET a 1\r\nGET a\r\n"
+          b"FOO\r\nCLIENT REPLY ON\r\nGET a\r\nCLIENT REPLY x\r\nCLIENT REPLY SKIP\r\n"
+          b"CLIENT REPLY SKIP\r\nPING b\r\nPING c\r\nMULTI\r\nCLIENT REPLY SKIP\r\nEXEC\r\n"
+          b"CLIENT REPLY SKIP\r\nMULTI\r\nPING\r\nEXEC\r\n"]
 
 
 def answer(port, frame):

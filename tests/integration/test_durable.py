@@ -363,6 +363,23 @@ def test_pipeline_replies_in_order_and_grouped(binary):
             server.stop()
 
 
+def test_client_reply_off_with_held_replies(binary):
+    """Under sync=always replies wait for the log; CLIENT REPLY OFF and SKIP drop them all
+    the same, in order, and the writes are made (and durable: a restart finds them)."""
+    with DataDir() as directory:
+        server = start(binary, directory, ["--sync", "always"])
+        with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+            sock.sendall(b"CLIENT REPLY OFF\r\nSET a 1\r\nSET b 2\r\nCLIENT REPLY ON\r\n"
+                         b"GET a\r\nCLIENT REPLY SKIP\r\nSET c 3\r\nGET c\r\n")
+            assert read_replies(sock, 3) == [b"+OK", b"1", b"3"]
+        kill9(server)
+        server = start(binary, directory, ["--sync", "always"])
+        try:
+            assert connect(server).mget("a", "b", "c") == [b"1", b"2", b"3"]
+        finally:
+            server.stop()
+
+
 def test_multi_exec_survives_kill9(binary):
     with DataDir() as directory:
         server = start(binary, directory, ["--sync", "always"])
@@ -554,6 +571,7 @@ if __name__ == "__main__":
         test_save_bgsave_lastsave,
         test_pipeline_replies_in_order_and_grouped,
         test_multi_exec_survives_kill9,
+        test_client_reply_off_with_held_replies,
         test_disconnect_with_writes_in_flight,
         test_failed_sync_answers_misconf,
         test_waitaof_syncs_the_log,

@@ -463,6 +463,12 @@ static long long server_last_save(const shoal_db_stats *stats)
  * an "rdb save", the log is the "aof"), then the engine's own figures. */
 static void info_persistence(info_text *t, const shoal_db_stats *stats)
 {
+    /* The flag before the figures: a BGSAVE it reports finished is counted in statistics
+     * read after it (its thread counts the checkpoint, then clears the flag). */
+    bool bgsave_in_progress = atomic_load(&server.bgsave_in_progress);
+    shoal_db_stats after;
+    if (shoal_stats(server.db, &after) == 0)
+        stats = &after;
     int bgsave_error = atomic_load(&server.last_bgsave_error);
     info_append(t,
                 "loading:0\r\nasync_loading:0\r\nmode:%s\r\ndir:%s\r\nsync:%s\r\n"
@@ -476,8 +482,7 @@ static void info_persistence(info_text *t, const shoal_db_stats *stats)
                 (unsigned long long)(server.durable && stats->seq > stats->checkpoint_seq
                                          ? stats->seq - stats->checkpoint_seq
                                          : 0),
-                atomic_load(&server.bgsave_in_progress) ? 1 : 0,
-                (unsigned long long)stats->checkpoints, server_last_save(stats),
+                bgsave_in_progress ? 1 : 0, (unsigned long long)stats->checkpoints, server_last_save(stats),
                 bgsave_error == 0 ? "ok" : "err", (unsigned long long)stats->checkpoint_seq,
                 stats->last_checkpoint_error ? shoal_error_name(stats->last_checkpoint_error)
                                              : "none",

@@ -4,6 +4,7 @@ A test picks a free port on 127.0.0.1, starts the server binary given on its com
 line, waits (bounded) until it answers PING, and stops it by PID with SIGTERM, checking
 that it exits 0. RSS is read from /proc, never inferred from time.
 """
+import contextlib
 import os
 import signal
 import socket
@@ -129,6 +130,25 @@ class RedisReference:
         for name in os.listdir(self.directory):
             os.unlink(os.path.join(self.directory, name))
         os.rmdir(self.directory)
+
+
+@contextlib.contextmanager
+def beside_redis(binary):
+    """shoal-server in memory mode and Debian's redis-server, side by side: yields a
+    redis-py client of each (shoal's first), then stops both by their PIDs."""
+    import redis  # only the tests that compare with Redis need it
+    shoal = Server(binary, env={"SHOAL_MODE": "memory"})
+    try:
+        reference = RedisReference()
+    except BaseException:
+        shoal.stop()
+        raise
+    try:
+        yield (redis.Redis(host="127.0.0.1", port=shoal.port, socket_timeout=60),
+               redis.Redis(host="127.0.0.1", port=reference.port, socket_timeout=60))
+    finally:
+        reference.stop()
+        shoal.stop()
 
 
 def connected_clients_settled(r, expected, round_trips=10000):

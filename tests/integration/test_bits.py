@@ -65,11 +65,7 @@ def reply(client, args):
 def test_same_replies_as_redis(binary):
     seed = 20261207
     rng = random.Random(seed)
-    shoal = harness.Server(binary, env={"SHOAL_MODE": "memory"})
-    reference = harness.RedisReference()
-    try:
-        ours = redis.Redis(host="127.0.0.1", port=shoal.port, socket_timeout=60)
-        theirs = redis.Redis(host="127.0.0.1", port=reference.port, socket_timeout=60)
+    with harness.beside_redis(binary) as (ours, theirs):
         for client in (ours, theirs):
             client.set("empty", b"")
             client.set("ones", b"\xff" * 5)
@@ -80,9 +76,6 @@ def test_same_replies_as_redis(binary):
                 seed, step, args, got, expected)
         for key in KEYS:
             assert ours.get(key) == theirs.get(key), key
-    finally:
-        reference.stop()
-        shoal.stop()
 
 
 def test_bits_in_transactions_keep_expiry(binary):

@@ -163,11 +163,7 @@ def test_same_replies_as_redis(binary):
 
 def compare_one_run(binary, seed):
     rng = random.Random(seed)
-    shoal = harness.Server(binary, env={"SHOAL_MODE": "memory"})
-    reference = harness.RedisReference()
-    try:
-        ours = redis.Redis(host="127.0.0.1", port=shoal.port, socket_timeout=60)
-        theirs = redis.Redis(host="127.0.0.1", port=reference.port, socket_timeout=60)
+    with harness.beside_redis(binary) as (ours, theirs):
         for step in range(len(FIXED) + COMMANDS):
             kind = rng.random()
             if step < len(FIXED):
@@ -187,9 +183,6 @@ def compare_one_run(binary, seed):
         for key in KEYS:
             assert ours.get(key) == theirs.get(key), key
             assert (ours.ttl(key) > 0) == (theirs.ttl(key) > 0), key
-    finally:
-        reference.stop()
-        shoal.stop()
 
 
 def test_glob_patterns_as_redis(binary):
@@ -200,11 +193,7 @@ def test_glob_patterns_as_redis(binary):
     specials = ["*", "?", "[", "]", "^", "-", "\\", "a", "b", "c"]
     keys = {"".join(rng.choice(alphabet + "\\*?") for _ in range(rng.randint(1, 5)))
             for _ in range(60)}
-    shoal = harness.Server(binary, env={"SHOAL_MODE": "memory"})
-    reference = harness.RedisReference()
-    try:
-        ours = redis.Redis(host="127.0.0.1", port=shoal.port, socket_timeout=60)
-        theirs = redis.Redis(host="127.0.0.1", port=reference.port, socket_timeout=60)
+    with harness.beside_redis(binary) as (ours, theirs):
         for client in (ours, theirs):
             client.mset({key: "v" for key in keys})
         for step in range(1500):
@@ -213,9 +202,6 @@ def test_glob_patterns_as_redis(binary):
             assert got == expected, "pattern %r: shoal %r, redis %r" % (pattern, got, expected)
             _, scanned = ours.scan(0, match=pattern, count=1000)
             assert sorted(scanned) == expected, "SCAN MATCH %r: %r" % (pattern, scanned)
-    finally:
-        reference.stop()
-        shoal.stop()
 
 
 if __name__ == "__main__":

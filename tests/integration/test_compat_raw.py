@@ -245,7 +245,8 @@ WATCH_SCENARIOS = [
     [["SELECT", "1"], ["SET", "k", "other"]], [["DEL", "k"], ["SET", "k", "v"]],
     [["RENAME", "k", "k2"]], [["RENAME", "missing", "x"]], [["SETNX", "k", "x"]],
     [["EXPIRE", "k", "0"]], [["GETDEL", "missing"]], [["BITOP", "NOT", "missing", "missing"]],
-    [["TOUCH", "k"]], [["PEXPIRE", "t", "500000", "GT"]], [["PEXPIRE", "t", "2000000", "GT"]], [["SET", "n", "5", "KEEPTTL"]],
+    [["TOUCH", "k"]], [["PEXPIRE", "t", "500000", "GT"]], [["PEXPIRE", "t", "2000000", "GT"]],
+    [["SET", "n", "5", "KEEPTTL"]],
 ]
 
 

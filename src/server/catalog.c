@@ -94,10 +94,10 @@
  * SETUSER of a new tenant waits for the disk, another client on the same loop gets its
  * PING and GET answered first; then the suspended reply is right and its effect is there.
  * Also a pipelined SELECT, SET, GET in a new database answered in order, EXEC in a new
- * database, FLUSHDB inside MULTI deleting what was queued before it, and clients that disconnect while suspended
- * (the server keeps serving, the database is still created). test_server.py and
- * test_tenants.py cover the replies (quota errors, ACL errors) that did not change. The
- * suites run under the ASan+UBSan and TSan builds too.
+ * database, FLUSHDB inside MULTI deleting what was queued before it, and clients that
+ * disconnect while suspended (the server keeps serving, the database is still created).
+ * test_server.py and test_tenants.py cover the replies (quota errors, ACL errors) that
+ * did not change. The suites run under the ASan+UBSan and TSan builds too.
  */
 #include "catalog.h"
 

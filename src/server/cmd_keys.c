@@ -247,7 +247,7 @@ COMMAND_HANDLER(cmd_object)
     if (!v.found)
         resp_add_null(&c->out);
     else if (encoding)
-        resp_add_bulk(&c->out, keys_string_encoding(&v), strlen(keys_string_encoding(&v)));
+        resp_add_bulk_cstring(&c->out, keys_string_encoding(&v));
     else if (arg_is(c, 1, "REFCOUNT"))
         resp_add_integer(&c->out, 1);
     else if (arg_is(c, 1, "FREQ"))

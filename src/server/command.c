@@ -115,14 +115,14 @@
     X("memory", cmd_memory, -2, R, 2, 2, 1, "server", "Reports the bytes a key takes")     \
     X("rename", cmd_rename, 3, W, 1, 2, 1, "generic", "Renames a key")                     \
     X("copy", cmd_copy, -3, W, 1, 2, 1, "generic", "Copies a key, to another db if asked") \
-    X("move", cmd_move, 3, W | F, 1, 1, 1, "generic", "Moves a key to another db")          \
+    X("move", cmd_move, 3, W | F, 1, 1, 1, "generic", "Moves a key to another db")         \
     X("renamenx", cmd_renamenx, 3, W | F, 1, 2, 1, "generic", "Renames if the new is free") \
     X("keys", cmd_keys, 2, R, 0, 0, 0, "generic", "Returns keys matching a pattern")       \
     X("scan", cmd_scan, -2, R, 0, 0, 0, "generic", "Iterates over keys")                   \
     X("randomkey", cmd_randomkey, 1, R, 0, 0, 0, "generic", "Returns a random key")        \
     X("dbsize", cmd_dbsize, 1, R | F, 0, 0, 0, "server", "Counts keys")                    \
     X("flushdb", cmd_flushdb, -1, W, 0, 0, 0, "server", "Deletes every key of the db")     \
-    X("flushall", cmd_flushall, -1, W, 0, 0, 0, "server", "Deletes every key of the user")   \
+    X("flushall", cmd_flushall, -1, W, 0, 0, 0, "server", "Deletes every key of the user") \
     X("touch", cmd_touch, -2, R | F, 1, -1, 1, "generic", "Counts existing keys")          \
     X("expire", cmd_expire, -3, W | F, 1, 1, 1, "generic", "Sets expiry in seconds")       \
     X("pexpire", cmd_pexpire, -3, W | F, 1, 1, 1, "generic", "Sets expiry in ms")          \
@@ -607,8 +607,9 @@ void command_dispatch(client *c)
         return;
     }
     if ((cmd->flags & CMD_ADMIN) && !c->identity.admin) {
-        snprintf(error, sizeof(error), "NOPERM User %s has no permissions to run the '%s' command",
-                 c->identity.user, cmd->name);
+        snprintf(error, sizeof(error),
+                 "NOPERM User %s has no permissions to run the '%s' command", c->identity.user,
+                 cmd->name);
         command_reject(c, cmd, error);
         return;
     }

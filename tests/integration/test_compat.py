@@ -23,8 +23,9 @@ COMMANDS = 5000
 
 
 def value(rng):
-    return rng.choice(["", "v", "hello", "10", "-7", "3.5", "1e3", "abc" * 5, " 12", "99999999999999999999",
-                       "9223372036854775807", "-9223372036854775808", "0x10", "\x00\r\n"])
+    return rng.choice(["", "v", "hello", "10", "-7", "3.5", "1e3", "abc" * 5, " 12",
+                       "99999999999999999999", "9223372036854775807", "-9223372036854775808",
+                       "0x10", "\x00\r\n"])
 
 
 def far(rng):
@@ -58,9 +59,11 @@ def arguments(rng):
     simple = {
         1: ["GET", key], 2: ["GETSET", key, value(rng)], 3: ["GETDEL", key],
         4: ["SETNX", key, value(rng)], 5: ["MGET", key, other, "gone"],
-        6: ["MSET", key, value(rng), other, value(rng)], 7: ["MSETNX", key, value(rng), other, value(rng)],
+        6: ["MSET", key, value(rng), other, value(rng)],
+        7: ["MSETNX", key, value(rng), other, value(rng)],
         8: ["APPEND", key, value(rng)], 9: ["STRLEN", key],
-        10: ["GETRANGE", key, number(rng), number(rng)], 11: ["SETRANGE", key, number(rng), value(rng)],
+        10: ["GETRANGE", key, number(rng), number(rng)],
+        11: ["SETRANGE", key, number(rng), value(rng)],
         12: ["INCR", key], 13: ["DECR", key], 14: ["INCRBY", key, number(rng)],
         15: ["DECRBY", key, number(rng)], 16: ["INCRBYFLOAT", key, number(rng)],
         17: ["DEL", key, other], 18: ["EXISTS", key, other, key], 19: ["TYPE", key],
@@ -94,8 +97,10 @@ def listing(rng):
     """A command that lists or counts keys; its reply is compared as a set."""
     pattern = rng.choice(["*", "k*", "?1", "[kn]*", "nomatch"])
     return rng.choice([["KEYS", pattern], ["SCAN", "0", "MATCH", pattern, "COUNT", "1000"],
-                       ["FULLSCAN", pattern, str(rng.randint(1, 4)), rng.choice(["string", "list"])],
-                       ["DBSIZE"], ["RANDOMKEY"], ["FLUSHDB"] if rng.random() < 0.2 else ["DBSIZE"]])
+                       ["FULLSCAN", pattern, str(rng.randint(1, 4)),
+                        rng.choice(["string", "list"])],
+                       ["DBSIZE"], ["RANDOMKEY"],
+                       ["FLUSHDB"] if rng.random() < 0.2 else ["DBSIZE"]])
 
 
 def normalized(args, result):
@@ -150,10 +155,11 @@ def transaction(client, commands):
 # Cases random runs met once, kept whatever the seeds draw: a value APPEND made out of a
 # long double's range, which INCRBYFLOAT must call not a valid float; a result Redis
 # prints in full; a huge SETRANGE offset; a key named twice in DEL.
-FIXED = [["SET", "f1", "1e3"], ["APPEND", "f1", "9223372036854775807"], ["INCRBYFLOAT", "f1", "1"],
-         ["SET", "f1", "1"], ["INCRBYFLOAT", "f1", "1e400"], ["SETRANGE", "gone", "9223372036854775807", "x"],
-         ["SETRANGE", "gone", "9223372036854775807", ""], ["SET", "k1", "v"], ["DEL", "k1", "k1"],
-         ["DEL", "f1", "gone", "f1", "gone"]]
+FIXED = [["SET", "f1", "1e3"], ["APPEND", "f1", "9223372036854775807"],
+         ["INCRBYFLOAT", "f1", "1"], ["SET", "f1", "1"], ["INCRBYFLOAT", "f1", "1e400"],
+         ["SETRANGE", "gone", "9223372036854775807", "x"],
+         ["SETRANGE", "gone", "9223372036854775807", ""], ["SET", "k1", "v"],
+         ["DEL", "k1", "k1"], ["DEL", "f1", "gone", "f1", "gone"]]
 
 
 def test_same_replies_as_redis(binary):

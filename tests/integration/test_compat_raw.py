@@ -8,11 +8,11 @@ and key-space commands of test_compat.py it sends transactions (MULTI, EXEC, DIS
 queued errors, nested MULTI, EXEC without MULTI), wrong arities, unknown commands, PING and
 ECHO, SELECT, DBSIZE and inline commands, so the reply types (simple strings, errors,
 integers, bulk and null replies, arrays, RESP3 nulls, doubles and maps) and Redis's error
-texts are compared exactly; so are the replies around AUTH with a password set, and what comes back for
-malformed frames before the connection closes. Requests whose replies name a time or the server (TTL and PTTL values,
-EXPIRETIME, TIME, INFO, CLIENT LIST, HELLO's own reply) or Redis's memory layout (OBJECT,
-whose encoding and shared-integer refcounts depend on a value's history there) are left
-out, and no key expires during a run.
+texts are compared exactly; so are the replies around AUTH with a password set, and what
+comes back for malformed frames before the connection closes. Requests whose replies name
+a time or the server (TTL and PTTL values, EXPIRETIME, TIME, INFO, CLIENT LIST, HELLO's own
+reply) or Redis's memory layout (OBJECT, whose encoding and shared-integer refcounts
+depend on a value's history there) are left out, and no key expires during a run.
 """
 import random
 import shutil
@@ -88,7 +88,8 @@ class Raw:
 
 
 def value(rng):
-    return rng.choice(["", "v", "hello", "10", "-7", "3.5", "abc" * 3, "9223372036854775807", "\x00\r\n"])
+    return rng.choice(["", "v", "hello", "10", "-7", "3.5", "abc" * 3, "9223372036854775807",
+                       "\x00\r\n"])
 
 
 def far(rng):
@@ -112,7 +113,8 @@ def request(rng):
         ["SETRANGE", key, number(rng), value(rng)], ["INCR", key], ["DECRBY", key, number(rng)],
         ["INCRBYFLOAT", key, number(rng)], ["DEL", key, other], ["EXISTS", key, key],
         ["TYPE", key], ["RENAME", key, other], ["RENAMENX", key, other], ["PERSIST", key],
-        ["EXPIRE", key, rng.choice([far(rng), "x"])] + rng.sample(["NX", "XX", "GT", "LT"], rng.randint(0, 1)),
+        ["EXPIRE", key, rng.choice([far(rng), "x"])]
+        + rng.sample(["NX", "XX", "GT", "LT"], rng.randint(0, 1)),
         ["DBSIZE"], ["PING"], ["PING", value(rng)], ["PING", "a", "b"], ["ECHO", value(rng)],
         ["ECHO"], ["SELECT", rng.choice(["0", "1", "99", "x"])], ["NOSUCHCOMMAND", key],
         ["MULTI"], ["EXEC"], ["DISCARD"], ["UNLINK", key], ["TOUCH", key, other],
@@ -163,8 +165,9 @@ def compare_run(binary, seed, resp3, durable=False):
                         client.send(args)
             for inline, args in burst:
                 replies = [client.reply() for client in clients]
-                assert replies[0] == replies[1], "seed %d, %s, request %d %r: shoal %r, redis %r" % (
-                    seed, "RESP3" if resp3 else "RESP2", step, args, replies[0], replies[1])
+                assert replies[0] == replies[1], (
+                    "seed %d, %s, request %d %r: shoal %r, redis %r"
+                    % (seed, "RESP3" if resp3 else "RESP2", step, args, replies[0], replies[1]))
                 step += 1
     finally:
         for client in clients:
@@ -195,7 +198,8 @@ ADMIN_SEQUENCE = [["CLIENT", "SETNAME", "a b"], ["CLIENT", "SETNAME", "ok"],
     ["SELECT", "-1"], ["DBSIZE", "x"], ["TIME", "x"], ["ECHO", "a", "b"],
     ["PING", "a", "b"], ["COMMAND", "COUNT", "x"], ["CONFIG", "GET"],
     ["CONFIG", "SET", "timeout"], ["CONFIG", "SET", "timeout", "x"],
-    ["CONFIG", "SET", "timeout", "10"], ["CONFIG", "GET", "timeout"],
+    ["CONFIG", "SET", "timeout", "10"], ["CONFIG", "SET", "timeout", "1", "maxclients"],
+    ["CONFIG", "GET", "timeout"],
     ["CONFIG", "RESETSTAT"], ["CONFIG", "FOO"], ["ACL", "FOO"], ["ACL", "LIST", "x"],
     ["CLIENT", "ID", "x"], ["COMMAND", "FOO"], ["SHUTDOWN", "BAD"], ["LASTSAVE", "x"],
     ["TYPE"], ["RENAME", "a"], ["SCAN", "x"], ["SCAN", "0", "COUNT", "0"],
@@ -283,8 +287,8 @@ def test_watch_as_redis(binary):
 
 
 # Malformed and odd frames, each on a fresh connection: the bytes that come back before
-# the server closes it (or answers the ECHO sent after the frame) must be Redis's. (Shoal's max multibulk
-# length, 1M elements by default, is its own limit and left out.)
+# the server closes it (or answers the ECHO sent after the frame) must be Redis's.
+# (Shoal's max multibulk length, 1M elements by default, is its own limit and left out.)
 FRAMES = [b"*-5\r\nPING\r\n", b"*abc\r\n", b"*1\r\n$-3\r\n", b"*1\r\n$abc\r\n",
           b"*1\r\nfoo\r\n", b"*99999999999\r\n", b"*1\r\n$600000000\r\n",
           b"*2\r\n$4\r\nPING\r\n:5\r\n", b"*0\r\nPING\r\n", b"*1\r\n$4\r\nPINGxx\r\n",

@@ -584,10 +584,13 @@ COMMAND_HANDLER(cmd_info)
         SECTION("Keyspace");
         long long databases = atomic_load(&server.config.databases);
         for (int db = 0; db < databases; db++) {
-            uint64_t keys = 0;
-            if (store_count(c->identity.tenant, db, &keys) == 0 && keys > 0)
-                info_append(&t, "db%d:keys=%llu,expires=0,avg_ttl=0\r\n", db,
-                            (unsigned long long)keys);
+            uint64_t keys = 0, expires = 0, avg_ttl = 0;
+            if (store_count(c->identity.tenant, db, &keys) != 0 || keys == 0)
+                continue;
+            store_expiry_counts(c->identity.tenant, db, &expires, &avg_ttl);
+            info_append(&t, "db%d:keys=%llu,expires=%llu,avg_ttl=%llu\r\n", db,
+                        (unsigned long long)keys, (unsigned long long)expires,
+                        (unsigned long long)avg_ttl);
         }
     }
     if (info_wanted(c, "shards", false) && c->identity.admin) {

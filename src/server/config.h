@@ -33,7 +33,8 @@ typedef struct server_config {
     atomic_llong output_soft_limit;
     atomic_llong output_soft_seconds;
     atomic_llong hz;                   /* background cycles per second (active expiry) */
-    atomic_llong active_expire_keys;   /* keys examined per namespace per cycle */
+    atomic_llong active_expire_keys;   /* keys examined per namespace per chunk */
+    atomic_llong active_expire_effort; /* 1..10: how hard active expiry works (Redis's) */
     atomic_llong latency_tracking;     /* bool */
     atomic_llong slowlog_log_slower_than;
     atomic_llong sync_period_ms;       /* durable: SHOAL_OPT_SYNC_PERIOD_MS */

@@ -286,7 +286,9 @@ int main(int argc, char **argv)
             received = signal_number;
             break;
         }
-        store_active_expire((size_t)atomic_load(&server.config.active_expire_keys));
+        store_active_expire((size_t)atomic_load(&server.config.active_expire_keys),
+                            (int)atomic_load(&server.config.active_expire_effort),
+                            (uint64_t)period_ns);
     }
     log_message(LOG_NOTICE, "received %s, shutting down", received == SIGINT ? "SIGINT" : "SIGTERM");
     network_stop();

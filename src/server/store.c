@@ -140,7 +140,22 @@ typedef struct store_namespace_entry {
     char *expire_cursor;
     size_t expire_cursor_length;
     bool expire_cursor_set;
+    /* Keys with a time to live that active expiry found alive: in the pass under way
+     * (count and sum of their remaining times), and in the last full pass, if one ended
+     * since the namespace was created or flushed. Under the table lock. */
+    uint64_t pass_ttl_keys, pass_ttl_sum_ms;
+    uint64_t counted_ttl_keys, counted_avg_ttl_ms;
+    bool counted;
 } store_namespace_entry;
+
+/* A flushed or new namespace: active expiry starts its pass again, with nothing counted. */
+static void store_entry_forget_expiry(store_namespace_entry *entry)
+{
+    entry->expire_cursor_set = false;
+    entry->pass_ttl_keys = entry->pass_ttl_sum_ms = 0;
+    entry->counted_ttl_keys = entry->counted_avg_ttl_ms = 0;
+    entry->counted = false;
+}
 
 /* Two locks (invariant 5): lock guards the table and is held only for lookups and
  * installs, never across an engine call that may write the MANIFEST; change_lock makes
@@ -288,7 +303,7 @@ static int store_namespace_create_changing(uint32_t tenant, const char *tenant_n
         store_table.entries[store_table.count++] = fresh_entry; /* room reserved above */
     } else {
         entry->handle = handle;
-        entry->expire_cursor_set = false;
+        store_entry_forget_expiry(entry);
     }
     pthread_mutex_unlock(&store_table.lock);
     pthread_rwlock_unlock(&store_table.publish);
@@ -356,7 +371,7 @@ int store_flush(uint32_t tenant, const char *tenant_name, int db)
     if (entry->handle != NULL)
         store_table.retired[store_table.retired_count++] = entry->handle;
     entry->handle = fresh;
-    entry->expire_cursor_set = false;
+    store_entry_forget_expiry(entry);
     entry->flushing = false;
     pthread_mutex_unlock(&store_table.lock);
     pthread_rwlock_unlock(&store_table.publish);
@@ -1259,17 +1274,163 @@ bool store_cursor_load(uint64_t cursor, uint32_t tenant, int db, char **key,
 
 /* ---------------------------------------------------------------------------------------
  * Active expiry
+ *
+ * Keys with a time to live are not indexed apart: a pass walks the database in key order
+ * from where the last one stopped, a chunk of keys at a time, and deletes what has
+ * expired. After each chunk it decides, as Redis's active expire cycle does from its
+ * samples, whether to go on: while more than the acceptable share of the chunk's keys with
+ * a time to live had expired, and the cycle's time budget lasts. A database with nothing
+ * to expire costs one chunk per cycle; one filling up with expired keys is swept at up to
+ * the budget's share of a core. Every full pass also counts the keys with a time to live
+ * it found alive, for INFO keyspace.
  * ------------------------------------------------------------------------------------- */
 
-typedef struct store_expire_context {
-    int64_t now_ms;
-    char *last;
-    size_t last_length;
-} store_expire_context;
-
-uint64_t store_active_expire(size_t keys_per_namespace)
+static uint64_t store_monotonic_ns(void)
 {
-    uint64_t deleted = 0;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+}
+
+typedef struct store_expire_cycle {
+    int64_t now_ms;
+    uint64_t deadline_ns;    /* monotonic; past it every namespace gets one chunk only */
+    size_t chunk;            /* keys examined between two decisions */
+    unsigned stale_percent;  /* go on while more of a chunk's TTL keys had expired */
+} store_expire_cycle;
+
+/* Deletes the expired key (still at the version the snapshot saw): one batch per key, so
+ * that a conflict on one (it was just rewritten) does not keep the others alive. */
+static bool store_expire_key(shoal_ns *ns, const shoal_snapshot *snap, shoal_batch **batch,
+                             const char *key, size_t key_length)
+{
+    uint64_t seq;
+    if (shoal_key_seq(ns, snap, key, key_length, &seq) != 0)
+        return false;
+    if (*batch == NULL && shoal_batch_new(store_table.db, batch) != 0)
+        return false;
+    shoal_batch_clear(*batch);
+    return shoal_batch_require(*batch, ns, key, key_length, seq) == 0 &&
+           shoal_batch_delete(*batch, ns, key, key_length) == 0 &&
+           shoal_batch_commit(*batch, &store_expiry_write, NULL) == 0;
+}
+
+/* The part of a cycle spent on one namespace: resumes at its cursor, stops at a chunk's
+ * end when the chunk had few expired keys or the time is up, and saves where it stopped
+ * (or, at the end of the database, the pass's counts). Returns the keys deleted. */
+static uint64_t store_expire_namespace(store_namespace_entry *entry,
+                                       const store_expire_cycle *cycle)
+{
+    pthread_mutex_lock(&store_table.lock);
+    shoal_ns *ns = entry->handle;
+    if (ns == NULL || entry->flushing) {
+        pthread_mutex_unlock(&store_table.lock);
+        return 0; /* being flushed, or waiting to be created again */
+    }
+    bool has_start = entry->expire_cursor_set;
+    char *start = entry->expire_cursor; /* ours to free, whether set or stale */
+    size_t start_length = entry->expire_cursor_length;
+    entry->expire_cursor = NULL;
+    entry->expire_cursor_set = false;
+    pthread_mutex_unlock(&store_table.lock);
+
+    shoal_snapshot *snap;
+    if (shoal_snapshot_take(store_table.db, &snap) != 0) {
+        free(start);
+        return 0;
+    }
+    char prefix = STORE_KEY_PREFIX;
+    shoal_iter_options options = {.prefix = &prefix, .prefix_len = 1,
+                                  .start = has_start ? start : NULL,
+                                  .start_len = has_start ? start_length : 0, .snap = snap};
+    shoal_iter *it;
+    int result = shoal_iter_new(ns, &options, &it);
+    free(start);
+    if (result != 0) {
+        shoal_snapshot_release(snap);
+        return 0;
+    }
+    uint64_t deleted = 0, alive_ttl = 0, ttl_sum_ms = 0;
+    size_t examined = 0, chunk_ttl = 0, chunk_expired = 0;
+    char *resume = NULL;
+    size_t resume_length = 0;
+    bool reached_end = false;
+    shoal_batch *batch = NULL;
+    for (;;) {
+        int more = shoal_iter_next(it);
+        if (more != 1) {
+            reached_end = more == 0;
+            break;
+        }
+        size_t key_length, value_length;
+        const char *key = shoal_iter_key(it, &key_length);
+        if (examined > 0 && examined % cycle->chunk == 0) {
+            bool expiring = chunk_expired * 100 > (uint64_t)chunk_ttl * cycle->stale_percent;
+            if (!expiring || store_monotonic_ns() >= cycle->deadline_ns) {
+                resume = malloc(key_length); /* the next pass starts at this key */
+                if (resume != NULL) {
+                    memcpy(resume, key, key_length);
+                    resume_length = key_length;
+                }
+                break;
+            }
+            chunk_ttl = chunk_expired = 0;
+        }
+        examined++;
+        const void *value = shoal_iter_value(it, &value_length);
+        value_meta meta;
+        if (!value_decode(value, value_length, &meta) || meta.expire_ms == VALUE_NO_EXPIRY)
+            continue;
+        chunk_ttl++;
+        if (!value_expired(meta.expire_ms, cycle->now_ms)) {
+            alive_ttl++;
+            ttl_sum_ms += (uint64_t)(meta.expire_ms - cycle->now_ms);
+            continue;
+        }
+        chunk_expired++;
+        if (store_expire_key(ns, snap, &batch, key, key_length))
+            deleted++;
+    }
+    shoal_batch_free(batch);
+    shoal_iter_free(it);
+    shoal_snapshot_release(snap);
+
+    pthread_mutex_lock(&store_table.lock);
+    if (entry->handle == ns) {
+        /* No flush in between: a flush installs a new handle (old ones are never freed, so
+         * never reused) and resets the cursor and the counts. */
+        entry->pass_ttl_keys += alive_ttl;
+        entry->pass_ttl_sum_ms += ttl_sum_ms;
+        if (reached_end) {
+            entry->counted_ttl_keys = entry->pass_ttl_keys;
+            entry->counted_avg_ttl_ms =
+                entry->pass_ttl_keys ? entry->pass_ttl_sum_ms / entry->pass_ttl_keys : 0;
+            entry->counted = true;
+            entry->pass_ttl_keys = entry->pass_ttl_sum_ms = 0;
+        } else if (resume != NULL) {
+            entry->expire_cursor = resume;
+            entry->expire_cursor_length = resume_length;
+            entry->expire_cursor_set = true;
+            resume = NULL;
+        }
+    }
+    pthread_mutex_unlock(&store_table.lock);
+    free(resume);
+    return deleted;
+}
+
+uint64_t store_active_expire(size_t keys_per_chunk, int effort, uint64_t period_ns)
+{
+    /* Redis's figures for its slow cycle: 25% of the cycle's time and 10% of stale keys at
+     * effort 1, each effort step adding 2% of time and accepting 1% less. */
+    effort = effort < 1 ? 1 : effort > 10 ? 10 : effort;
+    uint64_t start_ns = store_monotonic_ns();
+    store_expire_cycle cycle = {
+        .now_ms = store_now_ms(),
+        .deadline_ns = start_ns + period_ns * (uint64_t)(25 + 2 * (effort - 1)) / 100,
+        .chunk = keys_per_chunk > 0 ? keys_per_chunk : 1,
+        .stale_percent = (unsigned)(10 - (effort - 1)),
+    };
     pthread_mutex_lock(&store_table.lock);
     size_t count = store_table.count;
     store_namespace_entry **entries = malloc((count ? count : 1) * sizeof(*entries));
@@ -1278,98 +1439,32 @@ uint64_t store_active_expire(size_t keys_per_namespace)
     pthread_mutex_unlock(&store_table.lock);
     if (entries == NULL)
         return 0;
-    int64_t now_ms = store_now_ms();
-    for (size_t i = 0; i < count; i++) {
-        store_namespace_entry *entry = entries[i];
-        pthread_mutex_lock(&store_table.lock);
-        shoal_ns *ns = entry->handle;
-        if (ns == NULL || entry->flushing) {
-            pthread_mutex_unlock(&store_table.lock);
-            continue; /* being flushed, or waiting to be created again */
-        }
-        bool has_after = entry->expire_cursor_set;
-        char *after = has_after ? entry->expire_cursor : NULL;
-        size_t after_length = entry->expire_cursor_length;
-        entry->expire_cursor = NULL;
-        entry->expire_cursor_set = false;
-        pthread_mutex_unlock(&store_table.lock);
-
-        char prefix = STORE_KEY_PREFIX;
-        char *start = NULL;
-        size_t start_length = 0;
-        if (has_after) {
-            start_length = after_length + 1;
-            start = malloc(start_length);
-            if (start != NULL) {
-                memcpy(start, after, after_length);
-                start[after_length] = '\0';
-            }
-        }
-        free(after);
-        shoal_snapshot *snap;
-        if (shoal_snapshot_take(store_table.db, &snap) != 0) {
-            free(start);
-            continue;
-        }
-        shoal_iter_options options = {.prefix = &prefix, .prefix_len = 1, .start = start,
-                                      .start_len = start ? start_length : 0, .snap = snap};
-        shoal_iter *it;
-        if (shoal_iter_new(ns, &options, &it) != 0) {
-            free(start);
-            shoal_snapshot_release(snap);
-            continue;
-        }
-        free(start);
-        size_t examined = 0;
-        char *resume = NULL;
-        size_t resume_length = 0;
-        shoal_batch *batch = NULL;
-        while (examined < keys_per_namespace && shoal_iter_next(it) == 1) {
-            examined++;
-            size_t key_length, value_length;
-            const char *key = shoal_iter_key(it, &key_length);
-            const void *value = shoal_iter_value(it, &value_length);
-            value_meta meta;
-            if (examined == keys_per_namespace) {
-                resume = malloc(key_length);
-                if (resume != NULL) {
-                    memcpy(resume, key, key_length);
-                    resume_length = key_length;
-                }
-            }
-            if (!value_decode(value, value_length, &meta) || !value_expired(meta.expire_ms, now_ms))
-                continue;
-            uint64_t seq;
-            if (shoal_key_seq(ns, snap, key, key_length, &seq) != 0)
-                continue;
-            if (batch == NULL && shoal_batch_new(store_table.db, &batch) != 0)
-                break;
-            shoal_batch_clear(batch);
-            /* One batch per key: a conflict on one (it was just rewritten) must not keep
-             * the others alive. */
-            if (shoal_batch_require(batch, ns, key, key_length, seq) == 0 &&
-                shoal_batch_delete(batch, ns, key, key_length) == 0 &&
-                shoal_batch_commit(batch, &store_expiry_write, NULL) == 0)
-                deleted++;
-        }
-        shoal_batch_free(batch);
-        shoal_iter_free(it);
-        shoal_snapshot_release(snap);
-        if (resume != NULL) {
-            pthread_mutex_lock(&store_table.lock);
-            /* Resume strictly after it next time; a flush in between resets the cursor. */
-            if (entry->handle == ns) {
-                free(entry->expire_cursor);
-                entry->expire_cursor = resume;
-                entry->expire_cursor_length = resume_length;
-                entry->expire_cursor_set = true;
-                resume = NULL;
-            }
-            pthread_mutex_unlock(&store_table.lock);
-            free(resume);
-        }
-    }
+    /* Each cycle begins one namespace further, so that none always gets only the time the
+     * others left. */
+    static size_t first;
+    uint64_t deleted = 0;
+    for (size_t i = 0; i < count; i++)
+        deleted += store_expire_namespace(entries[(first + i) % count], &cycle);
+    first = count > 0 ? (first + 1) % count : 0;
     free(entries);
     atomic_fetch_add_explicit(&store_expired_keys, deleted, memory_order_relaxed);
     return deleted;
+}
+
+int store_expiry_counts(uint32_t tenant, int db, uint64_t *keys_with_ttl, uint64_t *avg_ttl_ms)
+{
+    *keys_with_ttl = *avg_ttl_ms = 0;
+    pthread_mutex_lock(&store_table.lock);
+    for (size_t i = 0; i < store_table.count; i++) {
+        store_namespace_entry *entry = store_table.entries[i];
+        if (entry->tenant != tenant || entry->db != db || entry->flushing)
+            continue;
+        /* Before the first full pass ends, what it has counted so far. */
+        *keys_with_ttl = entry->counted ? entry->counted_ttl_keys : entry->pass_ttl_keys;
+        uint64_t sum = entry->pass_ttl_sum_ms, keys = entry->pass_ttl_keys;
+        *avg_ttl_ms = entry->counted ? entry->counted_avg_ttl_ms : keys ? sum / keys : 0;
+        break;
+    }
+    pthread_mutex_unlock(&store_table.lock);
+    return 0;
 }

@@ -186,9 +186,17 @@ int store_txn_scan(store_txn *txn, shoal_ns *ns, const char *after, size_t after
  * keys they create minus keys they delete. */
 int store_txn_count_delta(store_txn *txn, shoal_ns *ns, int64_t *delta);
 
-/* One pass of active expiry: in every open namespace, examines up to keys_per_namespace
- * keys from where the last pass stopped and deletes the expired ones. Returns how many
- * were deleted. Thread-safety: one background thread. */
-uint64_t store_active_expire(size_t keys_per_namespace);
+/* One cycle of active expiry, run every period_ns: in every open namespace, examines keys
+ * from where the last cycle stopped, keys_per_chunk at a time, deleting the expired ones,
+ * and goes on to another chunk while more than (11 - effort)% of the chunk's keys with a
+ * time to live had expired, until (23 + 2 * effort)% of period_ns is spent (effort 1..10,
+ * Redis's active-expire-effort). Returns how many keys were deleted. Thread-safety: one
+ * background thread. */
+uint64_t store_active_expire(size_t keys_per_chunk, int effort, uint64_t period_ns);
+/* For INFO keyspace: the keys with a time to live that active expiry found alive in its
+ * last full pass over the database, and their average remaining time in ms (while the
+ * first pass runs, what it has counted so far; 0 and 0 for a database never opened). */
+int store_expiry_counts(uint32_t tenant, int db, uint64_t *keys_with_ttl,
+                        uint64_t *avg_ttl_ms);
 
 #endif /* SHOAL_SERVER_STORE_H */

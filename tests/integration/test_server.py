@@ -422,6 +422,47 @@ def test_expiry(server):
     assert r.dbsize() <= 3, r.dbsize()
 
 
+def test_active_expiry_sweeps(binary):
+    """Expired keys nobody reads are swept faster than the base pace: at 20 keys a cycle
+    and 10 cycles a second, the 10,000 expired keys among 20,000 would take 100 s; the
+    sweep goes on while its chunks keep finding expired keys. Then INFO keyspace counts
+    the keys with a time to live that a full pass found."""
+    import time
+    server = harness.Server(binary, ["--hz", "10", "--active-expire-keys", "20"])
+    try:
+        r = connect(server)
+        pipe = r.pipeline(transaction=False)
+        for i in range(20000):
+            if i % 2:
+                pipe.set("k:%06d" % i, "v", px=1500)
+            else:
+                pipe.set("k:%06d" % i, "v")
+        pipe.execute()
+        for _ in range(300):  # bounded: at most ~30 s
+            if r.dbsize() == 10000:
+                break
+            time.sleep(0.1)
+        assert r.dbsize() == 10000, r.dbsize()
+        assert r.info("stats")["expired_keys"] == 10000
+        assert r.get("k:000000") == b"v" and r.get("k:000001") is None
+
+        assert r.flushdb()
+        for i in range(30):
+            r.set("t:%02d" % i, "v", ex=1000)
+        for i in range(10):
+            r.set("p:%02d" % i, "v")
+        for _ in range(300):  # the pass over 40 keys takes 2 cycles
+            keyspace = r.info("keyspace").get("db0", {})
+            if keyspace.get("expires") == 30:
+                break
+            time.sleep(0.1)
+        assert keyspace["keys"] == 40 and keyspace["expires"] == 30, keyspace
+        assert 990000 <= keyspace["avg_ttl"] <= 1000000, keyspace
+        assert server.alive(), "server died"
+    finally:
+        server.stop()
+
+
 @with_server
 def test_server_commands(server):
     r = connect(server)
@@ -468,4 +509,5 @@ if __name__ == "__main__":
     harness.run([test_strings, test_pipeline_and_transactions, test_exec_lists_its_own_writes,
                  test_flush_inside_exec, test_copy_and_move, test_memory_and_object,
                  test_watch_conflict, test_concurrent_increments, test_scan_complete_under_writes,
-                 test_binary_safe, test_large_value, test_expiry, test_server_commands])
+                 test_binary_safe, test_large_value, test_expiry, test_active_expiry_sweeps,
+                 test_server_commands])

@@ -414,6 +414,12 @@ typedef struct shoal_log_mark {
  * Thread-safety: any thread. */
 SHOAL_API int shoal_notify_durable(shoal_db *db, const shoal_log_mark *mark,
                                    void (*on_durable)(void *ctx, int err), void *ctx);
+/* Blocks until every record of mark->stream up to mark->lsn is as durable as mark->sync
+ * asks: 0, or the log's error (as shoal_notify_durable's err). If no sync of the stream is
+ * running the calling thread writes and syncs the stream itself, at once. For a caller that
+ * has gathered its group of writes already (an event loop at the end of a round).
+ * Errors also: SHOAL_EINVAL as shoal_notify_durable. */
+SHOAL_API int shoal_wait_durable(shoal_db *db, const shoal_log_mark *mark);
 
 /* The end of each log stream now, for a durability barrier (WAITAOF): marks[0..*streams)
  * (marks holds SHOAL_MAX_LOG_STREAMS) get each stream's last record so far, with sync

@@ -1607,6 +1607,15 @@ SHOAL_API int shoal_log_end(shoal_db *db, shoal_log_mark *marks, unsigned *strea
     return 0;
 }
 
+SHOAL_API int shoal_wait_durable(shoal_db *db, const shoal_log_mark *mark)
+{
+    struct durable *d = db ? durable_of(db) : NULL;
+    if (!d || !mark || mark->lsn == 0 || mark->stream >= d->streams ||
+        mark->sync == SHOAL_SYNC_DEFAULT || mark->sync == SHOAL_SYNC_NONE)
+        return SHOAL_EINVAL;
+    return wal_wait_now(d->wal, mark->stream, mark->lsn, (int)mark->sync);
+}
+
 SHOAL_API int shoal_notify_durable(shoal_db *db, const shoal_log_mark *mark,
                                    void (*on_durable)(void *ctx, int err), void *ctx)
 {

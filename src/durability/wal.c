@@ -1145,7 +1145,7 @@ static void wal_waiter_sleep(struct wal_stream *s, struct wal_waiter *self, bool
     pthread_mutex_lock(&s->mutex);
 }
 
-int wal_wait(struct wal *w, unsigned stream, uint64_t lsn, int sync)
+static int wal_wait_with(struct wal *w, unsigned stream, uint64_t lsn, int sync, bool gather)
 {
     if (w == NULL || stream >= w->stream_count)
         return SHOAL_EINVAL;
@@ -1188,7 +1188,7 @@ int wal_wait(struct wal *w, unsigned stream, uint64_t lsn, int sync)
             }
         } else if (!s->flushing && (self.due_ns == 0 || wal_now_ns() >= self.due_ns)) {
             /* Lead: write and sync everything appended so far, for every waiter. */
-            if (self.durable)
+            if (self.durable && gather)
                 wal_stream_gather(s);
             wal_stream_flush(s, self.durable ? WAL_FLUSH_SYNC : 0, 0);
             continue;
@@ -1205,6 +1205,16 @@ int wal_wait(struct wal *w, unsigned stream, uint64_t lsn, int sync)
     if (!done)
         pthread_mutex_unlock(&s->mutex);
     return rc;
+}
+
+int wal_wait(struct wal *w, unsigned stream, uint64_t lsn, int sync)
+{
+    return wal_wait_with(w, stream, lsn, sync, true);
+}
+
+int wal_wait_now(struct wal *w, unsigned stream, uint64_t lsn, int sync)
+{
+    return wal_wait_with(w, stream, lsn, sync, false);
 }
 
 uint64_t wal_appended(struct wal *w, unsigned stream)

@@ -98,6 +98,9 @@ int wal_append(struct wal *w, unsigned stream, uint8_t type, uint64_t seq, const
  * yet), or the sticky error: once the log has failed, every wait fails, including waits for
  * records that were already durable (treat any error as "outcome unknown"). */
 int wal_wait(struct wal *w, unsigned stream, uint64_t lsn, int sync);
+/* wal_wait for a caller that brings its whole group (a server's event loop at the end of
+ * a round): as a leader it syncs at once, without waiting for released writers to return. */
+int wal_wait_now(struct wal *w, unsigned stream, uint64_t lsn, int sync);
 
 /* The same without blocking: cb(ctx, err) runs once, on the stream's background thread,
  * when the record is durable (err 0) or the log failed (err the sticky error). cb must not

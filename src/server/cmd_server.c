@@ -487,6 +487,7 @@ static void info_persistence(info_text *t, const shoal_db_stats *stats, bool bgs
     info_append(t,
                 "log_streams:%u\r\nlog_bytes:%llu\r\nlog_syncs:%llu\r\ngroup_commits:%llu\r\n"
                 "group_commit_avg_size:%.2f\r\npending_durable_writes:%lld\r\n"
+                "reply_groups_synced_on_loop:%llu\r\nreply_groups_handed_to_log:%llu\r\n"
                 "durability_failures:%llu\r\nrecovery_time_ms:%lld\r\n"
                 "recovered_checkpoint_keys:%llu\r\nrecovered_log_records:%llu\r\n"
                 "recovered_torn_streams:%u\r\nrecovered_torn_bytes:%llu\r\n"
@@ -494,6 +495,8 @@ static void info_persistence(info_text *t, const shoal_db_stats *stats, bool bgs
                 stats->log_streams, (unsigned long long)stats->log_bytes,
                 (unsigned long long)stats->log_syncs, (unsigned long long)stats->group_commits,
                 group, atomic_load(&server.pending_writes),
+                (unsigned long long)atomic_load(&server.groups_synced_on_loop),
+                (unsigned long long)atomic_load(&server.groups_handed_to_log),
                 (unsigned long long)atomic_load(&server.durability_failures), server.recovery_ms,
                 (unsigned long long)stats->recovered_keys,
                 (unsigned long long)stats->recovered_records, stats->torn_streams,

@@ -593,8 +593,11 @@ static int64_t network_wall_offset_ms(void)
  * freed there must not have an event of this round still to come. */
 static void network_loop_events(event_loop *loop, int wait_ms)
 {
-    struct epoll_event events[LOOP_EVENTS_MAX];
-    int count = epoll_wait(loop->epoll_fd, events, LOOP_EVENTS_MAX, wait_ms);
+    struct epoll_event *events = loop->events;
+    int count = loop->carried;
+    loop->carried = 0;
+    if (count == 0)
+        count = epoll_wait(loop->epoll_fd, events, LOOP_EVENTS_MAX, wait_ms);
     bool completions = false, catalog = false;
     if (count > 0)
         loop->wall_offset_ms = network_wall_offset_ms();
@@ -623,7 +626,17 @@ static void network_loop_events(event_loop *loop, int wait_ms)
         catalog_drain(loop);
     /* The round's writes (including those of input a drain let run, or a resumed client's)
      * wait for the log as one group. */
-    pending_round_end(loop);
+    if (!pending_round_gathers(loop)) {
+        pending_round_end(loop, false);
+        return;
+    }
+    /* A small group, young yet: events ready now run first and join it; with none, the
+     * loop has nothing to do but wait for the disk, and syncs the group itself. */
+    int more = epoll_wait(loop->epoll_fd, loop->events, LOOP_EVENTS_MAX, 0);
+    if (more > 0)
+        loop->carried = more;
+    else
+        pending_round_end(loop, true);
 }
 
 /* True while a client of the loop waits for the log or for the catalog worker. */
@@ -643,7 +656,8 @@ static void *network_loop_main(void *argument)
         int wait_ms = (int)(1000 / (hz > 0 ? hz : 10));
         network_loop_events(loop, wait_ms);
         long long now_ms = network_now_ms();
-        if (now_ms - loop->last_cron_ms >= wait_ms) {
+        /* Not with events carried over: the cron may free a client they name. */
+        if (loop->carried == 0 && now_ms - loop->last_cron_ms >= wait_ms) {
             loop->last_cron_ms = now_ms;
             network_cron(loop, now_ms);
         }

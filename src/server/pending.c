@@ -25,6 +25,22 @@
  * syncs in the loop; here the log's thread does). Measured in docs/BENCHMARKS.md
  * ("Durable replies: one wait per round").
  *
+ * A group synced on the loop
+ * ---------------------------
+ * Unpipelined (redis-benchmark -P 1, 50 clients), that hand-off costs more than the sync:
+ * each group needs two wake-ups, loop to log thread and back, on a machine whose cores
+ * the clients keep busy, while every client of the group waits and the loop has nothing
+ * else to do. So a small group (at most PENDING_HERE_MAX_WRITES writes, none under sync
+ * batch, while the disk's syncs have averaged under PENDING_HERE_MAX_SYNC_NS) is first
+ * kept open while events are ready at once (epoll_wait with no timeout; their writes join
+ * it), for at most an average sync; when none is ready, the loop, idle otherwise, syncs
+ * the group's streams itself (shoal_wait_durable) and answers it, as Redis's loop does
+ * with appendfsync always. A larger or older group goes to the log's thread as above, so
+ * that under a pipelined load its sync overlaps the loop's next round. The loop thus
+ * blocks on the disk only when nothing was waiting for it, and for about one sync of a
+ * fast disk; a request that arrives meanwhile waits that long. Measured in
+ * docs/BENCHMARKS.md ("Small groups synced on the loop").
+ *
  * Order of replies
  * ----------------
  * A client's replies are produced in request order into its output buffer, exactly as in
@@ -70,9 +86,10 @@
  *    callback (pending_loop_free runs after it).
  * 4. c->pending_count is the number of writes in the client's FIFO; server.pending_writes
  *    is the sum over all clients.
- * 5. Every write that pending_end kept is in exactly one group, and every group is handed
- *    to the log before the loop waits for events again (pending_round_end ends each round
- *    of network_loop_events), so no write waits for a notification nobody asked for.
+ * 5. Every write that pending_end kept is in exactly one group, and every group is synced
+ *    or handed to the log before the loop blocks for events (pending_round_end ends each round
+ *    of network_loop_events, or a later one that the loop runs without blocking), so no
+ *    write waits for a notification nobody asked for.
  *
  * A barrier (WAITAOF)
  * -------------------
@@ -95,12 +112,19 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "mailbox.h"
 
 /* Spare pending writes a loop keeps for reuse; more are freed. */
 #define PENDING_FREE_KEEP 4096u
+/* A group is synced on the loop's own thread (pending_round_gathers) only if it holds at
+ * most this many writes, and only while the disk syncs within PENDING_HERE_MAX_SYNC_NS on
+ * average; it gathers rounds for at most an average sync (at least PENDING_GATHER_MIN_NS). */
+#define PENDING_HERE_MAX_WRITES 64
+#define PENDING_HERE_MAX_SYNC_NS 1000000ull
+#define PENDING_GATHER_MIN_NS 50000ull
 
 struct pending_write {
     pending_queue *queue; /* the owner's loop's: all the log thread needs */
@@ -115,6 +139,8 @@ struct pending_write {
     mailbox_link completed;     /* in the loop's completion mailbox */
     atomic_uint streams_left;   /* notifications still to come */
     atomic_int group_error;     /* the first failure any of them reported */
+    uint64_t ended_ns;          /* when pending_round_end closed the group */
+    bool synced_here;           /* on the loop's thread (its time is counted there) */
 };
 
 struct pending_queue {
@@ -125,6 +151,10 @@ struct pending_queue {
     /* The group of this round: its writes, and per stream the mark that covers them. */
     pending_write *round_head, *round_tail;
     uint64_t round_streams; /* bit s: the round wrote to stream s */
+    uint64_t round_opened_ns; /* monotonic time of the group's first write */
+    size_t round_writes;
+    /* Moving average of the time from a group's end to its sync's end (pending_note_sync). */
+    uint64_t sync_average_ns;
     shoal_log_mark round_marks[SHOAL_MAX_LOG_STREAMS];
     client **touched; /* clients whose FIFO advanced in this drain */
     size_t touched_count, touched_capacity;
@@ -178,6 +208,13 @@ static void pending_group_on_durable(void *context, int error)
  * The loop's side
  * ------------------------------------------------------------------------------------- */
 
+static uint64_t pending_now_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+}
+
 /* Takes a write off the free list (or allocates one) for client c. */
 static pending_write *pending_take(client *c, uint64_t reply_start)
 {
@@ -228,11 +265,15 @@ static void pending_hold(client *c, pending_write *w)
     /* Into the round's group; the stream's mark grows to cover it. */
     pending_queue *q = c->loop->pending;
     w->next_in_queue = NULL;
-    if (q->round_tail != NULL)
+    if (q->round_tail != NULL) {
         q->round_tail->next_in_queue = w;
-    else
+    } else {
         q->round_head = w;
+        q->round_opened_ns = pending_now_ns();
+        q->round_writes = 0;
+    }
     q->round_tail = w;
+    q->round_writes++;
     pending_round_cover(q, &w->mark);
 }
 
@@ -297,7 +338,27 @@ int pending_barrier(client *c, uint64_t reply_start)
     return 0;
 }
 
-void pending_round_end(event_loop *loop)
+bool pending_round_gathers(const event_loop *loop)
+{
+    const pending_queue *q = loop->pending;
+    if (q == NULL || q->round_head == NULL || q->round_writes > PENDING_HERE_MAX_WRITES ||
+        q->sync_average_ns > PENDING_HERE_MAX_SYNC_NS)
+        return false;
+    for (uint64_t streams = q->round_streams; streams != 0; streams &= streams - 1)
+        if (q->round_marks[__builtin_ctzll(streams)].sync == SHOAL_SYNC_BATCH)
+            return false; /* its window is the log thread's to wait out */
+    uint64_t gather_ns = q->sync_average_ns < PENDING_GATHER_MIN_NS ? PENDING_GATHER_MIN_NS
+                                                                     : q->sync_average_ns;
+    return pending_now_ns() - q->round_opened_ns < gather_ns;
+}
+
+/* Folds one group's time from its end to its last stream's sync into the average. */
+static void pending_note_sync(pending_queue *q, uint64_t ns)
+{
+    q->sync_average_ns = q->sync_average_ns == 0 ? ns : (q->sync_average_ns * 7 + ns) / 8;
+}
+
+void pending_round_end(event_loop *loop, bool here)
 {
     pending_queue *q = loop->pending;
     if (q == NULL || q->round_head == NULL)
@@ -309,13 +370,27 @@ void pending_round_end(event_loop *loop)
                           memory_order_relaxed);
     q->round_head = q->round_tail = NULL;
     q->round_streams = 0;
+    uint64_t ended_ns = pending_now_ns();
+    leader->ended_ns = ended_ns;
+    leader->synced_here = here;
     /* The leader may be queued, drained and recycled by the time the last call returns:
      * nothing below reads it. */
     for (; streams != 0; streams &= streams - 1) {
         const shoal_log_mark *mark = &q->round_marks[__builtin_ctzll(streams)];
+        if (here) {
+            pending_group_on_durable(leader, shoal_wait_durable(server.db, mark));
+            continue;
+        }
         int result = shoal_notify_durable(server.db, mark, pending_group_on_durable, leader);
         if (result != 0)
             pending_group_on_durable(leader, result);
+    }
+    atomic_fetch_add_explicit(here ? &server.groups_synced_on_loop
+                                   : &server.groups_handed_to_log,
+                              1, memory_order_relaxed);
+    if (here) {
+        pending_note_sync(q, pending_now_ns() - ended_ns);
+        pending_drain(loop);
     }
 }
 
@@ -421,6 +496,8 @@ void pending_drain(event_loop *loop)
         pending_write *leader = pending_leader(link);
         link = link->next; /* read before the leader may be recycled */
         int error = atomic_load_explicit(&leader->group_error, memory_order_relaxed);
+        if (!leader->synced_here)
+            pending_note_sync(q, pending_now_ns() - leader->ended_ns);
         pending_write *w = leader;
         while (w != NULL) {
             pending_write *next = w->next_in_queue;

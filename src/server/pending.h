@@ -44,11 +44,16 @@ int pending_end(client *c, pending_write *w, int result);
  * or nothing to wait for), SHOAL_EINVAL in memory mode, or SHOAL_ENOMEM. Loop thread. */
 int pending_barrier(client *c, uint64_t reply_start);
 
-/* Ends a round of the loop's events: asks the engine to notify the loop once the writes
- * pending_end kept since the last call are durable, with one notification per log stream
- * they wrote to. Call it before waiting for events again (pending.c, invariant 5). Loop
- * thread. */
-void pending_round_end(event_loop *loop);
+/* True when the writes pending_end kept since the last pending_round_end form a group the
+ * loop may sync on its own thread (pending.c, "A group synced on the loop"): it holds few
+ * writes, none under sync batch, the disk has been fast, and it is younger than an average
+ * sync, so the loop should first run the events already waiting. Loop thread. */
+bool pending_round_gathers(const event_loop *loop);
+/* Ends the group (nothing if it is empty): here, the loop syncs each log stream the group
+ * wrote to itself (shoal_wait_durable) and then answers the group; otherwise it asks the
+ * engine to notify the loop once the writes are durable, one notification per stream. Call
+ * it before blocking in epoll_wait (pending.c, invariant 5). Loop thread. */
+void pending_round_end(event_loop *loop, bool here);
 
 /* Absolute output position (resp_buffer marks) up to which replies may be sent now. */
 uint64_t pending_sendable(const client *c);

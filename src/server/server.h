@@ -14,6 +14,7 @@
 #define SHOAL_SERVER_SERVER_H
 
 #include <pthread.h>
+#include <sys/epoll.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -208,6 +209,9 @@ struct event_loop {
      * list holds each client once and never more than LOOP_EVENTS_MAX. */
     client *round_clients[LOOP_EVENTS_MAX];
     size_t round_count;
+    /* The round's events; carried > 0: the next round's, already taken (network.c). */
+    struct epoll_event events[LOOP_EVENTS_MAX];
+    int carried;
 };
 
 typedef struct server_state {
@@ -238,6 +242,8 @@ typedef struct server_state {
     shoal_sync sync;                /* the database's policy */
     long long recovery_ms;          /* time shoal_open took to recover the directory */
     atomic_llong pending_writes;    /* writes whose replies wait for the log, all loops */
+    /* Groups of durable replies synced by a loop itself, and handed to the log's thread. */
+    atomic_ullong groups_synced_on_loop, groups_handed_to_log;
     atomic_ullong durability_failures; /* writes answered with an error after a failed sync */
     pthread_mutex_t bgsave_lock;    /* the BGSAVE thread's handle */
     pthread_t bgsave_thread;

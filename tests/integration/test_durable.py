@@ -363,6 +363,54 @@ def test_pipeline_replies_in_order_and_grouped(binary):
             server.stop()
 
 
+def test_small_groups_synced_on_the_loop(binary):
+    """One client's unpipelined writes are synced by the loop itself (nothing else to do);
+    a pipeline's large group goes to the log's thread; so does every group while the disk
+    is slow (DEBUG FAULT FSYNC-DELAY). Every reply still comes after its sync, and the
+    writes survive kill -9."""
+    def groups(r):
+        stats = info(r)
+        return (int(stats["reply_groups_synced_on_loop"]),
+                int(stats["reply_groups_handed_to_log"]))
+
+    with DataDir() as directory:
+        server = start(binary, directory, ["--sync", "always", "--enable-debug-command", "yes"])
+        try:
+            r = connect(server)
+            syncs_before = int(info(r)["log_syncs"])
+            on_loop, handed = groups(r)
+            for i in range(20):
+                assert r.set("single:%d" % i, i) is True
+            after_loop, _ = groups(r)
+            assert after_loop > on_loop, (on_loop, after_loop)
+            assert int(info(r)["log_syncs"]) > syncs_before
+
+            pipe = r.pipeline(transaction=False)
+            for i in range(5000):
+                pipe.set("piped:%d" % i, i)
+            assert all(pipe.execute())
+            _, after_handed = groups(r)
+            assert after_handed > handed, (handed, after_handed)
+
+            # A slow disk: after one group synced on the loop takes 20 ms, the average
+            # says slow, and the next groups go to the log's thread.
+            assert r.execute_command("DEBUG", "FAULT", "FSYNC-DELAY", "20") == b"OK"
+            on_loop, handed = groups(r)
+            for i in range(6):
+                assert r.set("slow:%d" % i, i) is True
+            after_loop, after_handed = groups(r)
+            assert after_loop - on_loop <= 1 and after_handed - handed >= 5, (
+                on_loop, after_loop, handed, after_handed)
+            assert r.execute_command("DEBUG", "FAULT", "FSYNC-DELAY", "0") == b"OK"
+            kill9(server)
+            server = start(binary, directory, ["--sync", "always"])
+            r = connect(server)
+            assert r.get("single:19") == b"19" and r.get("piped:4999") == b"4999"
+            assert r.get("slow:5") == b"5"
+        finally:
+            server.stop()
+
+
 def test_client_reply_off_with_held_replies(binary):
     """Under sync=always replies wait for the log; CLIENT REPLY OFF and SKIP drop them all
     the same, in order, and the writes are made (and durable: a restart finds them)."""
@@ -571,6 +619,7 @@ if __name__ == "__main__":
         test_save_bgsave_lastsave,
         test_pipeline_replies_in_order_and_grouped,
         test_multi_exec_survives_kill9,
+        test_small_groups_synced_on_the_loop,
         test_client_reply_off_with_held_replies,
         test_disconnect_with_writes_in_flight,
         test_failed_sync_answers_misconf,

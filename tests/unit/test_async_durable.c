@@ -254,6 +254,60 @@ static void test_log_end_barrier(void **state)
     free(dir);
 }
 
+/* shoal_wait_durable: the caller syncs the stream itself and returns once the mark is on
+ * disk. Under sync none nothing else syncs, so the log's sync count tells. */
+static void test_wait_durable_syncs_here(void **state)
+{
+    (void)state;
+    char *dir = temp_dir();
+    shoal_options *o;
+    shoal_db *db = open_two_streams(dir, SHOAL_SYNC_NONE, &o);
+    shoal_ns_config cfg = {.kind = SHOAL_KIND_KV, .placement = SHOAL_PLACE_SPREAD};
+    shoal_ns *ns;
+    assert_int_equal(shoal_ns_open(db, "a", &cfg, &ns), 0);
+    for (int i = 0; i < 100; i++) {
+        char key[16];
+        int n = snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(shoal_put(ns, key, (size_t)n, "v", 1, NULL), 0);
+    }
+    shoal_log_mark marks[SHOAL_MAX_LOG_STREAMS];
+    unsigned streams = 0;
+    assert_int_equal(shoal_log_end(db, marks, &streams), 0);
+    assert_int_equal(streams, 2);
+
+    /* Refused: no mark, a stream the database lacks, an lsn not appended yet, a policy
+     * that waits for nothing. */
+    shoal_log_mark bad = marks[0];
+    assert_int_equal(shoal_wait_durable(db, NULL), SHOAL_EINVAL);
+    assert_int_equal(shoal_wait_durable(NULL, &bad), SHOAL_EINVAL);
+    bad.stream = 2;
+    assert_int_equal(shoal_wait_durable(db, &bad), SHOAL_EINVAL);
+    bad = marks[0];
+    bad.lsn += 1000;
+    assert_int_equal(shoal_wait_durable(db, &bad), SHOAL_EINVAL);
+    bad = marks[0];
+    bad.sync = SHOAL_SYNC_NONE;
+    assert_int_equal(shoal_wait_durable(db, &bad), SHOAL_EINVAL);
+
+    shoal_db_stats before, after;
+    assert_int_equal(shoal_stats(db, &before), 0);
+    for (unsigned s = 0; s < streams; s++)
+        assert_int_equal(shoal_wait_durable(db, &marks[s]), 0);
+    assert_int_equal(shoal_stats(db, &after), 0);
+    assert_true(after.log_syncs >= before.log_syncs + 2); /* one per stream, at least */
+    /* Covered already: returns at once, no sync. */
+    assert_int_equal(shoal_wait_durable(db, &marks[0]), 0);
+    shoal_db_stats again;
+    assert_int_equal(shoal_stats(db, &again), 0);
+    assert_true(again.log_syncs == after.log_syncs);
+    shoal_ns_close(ns);
+    assert_int_equal(shoal_close(db), 0);
+    reopen_expect_keys(dir, o, 100, NULL);
+    shoal_options_free(o);
+    remove_dir(dir);
+    free(dir);
+}
+
 /* In memory mode nothing waits: the write returns 0 and the callback never runs. */
 static void test_memory_mode_never_pending(void **state)
 {
@@ -277,6 +331,7 @@ static void test_memory_mode_never_pending(void **state)
     assert_int_equal(shoal_notify_durable(db, &mark, on_durable, &w), SHOAL_EINVAL);
     unsigned streams;
     assert_int_equal(shoal_log_end(db, &mark, &streams), SHOAL_EINVAL);
+    assert_int_equal(shoal_wait_durable(db, &mark), SHOAL_EINVAL);
     shoal_ns_close(ns);
     shoal_close(db);
 }
@@ -287,6 +342,7 @@ int main(void)
         cmocka_unit_test(test_pending_then_durable),
         cmocka_unit_test(test_marks_then_one_notification_per_stream),
         cmocka_unit_test(test_log_end_barrier),
+        cmocka_unit_test(test_wait_durable_syncs_here),
         cmocka_unit_test(test_memory_mode_never_pending),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -140,7 +140,7 @@ struct pending_write {
     atomic_uint streams_left;   /* notifications still to come */
     atomic_int group_error;     /* the first failure any of them reported */
     uint64_t ended_ns;          /* when pending_round_end closed the group */
-    bool synced_here;           /* on the loop's thread (its time is counted there) */
+    bool synced_here;           /* synced on the loop's thread (timed there) */
 };
 
 struct pending_queue {
@@ -347,8 +347,8 @@ bool pending_round_gathers(const event_loop *loop)
     for (uint64_t streams = q->round_streams; streams != 0; streams &= streams - 1)
         if (q->round_marks[__builtin_ctzll(streams)].sync == SHOAL_SYNC_BATCH)
             return false; /* its window is the log thread's to wait out */
-    uint64_t gather_ns = q->sync_average_ns < PENDING_GATHER_MIN_NS ? PENDING_GATHER_MIN_NS
-                                                                     : q->sync_average_ns;
+    uint64_t gather_ns =
+        q->sync_average_ns < PENDING_GATHER_MIN_NS ? PENDING_GATHER_MIN_NS : q->sync_average_ns;
     return pending_now_ns() - q->round_opened_ns < gather_ns;
 }
 
@@ -385,8 +385,7 @@ void pending_round_end(event_loop *loop, bool here)
         if (result != 0)
             pending_group_on_durable(leader, result);
     }
-    atomic_fetch_add_explicit(here ? &server.groups_synced_on_loop
-                                   : &server.groups_handed_to_log,
+    atomic_fetch_add_explicit(here ? &server.groups_synced_on_loop : &server.groups_handed_to_log,
                               1, memory_order_relaxed);
     if (here) {
         pending_note_sync(q, pending_now_ns() - ended_ns);

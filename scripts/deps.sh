@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libxxhash-dev libzstd-dev          # hashing, checkpoint compression
+  libssl-dev                         # SHA-256 of the server's ACL passwords
   libcmocka-dev                      # unit test framework
   libhiredis-dev redis-tools redis-server python3-redis   # real clients in tests
   liblmdb-dev librocksdb-dev libleveldb-dev                # benchmark anchors only

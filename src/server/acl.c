@@ -12,7 +12,8 @@
  * Rule syntax (config "user <name> <rule>..." and ACL SETUSER <name> <rule>...)
  * -----------------------------------------------------------------------------
  *   on | off               enabled or not (new users start off, as in Redis)
- *   ><password>            add a password          <<password>   remove one
+ *   ><password>            add a password          <<password>   remove one (it must exist)
+ *   #<sha256 hex>          add a password by hash  !<sha256 hex> remove one by hash
  *   nopass | resetpass     any password works | forget every password (and nopass)
  *   tenant=<name>          the tenant it acts as (created on first use; no '/')
  *   max-keys=<n>           tenant quota: live keys           (or "unlimited")
@@ -28,7 +29,9 @@
  * ----------
  * 1. A user's tenant is fixed in the connection at AUTH: a later ACL SETUSER never moves
  *    a live connection into another tenant's keys.
- * 2. Passwords are compared in time independent of where they differ.
+ * 2. Only the SHA-256 of a password is kept (as in Redis; ACL LIST and GETUSER show it in
+ *    hex), and a given password's hash is compared with every stored one whole
+ *    (CRYPTO_memcmp), in time independent of where they differ.
  * 3. A rule list is applied whole or not at all: on a bad rule the user is unchanged.
  * 4. The user table's lock is never held across an engine call: binding a tenant
  *    (shoal_tenant_create, shoal_tenant_set_quota) rewrites the engine's MANIFEST in
@@ -39,8 +42,8 @@
  * Testing
  * -------
  * tests/integration/test_tenants.py declares users in a config file, authenticates as
- * each, and checks isolation and quota errors; ACL SETUSER/WHOAMI/LIST are exercised
- * there too.
+ * each, and checks isolation and quota errors; ACL SETUSER/GETUSER/DELUSER/WHOAMI/LIST
+ * are exercised there too, and compared with Redis's replies in test_compat_raw.py.
  */
 #include "acl.h"
 
@@ -50,18 +53,22 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #include "text.h"
 
 #define ACL_MAX_USERS 1024
 #define ACL_MAX_PASSWORDS 8
 #define ACL_PASSWORD_MAX 256
+#define ACL_HASH_BYTES 32 /* SHA-256, as Redis keeps passwords */
 
 typedef struct acl_user {
     char name[ACL_NAME_MAX];
     char tenant_name[SHOAL_MAX_NAME + 1];
     uint32_t tenant;
     bool enabled, nopass, admin;
-    char passwords[ACL_MAX_PASSWORDS][ACL_PASSWORD_MAX];
+    unsigned char passwords[ACL_MAX_PASSWORDS][ACL_HASH_BYTES]; /* SHA-256 of each */
     size_t password_count;
     shoal_quota quota;
     uint64_t version; /* bumped by every change, under the write lock */
@@ -121,11 +128,78 @@ static bool acl_parse_quota(const char *text, bool memory, uint64_t *out)
     return true;
 }
 
+/* The SHA-256 of a password: what a user keeps of it, and what ACL LIST and ACL GETUSER
+ * show (hex), as in Redis. */
+static bool acl_hash(const void *password, size_t length, unsigned char out[ACL_HASH_BYTES])
+{
+    unsigned int written = 0;
+    return EVP_Digest(password, length, out, &written, EVP_sha256(), NULL) == 1 &&
+           written == ACL_HASH_BYTES;
+}
+
+/* Reads the 64 lowercase hex digits of a #<hash> or !<hash> rule. */
+static bool acl_hash_parse(const char *hex, unsigned char out[ACL_HASH_BYTES])
+{
+    if (strlen(hex) != 2 * ACL_HASH_BYTES)
+        return false;
+    for (size_t i = 0; i < 2 * ACL_HASH_BYTES; i++) {
+        char ch = hex[i];
+        int digit = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+        if (digit < 0)
+            return false;
+        if (i % 2 == 0)
+            out[i / 2] = (unsigned char)(digit << 4);
+        else
+            out[i / 2] |= (unsigned char)digit;
+    }
+    return true;
+}
+
+static void acl_hash_format(const unsigned char hash[ACL_HASH_BYTES],
+                            char out[2 * ACL_HASH_BYTES + 1])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < ACL_HASH_BYTES; i++) {
+        out[2 * i] = digits[hash[i] >> 4];
+        out[2 * i + 1] = digits[hash[i] & 15];
+    }
+    out[2 * ACL_HASH_BYTES] = '\0';
+}
+
+static const char acl_bad_hash[] = "The password hash must be exactly 64 characters and "
+                                   "contain only lowercase hexadecimal characters";
+
+/* Adds a password's hash (once); false when the user has ACL_MAX_PASSWORDS already. */
+static bool acl_password_add(acl_user *u, const unsigned char hash[ACL_HASH_BYTES])
+{
+    for (size_t p = 0; p < u->password_count; p++)
+        if (memcmp(u->passwords[p], hash, ACL_HASH_BYTES) == 0)
+            return true;
+    if (u->password_count == ACL_MAX_PASSWORDS)
+        return false;
+    memcpy(u->passwords[u->password_count++], hash, ACL_HASH_BYTES);
+    return true;
+}
+
+/* Removes a password's hash; false when the user has no such password. */
+static bool acl_password_remove(acl_user *u, const unsigned char hash[ACL_HASH_BYTES])
+{
+    for (size_t p = 0; p < u->password_count; p++) {
+        if (memcmp(u->passwords[p], hash, ACL_HASH_BYTES) == 0) {
+            memmove(u->passwords[p], u->passwords[u->password_count - 1], ACL_HASH_BYTES);
+            u->password_count--;
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Applies rules to a copy of the user; the caller installs the copy on success. */
 static int acl_apply_rules(acl_user *u, const char *const *rules, const size_t *lengths,
                            size_t count, bool *tenant_changed, char *error, size_t error_size)
 {
     for (size_t i = 0; i < count; i++) {
+        const char *reason;
         char rule[ACL_PASSWORD_MAX + 64];
         if (lengths[i] >= sizeof(rule)) {
             snprintf(error, error_size, "ERR Error in ACL SETUSER modifier '%.64s...': "
@@ -138,26 +212,28 @@ static int acl_apply_rules(acl_user *u, const char *const *rules, const size_t *
             u->enabled = true;
         } else if (!strcasecmp(rule, "off")) {
             u->enabled = false;
-        } else if (rule[0] == '>') {
-            bool present = false;
-            for (size_t p = 0; p < u->password_count; p++)
-                present |= strcmp(u->passwords[p], rule + 1) == 0;
-            if (!present) {
-                if (u->password_count == ACL_MAX_PASSWORDS || strlen(rule + 1) >= ACL_PASSWORD_MAX) {
-                    snprintf(error, error_size, "ERR too many or too long passwords");
-                    return -1;
-                }
-                strcpy(u->passwords[u->password_count++], rule + 1);
+        } else if (rule[0] == '>' || rule[0] == '#') {
+            unsigned char hash[ACL_HASH_BYTES];
+            if (rule[0] == '>' ? !acl_hash(rule + 1, lengths[i] - 1, hash)
+                               : !acl_hash_parse(rule + 1, hash)) {
+                reason = rule[0] == '>' ? "out of memory" : acl_bad_hash;
+                goto refused;
+            }
+            if (!acl_password_add(u, hash)) {
+                reason = "too many passwords";
+                goto refused;
             }
             u->nopass = false;
-        } else if (rule[0] == '<') {
-            for (size_t p = 0; p < u->password_count; p++) {
-                if (strcmp(u->passwords[p], rule + 1) == 0) {
-                    memmove(u->passwords[p], u->passwords[u->password_count - 1],
-                            ACL_PASSWORD_MAX);
-                    u->password_count--;
-                    break;
-                }
+        } else if (rule[0] == '<' || rule[0] == '!') {
+            unsigned char hash[ACL_HASH_BYTES];
+            if (rule[0] == '<' ? !acl_hash(rule + 1, lengths[i] - 1, hash)
+                               : !acl_hash_parse(rule + 1, hash)) {
+                reason = rule[0] == '<' ? "out of memory" : acl_bad_hash;
+                goto refused;
+            }
+            if (!acl_password_remove(u, hash)) {
+                reason = "The password you are trying to remove from the user does not exist";
+                goto refused;
             }
         } else if (!strcasecmp(rule, "nopass")) {
             u->nopass = true;
@@ -209,7 +285,9 @@ static int acl_apply_rules(acl_user *u, const char *const *rules, const size_t *
         }
         continue;
     syntax:
-        snprintf(error, error_size, "ERR Error in ACL SETUSER modifier '%s': Syntax error", rule);
+        reason = "Syntax error";
+    refused:
+        snprintf(error, error_size, "ERR Error in ACL SETUSER modifier '%s': %s", rule, reason);
         return -1;
     }
     return 0;
@@ -316,7 +394,10 @@ int acl_init(shoal_db *db, const char *requirepass, char *const *lines, size_t c
     shoal_quota_unlimited(&d->quota);
     d->nopass = requirepass[0] == '\0';
     if (!d->nopass) {
-        snprintf(d->passwords[0], ACL_PASSWORD_MAX, "%s", requirepass);
+        if (!acl_hash(requirepass, strlen(requirepass), d->passwords[0])) {
+            snprintf(error, error_size, "cannot hash the password");
+            return -1;
+        }
         d->password_count = 1;
     }
     for (size_t i = 0; i < count; i++) {
@@ -379,26 +460,20 @@ void acl_default_identity(acl_identity *out)
     pthread_rwlock_unlock(&acl_state.lock);
 }
 
-/* Invariant 2: the time taken depends on the lengths only, not on where bytes differ. */
-static bool acl_password_equal(const char *stored, const char *given, size_t given_length)
-{
-    size_t stored_length = strlen(stored);
-    unsigned char difference = stored_length != given_length;
-    for (size_t i = 0; i < given_length; i++)
-        difference |= (unsigned char)(given[i] ^ (i < stored_length ? stored[i] : 0));
-    return difference == 0;
-}
-
 int acl_authenticate(const char *user, size_t user_length, const char *password,
                      size_t password_length, acl_identity *out)
 {
+    unsigned char given[ACL_HASH_BYTES];
+    if (!acl_hash(password, password_length, given))
+        return -1;
     int result = -1;
     pthread_rwlock_rdlock(&acl_state.lock);
     const acl_user *u = acl_find_locked(user, user_length);
     if (u != NULL && u->enabled) {
         bool ok = u->nopass;
+        /* Invariant 2: every stored hash is compared whole (CRYPTO_memcmp). */
         for (size_t p = 0; p < u->password_count; p++)
-            ok |= acl_password_equal(u->passwords[p], password, password_length);
+            ok |= CRYPTO_memcmp(u->passwords[p], given, ACL_HASH_BYTES) == 0;
         if (ok) {
             acl_identity_of(u, out);
             result = 0;
@@ -442,17 +517,21 @@ void acl_reply_list(resp_buffer *out)
     resp_add_array(out, (long long)acl_state.count);
     for (size_t i = 0; i < acl_state.count; i++) {
         const acl_user *u = sorted != NULL ? sorted[i] : &acl_state.users[i];
-        char keys[64], bytes[64], ops[64], line[1024];
+        char keys[64], bytes[64], ops[64], line[2048];
         acl_format_quota(keys, sizeof(keys), "max-keys", u->quota.max_keys);
         acl_format_quota(bytes, sizeof(bytes), "max-bytes", u->quota.max_bytes);
         acl_format_quota(ops, sizeof(ops), "max-ops", u->quota.max_ops_per_second);
-        /* Passwords are never shown, only how many there are. */
-        char passwords[32];
+        /* Passwords as Redis shows them: their SHA-256, never the password. */
+        char passwords[ACL_MAX_PASSWORDS * (2 * ACL_HASH_BYTES + 2) + 8] = "";
+        size_t used = 0;
         if (u->nopass)
-            snprintf(passwords, sizeof(passwords), "nopass");
-        else
-            snprintf(passwords, sizeof(passwords), "passwords=%zu", u->password_count);
-        snprintf(line, sizeof(line), "user %s %s %s ~* &* %s tenant=%s%s%s%s", u->name,
+            used += (size_t)snprintf(passwords, sizeof(passwords), " nopass");
+        for (size_t p = 0; p < u->password_count; p++) {
+            char hex[2 * ACL_HASH_BYTES + 1];
+            acl_hash_format(u->passwords[p], hex);
+            used += (size_t)snprintf(passwords + used, sizeof(passwords) - used, " #%s", hex);
+        }
+        snprintf(line, sizeof(line), "user %s %s%s ~* &* %s tenant=%s%s%s%s", u->name,
                  u->enabled ? "on" : "off", passwords, u->admin ? "+@all" : "+@all -@admin",
                  u->tenant_name, keys, bytes, ops);
         resp_add_bulk_cstring(out, line);
@@ -472,16 +551,87 @@ void acl_reply_users(resp_buffer *out)
     free(sorted);
 }
 
+bool acl_reply_getuser(resp_buffer *out, const char *name, size_t name_length)
+{
+    pthread_rwlock_rdlock(&acl_state.lock);
+    const acl_user *u = acl_find_locked(name, name_length);
+    if (u == NULL) {
+        pthread_rwlock_unlock(&acl_state.lock);
+        return false;
+    }
+    /* Redis's fields, then the tenant and its quotas (absent from Redis). */
+    resp_add_map(out, 10);
+    resp_add_bulk_cstring(out, "flags");
+    resp_add_array(out, u->nopass ? 2 : 1);
+    resp_add_bulk_cstring(out, u->enabled ? "on" : "off");
+    if (u->nopass)
+        resp_add_bulk_cstring(out, "nopass");
+    resp_add_bulk_cstring(out, "passwords");
+    resp_add_array(out, (long long)u->password_count);
+    for (size_t p = 0; p < u->password_count; p++) {
+        char hex[2 * ACL_HASH_BYTES + 1];
+        acl_hash_format(u->passwords[p], hex);
+        resp_add_bulk_cstring(out, hex);
+    }
+    resp_add_bulk_cstring(out, "commands");
+    resp_add_bulk_cstring(out, u->admin ? "+@all" : "+@all -@admin");
+    resp_add_bulk_cstring(out, "keys");
+    resp_add_bulk_cstring(out, "~*");
+    resp_add_bulk_cstring(out, "channels");
+    resp_add_bulk_cstring(out, "&*");
+    resp_add_bulk_cstring(out, "selectors");
+    resp_add_array(out, 0);
+    resp_add_bulk_cstring(out, "tenant");
+    resp_add_bulk_cstring(out, u->tenant_name);
+    const char *names[3] = {"max-keys", "max-bytes", "max-ops"};
+    const uint64_t values[3] = {u->quota.max_keys, u->quota.max_bytes,
+                                u->quota.max_ops_per_second};
+    for (int q = 0; q < 3; q++) {
+        resp_add_bulk_cstring(out, names[q]);
+        if (values[q] == SHOAL_UNLIMITED)
+            resp_add_bulk_cstring(out, "unlimited");
+        else
+            resp_add_integer(out, (long long)values[q]);
+    }
+    pthread_rwlock_unlock(&acl_state.lock);
+    return true;
+}
+
+int acl_deluser(const char *const *names, const size_t *lengths, size_t count,
+                size_t *deleted, char *error, size_t error_size)
+{
+    *deleted = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (lengths[i] == 7 && memcmp(names[i], "default", 7) == 0) {
+            snprintf(error, error_size, "ERR The 'default' user cannot be removed");
+            return -1;
+        }
+    }
+    /* change_lock: no ACL SETUSER is between building a user and installing it. */
+    pthread_mutex_lock(&acl_state.change_lock);
+    pthread_rwlock_wrlock(&acl_state.lock);
+    for (size_t i = 0; i < count; i++) {
+        acl_user *u = acl_find_locked(names[i], lengths[i]);
+        if (u == NULL)
+            continue;
+        *u = acl_state.users[--acl_state.count]; /* the table's order is not its listing's */
+        (*deleted)++;
+    }
+    pthread_rwlock_unlock(&acl_state.lock);
+    pthread_mutex_unlock(&acl_state.change_lock);
+    return 0;
+}
+
 void acl_set_requirepass(const char *password)
 {
     pthread_rwlock_wrlock(&acl_state.lock);
     acl_user *d = &acl_state.users[0];
     d->password_count = 0;
     d->nopass = password[0] == '\0';
-    if (!d->nopass) {
-        snprintf(d->passwords[0], ACL_PASSWORD_MAX, "%s", password);
+    if (!d->nopass && acl_hash(password, strlen(password), d->passwords[0]))
         d->password_count = 1;
-    }
+    else
+        d->nopass = true; /* not reached: hashing fails only without memory */
     d->version++;
     pthread_rwlock_unlock(&acl_state.lock);
 }

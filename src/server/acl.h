@@ -45,6 +45,17 @@ int acl_setuser(const char *name, size_t name_length, const char *const *rules,
 /* ACL LIST and ACL USERS replies. */
 void acl_reply_list(resp_buffer *out);
 void acl_reply_users(resp_buffer *out);
+/* ACL GETUSER's reply for the user, as Redis's fields (flags, passwords as SHA-256 hex,
+ * commands, keys, channels, selectors) and then tenant and quotas; false (nothing added)
+ * if there is no such user. */
+bool acl_reply_getuser(resp_buffer *out, const char *name, size_t name_length);
+/* ACL DELUSER name...: removes the named users that exist, *deleted of them; -1 with
+ * Redis's error (nothing removed) when one of them is "default". Serialized with
+ * acl_setuser (it waits for one under way, which may be waiting for the disk), so the
+ * server calls it on the catalog worker. Clients authenticated as a removed user are the
+ * caller's to disconnect. */
+int acl_deluser(const char *const *names, const size_t *lengths, size_t count,
+                size_t *deleted, char *error, size_t error_size);
 /* Sets the default user's password (CONFIG SET requirepass); empty means none. */
 void acl_set_requirepass(const char *password);
 

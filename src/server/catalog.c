@@ -118,10 +118,11 @@ struct catalog_job {
     uint32_t tenant;
     char tenant_name[SHOAL_MAX_NAME + 1];
     int db;
-    size_t argc;        /* ACL SETUSER: the user name, then the rules */
+    size_t argc;        /* ACL SETUSER: the user name, then the rules; DELUSER: names */
     char **argv;
     size_t *lengths;
-    /* The outcome, written by the worker before it posts the job. */
+    /* The outcome, written by the worker before it posts the job (DELUSER: the number of
+     * users removed, or -1). */
     int result;
     char error[512];
 };
@@ -178,6 +179,14 @@ static void catalog_run(catalog_job *job)
                                   (const char *const *)job->argv + 1, job->lengths + 1,
                                   job->argc - 1, job->error, sizeof(job->error));
         break;
+    case CATALOG_DELUSER: {
+        size_t deleted = 0;
+        job->result = acl_deluser((const char *const *)job->argv, job->lengths, job->argc,
+                                  &deleted, job->error, sizeof(job->error)) == 0
+                          ? (int)deleted
+                          : -1;
+        break;
+    }
     }
 }
 
@@ -313,7 +322,8 @@ void catalog_drain(event_loop *loop)
  * The clients' side (loop thread)
  * ------------------------------------------------------------------------------------- */
 
-/* Copies ACL SETUSER's name and rules (argv[2..]) into one block owned by the job. */
+/* Copies ACL SETUSER's name and rules, or ACL DELUSER's names (argv[2..]), into one block
+ * owned by the job. */
 static bool catalog_copy_arguments(catalog_job *job, const client *c)
 {
     size_t first = 2, count = c->argc > first ? c->argc - first : 0;
@@ -347,7 +357,8 @@ bool catalog_request_db(client *c, catalog_kind kind, int db)
     if (c->catalog_asked != NULL)
         return true; /* one change per run: the first one asked */
     catalog_job *job = calloc(1, sizeof(*job));
-    if (job == NULL || (kind == CATALOG_SETUSER && !catalog_copy_arguments(job, c))) {
+    bool arguments = kind == CATALOG_SETUSER || kind == CATALOG_DELUSER;
+    if (job == NULL || (arguments && !catalog_copy_arguments(job, c))) {
         catalog_job_free(job);
         resp_add_error(&c->out, "OOM command not allowed: the server is out of memory");
         return false;

@@ -1059,8 +1059,42 @@ COMMAND_HANDLER(cmd_command)
  * ------------------------------------------------------------------------------------- */
 
 static const subcommand_def acl_subcommands[] = {
-    {"WHOAMI", 2}, {"LIST", 2}, {"USERS", 2}, {"SETUSER", -3},
+    {"WHOAMI", 2}, {"LIST", 2}, {"USERS", 2}, {"SETUSER", -3}, {"GETUSER", 3}, {"DELUSER", -3},
 };
+
+/* ACL DELUSER: the catalog worker removes the users (serialized with ACL SETUSER, which
+ * may wait for the disk), then this loop disconnects every client authenticated as one of
+ * them, as Redis does; the caller, if it is one, gets its reply first. */
+static void acl_command_deluser(client *c)
+{
+    if (c->in_exec) {
+        resp_add_error(&c->out, "ERR ACL DELUSER inside MULTI is not allowed");
+        return;
+    }
+    int result;
+    const char *error;
+    if (!catalog_result(c, CATALOG_DELUSER, c->db, &result, &error)) {
+        catalog_request(c, CATALOG_DELUSER);
+        return;
+    }
+    if (result < 0) {
+        resp_add_error(&c->out, error);
+        return;
+    }
+    bool self = false;
+    for (size_t i = 2; i < c->argc; i++) {
+        char user[ACL_NAME_MAX];
+        if (c->lengths[i] >= sizeof(user))
+            continue; /* no user has so long a name */
+        memcpy(user, c->argv[i], c->lengths[i]);
+        user[c->lengths[i]] = '\0';
+        self |= strcmp(user, c->identity.user) == 0;
+        network_kill_matching(NULL, user, 0, c);
+    }
+    resp_add_integer(&c->out, result);
+    if (self)
+        c->close_after_reply = true;
+}
 
 COMMAND_HANDLER(cmd_acl)
 {
@@ -1079,6 +1113,11 @@ COMMAND_HANDLER(cmd_acl)
         acl_reply_list(&c->out);
     } else if (arg_is(c, 1, "USERS")) {
         acl_reply_users(&c->out);
+    } else if (arg_is(c, 1, "GETUSER")) {
+        if (!acl_reply_getuser(&c->out, c->argv[2], c->lengths[2]))
+            resp_add_null(&c->out);
+    } else if (arg_is(c, 1, "DELUSER")) {
+        acl_command_deluser(c);
     } else if (arg_is(c, 1, "SETUSER")) {
         /* Binding a tenant may write the MANIFEST: the catalog worker runs acl_setuser
          * and the request runs again to answer (catalog.c). Inside EXEC it would have to

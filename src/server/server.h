@@ -95,6 +95,7 @@ typedef enum catalog_kind {
     CATALOG_FLUSHDB = 2,   /* empty database db */
     CATALOG_FLUSHALL = 3,  /* empty every database of the tenant */
     CATALOG_SETUSER = 4,   /* ACL SETUSER with the request's arguments */
+    CATALOG_DELUSER = 5,   /* ACL DELUSER with the request's arguments */
 } catalog_kind;
 
 typedef struct queued_command {

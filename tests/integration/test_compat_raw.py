@@ -208,6 +208,24 @@ ADMIN_SEQUENCE = [["CLIENT", "SETNAME", "a b"], ["CLIENT", "SETNAME", "ok"],
     ["PERSIST", "a", "b"], ["TOUCH"], ["MSET", "a"], ["MGET"]]
 
 
+# ACL users: passwords by value and by hash, removal of passwords that are not there,
+# malformed hashes, GETUSER of no user, DELUSER's count and its refusal of "default".
+# (GETUSER of an existing user is not compared: Shoal adds the tenant and its quotas.)
+PW1_HASH = "c592df4a86933b92addc9842402ddf198c638ea9be58916ee6e3734e1e3152f8"  # sha256("pw1")
+ACL_SEQUENCE = [
+    ["ACL", "SETUSER", "alice", "on", ">pw1", "~*", "&*", "+@all"],
+    ["ACL", "SETUSER", "alice", "<nosuch"], ["ACL", "SETUSER", "alice", "#abc"],
+    ["ACL", "SETUSER", "alice", "!" + "0" * 64], ["ACL", "SETUSER", "alice", "#" + "A" * 64],
+    ["ACL", "SETUSER", "alice", "!" + PW1_HASH], ["AUTH", "alice", "pw1"],
+    ["ACL", "SETUSER", "alice", "#" + PW1_HASH], ["AUTH", "alice", "pw1"],
+    ["ACL", "SETUSER", "alice", "<pw1"], ["AUTH", "alice", "pw1"], ["AUTH", "default", "x"],
+    ["ACL", "GETUSER", "nobody"], ["ACL", "GETUSER"], ["ACL", "DELUSER"],
+    ["ACL", "DELUSER", "default"], ["ACL", "DELUSER", "alice", "default"],
+    ["ACL", "DELUSER", "nobody"], ["ACL", "DELUSER", "alice", "nobody", "alice"],
+    ["ACL", "GETUSER", "alice"], ["ACL", "USERS"], ["AUTH", "alice", "pw1"],
+]
+
+
 def replay(binary, sequence, server_args=()):
     """Sends sequence over one connection to each server; the replies must be the same."""
     shoal = harness.Server(binary, list(server_args), env={"SHOAL_MODE": "memory"})
@@ -231,6 +249,10 @@ def replay(binary, sequence, server_args=()):
 
 def test_admin_replies_as_redis(binary):
     replay(binary, ADMIN_SEQUENCE)
+
+
+def test_acl_replies_as_redis(binary):
+    replay(binary, ACL_SEQUENCE)
 
 
 def test_auth_replies_as_redis(binary):
@@ -345,5 +367,5 @@ def test_durable_replies_as_redis(binary):
 if __name__ == "__main__":
     harness.run([test_resp2_replies_as_redis, test_resp3_replies_as_redis,
                  test_durable_replies_as_redis, test_watch_as_redis,
-                 test_auth_replies_as_redis, test_admin_replies_as_redis,
+                 test_auth_replies_as_redis, test_admin_replies_as_redis, test_acl_replies_as_redis,
                  test_protocol_errors_as_redis])

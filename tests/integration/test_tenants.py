@@ -91,5 +91,78 @@ def test_isolation(binary):
         server.stop()
 
 
+def test_acl_users(binary):
+    """Passwords are kept and shown as SHA-256; ACL GETUSER tells a user's rules and tenant;
+    ACL DELUSER removes users and disconnects their clients, the caller after its reply."""
+    import hashlib
+    server = harness.Server(binary, config_text=CONFIG)
+    try:
+        admin = redis.Redis(host="127.0.0.1", port=server.port, password="adminpass")
+        digest = hashlib.sha256(b"alicepass").hexdigest()
+        users = admin.execute_command("ACL", "LIST")
+        line = [u for u in users if u.startswith(b"user alice ")][0]
+        assert ("#" + digest).encode() in line and b"alicepass" not in line, line
+        alice_info = admin.acl_getuser("alice")
+        assert alice_info["passwords"] == [digest], alice_info
+        assert alice_info["enabled"] and alice_info["tenant"] == b"acme"
+        bob_info = admin.execute_command("ACL", "GETUSER", "bob")
+        fields = dict(zip(bob_info[::2], bob_info[1::2]))
+        assert fields[b"max-keys"] == 5 and fields[b"max-ops"] == b"unlimited", fields
+        assert admin.acl_getuser("nobody") is None
+        # A password given by its hash authenticates with the password itself.
+        dave_hash = hashlib.sha256(b"davepass").hexdigest()
+        assert admin.execute_command("ACL", "SETUSER", "dave", "on", "#" + dave_hash,
+                                     "tenant=acme", "+@all") == b"OK"
+        dave = redis.Redis(host="127.0.0.1", port=server.port, username="dave",
+                           password="davepass")
+        assert dave.acl_whoami() == "dave"
+        expect_error(lambda: admin.execute_command("ACL", "SETUSER", "dave", "<nosuch"),
+                     "does not exist")
+        expect_error(lambda: admin.execute_command("ACL", "DELUSER", "default", "bob"),
+                     "cannot be removed")
+        assert b"bob" in admin.execute_command("ACL", "USERS")
+        # Deleting bob disconnects bob's connection; deleting yourself, yours after the reply.
+        import socket
+
+        def raw_auth(user, password):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+            sock.sendall(b"AUTH %s %s\r\n" % (user, password))
+            assert sock.recv(64) == b"+OK\r\n"
+            return sock
+
+        def closed(sock):
+            """Reads what is left until the server closes (bounded by the timeout)."""
+            data = b""
+            while True:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return data
+                data += chunk
+
+        bob = raw_auth(b"bob", b"bobpass")
+        assert admin.execute_command("ACL", "DELUSER", "bob", "nobody") == 1
+        assert closed(bob) == b""
+        bob.close()
+        dave_raw = raw_auth(b"dave", b"davepass")
+        dave_raw.sendall(b"ACL DELUSER dave\r\n")
+        assert closed(dave_raw) == b":1\r\n"  # the reply, then the close
+        dave_raw.close()
+        assert sorted(admin.execute_command("ACL", "USERS")) == [b"alice", b"default"]
+        expect_error(lambda: redis.Redis(host="127.0.0.1", port=server.port, username="bob",
+                                         password="bobpass").ping(), "invalid username-password")
+        # Inside MULTI, refused (EXEC would have to run again around a change made).
+        pipe = admin.pipeline(transaction=True)
+        pipe.execute_command("ACL", "DELUSER", "alice")
+        try:
+            pipe.execute()
+            raise AssertionError("ACL DELUSER inside MULTI should be refused")
+        except redis.ResponseError as error:
+            assert "not allowed" in str(error), error
+        assert b"alice" in admin.execute_command("ACL", "USERS")
+        assert server.alive()
+    finally:
+        server.stop()
+
+
 if __name__ == "__main__":
-    harness.run([test_isolation])
+    harness.run([test_isolation, test_acl_users])

@@ -30,6 +30,7 @@
 #include "commands.h"
 #include "log.h"
 #include "pending.h"
+#include "slowlog.h"
 #include "text.h"
 
 COMMAND_HANDLER(cmd_ping)
@@ -1052,6 +1053,66 @@ COMMAND_HANDLER(cmd_command)
                 command_reply_docs(c, cmd);
         }
     }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * SLOWLOG, ROLE
+ * ------------------------------------------------------------------------------------- */
+
+static const subcommand_def slowlog_subcommands[] = {
+    {"GET", -2}, {"LEN", 2}, {"RESET", 2}, {"HELP", 2},
+};
+
+COMMAND_HANDLER(cmd_slowlog)
+{
+    if (!arg_subcommand(c, "slowlog", SUBCOMMANDS(slowlog_subcommands)))
+        return;
+    if (arg_is(c, 1, "GET")) {
+        long long count = 10;
+        if (c->argc > 3) { /* Redis's older wording, for this one case */
+            resp_add_errorf(&c->out, "ERR unknown subcommand or wrong number of arguments for "
+                                     "'%.*s'. Try SLOWLOG HELP.", (int)c->lengths[1], c->argv[1]);
+            return;
+        }
+        /* Redis answers a count that is not a number with the same error. */
+        if (c->argc == 3 && !text_to_long_long(c->argv[2], c->lengths[2], &count))
+            count = -2;
+        if (count < -1) {
+            resp_add_error(&c->out, "ERR count should be greater than or equal to -1");
+            return;
+        }
+        slowlog_reply_get(&c->out, count);
+    } else if (arg_is(c, 1, "LEN")) {
+        resp_add_integer(&c->out, (long long)slowlog_length());
+    } else if (arg_is(c, 1, "RESET")) {
+        slowlog_reset();
+        resp_add_ok(&c->out);
+    } else {
+        static const char *const help[] = {
+            "SLOWLOG <subcommand> [<arg> ...]. Subcommands are:",
+            "GET [<count>]",
+            "    The newest <count> entries (10 by default, -1 for all), newest first, each:",
+            "    id, Unix time, microseconds, arguments, client address, client name.",
+            "LEN",
+            "    How many entries the slow log holds.",
+            "RESET",
+            "    Empties the slow log.",
+            "HELP",
+            "    This text.",
+        };
+        resp_add_array(&c->out, (long long)(sizeof(help) / sizeof(help[0])));
+        for (size_t i = 0; i < sizeof(help) / sizeof(help[0]); i++)
+            resp_add_simple(&c->out, help[i]);
+    }
+}
+
+/* No replication: every server is a master with no replicas at offset 0. */
+COMMAND_HANDLER(cmd_role)
+{
+    resp_add_array(&c->out, 3);
+    resp_add_bulk_cstring(&c->out, "master");
+    resp_add_integer(&c->out, 0);
+    resp_add_array(&c->out, 0);
 }
 
 /* ---------------------------------------------------------------------------------------

@@ -58,6 +58,7 @@
 #include "catalog.h"
 #include "commands.h"
 #include "pending.h"
+#include "slowlog.h"
 #include "text.h"
 
 #define COMMAND_MAX_ATTEMPTS 100000
@@ -148,7 +149,9 @@
     X("shutdown", cmd_shutdown, -1, A | M, 0, 0, 0, "server", "Stops the server")          \
     X("command", cmd_command, -1, 0, 0, 0, 0, "server", "Describes commands")              \
     X("time", cmd_time, 1, F, 0, 0, 0, "server", "Returns the server time")                \
-    X("acl", cmd_acl, -2, 0, 0, 0, 0, "server", "Users: WHOAMI LIST USERS SETUSER")        \
+    X("acl", cmd_acl, -2, 0, 0, 0, 0, "server", "Users: WHOAMI LIST USERS GETUSER SETUSER")\
+    X("slowlog", cmd_slowlog, -2, A, 0, 0, 0, "server", "The slow log: GET LEN RESET")     \
+    X("role", cmd_role, 1, F, 0, 0, 0, "server", "Replication role: always master")        \
     X("debug", cmd_debug, -2, A, 0, 0, 0, "server", "Fault injection for tests")
 
 #define COMMAND_ROW(name, handler, arity, flags, first, last, step, group, summary)         \
@@ -417,12 +420,14 @@ bool arg_subcommand(client *c, const char *container, const subcommand_def *tabl
         command_case(inner, sizeof(inner), table[i].name, false);
         resp_add_errorf(&c->out, "ERR wrong number of arguments for '%s|%s' command", outer,
                         inner);
+        c->subcommand_refused = true;
         return false;
     }
     command_case(outer, sizeof(outer), container, true);
     int shown = c->lengths[1] < 128 ? (int)c->lengths[1] : 128;
     resp_add_errorf(&c->out, "ERR unknown subcommand '%.*s'. Try %s HELP.", shown, c->argv[1],
                     outer);
+    c->subcommand_refused = true;
     return false;
 }
 
@@ -626,6 +631,7 @@ void command_dispatch(client *c)
     }
     uint64_t begin = command_start(c);
     uint64_t mark = resp_buffer_mark(&c->out);
+    c->subcommand_refused = false;
     command_execute(c, cmd);
     if (c->catalog_asked != NULL) {
         /* Suspended until the catalog worker is done; counted when it runs again, with
@@ -644,7 +650,14 @@ void command_dispatch(client *c)
     bool failed = false;
     if (resp_buffer_mark(&c->out) > mark)
         failed = command_reply_starts_with_error(&c->out, mark);
-    command_record(c, cmd, command_clock_ns() - begin, failed, false);
+    uint64_t elapsed_ns = command_clock_ns() - begin;
+    command_record(c, cmd, elapsed_ns, failed, false);
+    /* Arguments that may carry passwords are not copied into the slow log. */
+    bool redact = (cmd->flags & CMD_NOAUTH) || cmd->handler == cmd_acl ||
+                  cmd->handler == cmd_config;
+    if (!c->subcommand_refused) /* refused before it ran, as Redis does not log those */
+        slowlog_consider(c->argv, c->lengths, c->argc, redact, elapsed_ns / 1000, c->address,
+                         c->name);
 }
 
 /* ---------------------------------------------------------------------------------------

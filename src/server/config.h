@@ -37,6 +37,8 @@ typedef struct server_config {
     atomic_llong active_expire_effort; /* 1..10: how hard active expiry works (Redis's) */
     atomic_llong latency_tracking;     /* bool */
     atomic_llong slowlog_log_slower_than;
+    atomic_llong slowlog_max_len;        /* entries the slow log keeps */
+    atomic_llong loop_sync_max_us;       /* loops sync small groups while syncs average less */
     atomic_llong sync_period_ms;       /* durable: SHOAL_OPT_SYNC_PERIOD_MS */
     atomic_llong sync_window_us;       /* durable: SHOAL_OPT_SYNC_WINDOW_US */
     atomic_llong checkpoint_log_bytes; /* durable: SHOAL_OPT_CHECKPOINT_LOG_BYTES */

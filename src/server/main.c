@@ -41,6 +41,7 @@
 #include "debug.h"
 #include "log.h"
 #include "pending.h"
+#include "slowlog.h"
 
 server_state server = {.registry_lock = PTHREAD_MUTEX_INITIALIZER,
                        .bgsave_lock = PTHREAD_MUTEX_INITIALIZER};
@@ -307,6 +308,7 @@ int main(int argc, char **argv)
     catalog_stop();
     store_shutdown();
     acl_shutdown();
+    slowlog_shutdown();
     if (server.durable)
         log_message(LOG_NOTICE, "closing the database: final checkpoint in %s", server.config.dir);
     int closed = shoal_close(server.db);

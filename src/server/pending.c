@@ -31,7 +31,7 @@
  * each group needs two wake-ups, loop to log thread and back, on a machine whose cores
  * the clients keep busy, while every client of the group waits and the loop has nothing
  * else to do. So a small group (at most PENDING_HERE_MAX_WRITES writes, none under sync
- * batch, while the disk's syncs have averaged under PENDING_HERE_MAX_SYNC_NS) is first
+ * batch, while the disk's syncs have averaged under loop-sync-max-us, 1 ms) is first
  * kept open while events are ready at once (epoll_wait with no timeout; their writes join
  * it), for at most an average sync; when none is ready, the loop, idle otherwise, syncs
  * the group's streams itself (shoal_wait_durable) and answers it, as Redis's loop does
@@ -120,10 +120,9 @@
 /* Spare pending writes a loop keeps for reuse; more are freed. */
 #define PENDING_FREE_KEEP 4096u
 /* A group is synced on the loop's own thread (pending_round_gathers) only if it holds at
- * most this many writes, and only while the disk syncs within PENDING_HERE_MAX_SYNC_NS on
+ * most this many writes, and only while the disk syncs within loop-sync-max-us on
  * average; it gathers rounds for at most an average sync (at least PENDING_GATHER_MIN_NS). */
 #define PENDING_HERE_MAX_WRITES 64
-#define PENDING_HERE_MAX_SYNC_NS 1000000ull
 #define PENDING_GATHER_MIN_NS 50000ull
 
 struct pending_write {
@@ -153,6 +152,7 @@ struct pending_queue {
     uint64_t round_streams; /* bit s: the round wrote to stream s */
     uint64_t round_opened_ns; /* monotonic time of the group's first write */
     size_t round_writes;
+    unsigned round_rounds; /* round ends it stayed open through (pending_round_gathers) */
     /* Moving average of the time from a group's end to its sync's end (pending_note_sync). */
     uint64_t sync_average_ns;
     shoal_log_mark round_marks[SHOAL_MAX_LOG_STREAMS];
@@ -271,6 +271,7 @@ static void pending_hold(client *c, pending_write *w)
         q->round_head = w;
         q->round_opened_ns = pending_now_ns();
         q->round_writes = 0;
+        q->round_rounds = 0;
     }
     q->round_tail = w;
     q->round_writes++;
@@ -338,18 +339,24 @@ int pending_barrier(client *c, uint64_t reply_start)
     return 0;
 }
 
-bool pending_round_gathers(const event_loop *loop)
+bool pending_round_gathers(event_loop *loop)
 {
-    const pending_queue *q = loop->pending;
+    pending_queue *q = loop->pending;
+    uint64_t max_sync_ns =
+        (uint64_t)atomic_load_explicit(&server.config.loop_sync_max_us, memory_order_relaxed) *
+        1000;
     if (q == NULL || q->round_head == NULL || q->round_writes > PENDING_HERE_MAX_WRITES ||
-        q->sync_average_ns > PENDING_HERE_MAX_SYNC_NS)
+        q->sync_average_ns > max_sync_ns)
         return false;
     for (uint64_t streams = q->round_streams; streams != 0; streams &= streams - 1)
         if (q->round_marks[__builtin_ctzll(streams)].sync == SHOAL_SYNC_BATCH)
             return false; /* its window is the log thread's to wait out */
+    /* Its first round always may; later ones while it is younger than an average sync. */
     uint64_t gather_ns =
         q->sync_average_ns < PENDING_GATHER_MIN_NS ? PENDING_GATHER_MIN_NS : q->sync_average_ns;
-    return pending_now_ns() - q->round_opened_ns < gather_ns;
+    if (q->round_rounds++ > 0 && pending_now_ns() - q->round_opened_ns >= gather_ns)
+        return false;
+    return true;
 }
 
 /* Folds one group's time from its end to its last stream's sync into the average. */

@@ -48,7 +48,7 @@ int pending_barrier(client *c, uint64_t reply_start);
  * loop may sync on its own thread (pending.c, "A group synced on the loop"): it holds few
  * writes, none under sync batch, the disk has been fast, and it is younger than an average
  * sync, so the loop should first run the events already waiting. Loop thread. */
-bool pending_round_gathers(const event_loop *loop);
+bool pending_round_gathers(event_loop *loop);
 /* Ends the group (nothing if it is empty): here, the loop syncs each log stream the group
  * wrote to itself (shoal_wait_durable) and then answers the group; otherwise it asks the
  * engine to notify the loop once the writes are durable, one notification per stream. Call

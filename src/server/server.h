@@ -144,6 +144,7 @@ struct client {
     long long soft_limit_since_ms; /* 0: output under the soft limit */
 
     bool close_after_reply; /* QUIT, protocol error: send what is queued, then close */
+    bool subcommand_refused; /* arg_subcommand answered an error (kept out of the slow log) */
     bool close_now;
     uint32_t epoll_events;  /* the events registered with the loop's epoll */
 

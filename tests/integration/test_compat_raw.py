@@ -255,6 +255,44 @@ def test_acl_replies_as_redis(binary):
     replay(binary, ACL_SEQUENCE)
 
 
+def test_slowlog_as_redis(binary):
+    """With every command logged (threshold 0), the slow log's entries carry the same
+    arguments as Redis's: cut long ones, folded long argument lists, AUTH redacted; and
+    GET's count, LEN and RESET answer alike. Ids, times and durations are not compared."""
+    args = ["--slowlog-log-slower-than", "0", "--slowlog-max-len", "5"]
+    shoal = harness.Server(binary, args, env={"SHOAL_MODE": "memory"})
+    reference = harness.RedisReference(extra_args=args)
+    clients = []
+    try:
+        clients = [Raw(shoal.port), Raw(reference.port)]
+        long_pairs = []
+        for i in range(20):
+            long_pairs += ["k%d" % i, "v"]
+        sequence = [["SLOWLOG", "RESET"], ["SET", "a", "x" * 300], ["MSET"] + long_pairs,
+                    ["AUTH", "secret"], ["GET", "a"], ["SLOWLOG", "LEN"], ["SLOWLOG", "GET", "-2"],
+                    ["SLOWLOG", "GET", "x"], ["SLOWLOG", "FOO"], ["SLOWLOG", "GET", "1", "2"],
+                    ["SLOWLOG", "LEN", "x"], ["SLOWLOG"], ["ROLE"], ["ROLE", "x"]]
+        for step, request in enumerate(sequence):
+            replies = []
+            for client in clients:
+                client.send(request)
+                replies.append(client.reply())
+            assert replies[0] == replies[1], "request %d %r: shoal %r, redis %r" % (
+                step, request, replies[0], replies[1])
+        import redis
+        entries = []
+        for port in (shoal.port, reference.port):
+            with redis.Redis(host="127.0.0.1", port=port) as r:
+                entries.append([entry["command"] for entry in r.slowlog_get(-1)])
+        assert entries[0] == entries[1], entries
+        assert len(entries[0]) == 5  # slowlog-max-len
+    finally:
+        for client in clients:
+            client.close()
+        reference.stop()
+        shoal.stop()
+
+
 def test_auth_replies_as_redis(binary):
     replay(binary, AUTH_SEQUENCE, ["--requirepass", "pw"])
 
@@ -368,4 +406,5 @@ if __name__ == "__main__":
     harness.run([test_resp2_replies_as_redis, test_resp3_replies_as_redis,
                  test_durable_replies_as_redis, test_watch_as_redis,
                  test_auth_replies_as_redis, test_admin_replies_as_redis, test_acl_replies_as_redis,
+                 test_slowlog_as_redis,
                  test_protocol_errors_as_redis])

@@ -464,6 +464,31 @@ def test_active_expiry_sweeps(binary):
 
 
 @with_server
+def test_slowlog(server):
+    r = connect(server)
+    r.slowlog_reset()
+    r.set("fast", "1")
+    assert r.slowlog_len() == 0  # 10 ms by default: nothing here is that slow
+    assert r.config_set("slowlog-log-slower-than", 0)
+    r.set("k", "x" * 200)
+    entries = r.slowlog_get(2)
+    assert [e["command"] for e in entries] == [b"SET k " + b"x" * 128 + b"... (72 more bytes)",
+                                               b"CONFIG (redacted) (redacted) (redacted)"]
+    assert entries[0]["id"] > entries[1]["id"] and entries[0]["duration"] >= 0
+    raw = r.execute_command("SLOWLOG", "GET", "1")[0]  # id, time, us, args, address, name
+    assert raw[3] == [b"SLOWLOG", b"GET", b"2"] and raw[4].startswith(b"127.0.0.1:")
+    assert r.config_set("slowlog-max-len", 3)
+    for i in range(10):
+        r.get("k%d" % i)
+    assert r.slowlog_len() == 3
+    assert r.config_set("slowlog-log-slower-than", -1)
+    r.slowlog_reset()
+    r.get("k")
+    assert r.slowlog_len() == 0
+    assert r.execute_command("ROLE") == [b"master", 0, []]
+
+
+@with_server
 def test_server_commands(server):
     r = connect(server)
     assert r.echo("hi") == b"hi"
@@ -510,4 +535,4 @@ if __name__ == "__main__":
                  test_flush_inside_exec, test_copy_and_move, test_memory_and_object,
                  test_watch_conflict, test_concurrent_increments, test_scan_complete_under_writes,
                  test_binary_safe, test_large_value, test_expiry, test_active_expiry_sweeps,
-                 test_server_commands])
+                 test_slowlog, test_server_commands])

@@ -546,3 +546,201 @@ COMMAND_HANDLER(cmd_incrbyfloat)
     }
     resp_add_bulk(&c->out, text, length);
 }
+
+/* ---------------------------------------------------------------------------------------
+ * LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN]
+ *
+ * The classic dynamic programme: cell (i, j) of a (|a|+1) x (|b|+1) table holds the length
+ * of the longest common subsequence of a's first i bytes and b's first j. The answer is
+ * read back from the last cell towards the first, taking a byte wherever the two agree
+ * and otherwise stepping towards the larger neighbour (a's side when it is strictly
+ * larger, as Redis does, so both pick the same subsequence among equals). The walk meets
+ * the matched bytes last to first; runs of them that are consecutive in both strings are
+ * IDX's ranges, listed in that order. The table is transient memory, refused above
+ * proto-max-bulk-len as in Redis.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct lcs_range {
+    size_t a_start, a_end, b_start, b_end;
+} lcs_range;
+
+static bool lcs_options(client *c, bool *want_length, bool *want_index, long long *min_length,
+                        bool *with_length)
+{
+    for (size_t i = 3; i < c->argc; i++) {
+        if (arg_is(c, i, "LEN")) {
+            *want_length = true;
+        } else if (arg_is(c, i, "IDX")) {
+            *want_index = true;
+        } else if (arg_is(c, i, "WITHMATCHLEN")) {
+            *with_length = true;
+        } else if (arg_is(c, i, "MINMATCHLEN") && i + 1 < c->argc) {
+            if (!arg_long_long(c, ++i, min_length))
+                return false;
+            if (*min_length < 0)
+                *min_length = 0;
+        } else {
+            resp_add_error(&c->out, "ERR syntax error");
+            return false;
+        }
+    }
+    if (*want_length && *want_index) {
+        resp_add_error(&c->out,
+                       "ERR If you want both the length and indexes, please just use IDX.");
+        return false;
+    }
+    return true;
+}
+
+static void lcs_reply_ranges(client *c, const lcs_range *ranges, size_t count,
+                             bool with_length, size_t total)
+{
+    resp_add_map(&c->out, 2);
+    resp_add_bulk_cstring(&c->out, "matches");
+    resp_add_array(&c->out, (long long)count);
+    for (size_t r = 0; r < count; r++) {
+        resp_add_array(&c->out, with_length ? 3 : 2);
+        resp_add_array(&c->out, 2);
+        resp_add_integer(&c->out, (long long)ranges[r].a_start);
+        resp_add_integer(&c->out, (long long)ranges[r].a_end);
+        resp_add_array(&c->out, 2);
+        resp_add_integer(&c->out, (long long)ranges[r].b_start);
+        resp_add_integer(&c->out, (long long)ranges[r].b_end);
+        if (with_length)
+            resp_add_integer(&c->out, (long long)(ranges[r].a_end - ranges[r].a_start + 1));
+    }
+    resp_add_bulk_cstring(&c->out, "len");
+    resp_add_integer(&c->out, (long long)total);
+}
+
+/* Walks the table back from its last cell: fills common (the subsequence, if asked) and
+ * the ranges of at least min_length bytes (if asked). Returns false when out of memory. */
+static bool lcs_walk(const uint32_t *table, const char *a, size_t a_length, const char *b,
+                     size_t b_length, char *common, lcs_range **ranges, size_t *range_count,
+                     size_t min_length)
+{
+    size_t columns = b_length + 1, left = table[a_length * columns + b_length];
+    size_t capacity = 0;
+    bool open = false;
+    lcs_range current = {0};
+    size_t i = a_length, j = b_length;
+    for (;;) {
+        bool match = i > 0 && j > 0 && a[i - 1] == b[j - 1];
+        if (match && open && current.a_start == i && current.b_start == j) {
+            current.a_start = i - 1; /* the run goes on backwards */
+            current.b_start = j - 1;
+        }
+        if (open && (!match || current.a_start != i - 1)) {
+            /* The run ended: keep it if long enough. */
+            open = false;
+            if (ranges != NULL && current.a_end - current.a_start + 1 >= min_length) {
+                if (*range_count == capacity) {
+                    capacity = capacity ? capacity * 2 : 16;
+                    lcs_range *grown = realloc(*ranges, capacity * sizeof(**ranges));
+                    if (grown == NULL)
+                        return false;
+                    *ranges = grown;
+                }
+                (*ranges)[(*range_count)++] = current;
+            }
+        }
+        if (i == 0 || j == 0)
+            return true;
+        if (match) {
+            if (!open) {
+                current = (lcs_range){i - 1, i - 1, j - 1, j - 1};
+                open = true;
+            }
+            if (common != NULL)
+                common[--left] = a[i - 1];
+            i--;
+            j--;
+        } else if (table[(i - 1) * columns + j] > table[i * columns + j - 1]) {
+            i--;
+        } else {
+            j--;
+        }
+    }
+}
+
+COMMAND_HANDLER(cmd_lcs)
+{
+    bool want_length = false, want_index = false, with_length = false;
+    long long min_length = 0;
+    if (!lcs_options(c, &want_length, &want_index, &min_length, &with_length))
+        return;
+    shoal_ns *ns = client_namespace(c);
+    if (ns == NULL)
+        return;
+    store_value values[2] = {{0}};
+    bool ok = true;
+    for (int k = 0; ok && k < 2; k++) {
+        ok = key_read(c, ns, c->argv[1 + k], c->lengths[1 + k], false, &values[k]) == 0;
+        if (ok && values[k].found && values[k].foreign) {
+            resp_add_error(&c->out,
+                           "WRONGTYPE Operation against a key holding the wrong kind of value");
+            ok = false;
+        }
+    }
+    const char *a = values[0].found ? values[0].data : "";
+    const char *b = values[1].found ? values[1].data : "";
+    size_t a_length = values[0].found ? values[0].length : 0;
+    size_t b_length = values[1].found ? values[1].length : 0;
+    uint32_t *table = NULL;
+    if (ok) {
+        /* Cells as Redis counts them, against the same limit. */
+        unsigned long long cells = (unsigned long long)(a_length + 1) * (b_length + 1);
+        unsigned long long limit =
+            (unsigned long long)atomic_load(&server.config.proto_max_bulk_len);
+        if (a_length >= UINT32_MAX || b_length >= UINT32_MAX ||
+            cells > limit / sizeof(uint32_t)) {
+            resp_add_error(&c->out, "ERR Insufficient memory, transient memory for LCS exceeds "
+                                    "proto-max-bulk-len");
+            ok = false;
+        } else if ((table = malloc((size_t)cells * sizeof(uint32_t))) == NULL) {
+            reply_engine_error(c, SHOAL_ENOMEM);
+            ok = false;
+        }
+    }
+    if (!ok) {
+        store_value_release(&values[0]);
+        store_value_release(&values[1]);
+        return;
+    }
+    size_t columns = b_length + 1;
+    for (size_t i = 0; i <= a_length; i++) {
+        for (size_t j = 0; j <= b_length; j++) {
+            uint32_t *cell = &table[i * columns + j];
+            if (i == 0 || j == 0)
+                *cell = 0;
+            else if (a[i - 1] == b[j - 1])
+                *cell = table[(i - 1) * columns + j - 1] + 1;
+            else {
+                uint32_t up = table[(i - 1) * columns + j], back = table[i * columns + j - 1];
+                *cell = up > back ? up : back;
+            }
+        }
+    }
+    size_t total = table[a_length * columns + b_length];
+    if (want_length) {
+        resp_add_integer(&c->out, (long long)total);
+    } else {
+        char *common = want_index ? NULL : malloc(total + 1);
+        lcs_range *ranges = NULL;
+        size_t range_count = 0;
+        if ((!want_index && common == NULL) ||
+            !lcs_walk(table, a, a_length, b, b_length, common, want_index ? &ranges : NULL,
+                      &range_count, (size_t)min_length)) {
+            reply_engine_error(c, SHOAL_ENOMEM);
+        } else if (want_index) {
+            lcs_reply_ranges(c, ranges, range_count, with_length, total);
+        } else {
+            resp_add_bulk(&c->out, common, total);
+        }
+        free(common);
+        free(ranges);
+    }
+    free(table);
+    store_value_release(&values[0]);
+    store_value_release(&values[1]);
+}

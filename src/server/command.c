@@ -98,6 +98,7 @@
     X("getrange", cmd_getrange, 4, R, 1, 1, 1, "string", "Returns a substring")            \
     X("substr", cmd_getrange, 4, R, 1, 1, 1, "string", "Returns a substring (old name)")   \
     X("setrange", cmd_setrange, 4, W, 1, 1, 1, "string", "Overwrites part of a value")     \
+    X("lcs", cmd_lcs, -3, R, 1, 2, 1, "string", "Longest common subsequence of two keys") \
     X("setbit", cmd_setbit, 4, W, 1, 1, 1, "bitmap", "Sets or clears one bit")             \
     X("getbit", cmd_getbit, 3, R | F, 1, 1, 1, "bitmap", "Returns one bit")                \
     X("bitcount", cmd_bitcount, -2, R, 1, 1, 1, "bitmap", "Counts set bits in a range")    \

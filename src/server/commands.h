@@ -78,6 +78,7 @@ COMMAND_HANDLER(cmd_setrange);
 COMMAND_HANDLER(cmd_shutdown);
 COMMAND_HANDLER(cmd_strlen);
 COMMAND_HANDLER(cmd_time);
+COMMAND_HANDLER(cmd_lcs);
 COMMAND_HANDLER(cmd_slowlog);
 COMMAND_HANDLER(cmd_role);
 COMMAND_HANDLER(cmd_touch);

@@ -293,6 +293,46 @@ def test_slowlog_as_redis(binary):
         shoal.stop()
 
 
+def test_lcs_as_redis(binary):
+    """LCS over random strings of a small alphabet (so that matches and ties abound), with
+    every option mix, in RESP2 and RESP3: the same bytes as Redis, including the errors and
+    the transient-memory limit (proto-max-bulk-len at its 1 MiB minimum)."""
+    rng = random.Random(7)
+    args = ["--proto-max-bulk-len", "1mb"]
+    shoal = harness.Server(binary, args, env={"SHOAL_MODE": "memory"})
+    reference = harness.RedisReference(extra_args=args)
+    clients = []
+    try:
+        clients = [Raw(shoal.port), Raw(reference.port)]
+        sequence = [["MSET", "big1", "x" * 600, "big2", "y" * 600], ["LCS", "big1", "big2"],
+                    ["LCS", "a"], ["LCS", "a", "b", "LEN", "IDX"], ["LCS", "a", "b", "FOO"],
+                    ["LCS", "a", "b", "MINMATCHLEN"], ["LCS", "a", "b", "MINMATCHLEN", "x"],
+                    ["LCS", "none1", "none2", "IDX"], ["LCS", "none1", "none2"]]
+        for round_number in range(400):
+            if round_number == 200:
+                sequence.append(["HELLO", "3"])
+            a = "".join(rng.choice("abc") for _ in range(rng.randint(0, 30)))
+            b = "".join(rng.choice("abc") for _ in range(rng.randint(0, 30)))
+            options = rng.choice([[], ["LEN"], ["IDX"], ["IDX", "WITHMATCHLEN"],
+                                  ["IDX", "MINMATCHLEN", str(rng.randint(-1, 4))],
+                                  ["WITHMATCHLEN", "IDX", "MINMATCHLEN", "2"]])
+            sequence += [["MSET", "a", a, "b", b], ["LCS", "a", "b"] + options]
+        for step, request in enumerate(sequence):
+            replies = []
+            for client in clients:
+                client.send(request)
+                replies.append(client.reply())
+            if request[0] == "HELLO":
+                continue  # the servers' names and versions differ
+            assert replies[0] == replies[1], "request %d %r: shoal %r, redis %r" % (
+                step, request, replies[0], replies[1])
+    finally:
+        for client in clients:
+            client.close()
+        reference.stop()
+        shoal.stop()
+
+
 def test_auth_replies_as_redis(binary):
     replay(binary, AUTH_SEQUENCE, ["--requirepass", "pw"])
 
@@ -406,5 +446,5 @@ if __name__ == "__main__":
     harness.run([test_resp2_replies_as_redis, test_resp3_replies_as_redis,
                  test_durable_replies_as_redis, test_watch_as_redis,
                  test_auth_replies_as_redis, test_admin_replies_as_redis, test_acl_replies_as_redis,
-                 test_slowlog_as_redis,
+                 test_slowlog_as_redis, test_lcs_as_redis,
                  test_protocol_errors_as_redis])

@@ -578,25 +578,41 @@ COMMAND_HANDLER(cmd_randomkey)
     shoal_ns *ns = client_namespace(c);
     if (ns == NULL)
         return;
-    /* Start at random bytes and take the first live key at or after them, wrapping
-     * around once; keys are ordered, so this favours keys after large gaps. */
+    /* Start at random bytes and take the first live key after them, wrapping around once;
+     * keys are ordered, so this favours keys after large gaps. Expired keys (and, inside
+     * EXEC, deleted ones) are stepped over however many there are: nil means none lives. */
     char start[8];
     for (size_t i = 0; i < sizeof(start); i++)
         start[i] = (char)(rand() & 0xff);
     keys_collect k = {.match_all = true};
-    for (int pass = 0; pass < 2 && k.count == 0; pass++) {
-        bool finished;
-        char *last;
-        size_t last_length;
-        int result = keys_scan(c, ns, start, sizeof(start), pass == 0, 1000, keys_first, &k,
-                               &finished, &last, &last_length);
-        free(last);
-        if (result != 0) {
-            reply_engine_error(c, result);
-            break;
+    int result = 0;
+    for (int pass = 0; pass < 2 && k.count == 0 && result == 0; pass++) {
+        char *after = NULL;
+        size_t after_length = 0;
+        bool finished = false;
+        while (!finished && k.count == 0) {
+            char *last = NULL;
+            size_t last_length = 0;
+            bool has_after = pass == 0 || after != NULL;
+            result = keys_scan(c, ns, after ? after : start,
+                               after ? after_length : sizeof(start), has_after, 1000, keys_first,
+                               &k, &finished, &last, &last_length);
+            free(after);
+            after = last;
+            after_length = last_length;
+            if (result != 0)
+                break;
+            /* The second pass ends where the first began. */
+            if (pass == 1 && after != NULL &&
+                memcmp(after, start, after_length < sizeof(start) ? after_length
+                                                                  : sizeof(start)) >= 0)
+                break;
         }
+        free(after);
     }
-    if (k.count == 0)
+    if (result != 0)
+        reply_engine_error(c, result);
+    else if (k.count == 0)
         resp_add_null(&c->out);
     else
         resp_add_bulk(&c->out, k.keys[0], k.lengths[0]);

@@ -464,6 +464,31 @@ def test_active_expiry_sweeps(binary):
 
 
 @with_server
+def test_randomkey_steps_over_hidden_keys(server):
+    """RANDOMKEY finds the one live key however many hidden ones surround it: here 3000
+    keys deleted earlier in the same EXEC (RANDOMKEY examined at most 2000 before)."""
+    r = connect(server)
+    pipe = r.pipeline(transaction=False)
+    for i in range(3000):
+        pipe.set("k%04d" % i, "v")
+    pipe.set("zzz", "live")
+    pipe.execute()
+    for _ in range(5):  # RANDOMKEY starts at a random place each time
+        pipe = r.pipeline(transaction=True)
+        pipe.delete(*["k%04d" % i for i in range(3000)])
+        pipe.randomkey()
+        results = pipe.execute()
+        assert results[-1] == b"zzz", results[-1]
+        pipe = r.pipeline(transaction=False)
+        for i in range(3000):
+            pipe.set("k%04d" % i, "v")
+        pipe.execute()
+    assert r.delete(*["k%04d" % i for i in range(3000)]) == 3000
+    assert r.randomkey() == b"zzz"
+    assert r.delete("zzz") == 1 and r.randomkey() is None
+
+
+@with_server
 def test_slowlog(server):
     r = connect(server)
     r.slowlog_reset()
@@ -535,4 +560,4 @@ if __name__ == "__main__":
                  test_flush_inside_exec, test_copy_and_move, test_memory_and_object,
                  test_watch_conflict, test_concurrent_increments, test_scan_complete_under_writes,
                  test_binary_safe, test_large_value, test_expiry, test_active_expiry_sweeps,
-                 test_slowlog, test_server_commands])
+                 test_randomkey_steps_over_hidden_keys, test_slowlog, test_server_commands])

@@ -152,7 +152,7 @@ struct pending_queue {
     uint64_t round_streams; /* bit s: the round wrote to stream s */
     uint64_t round_opened_ns; /* monotonic time of the group's first write */
     size_t round_writes;
-    unsigned round_rounds; /* round ends it stayed open through (pending_round_gathers) */
+    unsigned round_rounds; /* round ends it was looked at (pending_round_gathers) */
     /* Moving average of the time from a group's end to its sync's end (pending_note_sync). */
     uint64_t sync_average_ns;
     shoal_log_mark round_marks[SHOAL_MAX_LOG_STREAMS];
@@ -351,12 +351,13 @@ bool pending_round_gathers(event_loop *loop)
     for (uint64_t streams = q->round_streams; streams != 0; streams &= streams - 1)
         if (q->round_marks[__builtin_ctzll(streams)].sync == SHOAL_SYNC_BATCH)
             return false; /* its window is the log thread's to wait out */
-    /* Its first round always may; later ones while it is younger than an average sync. */
+    /* While it is younger than an average sync: a round that took longer had enough else to
+     * do that its sync should overlap the next one, on the log's thread. A group of one
+     * write in its first round (one client, unpipelined) may always. */
     uint64_t gather_ns =
         q->sync_average_ns < PENDING_GATHER_MIN_NS ? PENDING_GATHER_MIN_NS : q->sync_average_ns;
-    if (q->round_rounds++ > 0 && pending_now_ns() - q->round_opened_ns >= gather_ns)
-        return false;
-    return true;
+    bool single = q->round_rounds++ == 0 && q->round_writes == 1;
+    return single || pending_now_ns() - q->round_opened_ns < gather_ns;
 }
 
 /* Folds one group's time from its end to its last stream's sync into the average. */

@@ -33,7 +33,9 @@
  * else to do. So a small group (at most PENDING_HERE_MAX_WRITES writes, none under sync
  * batch, while the disk's syncs have averaged under loop-sync-max-us, 1 ms) is first
  * kept open while events are ready at once (epoll_wait with no timeout; their writes join
- * it), for at most an average sync; when none is ready, the loop, idle otherwise, syncs
+ * it), while it is younger than an average sync (a round that took longer had enough to
+ * do that its sync should overlap the next; a first round of one write, one unpipelined
+ * client, is never too old); when none is ready, the loop, idle otherwise, syncs
  * the group's streams itself (shoal_wait_durable) and answers it, as Redis's loop does
  * with appendfsync always. A larger or older group goes to the log's thread as above, so
  * that under a pipelined load its sync overlaps the loop's next round. The loop thus

@@ -363,6 +363,61 @@ static void info_append(info_text *t, const char *format, ...)
     }
 }
 
+/* Error replies by their code (the first word: ERR, WRONGTYPE, NOAUTH...), for INFO
+ * errorstats and total_error_replies. A code is added once, under the lock, and published
+ * by the release store of the count; counting is a relaxed increment. Past
+ * SERVER_ERROR_CODES codes, new ones are counted in the total only. */
+#define SERVER_ERROR_CODES 128
+#define SERVER_ERROR_CODE_MAX 32
+static struct {
+    pthread_mutex_t lock;
+    char codes[SERVER_ERROR_CODES][SERVER_ERROR_CODE_MAX];
+    atomic_ullong counts[SERVER_ERROR_CODES];
+    atomic_size_t count;
+    atomic_ullong total;
+} server_errors = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void server_count_error(const char *text, size_t length)
+{
+    atomic_fetch_add_explicit(&server_errors.total, 1, memory_order_relaxed);
+    size_t code_length = 0;
+    while (code_length < length && code_length < SERVER_ERROR_CODE_MAX - 1 &&
+           text[code_length] != ' ')
+        code_length++;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        size_t count = atomic_load_explicit(&server_errors.count, memory_order_acquire);
+        for (size_t i = 0; i < count; i++) {
+            if (strncmp(server_errors.codes[i], text, code_length) == 0 &&
+                server_errors.codes[i][code_length] == '\0') {
+                atomic_fetch_add_explicit(&server_errors.counts[i], 1, memory_order_relaxed);
+                return;
+            }
+        }
+        if (attempt == 1)
+            return;
+        pthread_mutex_lock(&server_errors.lock);
+        count = atomic_load_explicit(&server_errors.count, memory_order_relaxed);
+        bool known = false;
+        for (size_t i = 0; i < count && !known; i++)
+            known = strncmp(server_errors.codes[i], text, code_length) == 0 &&
+                    server_errors.codes[i][code_length] == '\0';
+        if (!known && count < SERVER_ERROR_CODES) {
+            memcpy(server_errors.codes[count], text, code_length);
+            server_errors.codes[count][code_length] = '\0';
+            atomic_store_explicit(&server_errors.count, count + 1, memory_order_release);
+        }
+        pthread_mutex_unlock(&server_errors.lock);
+    }
+}
+
+static void server_reset_errors(void)
+{
+    atomic_store(&server_errors.total, 0);
+    size_t count = atomic_load_explicit(&server_errors.count, memory_order_acquire);
+    for (size_t i = 0; i < count; i++)
+        atomic_store(&server_errors.counts[i], 0);
+}
+
 static bool info_wanted(client *c, const char *section, bool by_default)
 {
     if (c->argc < 2)
@@ -560,7 +615,7 @@ COMMAND_HANDLER(cmd_info)
             "rejected_connections:%llu\r\nexpired_keys:%llu\r\nevicted_keys:0\r\n"
             "keyspace_hits:%llu\r\nkeyspace_misses:%llu\r\n"
             "client_output_buffer_limit_disconnections:%llu\r\n"
-            "client_query_buffer_limit_disconnections:%llu\r\ntotal_error_replies:0\r\n"
+            "client_query_buffer_limit_disconnections:%llu\r\ntotal_error_replies:%llu\r\n"
             "protocol_errors:%llu\r\nengine_seq:%llu\r\nengine_commits:%llu\r\n"
             "engine_quota_refusals:%llu\r\nengine_snapshots_open:%llu\r\n",
             (unsigned long long)atomic_load(&server.total_connections),
@@ -573,9 +628,19 @@ COMMAND_HANDLER(cmd_info)
             (unsigned long long)atomic_load(&server.keyspace_misses),
             (unsigned long long)atomic_load(&server.output_limit_disconnections),
             (unsigned long long)atomic_load(&server.query_limit_disconnections),
+            (unsigned long long)atomic_load(&server_errors.total),
             (unsigned long long)atomic_load(&server.protocol_errors),
             (unsigned long long)stats.seq, (unsigned long long)stats.commits,
             (unsigned long long)stats.quota_refusals, (unsigned long long)stats.snapshots_open);
+    }
+    if (info_wanted(c, "errorstats", true)) {
+        SECTION("Errorstats");
+        size_t codes = atomic_load_explicit(&server_errors.count, memory_order_acquire);
+        for (size_t i = 0; i < codes; i++) {
+            unsigned long long n = atomic_load(&server_errors.counts[i]);
+            if (n > 0)
+                info_append(&t, "errorstat_%s:count=%llu\r\n", server_errors.codes[i], n);
+        }
     }
     bool commandstats = info_wanted(c, "commandstats", false);
     bool latencystats = info_wanted(c, "latencystats", false);
@@ -747,6 +812,7 @@ COMMAND_HANDLER(cmd_config)
                 for (unsigned b = 0; b < STATS_BUCKETS; b++)
                     atomic_store(&s->buckets[b], 0);
             }
+        server_reset_errors();
         resp_add_ok(&c->out);
     } else if (arg_is(c, 1, "REWRITE")) {
         resp_add_error(&c->out, "ERR CONFIG REWRITE is not supported; edit the config file");

@@ -78,6 +78,8 @@ COMMAND_HANDLER(cmd_setrange);
 COMMAND_HANDLER(cmd_shutdown);
 COMMAND_HANDLER(cmd_strlen);
 COMMAND_HANDLER(cmd_time);
+/* Counts an error reply by its code, for INFO (the resp_error_observer, cmd_server.c). */
+void server_count_error(const char *text, size_t length);
 COMMAND_HANDLER(cmd_lcs);
 COMMAND_HANDLER(cmd_slowlog);
 COMMAND_HANDLER(cmd_role);

@@ -235,6 +235,7 @@ int main(int argc, char **argv)
         return 1;
     }
     command_table_init();
+    resp_set_error_observer(server_count_error);
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     for (size_t i = 0; i < 40; i++)
         server.run_id[i] = "0123456789abcdef"[rand() % 16];

@@ -536,8 +536,17 @@ int resp_add_ok(resp_buffer *b)
 
 /* Error texts may quote what a client sent; a CR or LF in them would end the reply early
  * and desynchronise the client, so they become blanks, as Redis does. */
+static resp_error_observer resp_observer;
+
+void resp_set_error_observer(resp_error_observer observer)
+{
+    resp_observer = observer;
+}
+
 static int resp_add_error_length(resp_buffer *b, const char *text, size_t length)
 {
+    if (resp_observer != NULL)
+        resp_observer(text, length);
     char small[256];
     char *copy = length < sizeof(small) ? small : malloc(length + 1);
     if (copy == NULL)

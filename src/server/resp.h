@@ -116,6 +116,10 @@ void resp_buffer_consume(resp_buffer *b, uint64_t n);
  * except that a reply may be cut; the caller closes the connection). */
 int resp_add_raw(resp_buffer *b, const void *data, size_t length);
 int resp_add_simple(resp_buffer *b, const char *text);       /* +text */
+/* Called with the text of every error reply added to any buffer (INFO errorstats); set
+ * once at startup, before any loop runs. The observer must be thread-safe. */
+typedef void (*resp_error_observer)(const char *text, size_t length);
+void resp_set_error_observer(resp_error_observer observer);
 int resp_add_error(resp_buffer *b, const char *text);        /* -text, text has its prefix */
 int resp_add_errorf(resp_buffer *b, const char *format, ...)
     __attribute__((format(printf, 2, 3)));

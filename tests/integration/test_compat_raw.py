@@ -333,6 +333,42 @@ def test_lcs_as_redis(binary):
         shoal.stop()
 
 
+def test_errorstats_as_redis(binary):
+    """After the same erring requests, INFO counts the same error replies by code."""
+    import redis
+    sequence = [["GET"], ["FOO"], ["SET", "a", "1", "EX", "x"], ["SET", "s", "abc"],
+                ["INCR", "s"], ["SELECT", "100"], ["MULTI"], ["FOO"], ["EXEC"], ["AUTH", "x"],
+                ["CONFIG", "SET", "nosuch", "1"], ["GETEX", "a", "EX", "0"],
+                ["BITOP", "FOO", "d", "a"], ["PING"]]
+    shoal = harness.Server(binary, env={"SHOAL_MODE": "memory"})
+    reference = harness.RedisReference()
+    clients = []
+    try:
+        clients = [Raw(shoal.port), Raw(reference.port)]
+        for request in sequence:
+            for client in clients:
+                client.send(request)
+                client.reply()
+        stats = []
+        for port in (shoal.port, reference.port):
+            with redis.Redis(host="127.0.0.1", port=port) as r:
+                info = r.info("everything")
+                stats.append(({k: v for k, v in info.items() if k.startswith("errorstat_")},
+                              info["total_error_replies"]))
+        assert stats[0] == stats[1], stats
+        assert stats[0][1] > 5
+        with redis.Redis(host="127.0.0.1", port=shoal.port) as r:
+            r.config_resetstat()
+            info = r.info("everything")
+            assert info["total_error_replies"] == 0
+            assert not any(k.startswith("errorstat_") for k in info), info
+    finally:
+        for client in clients:
+            client.close()
+        reference.stop()
+        shoal.stop()
+
+
 def test_auth_replies_as_redis(binary):
     replay(binary, AUTH_SEQUENCE, ["--requirepass", "pw"])
 
@@ -446,5 +482,5 @@ if __name__ == "__main__":
     harness.run([test_resp2_replies_as_redis, test_resp3_replies_as_redis,
                  test_durable_replies_as_redis, test_watch_as_redis,
                  test_auth_replies_as_redis, test_admin_replies_as_redis, test_acl_replies_as_redis,
-                 test_slowlog_as_redis, test_lcs_as_redis,
+                 test_slowlog_as_redis, test_lcs_as_redis, test_errorstats_as_redis,
                  test_protocol_errors_as_redis])

@@ -837,11 +837,18 @@ static int durable_compare_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The latency at fraction q of the sorted array. */
+static double durable_quantile(const uint64_t *sorted, size_t n, double q)
+{
+    size_t index = (size_t)((double)n * q);
+    return (double)sorted[index < n ? index : n - 1];
+}
+
+/* Sorts latencies and returns their p99. */
 static double durable_p99(uint64_t *latencies, size_t n)
 {
     qsort(latencies, n, sizeof *latencies, durable_compare_u64);
-    size_t index = (size_t)((double)n * 0.99);
-    return (double)latencies[index < n ? index : n - 1];
+    return durable_quantile(latencies, n, 0.99);
 }
 
 typedef struct durable_checkpointer {
@@ -965,9 +972,12 @@ static int durable_checkpoint_run(const bench_dataset *d, double *p99_during, do
     *p99_during = durable_p99(during, (size_t)n_during);
     *p99_idle = durable_p99(idle, (size_t)n_idle);
     fprintf(stderr,
-            "# checkpoint: %.3f s, %d puts during it (p99 %.0f ns), %d without (p99 %.0f ns), "
-            "%.1f bytes/key\n",
-            *checkpoint_seconds, n_during, *p99_during, n_idle, *p99_idle, *bytes_per_key);
+            "# checkpoint: %.3f s, %d puts during it (p50 %.0f, p90 %.0f, p99 %.0f ns), "
+            "%d without (p50 %.0f, p90 %.0f, p99 %.0f ns), %.1f bytes/key\n",
+            *checkpoint_seconds, n_during, durable_quantile(during, (size_t)n_during, 0.5),
+            durable_quantile(during, (size_t)n_during, 0.9), *p99_during, n_idle,
+            durable_quantile(idle, (size_t)n_idle, 0.5),
+            durable_quantile(idle, (size_t)n_idle, 0.9), *p99_idle, *bytes_per_key);
     result = 0;
 out:
     free(during);

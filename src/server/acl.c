@@ -200,10 +200,11 @@ static int acl_apply_rules(acl_user *u, const char *const *rules, const size_t *
 {
     for (size_t i = 0; i < count; i++) {
         const char *reason;
-        char rule[ACL_PASSWORD_MAX + 64];
-        if (lengths[i] >= sizeof(rule)) {
-            snprintf(error, error_size, "ERR Error in ACL SETUSER modifier '%.64s...': "
-                                        "Syntax error", rules[i]);
+        /* A NUL-terminated copy; passwords (hashed at once) may be of any length. */
+        char small[ACL_PASSWORD_MAX + 64];
+        char *rule = lengths[i] < sizeof(small) ? small : malloc(lengths[i] + 1);
+        if (rule == NULL) {
+            snprintf(error, error_size, "ERR out of memory");
             return -1;
         }
         memcpy(rule, rules[i], lengths[i]);
@@ -245,6 +246,8 @@ static int acl_apply_rules(acl_user *u, const char *const *rules, const size_t *
             const char *name = rule + 7;
             if (name[0] == '\0' || strchr(name, '/') != NULL || strlen(name) > 200) {
                 snprintf(error, error_size, "ERR tenant names are 1..200 bytes without '/'");
+                if (rule != small)
+                    free(rule);
                 return -1;
             }
             if (strcmp(u->tenant_name, name) != 0) {
@@ -283,11 +286,16 @@ static int acl_apply_rules(acl_user *u, const char *const *rules, const size_t *
         } else {
             goto syntax;
         }
+        if (rule != small)
+            free(rule);
         continue;
     syntax:
         reason = "Syntax error";
     refused:
-        snprintf(error, error_size, "ERR Error in ACL SETUSER modifier '%s': %s", rule, reason);
+        snprintf(error, error_size, "ERR Error in ACL SETUSER modifier '%.200s': %s", rule,
+                 reason);
+        if (rule != small)
+            free(rule);
         return -1;
     }
     return 0;

@@ -116,6 +116,14 @@ def test_acl_users(binary):
         dave = redis.Redis(host="127.0.0.1", port=server.port, username="dave",
                            password="davepass")
         assert dave.acl_whoami() == "dave"
+        # Passwords of any length (only their hash is kept), removed by value too.
+        long_password = "p" * 5000
+        assert admin.execute_command("ACL", "SETUSER", "dave", ">" + long_password) == b"OK"
+        assert redis.Redis(host="127.0.0.1", port=server.port, username="dave",
+                           password=long_password).acl_whoami() == "dave"
+        assert admin.execute_command("ACL", "SETUSER", "dave", "<" + long_password) == b"OK"
+        expect_error(lambda: redis.Redis(host="127.0.0.1", port=server.port, username="dave",
+                                         password=long_password).ping(), "invalid username")
         expect_error(lambda: admin.execute_command("ACL", "SETUSER", "dave", "<nosuch"),
                      "does not exist")
         expect_error(lambda: admin.execute_command("ACL", "DELUSER", "default", "bob"),

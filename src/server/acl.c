@@ -213,29 +213,26 @@ static int acl_apply_rules(acl_user *u, const char *const *rules, const size_t *
             u->enabled = true;
         } else if (!strcasecmp(rule, "off")) {
             u->enabled = false;
-        } else if (rule[0] == '>' || rule[0] == '#') {
+        } else if (strchr("><#!", rule[0]) != NULL && rule[0] != '\0') {
+            /* A password by value (>, <) or by its hash (#, !), added or removed. */
             unsigned char hash[ACL_HASH_BYTES];
-            if (rule[0] == '>' ? !acl_hash(rule + 1, lengths[i] - 1, hash)
-                               : !acl_hash_parse(rule + 1, hash)) {
-                reason = rule[0] == '>' ? "out of memory" : acl_bad_hash;
+            bool by_value = rule[0] == '>' || rule[0] == '<';
+            bool add = rule[0] == '>' || rule[0] == '#';
+            if (by_value ? !acl_hash(rule + 1, lengths[i] - 1, hash)
+                         : !acl_hash_parse(rule + 1, hash)) {
+                reason = by_value ? "out of memory" : acl_bad_hash;
                 goto refused;
             }
-            if (!acl_password_add(u, hash)) {
+            if (add && !acl_password_add(u, hash)) {
                 reason = "too many passwords";
                 goto refused;
             }
-            u->nopass = false;
-        } else if (rule[0] == '<' || rule[0] == '!') {
-            unsigned char hash[ACL_HASH_BYTES];
-            if (rule[0] == '<' ? !acl_hash(rule + 1, lengths[i] - 1, hash)
-                               : !acl_hash_parse(rule + 1, hash)) {
-                reason = rule[0] == '<' ? "out of memory" : acl_bad_hash;
-                goto refused;
-            }
-            if (!acl_password_remove(u, hash)) {
+            if (!add && !acl_password_remove(u, hash)) {
                 reason = "The password you are trying to remove from the user does not exist";
                 goto refused;
             }
+            if (add)
+                u->nopass = false;
         } else if (!strcasecmp(rule, "nopass")) {
             u->nopass = true;
             u->password_count = 0;

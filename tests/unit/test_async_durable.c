@@ -79,6 +79,17 @@ static shoal_db *open_two_streams(const char *dir, shoal_sync sync, shoal_option
     return db;
 }
 
+/* Puts k0..k<count-1> under the database's policy, none of them waiting for the log here
+ * (sync none). */
+static void put_keys(shoal_ns *ns, int count)
+{
+    for (int i = 0; i < count; i++) {
+        char key[16];
+        int n = snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(shoal_put(ns, key, (size_t)n, "v", 1, NULL), 0);
+    }
+}
+
 /* Under sync=always every write through on_durable is pending and reported exactly once;
  * after reopening, all of them are there. */
 static void test_pending_then_durable(void **state)
@@ -224,11 +235,7 @@ static void test_log_end_barrier(void **state)
     shoal_ns_config cfg = {.kind = SHOAL_KIND_KV, .placement = SHOAL_PLACE_SPREAD};
     shoal_ns *ns;
     assert_int_equal(shoal_ns_open(db, "a", &cfg, &ns), 0);
-    for (int i = 0; i < 100; i++) {
-        char key[16];
-        int n = snprintf(key, sizeof key, "k%d", i);
-        assert_int_equal(shoal_put(ns, key, (size_t)n, "v", 1, NULL), 0);
-    }
+    put_keys(ns, 100);
     shoal_db_stats before;
     assert_int_equal(shoal_stats(db, &before), 0);
     assert_int_equal(shoal_log_end(db, marks, &streams), 0);
@@ -265,11 +272,7 @@ static void test_wait_durable_syncs_here(void **state)
     shoal_ns_config cfg = {.kind = SHOAL_KIND_KV, .placement = SHOAL_PLACE_SPREAD};
     shoal_ns *ns;
     assert_int_equal(shoal_ns_open(db, "a", &cfg, &ns), 0);
-    for (int i = 0; i < 100; i++) {
-        char key[16];
-        int n = snprintf(key, sizeof key, "k%d", i);
-        assert_int_equal(shoal_put(ns, key, (size_t)n, "v", 1, NULL), 0);
-    }
+    put_keys(ns, 100);
     shoal_log_mark marks[SHOAL_MAX_LOG_STREAMS];
     unsigned streams = 0;
     assert_int_equal(shoal_log_end(db, marks, &streams), 0);

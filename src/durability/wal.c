@@ -1855,7 +1855,7 @@ struct wal_record {
  * header tests come first, so scanning garbage or zeros byte by byte is fast. */
 static int wal_reader_record(struct wal_reader *r, uint64_t off, struct wal_record *rec)
 {
-    const uint8_t *p;
+    const uint8_t *p = NULL; /* set by wal_reader_get when it returns 1 */
     int rc = wal_reader_get(r, off, WAL_RECORD_HEADER_SIZE, &p);
     if (rc <= 0)
         return rc;
@@ -1884,7 +1884,7 @@ static int wal_reader_data_end(struct wal_reader *r, uint64_t off, uint64_t *end
     uint64_t pos = off;
     while (pos < r->size) {
         size_t n = r->size - pos < WAL_READ_CHUNK ? (size_t)(r->size - pos) : WAL_READ_CHUNK;
-        const uint8_t *p;
+        const uint8_t *p = NULL; /* set by wal_reader_get when it returns 1 */
         int rc = wal_reader_get(r, pos, n, &p);
         if (rc < 0)
             return rc;

@@ -107,7 +107,8 @@ static int compare_u64(const void *a, const void *b)
 static void list_segments(const char *dir, unsigned stream, struct segment_names *n)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/log/%u", dir, stream);
+    int length = snprintf(path, sizeof path, "%s/log/%u", dir, stream);
+    assert_true(length > 0 && (size_t)length < sizeof path);
     n->count = 0;
     io_posix()->list_dir(io_posix(), path, collect_segment, n);
     qsort(n->bases, n->count, sizeof n->bases[0], compare_u64);

@@ -1069,8 +1069,50 @@ static void command_reply_docs(client *c, const command_def *cmd)
 }
 
 static const subcommand_def command_subcommands[] = {
-    {"COUNT", 2}, {"LIST", -2}, {"INFO", -2}, {"DOCS", -2},
+    {"COUNT", 2}, {"LIST", -2}, {"INFO", -2}, {"DOCS", -2}, {"GETKEYS", -4},
 };
+
+/* COMMAND GETKEYS command arg...: the key arguments, from the table's first key, last key
+ * and step, as Redis finds them. */
+static void command_reply_getkeys(client *c)
+{
+    const command_def *cmd = command_lookup(c->argv[2], c->lengths[2]);
+    if (cmd == NULL) {
+        resp_add_error(&c->out, "ERR Invalid command specified");
+        return;
+    }
+    /* OBJECT and MEMORY name their key after a subcommand, which Redis looks up first. */
+    bool object = cmd->handler == cmd_object, memory = cmd->handler == cmd_memory;
+    if ((object || memory) && c->argc > 3) {
+        bool keyed = object ? arg_is(c, 3, "ENCODING") || arg_is(c, 3, "REFCOUNT") ||
+                                  arg_is(c, 3, "FREQ") || arg_is(c, 3, "IDLETIME")
+                            : arg_is(c, 3, "USAGE");
+        if (!keyed && !arg_is(c, 3, "HELP")) {
+            resp_add_error(&c->out, "ERR Invalid command specified");
+            return;
+        }
+        if (!keyed) {
+            resp_add_error(&c->out, "ERR The command has no key arguments");
+            return;
+        }
+    }
+    if (cmd->first_key == 0) {
+        resp_add_error(&c->out, "ERR The command has no key arguments");
+        return;
+    }
+    long long argc = (long long)c->argc - 2; /* the command's own argc */
+    if ((cmd->arity > 0 && cmd->arity != argc) || argc < -cmd->arity) {
+        resp_add_error(&c->out, "ERR Invalid number of arguments specified for command");
+        return;
+    }
+    long long last = cmd->last_key < 0 ? argc + cmd->last_key : cmd->last_key;
+    long long count = 0;
+    for (long long i = cmd->first_key; i <= last && i < argc; i += cmd->key_step)
+        count++;
+    resp_add_array(&c->out, count);
+    for (long long i = cmd->first_key; i <= last && i < argc; i += cmd->key_step)
+        resp_add_bulk(&c->out, c->argv[2 + i], c->lengths[2 + i]);
+}
 
 COMMAND_HANDLER(cmd_command)
 {
@@ -1102,6 +1144,8 @@ COMMAND_HANDLER(cmd_command)
             else
                 command_reply_info(c, cmd);
         }
+    } else if (arg_is(c, 1, "GETKEYS")) {
+        command_reply_getkeys(c);
     } else if (arg_is(c, 1, "DOCS")) {
         if (c->argc == 2) {
             resp_add_map(&c->out, (long long)total);

@@ -205,7 +205,18 @@ ADMIN_SEQUENCE = [["CLIENT", "SETNAME", "a b"], ["CLIENT", "SETNAME", "ok"],
     ["TYPE"], ["RENAME", "a"], ["SCAN", "x"], ["SCAN", "0", "COUNT", "0"],
     ["SCAN", "0", "TYPE"], ["SCAN", "0", "FOO", "1"], ["KEYS"], ["RANDOMKEY", "x"],
     ["FLUSHDB", "BAD"], ["FLUSHALL", "ASYNC", "SYNC"], ["EXPIRE", "k"], ["TTL"],
-    ["PERSIST", "a", "b"], ["TOUCH"], ["MSET", "a"], ["MGET"]]
+    ["PERSIST", "a", "b"], ["TOUCH"], ["MSET", "a"], ["MGET"],
+    ["COMMAND", "GETKEYS", "GET", "a"], ["COMMAND", "GETKEYS", "MSET", "a", "1", "b", "2"],
+    ["COMMAND", "GETKEYS", "MSET", "a", "1", "b"], ["COMMAND", "GETKEYS", "MSET", "a"],
+    ["COMMAND", "GETKEYS", "FOO", "a"], ["COMMAND", "GETKEYS", "PING"],
+    ["COMMAND", "GETKEYS", "PING", "x"], ["COMMAND", "GETKEYS", "GET", "a", "b"],
+    ["COMMAND", "GETKEYS", "BITOP", "AND", "d", "a", "b"], ["COMMAND", "GETKEYS", "DEL", "a", "b"],
+    ["COMMAND", "GETKEYS", "MEMORY", "USAGE", "k"], ["COMMAND", "GETKEYS", "LCS", "a", "b"],
+    ["COMMAND", "GETKEYS", "SET", "k", "v", "EX", "10"], ["COMMAND", "GETKEYS", "KEYS", "*"],
+    ["COMMAND", "GETKEYS", "COPY", "a", "b"], ["COMMAND", "GETKEYS", "EXISTS", "a", "a"],
+    ["COMMAND", "GETKEYS", "OBJECT", "ENCODING", "k"], ["COMMAND", "GETKEYS", "OBJECT", "HELP"],
+    ["COMMAND", "GETKEYS", "OBJECT", "FOO", "k"], ["COMMAND", "GETKEYS", "MEMORY", "HELP"],
+    ["COMMAND", "GETKEYS", "MEMORY", "USAGE", "k", "SAMPLES", "5"]]
 
 
 # ACL users: passwords by value and by hash, removal of passwords that are not there,

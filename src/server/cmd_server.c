@@ -1233,25 +1233,37 @@ static const subcommand_def acl_subcommands[] = {
     {"WHOAMI", 2}, {"LIST", 2}, {"USERS", 2}, {"SETUSER", -3}, {"GETUSER", 3}, {"DELUSER", -3},
 };
 
+/* ACL SETUSER and DELUSER run on the catalog worker (binding a tenant may write the
+ * MANIFEST; DELUSER waits for a SETUSER under way) and the request runs again to answer
+ * (catalog.c). Inside EXEC that would run EXEC again around a change already made, so
+ * they are refused there. Returns true with the worker's *result (>= 0) once it is done;
+ * false when the request was suspended or answered (refused, or the worker's error). */
+static bool acl_catalog_step(client *c, catalog_kind kind, const char *name, int *result)
+{
+    if (c->in_exec) {
+        resp_add_errorf(&c->out, "ERR ACL %s inside MULTI is not allowed", name);
+        return false;
+    }
+    const char *error;
+    if (!catalog_result(c, kind, c->db, result, &error)) {
+        catalog_request(c, kind);
+        return false;
+    }
+    if (*result < 0) {
+        resp_add_error(&c->out, error);
+        return false;
+    }
+    return true;
+}
+
 /* ACL DELUSER: the catalog worker removes the users (serialized with ACL SETUSER, which
  * may wait for the disk), then this loop disconnects every client authenticated as one of
  * them, as Redis does; the caller, if it is one, gets its reply first. */
 static void acl_command_deluser(client *c)
 {
-    if (c->in_exec) {
-        resp_add_error(&c->out, "ERR ACL DELUSER inside MULTI is not allowed");
-        return;
-    }
     int result;
-    const char *error;
-    if (!catalog_result(c, CATALOG_DELUSER, c->db, &result, &error)) {
-        catalog_request(c, CATALOG_DELUSER);
+    if (!acl_catalog_step(c, CATALOG_DELUSER, "DELUSER", &result))
         return;
-    }
-    if (result < 0) {
-        resp_add_error(&c->out, error);
-        return;
-    }
     bool self = false;
     for (size_t i = 2; i < c->argc; i++) {
         char user[ACL_NAME_MAX];
@@ -1290,23 +1302,8 @@ COMMAND_HANDLER(cmd_acl)
     } else if (arg_is(c, 1, "DELUSER")) {
         acl_command_deluser(c);
     } else if (arg_is(c, 1, "SETUSER")) {
-        /* Binding a tenant may write the MANIFEST: the catalog worker runs acl_setuser
-         * and the request runs again to answer (catalog.c). Inside EXEC it would have to
-         * run EXEC again around a change already made, so it is refused there. */
-        if (c->in_exec) {
-            resp_add_error(&c->out, "ERR ACL SETUSER inside MULTI is not allowed");
-            return;
-        }
         int result;
-        const char *error;
-        if (!catalog_result(c, CATALOG_SETUSER, c->db, &result, &error)) {
-            catalog_request(c, CATALOG_SETUSER);
-            return;
-        }
-        if (result != 0) {
-            resp_add_error(&c->out, error);
-            return;
-        }
-        resp_add_ok(&c->out);
+        if (acl_catalog_step(c, CATALOG_SETUSER, "SETUSER", &result))
+            resp_add_ok(&c->out);
     }
 }

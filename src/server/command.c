@@ -236,13 +236,6 @@ uint64_t stats_bucket_upper_ns(unsigned bucket)
     return ((8 + fraction + 1) << (power - 3));
 }
 
-static uint64_t command_clock_ns(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-}
-
 static void command_record(client *c, const command_def *cmd, uint64_t elapsed_ns, bool failed,
                            bool rejected)
 {
@@ -365,7 +358,7 @@ int64_t command_now_ms(client *c)
 /* Starts timing a command and sets the loop's "now" for it from the same reading. */
 static uint64_t command_start(client *c)
 {
-    uint64_t begin = command_clock_ns();
+    uint64_t begin = store_monotonic_ns();
     c->loop->command_now_ms = (int64_t)(begin / 1000000) + c->loop->wall_offset_ms;
     return begin;
 }
@@ -651,7 +644,7 @@ void command_dispatch(client *c)
     bool failed = false;
     if (resp_buffer_mark(&c->out) > mark)
         failed = command_reply_starts_with_error(&c->out, mark);
-    uint64_t elapsed_ns = command_clock_ns() - begin;
+    uint64_t elapsed_ns = store_monotonic_ns() - begin;
     command_record(c, cmd, elapsed_ns, failed, false);
     /* Arguments that may carry passwords are not copied into the slow log. */
     bool redact = (cmd->flags & CMD_NOAUTH) || cmd->handler == cmd_acl ||
@@ -827,7 +820,7 @@ COMMAND_HANDLER(cmd_exec)
             q->command->handler(c);
             if (c->catalog_asked != NULL)
                 break; /* it needs a new namespace: see below */
-            command_record(c, q->command, command_clock_ns() - begin, false, false);
+            command_record(c, q->command, store_monotonic_ns() - begin, false, false);
             if (c->txn.failure == SHOAL_ECONFLICT || c->txn.failure == SHOAL_EDROPPED)
                 c->retry = true;
         }

@@ -309,7 +309,7 @@ int main(int argc, char **argv)
     catalog_stop();
     store_shutdown();
     acl_shutdown();
-    slowlog_shutdown();
+    slowlog_reset();
     if (server.durable)
         log_message(LOG_NOTICE, "closing the database: final checkpoint in %s", server.config.dir);
     int closed = shoal_close(server.db);

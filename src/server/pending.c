@@ -114,7 +114,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
 #include "mailbox.h"
@@ -210,13 +209,6 @@ static void pending_group_on_durable(void *context, int error)
  * The loop's side
  * ------------------------------------------------------------------------------------- */
 
-static uint64_t pending_now_ns(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
-}
-
 /* Takes a write off the free list (or allocates one) for client c. */
 static pending_write *pending_take(client *c, uint64_t reply_start)
 {
@@ -271,7 +263,7 @@ static void pending_hold(client *c, pending_write *w)
         q->round_tail->next_in_queue = w;
     } else {
         q->round_head = w;
-        q->round_opened_ns = pending_now_ns();
+        q->round_opened_ns = store_monotonic_ns();
         q->round_writes = 0;
         q->round_rounds = 0;
     }
@@ -359,7 +351,7 @@ bool pending_round_gathers(event_loop *loop)
     uint64_t gather_ns =
         q->sync_average_ns < PENDING_GATHER_MIN_NS ? PENDING_GATHER_MIN_NS : q->sync_average_ns;
     bool single = q->round_rounds++ == 0 && q->round_writes == 1;
-    return single || pending_now_ns() - q->round_opened_ns < gather_ns;
+    return single || store_monotonic_ns() - q->round_opened_ns < gather_ns;
 }
 
 /* Folds one group's time from its end to its last stream's sync into the average. */
@@ -380,7 +372,7 @@ void pending_round_end(event_loop *loop, bool here)
                           memory_order_relaxed);
     q->round_head = q->round_tail = NULL;
     q->round_streams = 0;
-    uint64_t ended_ns = pending_now_ns();
+    uint64_t ended_ns = store_monotonic_ns();
     leader->ended_ns = ended_ns;
     leader->synced_here = here;
     /* The leader may be queued, drained and recycled by the time the last call returns:
@@ -398,7 +390,7 @@ void pending_round_end(event_loop *loop, bool here)
     atomic_fetch_add_explicit(here ? &server.groups_synced_on_loop : &server.groups_handed_to_log,
                               1, memory_order_relaxed);
     if (here) {
-        pending_note_sync(q, pending_now_ns() - ended_ns);
+        pending_note_sync(q, store_monotonic_ns() - ended_ns);
         pending_drain(loop);
     }
 }
@@ -506,7 +498,7 @@ void pending_drain(event_loop *loop)
         link = link->next; /* read before the leader may be recycled */
         int error = atomic_load_explicit(&leader->group_error, memory_order_relaxed);
         if (!leader->synced_here)
-            pending_note_sync(q, pending_now_ns() - leader->ended_ns);
+            pending_note_sync(q, store_monotonic_ns() - leader->ended_ns);
         pending_write *w = leader;
         while (w != NULL) {
             pending_write *next = w->next_in_queue;

@@ -205,8 +205,3 @@ void slowlog_reset(void)
         e = next;
     }
 }
-
-void slowlog_shutdown(void)
-{
-    slowlog_reset();
-}

@@ -21,8 +21,7 @@ void slowlog_consider(char *const *argv, const size_t *lengths, size_t argc, boo
  * [id, unix time, microseconds, [arguments], address, client name]. */
 void slowlog_reply_get(resp_buffer *out, long long count);
 size_t slowlog_length(void);
+/* Frees every entry (SLOWLOG RESET, and at shutdown). */
 void slowlog_reset(void);
-/* Frees every entry (at shutdown). */
-void slowlog_shutdown(void);
 
 #endif /* SHOAL_SERVER_SLOWLOG_H */

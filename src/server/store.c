@@ -1285,13 +1285,6 @@ bool store_cursor_load(uint64_t cursor, uint32_t tenant, int db, char **key,
  * it found alive, for INFO keyspace.
  * ------------------------------------------------------------------------------------- */
 
-static uint64_t store_monotonic_ns(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
-}
-
 typedef struct store_expire_cycle {
     int64_t now_ms;
     uint64_t deadline_ns;    /* monotonic; past it every namespace gets one chunk only */

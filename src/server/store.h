@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "shoal.h"
 #include "value.h"
@@ -78,6 +79,14 @@ void store_value_release(store_value *v);
 
 /* Milliseconds since the Unix epoch. */
 int64_t store_now_ms(void);
+/* Nanoseconds of the monotonic clock (durations, deadlines). Inline: commands time
+ * themselves with it. */
+static inline uint64_t store_monotonic_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+}
 
 /* Reads a key outside any transaction at snap (NULL: latest). header_only avoids copying
  * the payload (TTL, TYPE, EXISTS, STRLEN). An expired key reads as absent and is deleted

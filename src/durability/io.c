@@ -147,6 +147,12 @@ static int io_posix_fallocate(const struct shoal_io *io, int fd, uint64_t offset
 #endif
 }
 
+static int io_posix_cache_ahead(const struct shoal_io *io, int fd, uint64_t offset, uint64_t length)
+{
+    (void)io;
+    return -posix_fadvise(fd, (off_t)offset, (off_t)length, POSIX_FADV_WILLNEED);
+}
+
 static int io_posix_file_size(const struct shoal_io *io, int fd, uint64_t *size)
 {
     (void)io;
@@ -239,6 +245,7 @@ static const struct shoal_io io_posix_table = {
     .fsync = io_posix_fsync,
     .ftruncate = io_posix_ftruncate,
     .fallocate = io_posix_fallocate,
+    .cache_ahead = io_posix_cache_ahead,
     .file_size = io_posix_file_size,
     .rename = io_posix_rename,
     .unlink = io_posix_unlink,
@@ -569,6 +576,14 @@ static int io_faults_fallocate(const struct shoal_io *io, int fd, uint64_t offse
     return f->base->fallocate(f->base, fd, offset, length);
 }
 
+/* A hint, never failed on purpose: nothing depends on its result. */
+static int io_faults_cache_ahead(const struct shoal_io *io, int fd, uint64_t offset,
+                                 uint64_t length)
+{
+    struct io_faults *f = io_faults_of(io);
+    return f->base->cache_ahead(f->base, fd, offset, length);
+}
+
 static int io_faults_file_size(const struct shoal_io *io, int fd, uint64_t *size)
 {
     struct io_faults *f = io_faults_of(io);
@@ -655,6 +670,7 @@ void io_faults_init(struct io_faults *f, const struct shoal_io *base)
         .fsync = io_faults_fsync,
         .ftruncate = io_faults_ftruncate,
         .fallocate = io_faults_fallocate,
+        .cache_ahead = io_faults_cache_ahead,
         .file_size = io_faults_file_size,
         .rename = io_faults_rename,
         .unlink = io_faults_unlink,

@@ -65,6 +65,9 @@ struct shoal_io {
     /* Reserves [offset, offset+length) and extends the file size over it (fallocate(2) with
      * mode 0). -EOPNOTSUPP where the file system cannot. */
     int (*fallocate)(const struct shoal_io *io, int fd, uint64_t offset, uint64_t length);
+    /* Asks the OS to bring [offset, offset+length) into its page cache now (posix_fadvise
+     * POSIX_FADV_WILLNEED). A hint: 0 or -errno, and a failure changes nothing. */
+    int (*cache_ahead)(const struct shoal_io *io, int fd, uint64_t offset, uint64_t length);
     /* The file's size in bytes (fstat(2)). */
     int (*file_size)(const struct shoal_io *io, int fd, uint64_t *size);
     int (*rename)(const struct shoal_io *io, const char *from, const char *to);

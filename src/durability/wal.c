@@ -217,6 +217,17 @@
  * write is still a write and then a flush). What a commit costs here is the flush request
  * to the host and the wakeups, not the extent conversion; the variant's extra moving part
  * (a second writer of the open segment) was not worth a gain that could not be shown.
+ * Cached ahead (kept). Appending a record to a page the page cache does not hold yet makes
+ * that write(2) allocate the page and zero the rest of it: once every 27 records of 148
+ * bytes, on the committing thread. Alone that is 1-2 us, but while a checkpoint fills the
+ * page cache with its own files the allocation meets theirs, and in shoal-bench-durable's
+ * checkpoint point 3-4% of the puts' writes took over 8 us (against 0.4% idle): half of the
+ * puts that set the p99. So the reserved space WAL_CACHE_AHEAD past the end is asked into
+ * the page cache (io cache_ahead: posix_fadvise WILLNEED) a WAL_CACHE_STEP at a time, each
+ * time a write crosses a step. An unwritten extent reads as zeros without a disk request,
+ * so this costs no I/O; it moves the allocation and zeroing of 16 pages into one call per
+ * 64 KiB, and the write into a cached page then only copies. The writes over 8 us fell to
+ * 0.3% during a checkpoint; space that is not reserved (no fallocate) is left alone.
  *
  * RECOVERY (wal_replay, wal_replay_from_checkpoint)
  * A bad record at offset p of segment k is classified: zeros from p to the end of the
@@ -650,6 +661,21 @@ static int wal_stream_push_segment(struct wal_stream *s, uint64_t base, uint64_t
     return 0;
 }
 
+/* Keeps the reserved space WAL_CACHE_AHEAD past the segment's end in the page cache, as its
+ * end moves from `from` to `to` bytes (PREALLOCATION, "Cached ahead"): the steps whose
+ * boundaries it crossed, that far ahead, are asked in. A hint; its failure changes nothing. */
+static void wal_stream_cache_range(struct wal_stream *s, uint64_t begin, uint64_t end)
+{
+    for (end = wal_min(end, s->seg_allocated); begin < end; begin += WAL_CACHE_STEP)
+        (void)s->wal->io->cache_ahead(s->wal->io, s->fd, begin, WAL_CACHE_STEP);
+}
+
+static void wal_stream_cache_ahead(struct wal_stream *s, uint64_t from, uint64_t to)
+{
+    wal_stream_cache_range(s, from / WAL_CACHE_STEP * WAL_CACHE_STEP + WAL_CACHE_AHEAD,
+                           to / WAL_CACHE_STEP * WAL_CACHE_STEP + WAL_CACHE_AHEAD);
+}
+
 /* Creates the next segment: reserve its space, write and fsync its header, fsync the
  * directory so the file survives a crash before any record in it is acknowledged. */
 static int wal_stream_create_segment(struct wal_stream *s)
@@ -717,6 +743,7 @@ static int wal_stream_create_segment(struct wal_stream *s)
     s->seg_allocated = allocated;
     s->last_base = base;
     atomic_fetch_add(&w->live_bytes, WAL_SEGMENT_HEADER_SIZE);
+    wal_stream_cache_range(s, 0, WAL_CACHE_AHEAD);
     return 0;
 }
 
@@ -796,10 +823,11 @@ static int wal_stream_write(struct wal_stream *s, const uint8_t *data, size_t le
                 chunk = WAL_RECORD_HEADER_SIZE + (size_t)encoding_get_u32(data + pos + 4);
         }
         if (chunk > 0) {
-            wal_stream_preallocate(s, s->seg_len + chunk);
+            wal_stream_preallocate(s, s->seg_len + chunk + WAL_CACHE_AHEAD);
             int rc = io_pwrite_full(w->io, s->fd, data + pos, chunk, s->seg_len);
             if (rc < 0)
                 return io_error(rc);
+            wal_stream_cache_ahead(s, s->seg_len, s->seg_len + chunk);
             s->seg_len += chunk;
             pos += chunk;
             s->max_seq_written = wal_max(s->max_seq_written, max_seq);

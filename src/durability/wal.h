@@ -42,6 +42,10 @@
 #define WAL_DEFAULT_SEGMENT_BYTES (64ull * 1024 * 1024)
 /* Segments are reserved (fallocate) this much at a time ahead of the writes. */
 #define WAL_PREALLOCATE_STEP (4ull * 1024 * 1024)
+/* The reserved space this far past a segment's end is kept in the page cache, brought in a
+ * step at a time (wal.c essay, "Cached ahead"). */
+#define WAL_CACHE_AHEAD (256u * 1024)
+#define WAL_CACHE_STEP (64u * 1024)
 /* The largest payload one record can carry (its length field is 32 bits). */
 #define WAL_MAX_PAYLOAD ((size_t)UINT32_MAX - WAL_RECORD_HEADER_SIZE)
 

@@ -78,6 +78,11 @@ static void test_posix_table(void **state)
         for (int i = 0; i < 8; i++)
             assert_int_equal(buf[i], 0);
     }
+    /* Caching ahead, over written and reserved bytes and past the end, changes no byte. */
+    assert_int_equal(io->cache_ahead(io, fd, 0, 1 << 20), 0);
+    assert_int_equal(io_pread_full(io, fd, buf, 11, 0), 11);
+    assert_memory_equal(buf, "hello world", 11);
+    assert_int_equal(io->cache_ahead(io, -1, 0, 4096), -EBADF);
     assert_int_equal(io->ftruncate(io, fd, 5), 0);
     assert_int_equal(io->file_size(io, fd, &size), 0);
     assert_int_equal(size, 5);

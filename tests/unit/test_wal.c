@@ -1665,6 +1665,65 @@ static void test_failed_reservation_grows(void **state)
     testing_remove_tree(dir);
 }
 
+/* An io table that passes everything to POSIX and records the cache_ahead calls by step. */
+struct cache_spy {
+    struct shoal_io io;
+    unsigned asked[64]; /* times each WAL_CACHE_STEP of the file was asked in */
+    bool misaligned;
+};
+
+static int spy_cache_ahead(const struct shoal_io *io, int fd, uint64_t offset, uint64_t length)
+{
+    struct cache_spy *spy = (struct cache_spy *)io;
+    uint64_t step = offset / WAL_CACHE_STEP;
+    if (offset % WAL_CACHE_STEP != 0 || length != WAL_CACHE_STEP || step >= 64)
+        spy->misaligned = true;
+    else
+        spy->asked[step]++;
+    return io_posix()->cache_ahead(io_posix(), fd, offset, length);
+}
+
+/* The reserved space WAL_CACHE_AHEAD past a segment's end is asked into the page cache once,
+ * a step at a time, as the end moves; space that is not reserved never is. */
+static void cached_ahead(bool preallocate)
+{
+    char dir[4096];
+    assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
+    struct cache_spy spy = {.io = *io_posix()};
+    spy.io.cache_ahead = spy_cache_ahead;
+    struct wal_options o = test_options(dir, 1, SHOAL_SYNC_NONE);
+    o.segment_bytes = 1u << 20;
+    o.io = &spy.io;
+    o.no_preallocate = !preallocate;
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(&o, &w), 0);
+    uint64_t end = WAL_SEGMENT_HEADER_SIZE, lsn;
+    for (uint64_t seq = 1; seq <= 3000; seq++) {
+        uint8_t payload[4096];
+        size_t len = test_payload(seq, payload, 100);
+        assert_int_equal(wal_append(w, 0, test_type(seq), seq, payload, len, &lsn), 0);
+        assert_int_equal(wal_wait(w, 0, lsn, SHOAL_SYNC_NONE), 0); /* written */
+        end += WAL_RECORD_HEADER_SIZE + len;
+    }
+    assert_true(end > 2 * WAL_CACHE_STEP && end + WAL_CACHE_AHEAD < o.segment_bytes);
+    assert_false(spy.misaligned);
+    uint64_t bound =
+        preallocate ? (end / WAL_CACHE_STEP * WAL_CACHE_STEP + WAL_CACHE_AHEAD) / WAL_CACHE_STEP
+                    : 0;
+    for (uint64_t step = 0; step < 64; step++)
+        assert_int_equal(spy.asked[step], step < bound ? 1 : 0);
+    assert_int_equal(wal_close(w), 0);
+    replay_contains_acked(dir, 3000);
+    testing_remove_tree(dir);
+}
+
+static void test_cached_ahead(void **state)
+{
+    (void)state;
+    cached_ahead(true);
+    cached_ahead(false);
+}
+
 static void test_salvage_rewrites(void **state)
 {
     (void)state;
@@ -1832,6 +1891,7 @@ int main(void)
         cmocka_unit_test(test_torn_last_write_growing),
         cmocka_unit_test(test_bit_flips_everywhere),
         cmocka_unit_test(test_truncations_everywhere),
+        cmocka_unit_test(test_cached_ahead),
         cmocka_unit_test(test_salvage_rewrites),
         cmocka_unit_test(test_missing_segment),
         cmocka_unit_test(test_header_v2_fields),

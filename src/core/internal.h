@@ -335,8 +335,11 @@ struct write_op {
 int iter_create(struct shoal_db *db, struct namespace *ns, int only_shard,
                 const shoal_iter_options *opts, shoal_iter **out);
 /* Sets how many entries a refill collects under the shard's lock (1..256; default 256):
- * fewer keep writers' waits short where throughput matters less (checkpoints). */
+ * fewer keep writers' waits short where throughput matters less (checkpoints). Whatever
+ * the size, a refill ends early once it has visited an entry and sees a writer waiting. */
 void iter_set_chunk_keys(shoal_iter *it, unsigned keys);
+/* How many times the iterator's cursors have taken their shards' locks (for tests). */
+uint64_t iter_refills(const shoal_iter *it);
 
 /* Commits ops atomically under one seq (kv.c); *seq_out gets it. */
 int commit_ops(struct shoal_db *db, struct write_op *ops, size_t n,

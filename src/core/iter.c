@@ -125,6 +125,7 @@ struct shoal_iter {
     unsigned winner;   /* the cursor whose entry is current, when has_current */
     bool has_current;
     unsigned chunk_keys; /* entries a refill collects, at most ITER_CHUNK_KEYS */
+    uint64_t refills;    /* times a cursor took its shard's lock (iter_refills) */
     bool begun;
     int error;
 };
@@ -170,6 +171,7 @@ static int cursor_refill(struct shoal_iter *it, struct cursor *c)
         return 0;
     }
     struct thread_state *t = db_thread(it->db);
+    it->refills++;
     shard_read_lock(s, t);
     if (atomic_load_explicit(&ns->dropped, memory_order_acquire)) {
         shard_read_unlock(s, t);
@@ -209,7 +211,7 @@ static int cursor_refill(struct shoal_iter *it, struct cursor *c)
      * live wherever they were allocated, so each can be a cache miss: the loop prefetches
      * ITER_PREFETCH entries ahead, and each leaf starts loading the next one. */
     const struct version *last = NULL;
-    bool bound = false;
+    bool bound = false, gave_way = false;
     size_t visited = 0;
     const size_t visit_limit = 4 * (size_t)it->chunk_keys;
     /* A chunk ends at a count of entries or of keys visited, so that invisible keys cannot
@@ -225,6 +227,12 @@ static int cursor_refill(struct shoal_iter *it, struct cursor *c)
             iter_prefetch_version(at[(int)i * step]);
         uint32_t i = 0;
         for (; i < left && c->count < it->chunk_keys && visited < visit_limit; i++) {
+            /* A writer waiting for this shard ends the chunk: it waits for one entry, not
+             * for a whole chunk (the next refill resumes after the last key visited). */
+            if (visited > 0 && atomic_load_explicit(&s->writer, memory_order_relaxed)) {
+                gave_way = true;
+                break;
+            }
             const struct version *v = at[(int)i * step];
             if ((!it->reverse && it->has_upper &&
                  key_compare(v->data, v->klen, it->upper.data, it->upper.len) >= 0) ||
@@ -244,14 +252,14 @@ static int cursor_refill(struct shoal_iter *it, struct cursor *c)
                 e->version = seen;
             }
         }
-        if (bound)
+        if (bound || gave_way)
             break;
         if (i == left)
             btree_cursor_next_leaf(&bc, it->reverse);
         else
             bc.pos += (int)i * step;
     }
-    bool more = !bound && btree_cursor_valid(&bc);
+    bool more = gave_way || (!bound && btree_cursor_valid(&bc));
     int err = 0;
     if (last)
         err = buffer_set(&c->resume, last->data, last->klen);
@@ -465,6 +473,11 @@ int iter_create(struct shoal_db *db, struct namespace *ns, int only_shard,
     }
     *out = it;
     return 0;
+}
+
+uint64_t iter_refills(const shoal_iter *it)
+{
+    return it->refills;
 }
 
 void iter_set_chunk_keys(shoal_iter *it, unsigned keys)

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/internal.h"
 #include "test_util.h"
 
 /* ---- the expected side: a sorted set of keys and values -------------------------------- */
@@ -701,6 +702,65 @@ static void test_drop_under_open_iterator(void **state)
     shoal_close(db);
 }
 
+/* Raises (or lowers) every shard's writer flag, as a writer waiting for readers does. */
+static void set_writers_waiting(shoal_db *db, int waiting)
+{
+    for (unsigned i = 0; i <= db->shard_mask; i++) {
+        struct shard *s = atomic_load(&db->shards[i]);
+        if (s)
+            atomic_store(&s->writer, waiting);
+    }
+}
+
+/* Scans ns in the given direction, checking that it returns keys k00000..k(n-1) in order;
+ * returns how many times the scan took a shard's lock. */
+static uint64_t scan_counting_refills(shoal_ns *ns, int n, bool reverse)
+{
+    shoal_iter_options o = {.reverse = reverse};
+    shoal_iter *it = NULL;
+    assert_ok(shoal_iter_new(ns, &o, &it));
+    int seen = 0, r;
+    while ((r = shoal_iter_next(it)) == 1) {
+        char want[16];
+        int i = reverse ? n - 1 - seen : seen;
+        int len = snprintf(want, sizeof want, "k%05d", i);
+        size_t klen;
+        const void *key = shoal_iter_key(it, &klen);
+        assert_int_equal(klen, (size_t)len);
+        assert_memory_equal(key, want, klen);
+        seen++;
+    }
+    assert_int_equal(r, 0);
+    assert_int_equal(seen, n);
+    uint64_t refills = iter_refills(it);
+    shoal_iter_free(it);
+    return refills;
+}
+
+/* A scan gives way to a waiting writer: with every shard's writer flag up, each refill
+ * ends after one entry (and the scan still returns every key once, in order); with the
+ * flags down a chunk holds many. */
+static void test_scan_gives_way_to_writers(void **state)
+{
+    (void)state;
+    shoal_db *db = test_open(4, 0);
+    shoal_ns *ns = test_ns(db, "yield", SHOAL_PLACE_SPREAD, 0);
+    const int n = 300;
+    for (int i = 0; i < n; i++) {
+        char key[16];
+        int len = snprintf(key, sizeof key, "k%05d", i);
+        assert_ok(shoal_put(ns, key, (size_t)len, "v", 1, NULL));
+    }
+    for (int reverse = 0; reverse < 2; reverse++) {
+        assert_true(scan_counting_refills(ns, n, reverse) <= 16);
+        set_writers_waiting(db, 1);
+        assert_true(scan_counting_refills(ns, n, reverse) >= (uint64_t)n);
+        set_writers_waiting(db, 0);
+    }
+    shoal_ns_close(ns);
+    shoal_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -714,6 +774,7 @@ int main(void)
         cmocka_unit_test(test_dropped_namespace),
         cmocka_unit_test(test_iterator_snapshot_slots),
         cmocka_unit_test(test_drop_under_open_iterator),
+        cmocka_unit_test(test_scan_gives_way_to_writers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -145,27 +145,20 @@ COMMAND_HANDLER(cmd_type)
     resp_add_simple(&c->out, !v.found ? "none" : v.foreign ? "unknown" : "string");
 }
 
-/* A reply of help lines, as Redis's HELP subcommands give. */
-static void keys_help(client *c, const char *const *lines, size_t count)
-{
-    resp_add_array(&c->out, count);
-    for (size_t i = 0; i < count; i++)
-        resp_add_simple(&c->out, lines[i]);
-}
-
 /* MEMORY USAGE key [SAMPLES n]: a string has one allocation to sample, so n is checked
  * and otherwise unused. A key only this transaction wrote counts its key and value. */
 COMMAND_HANDLER(cmd_memory)
 {
     static const char *const help[] = {
-        "MEMORY USAGE <key> [SAMPLES <count>]",
+        "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "USAGE <key> [SAMPLES <count>]",
         "    Return memory in bytes used by <key> and its value.",
         "HELP",
-        "    Print this help.",
+        "    Prints this help.",
     };
     long long samples;
     if (arg_is(c, 1, "HELP") && c->argc == 2) {
-        keys_help(c, help, sizeof(help) / sizeof(help[0]));
+        REPLY_HELP(c, help);
         return;
     }
     if (!arg_is(c, 1, "USAGE") || (c->argc != 3 && c->argc != 5)) {
@@ -227,10 +220,10 @@ COMMAND_HANDLER(cmd_object)
         "FREQ <key>, IDLETIME <key>",
         "    Not tracked: an error.",
         "HELP",
-        "    Print this help.",
+        "    Prints this help.",
     };
     if (arg_is(c, 1, "HELP") && c->argc == 2) {
-        keys_help(c, help, sizeof(help) / sizeof(help[0]));
+        REPLY_HELP(c, help);
         return;
     }
     bool encoding = arg_is(c, 1, "ENCODING");

@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
 #include "catalog.h"
 #include "commands.h"
 #include "log.h"
@@ -223,15 +225,45 @@ COMMAND_HANDLER(cmd_time)
 #define SUBCOMMANDS(table) table, sizeof(table) / sizeof(table[0])
 
 static const subcommand_def client_subcommands[] = {
-    {"ID", 2},   {"SETNAME", 3}, {"GETNAME", 2}, {"LIST", -2},    {"INFO", 2},
-    {"KILL", -3}, {"SETINFO", 4}, {"NO-EVICT", 3}, {"REPLY", 3},
+    {"ID", 2},    {"SETNAME", 3}, {"GETNAME", 2},  {"LIST", -2}, {"INFO", 2},
+    {"KILL", -3}, {"SETINFO", 4}, {"NO-EVICT", 3}, {"REPLY", 3}, {"HELP", 2},
+};
+
+static const char *const client_help[] = {
+    "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "ID",
+    "    Return the ID of the current connection.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "LIST",
+    "    Return information about client connections (a user that is not an admin sees",
+    "    its own connection only).",
+    "INFO",
+    "    Return information about the current client connection.",
+    "KILL <ip:port>",
+    "    Kill connection made from <ip:port>.",
+    "KILL <option> <value> [<option> <value> [...]]",
+    "    Kill connections. Options are: ID <client-id>, ADDR <ip:port>, USER <username>,",
+    "    SKIPME (YES|NO) (default YES).",
+    "SETINFO <LIB-NAME|LIB-VER> <value>",
+    "    Accepted and ignored.",
+    "NO-EVICT (ON|OFF)",
+    "    Accepted: no client is ever evicted.",
+    "REPLY (ON|OFF|SKIP)",
+    "    Control the replies sent to the current connection.",
+    "HELP",
+    "    Prints this help.",
 };
 
 COMMAND_HANDLER(cmd_client)
 {
     if (!arg_subcommand(c, "client", SUBCOMMANDS(client_subcommands)))
         return;
-    if (arg_is(c, 1, "REPLY")) {
+    if (arg_is(c, 1, "HELP")) {
+        REPLY_HELP(c, client_help);
+    } else if (arg_is(c, 1, "REPLY")) {
         /* OFF and SKIP answer nothing themselves; ON answers OK (network.c mutes). */
         if (arg_is(c, 2, "ON")) {
             c->reply_off = false;
@@ -706,13 +738,32 @@ COMMAND_HANDLER(cmd_info)
  * ------------------------------------------------------------------------------------- */
 
 static const subcommand_def config_subcommands[] = {
-    {"GET", -3}, {"SET", -4}, {"RESETSTAT", 2}, {"REWRITE", 2},
+    {"GET", -3}, {"SET", -4}, {"RESETSTAT", 2}, {"REWRITE", 2}, {"HELP", 2},
+};
+
+static const char *const config_help[] = {
+    "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GET <pattern> [<pattern> ...]",
+    "    Return parameters matching the glob-like <pattern> and their values.",
+    "SET <directive> <value> [<directive> <value> ...]",
+    "    Set the configuration <directive> to <value> (admin users; the settings that",
+    "    can change while the server runs, docs/OPERATIONS.md).",
+    "RESETSTAT",
+    "    Reset the statistics reported by the INFO command.",
+    "REWRITE",
+    "    Not supported: edit the configuration file.",
+    "HELP",
+    "    Prints this help.",
 };
 
 COMMAND_HANDLER(cmd_config)
 {
     if (!arg_subcommand(c, "config", SUBCOMMANDS(config_subcommands)))
         return;
+    if (arg_is(c, 1, "HELP")) {
+        REPLY_HELP(c, config_help);
+        return;
+    }
     if (arg_is(c, 1, "GET")) {
         const char *patterns[64];
         size_t lengths[64];
@@ -1020,10 +1071,90 @@ COMMAND_HANDLER(cmd_shutdown)
  * COMMAND
  * ------------------------------------------------------------------------------------- */
 
+/* Redis's ACL categories, in Redis's order (ACL CAT). Shoal has strings and bitmaps only,
+ * and its one permission is the admin right (acl.c), so the categories describe commands;
+ * they grant nothing. */
+static const char *const acl_categories[] = {
+    "keyspace", "read",   "write",       "set",       "sortedset",  "list",        "hash",
+    "string",   "bitmap", "hyperloglog", "geo",       "stream",     "pubsub",      "admin",
+    "fast",     "slow",   "blocking",    "dangerous", "connection", "transaction", "scripting",
+};
+
+static bool command_named(const command_def *cmd, const char *const *names, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (strcmp(cmd->name, names[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Whether the command is in the category, as Redis 7 files it: from the command's flags and
+ * group, and a few names. A container (CONFIG, CLIENT, ...) is @slow only: in Redis its
+ * subcommands carry the rest. */
+static bool command_in_category(const command_def *cmd, const char *category)
+{
+    static const char *const keyspace_servers[] = {"dbsize", "flushdb", "flushall"};
+    static const char *const not_keyspace[] = {"wait", "waitaof"};
+    static const char *const admin_extra[] = {"lastsave", "role"};
+    static const char *const dangerous[] = {"flushall", "flushdb",  "keys",
+                                            "info",     "lastsave", "role"};
+    static const char *const connection_extra[] = {"command", "wait"};
+#define NAMED(list) command_named(cmd, list, sizeof(list) / sizeof(list[0]))
+    bool container = cmd->flags & CMD_CONTAINER;
+    bool admin = !container && ((cmd->flags & CMD_ADMIN) || NAMED(admin_extra));
+    if (strcmp(category, "slow") == 0)
+        return container || !(cmd->flags & CMD_FAST);
+    if (container)
+        return false;
+    if (strcmp(category, "keyspace") == 0)
+        return (strcmp(cmd->group, "generic") == 0 && !NAMED(not_keyspace)) ||
+               NAMED(keyspace_servers);
+    if (strcmp(category, "read") == 0)
+        return cmd->flags & CMD_READONLY;
+    if (strcmp(category, "write") == 0)
+        return cmd->flags & CMD_WRITE;
+    if (strcmp(category, "string") == 0 || strcmp(category, "bitmap") == 0)
+        return strcmp(cmd->group, category) == 0;
+    if (strcmp(category, "admin") == 0)
+        return admin;
+    if (strcmp(category, "fast") == 0)
+        return cmd->flags & CMD_FAST;
+    if (strcmp(category, "dangerous") == 0)
+        return admin || NAMED(dangerous);
+    if (strcmp(category, "connection") == 0)
+        return (strcmp(cmd->group, "connection") == 0) || NAMED(connection_extra);
+    if (strcmp(category, "transaction") == 0)
+        return strcmp(cmd->group, "transactions") == 0;
+    return false;
+#undef NAMED
+}
+
+static void command_reply_categories(client *c, const command_def *cmd)
+{
+    const size_t total = sizeof(acl_categories) / sizeof(acl_categories[0]);
+    long long count = 0;
+    for (size_t i = 0; i < total; i++)
+        count += command_in_category(cmd, acl_categories[i]);
+    resp_add_set(&c->out, count);
+    for (size_t i = 0; i < total; i++) {
+        if (!command_in_category(cmd, acl_categories[i]))
+            continue;
+        char name[32];
+        int n = snprintf(name, sizeof(name), "@%s", acl_categories[i]);
+        (void)n;
+        resp_add_simple(&c->out, name);
+    }
+}
+
+/* Flags as Redis shows them; a container shows none (its subcommands have them). */
 static void command_reply_flags(client *c, const command_def *cmd)
 {
     const char *names[8];
     int count = 0;
+    if (cmd->flags & CMD_CONTAINER) {
+        resp_add_set(&c->out, 0);
+        return;
+    }
     if (cmd->flags & CMD_WRITE)
         names[count++] = "write";
     if (cmd->flags & CMD_READONLY)
@@ -1050,7 +1181,7 @@ static void command_reply_info(client *c, const command_def *cmd)
     resp_add_integer(&c->out, cmd->first_key);
     resp_add_integer(&c->out, cmd->last_key);
     resp_add_integer(&c->out, cmd->key_step);
-    resp_add_set(&c->out, 0);
+    command_reply_categories(c, cmd);
     resp_add_set(&c->out, 0);
     resp_add_array(&c->out, 0);
     resp_add_array(&c->out, 0);
@@ -1069,7 +1200,29 @@ static void command_reply_docs(client *c, const command_def *cmd)
 }
 
 static const subcommand_def command_subcommands[] = {
-    {"COUNT", 2}, {"LIST", -2}, {"INFO", -2}, {"DOCS", -2}, {"GETKEYS", -4},
+    {"COUNT", 2}, {"LIST", -2}, {"INFO", -2}, {"DOCS", -2}, {"GETKEYS", -4}, {"HELP", 2},
+};
+
+static const char *const command_help[] = {
+    "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "(no subcommand)",
+    "    Return details about all commands.",
+    "COUNT",
+    "    Return the total number of commands in this server.",
+    "LIST",
+    "    Return a list of all commands in this server.",
+    "INFO [<command-name> ...]",
+    "    Return details about multiple commands.",
+    "    If no command names are given, documentation details for all",
+    "    commands are returned.",
+    "DOCS [<command-name> ...]",
+    "    Return documentation details about multiple commands.",
+    "    If no command names are given, documentation details for all",
+    "    commands are returned.",
+    "GETKEYS <full-command>",
+    "    Return the keys from a full command.",
+    "HELP",
+    "    Prints this help.",
 };
 
 /* COMMAND GETKEYS command arg...: the key arguments, from the table's first key, last key
@@ -1146,6 +1299,8 @@ COMMAND_HANDLER(cmd_command)
         }
     } else if (arg_is(c, 1, "GETKEYS")) {
         command_reply_getkeys(c);
+    } else if (arg_is(c, 1, "HELP")) {
+        REPLY_HELP(c, command_help);
     } else if (arg_is(c, 1, "DOCS")) {
         if (c->argc == 2) {
             resp_add_map(&c->out, (long long)total);
@@ -1199,7 +1354,7 @@ COMMAND_HANDLER(cmd_slowlog)
         resp_add_ok(&c->out);
     } else {
         static const char *const help[] = {
-            "SLOWLOG <subcommand> [<arg> ...]. Subcommands are:",
+            "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
             "GET [<count>]",
             "    The newest <count> entries (10 by default, -1 for all), newest first, each:",
             "    id, Unix time, microseconds, arguments, client address, client name.",
@@ -1208,11 +1363,9 @@ COMMAND_HANDLER(cmd_slowlog)
             "RESET",
             "    Empties the slow log.",
             "HELP",
-            "    This text.",
+            "    Prints this help.",
         };
-        resp_add_array(&c->out, (long long)(sizeof(help) / sizeof(help[0])));
-        for (size_t i = 0; i < sizeof(help) / sizeof(help[0]); i++)
-            resp_add_simple(&c->out, help[i]);
+        REPLY_HELP(c, help);
     }
 }
 
@@ -1230,8 +1383,87 @@ COMMAND_HANDLER(cmd_role)
  * ------------------------------------------------------------------------------------- */
 
 static const subcommand_def acl_subcommands[] = {
-    {"WHOAMI", 2}, {"LIST", 2}, {"USERS", 2}, {"SETUSER", -3}, {"GETUSER", 3}, {"DELUSER", -3},
+    {"WHOAMI", 2},   {"LIST", 2}, {"USERS", 2},    {"SETUSER", -3}, {"GETUSER", 3},
+    {"DELUSER", -3}, {"CAT", -2}, {"GENPASS", -2}, {"HELP", 2},
 };
+
+static const char *const acl_help[] = {
+    "ACL <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CAT [<category>]",
+    "    List all commands that belong to <category>, or all command categories",
+    "    when no category is specified.",
+    "DELUSER <username> [<username> ...]",
+    "    Delete a list of users.",
+    "GETUSER <username>",
+    "    Get the user's details.",
+    "GENPASS [<bits>]",
+    "    Generate a secure 256-bit user password. The optional `bits` argument can",
+    "    be used to specify a different size.",
+    "LIST",
+    "    Show users details in config file format.",
+    "SETUSER <username> <attribute> [<attribute> ...]",
+    "    Create or modify a user with the specified attributes (docs/OPERATIONS.md).",
+    "USERS",
+    "    List all the registered usernames.",
+    "WHOAMI",
+    "    Return the current connection username.",
+    "HELP",
+    "    Prints this help.",
+};
+
+/* ACL CAT [category]: the categories, or the commands in one (top-level names: Shoal's
+ * subcommands have no categories of their own). */
+static void acl_command_cat(client *c)
+{
+    const size_t total = sizeof(acl_categories) / sizeof(acl_categories[0]);
+    if (c->argc == 2) {
+        resp_add_array(&c->out, (long long)total);
+        for (size_t i = 0; i < total; i++)
+            resp_add_bulk_cstring(&c->out, acl_categories[i]);
+        return;
+    }
+    const char *category = NULL;
+    for (size_t i = 0; i < total && category == NULL; i++)
+        if (arg_is(c, 2, acl_categories[i]))
+            category = acl_categories[i];
+    if (category == NULL) {
+        int shown = c->lengths[2] < 128 ? (int)c->lengths[2] : 128;
+        resp_add_errorf(&c->out, "ERR Unknown category '%.*s'", shown, c->argv[2]);
+        return;
+    }
+    long long count = 0;
+    for (size_t i = 0; i < command_count(); i++)
+        count += command_in_category(command_at(i), category);
+    resp_add_array(&c->out, count);
+    for (size_t i = 0; i < command_count(); i++)
+        if (command_in_category(command_at(i), category))
+            resp_add_bulk_cstring(&c->out, command_at(i)->name);
+}
+
+/* ACL GENPASS [bits]: that many random bits (256 by default) from OpenSSL's generator, in
+ * hex, rounded up to a whole digit, as Redis gives them. */
+static void acl_command_genpass(client *c)
+{
+    long long bits = 256;
+    if (c->argc == 3 && !arg_long_long(c, 2, &bits))
+        return;
+    if (bits <= 0 || bits > 4096) {
+        resp_add_error(&c->out, "ERR ACL GENPASS argument must be the number of bits for the "
+                                "output password, a positive number up to 4096");
+        return;
+    }
+    unsigned char random[512];
+    char hex[1025];
+    size_t digits = (size_t)(bits + 3) / 4;
+    if (RAND_bytes(random, (int)((digits + 1) / 2)) != 1) {
+        resp_add_error(&c->out, "ERR the random number generator failed");
+        return;
+    }
+    static const char digit[] = "0123456789abcdef";
+    for (size_t i = 0; i < digits; i++)
+        hex[i] = digit[(random[i / 2] >> (i % 2 ? 0 : 4)) & 0xf];
+    resp_add_bulk(&c->out, hex, digits);
+}
 
 /* ACL SETUSER and DELUSER run on the catalog worker (binding a tenant may write the
  * MANIFEST; DELUSER waits for a SETUSER under way) and the request runs again to answer
@@ -1283,8 +1515,26 @@ COMMAND_HANDLER(cmd_acl)
 {
     if (!arg_subcommand(c, "acl", SUBCOMMANDS(acl_subcommands)))
         return;
+    bool cat = arg_is(c, 1, "CAT"), genpass = arg_is(c, 1, "GENPASS");
+    if ((cat || genpass) && c->argc > 3) { /* Redis's older wording, for these two */
+        resp_add_errorf(&c->out,
+                        "ERR unknown subcommand or wrong number of arguments for "
+                        "'%.*s'. Try ACL HELP.",
+                        (int)c->lengths[1], c->argv[1]);
+        return;
+    }
+    /* What any user may run, as in Redis (the rest is @admin there). */
     if (arg_is(c, 1, "WHOAMI")) {
         resp_add_bulk_cstring(&c->out, c->identity.user);
+        return;
+    } else if (cat) {
+        acl_command_cat(c);
+        return;
+    } else if (genpass) {
+        acl_command_genpass(c);
+        return;
+    } else if (arg_is(c, 1, "HELP")) {
+        REPLY_HELP(c, acl_help);
         return;
     }
     if (!c->identity.admin) {

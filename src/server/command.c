@@ -71,6 +71,7 @@
 #define M CMD_NOMULTI
 #define T CMD_TXN
 #define D CMD_DENYMULTI
+#define S CMD_CONTAINER
 
 /* name, handler, arity, flags, first key, last key, step, group, summary */
 #define COMMAND_TABLE(X)                                                                    \
@@ -81,7 +82,7 @@
     X("quit", cmd_quit, -1, N | F | M, 0, 0, 0, "connection", "Closes the connection")     \
     X("reset", cmd_reset, 1, N | F | M, 0, 0, 0, "connection", "Resets the connection")    \
     X("select", cmd_select, 2, F, 0, 0, 0, "connection", "Changes the logical database")   \
-    X("client", cmd_client, -2, 0, 0, 0, 0, "connection", "Client connection commands")    \
+    X("client", cmd_client, -2, S, 0, 0, 0, "connection", "Client connection commands")    \
     X("get", cmd_get, 2, R | F, 1, 1, 1, "string", "Returns the value of a key")           \
     X("set", cmd_set, -3, W, 1, 1, 1, "string", "Sets a key's value, options NX XX GET EX") \
     X("setnx", cmd_setnx, 3, W | F, 1, 1, 1, "string", "Sets a key only if it is absent")  \
@@ -113,8 +114,8 @@
     X("unlink", cmd_del, -2, W | F, 1, -1, 1, "generic", "Deletes keys")                   \
     X("exists", cmd_exists, -2, R | F, 1, -1, 1, "generic", "Counts existing keys")        \
     X("type", cmd_type, 2, R | F, 1, 1, 1, "generic", "Returns a key's type")              \
-    X("object", cmd_object, -2, R, 2, 2, 1, "generic", "Inspects a key's value")           \
-    X("memory", cmd_memory, -2, R, 2, 2, 1, "server", "Reports the bytes a key takes")     \
+    X("object", cmd_object, -2, R | S, 2, 2, 1, "generic", "Inspects a key's value")           \
+    X("memory", cmd_memory, -2, R | S, 2, 2, 1, "server", "Reports the bytes a key takes")     \
     X("rename", cmd_rename, 3, W, 1, 2, 1, "generic", "Renames a key")                     \
     X("copy", cmd_copy, -3, W, 1, 2, 1, "generic", "Copies a key, to another db if asked") \
     X("move", cmd_move, 3, W | F, 1, 1, 1, "generic", "Moves a key to another db")         \
@@ -141,7 +142,7 @@
     X("watch", cmd_watch, -2, F | M | D, 1, -1, 1, "transactions", "Watches keys")         \
     X("unwatch", cmd_unwatch, 1, F, 0, 0, 0, "transactions", "Forgets watched keys")       \
     X("info", cmd_info, -1, 0, 0, 0, 0, "server", "Returns information and statistics")    \
-    X("config", cmd_config, -2, 0, 0, 0, 0, "server", "CONFIG GET, SET, RESETSTAT")        \
+    X("config", cmd_config, -2, S, 0, 0, 0, "server", "CONFIG GET, SET, RESETSTAT")        \
     X("save", cmd_save, 1, A, 0, 0, 0, "server", "Takes a checkpoint")                     \
     X("bgsave", cmd_bgsave, -1, A, 0, 0, 0, "server", "Takes a checkpoint in background")  \
     X("lastsave", cmd_lastsave, 1, F, 0, 0, 0, "server", "Time of the last checkpoint")    \
@@ -150,8 +151,8 @@
     X("shutdown", cmd_shutdown, -1, A | M, 0, 0, 0, "server", "Stops the server")          \
     X("command", cmd_command, -1, 0, 0, 0, 0, "server", "Describes commands")              \
     X("time", cmd_time, 1, F, 0, 0, 0, "server", "Returns the server time")                \
-    X("acl", cmd_acl, -2, 0, 0, 0, 0, "server", "Users: WHOAMI LIST USERS GETUSER SETUSER")\
-    X("slowlog", cmd_slowlog, -2, A, 0, 0, 0, "server", "The slow log: GET LEN RESET")     \
+    X("acl", cmd_acl, -2, S, 0, 0, 0, "server", "Users: WHOAMI LIST USERS GETUSER SETUSER")\
+    X("slowlog", cmd_slowlog, -2, A | S, 0, 0, 0, "server", "The slow log: GET LEN RESET")     \
     X("role", cmd_role, 1, F, 0, 0, 0, "server", "Replication role: always master")        \
     X("debug", cmd_debug, -2, A, 0, 0, 0, "server", "Fault injection for tests")
 
@@ -423,6 +424,13 @@ bool arg_subcommand(client *c, const char *container, const subcommand_def *tabl
                     outer);
     c->subcommand_refused = true;
     return false;
+}
+
+void reply_help(client *c, const char *const *lines, size_t count)
+{
+    resp_add_array(&c->out, (long long)count);
+    for (size_t i = 0; i < count; i++)
+        resp_add_simple(&c->out, lines[i]);
 }
 
 bool arg_is(client *c, size_t i, const char *word)

@@ -117,6 +117,9 @@ typedef struct subcommand_def {
  * CONFIG HELP." or "wrong number of arguments for 'config|get' command"). */
 bool arg_subcommand(client *c, const char *container, const subcommand_def *table,
                     size_t count);
+/* A HELP subcommand's reply: the lines as an array of simple strings, as Redis gives it. */
+void reply_help(client *c, const char *const *lines, size_t count);
+#define REPLY_HELP(c, lines) reply_help((c), (lines), sizeof(lines) / sizeof((lines)[0]))
 /* Case-insensitive comparison of argument i with a word. */
 bool arg_is(client *c, size_t i, const char *word);
 /* Argument i as a database index (SELECT, MOVE, COPY ... DB), or replies Redis's error. */

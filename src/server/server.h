@@ -42,6 +42,7 @@ typedef struct client client;
 #define CMD_TXN 0x0040u       /* reads and writes: needs a store_txn attempt */
 #define CMD_NOSCRIPT 0x0080u
 #define CMD_DENYMULTI 0x0100u /* refused inside MULTI (WATCH, SUBSCRIBE-like) */
+#define CMD_CONTAINER 0x0200u /* has subcommands (CONFIG GET ...), which carry the flags */
 
 typedef struct command_def {
     const char *name;

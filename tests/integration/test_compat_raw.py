@@ -15,6 +15,7 @@ reply) or Redis's memory layout (OBJECT, whose encoding and shared-integer refco
 depend on a value's history there) are left out, and no key expires during a run.
 """
 import random
+import re
 import shutil
 import socket
 import tempfile
@@ -297,6 +298,51 @@ def test_slowlog_as_redis(binary):
            after=same_entries)
 
 
+def test_categories_and_help_as_redis(binary):
+    """COMMAND INFO gives every command Redis's ACL categories; ACL CAT lists Redis's
+    categories and, for each, the same commands among those both servers have (Redis's
+    subcommand entries such as config|set left out); ACL GENPASS and CAT refuse what Redis
+    refuses; the HELP of each container starts and ends as Redis's."""
+    import redis
+    sequence = [["ACL", "CAT"], ["ACL", "CAT", "nosuch"], ["ACL", "CAT", "a", "b"],
+                ["ACL", "GENPASS", "0"], ["ACL", "GENPASS", "4097"], ["ACL", "GENPASS", "x"],
+                ["ACL", "GENPASS", "1", "2"], ["ACL", "GENPASS", "-5"]]
+
+    def same_categories(shoal_port, reference_port):
+        servers = [Raw(shoal_port), Raw(reference_port)]
+
+        def ask(server, *args):
+            server.send(list(args))
+            return server.reply()
+
+        def names(reply):
+            return set(re.findall(rb"\$\d+\r\n([^\r]*)\r\n", reply))
+
+        try:
+            ours, theirs = (names(ask(r, "COMMAND", "LIST")) for r in servers)
+            common = sorted(ours & theirs)
+            assert len(common) >= 75, common
+            for name in common:
+                infos = [ask(r, "COMMAND", "INFO", name) for r in servers]
+                # the categories are the only simple strings that start with '@'; Redis's
+                # rows of subcommands (acl|cat ...) follow the command's own
+                own = [re.split(rb"\$\d+\r\n[a-z-]+\|", info)[0] for info in infos]
+                categories = [re.findall(rb"\+(@[a-z]+)\r\n", info) for info in own]
+                assert categories[0] == categories[1] and categories[0], (name, categories)
+            for category in sorted(names(ask(servers[1], "ACL", "CAT"))):
+                members = [names(ask(r, "ACL", "CAT", category)) for r in servers]
+                assert members[0] & theirs == members[1] & ours, category
+            for container in ("CLIENT", "CONFIG", "ACL", "COMMAND", "MEMORY", "OBJECT",
+                              "SLOWLOG"):
+                helps = [ask(r, container, "HELP").split(b"\r\n") for r in servers]
+                assert helps[0][1] == helps[1][1] and helps[0][-3:] == helps[1][-3:], helps
+        finally:
+            for r in servers:
+                r.close()
+
+    replay(binary, sequence, after=same_categories)
+
+
 def test_lcs_as_redis(binary):
     """LCS over random strings of a small alphabet (so that matches and ties abound), with
     every option mix, in RESP2 and RESP3: the same bytes as Redis, including the errors and
@@ -457,5 +503,5 @@ if __name__ == "__main__":
     harness.run([test_resp2_replies_as_redis, test_resp3_replies_as_redis,
                  test_durable_replies_as_redis, test_watch_as_redis,
                  test_auth_replies_as_redis, test_admin_replies_as_redis, test_acl_replies_as_redis,
-                 test_slowlog_as_redis, test_lcs_as_redis, test_errorstats_as_redis,
+                 test_slowlog_as_redis, test_categories_and_help_as_redis, test_lcs_as_redis, test_errorstats_as_redis,
                  test_protocol_errors_as_redis])

@@ -172,5 +172,33 @@ def test_acl_users(binary):
         server.stop()
 
 
+def test_acl_cat_and_genpass(binary):
+    """ACL CAT, GENPASS and HELP answer any user, as in Redis; the rest of ACL stays the
+    admin's. GENPASS gives fresh hex of the asked number of bits, rounded up to a digit."""
+    import re
+    server = harness.Server(binary, config_text=CONFIG)
+    try:
+        alice = redis.Redis(host="127.0.0.1", port=server.port, username="alice",
+                            password="alicepass")
+        assert b"get" in alice.execute_command("ACL", "CAT", "string")
+        assert b"dangerous" in alice.execute_command("ACL", "CAT")
+        assert alice.execute_command("ACL", "HELP")[0].startswith(b"ACL <subcommand>")
+        passwords = set()
+        for bits, digits in ((None, 64), (1, 1), (4, 1), (5, 2), (255, 64), (4096, 1024)):
+            args = ["ACL", "GENPASS"] + ([] if bits is None else [str(bits)])
+            password = alice.execute_command(*args)
+            assert re.fullmatch(rb"[0-9a-f]{%d}" % digits, password), (bits, password)
+            if digits >= 64:
+                passwords.add(password)
+        assert len(passwords) == 3  # 256 bits or more: never equal by chance
+        try:
+            alice.execute_command("ACL", "LIST")
+            raise AssertionError("ACL LIST should need the admin right")
+        except redis.ResponseError as error:
+            assert str(error).startswith("User alice has no permissions"), error
+    finally:
+        server.stop()
+
+
 if __name__ == "__main__":
-    harness.run([test_isolation, test_acl_users])
+    harness.run([test_isolation, test_acl_users, test_acl_cat_and_genpass])

@@ -140,6 +140,9 @@ typedef struct store_namespace_entry {
     char *expire_cursor;
     size_t expire_cursor_length;
     bool expire_cursor_set;
+    /* Whether the last chunk that held keys with a TTL found many of them expired: a chunk
+     * with none keeps this verdict instead of ending the sweep (store_expire_namespace). */
+    bool expire_stale;
     /* Keys with a time to live that active expiry found alive: in the pass under way
      * (count and sum of their remaining times), and in the last full pass, if one ended
      * since the namespace was created or flushed. Under the table lock. */
@@ -1325,6 +1328,7 @@ static uint64_t store_expire_namespace(store_namespace_entry *entry,
     size_t start_length = entry->expire_cursor_length;
     entry->expire_cursor = NULL;
     entry->expire_cursor_set = false;
+    bool expiring = entry->expire_stale;
     pthread_mutex_unlock(&store_table.lock);
 
     shoal_snapshot *snap;
@@ -1358,7 +1362,11 @@ static uint64_t store_expire_namespace(store_namespace_entry *entry,
         size_t key_length, value_length;
         const char *key = shoal_iter_key(it, &key_length);
         if (examined > 0 && examined % cycle->chunk == 0) {
-            bool expiring = chunk_expired * 100 > (uint64_t)chunk_ttl * cycle->stale_percent;
+            /* A chunk without TTL keys tells nothing about how many have expired (after a
+             * mass expiry, the stragglers sit among keys without one): it keeps the last
+             * verdict, so a database without TTL keys still costs one chunk a cycle. */
+            if (chunk_ttl > 0)
+                expiring = chunk_expired * 100 > (uint64_t)chunk_ttl * cycle->stale_percent;
             if (!expiring || store_monotonic_ns() >= cycle->deadline_ns) {
                 resume = malloc(key_length); /* the next pass starts at this key */
                 if (resume != NULL) {
@@ -1394,6 +1402,9 @@ static uint64_t store_expire_namespace(store_namespace_entry *entry,
          * never reused) and resets the cursor and the counts. */
         entry->pass_ttl_keys += alive_ttl;
         entry->pass_ttl_sum_ms += ttl_sum_ms;
+        if (reached_end && chunk_ttl > 0) /* the last, partial chunk */
+            expiring = chunk_expired * 100 > (uint64_t)chunk_ttl * cycle->stale_percent;
+        entry->expire_stale = expiring;
         if (reached_end) {
             entry->counted_ttl_keys = entry->pass_ttl_keys;
             entry->counted_avg_ttl_ms =

@@ -31,6 +31,7 @@
 #include "catalog.h"
 #include "commands.h"
 #include "log.h"
+#include "monitor.h"
 #include "pending.h"
 #include "slowlog.h"
 #include "text.h"
@@ -178,6 +179,7 @@ COMMAND_HANDLER(cmd_quit)
 
 COMMAND_HANDLER(cmd_reset)
 {
+    monitor_remove(c); /* RESET ends MONITOR mode, as in Redis */
     client_free_multi(c);
     client_unwatch(c);
     c->db = 0;
@@ -1367,6 +1369,13 @@ COMMAND_HANDLER(cmd_slowlog)
         };
         REPLY_HELP(c, help);
     }
+}
+
+/* MONITOR: from now on the client receives a line per command run (monitor.c). */
+COMMAND_HANDLER(cmd_monitor)
+{
+    resp_add_ok(&c->out);
+    monitor_add(c);
 }
 
 /* No replication: every server is a master with no replicas at offset 0. */

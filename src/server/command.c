@@ -57,6 +57,7 @@
 
 #include "catalog.h"
 #include "commands.h"
+#include "monitor.h"
 #include "pending.h"
 #include "slowlog.h"
 #include "text.h"
@@ -152,6 +153,7 @@
     X("command", cmd_command, -1, 0, 0, 0, 0, "server", "Describes commands")              \
     X("time", cmd_time, 1, F, 0, 0, 0, "server", "Returns the server time")                \
     X("acl", cmd_acl, -2, S, 0, 0, 0, "server", "Users: WHOAMI LIST USERS GETUSER SETUSER")\
+    X("monitor", cmd_monitor, 1, A | D, 0, 0, 0, "server", "Streams every command run")     \
     X("slowlog", cmd_slowlog, -2, A | S, 0, 0, 0, "server", "The slow log: GET LEN RESET")     \
     X("role", cmd_role, 1, F, 0, 0, 0, "server", "Replication role: always master")        \
     X("debug", cmd_debug, -2, A, 0, 0, 0, "server", "Fault injection for tests")
@@ -592,6 +594,22 @@ static void command_reject(client *c, const command_def *cmd, const char *error)
         c->multi_dirty = true;
 }
 
+/* The arguments that may carry passwords, which the slow log and monitors show as
+ * "(redacted)": AUTH's and the pair after HELLO's AUTH, as Redis hides them; every argument
+ * of ACL and CONFIG, where Redis hides only the passwords among them. */
+static redaction command_redaction(client *c, const command_def *cmd)
+{
+    if (cmd->handler == cmd_hello) {
+        for (size_t i = 2; i + 2 < c->argc; i++)
+            if (arg_is(c, i, "AUTH"))
+                return (redaction){.from = i + 1, .count = 2};
+        return (redaction){0};
+    }
+    if (cmd->handler == cmd_auth || cmd->handler == cmd_acl || cmd->handler == cmd_config)
+        return (redaction){.from = 1, .count = SIZE_MAX};
+    return (redaction){0};
+}
+
 void command_dispatch(client *c)
 {
     const command_def *cmd = command_lookup(c->argv[0], c->lengths[0]);
@@ -627,7 +645,10 @@ void command_dispatch(client *c)
         resp_add_errorf(&c->out, "ERR %s inside MULTI is not allowed", upper);
         return;
     }
+    redaction redact = command_redaction(c, cmd);
     if (c->in_multi && !(cmd->flags & CMD_NOMULTI)) {
+        if (monitor_active() && !(cmd->flags & CMD_ADMIN))
+            monitor_feed(c, redact); /* shown as queued: Redis shows them at EXEC */
         command_queue(c, cmd);
         return;
     }
@@ -654,12 +675,12 @@ void command_dispatch(client *c)
         failed = command_reply_starts_with_error(&c->out, mark);
     uint64_t elapsed_ns = store_monotonic_ns() - begin;
     command_record(c, cmd, elapsed_ns, failed, false);
-    /* Arguments that may carry passwords are not copied into the slow log. */
-    bool redact = (cmd->flags & CMD_NOAUTH) || cmd->handler == cmd_acl ||
-                  cmd->handler == cmd_config;
-    if (!c->subcommand_refused) /* refused before it ran, as Redis does not log those */
+    if (!c->subcommand_refused) { /* refused before it ran, as Redis does not log those */
         slowlog_consider(c->argv, c->lengths, c->argc, redact, elapsed_ns / 1000, c->address,
                          c->name);
+        if (monitor_active() && !(cmd->flags & CMD_ADMIN)) /* as Redis: admin ones are not */
+            monitor_feed(c, redact);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------

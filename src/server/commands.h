@@ -82,6 +82,7 @@ COMMAND_HANDLER(cmd_time);
 void server_count_error(const char *text, size_t length);
 COMMAND_HANDLER(cmd_lcs);
 COMMAND_HANDLER(cmd_slowlog);
+COMMAND_HANDLER(cmd_monitor);
 COMMAND_HANDLER(cmd_role);
 COMMAND_HANDLER(cmd_touch);
 COMMAND_HANDLER(cmd_ttl);

@@ -73,12 +73,14 @@
 
 #include "catalog.h"
 #include "log.h"
+#include "monitor.h"
 #include "pending.h"
 
 /* epoll data for the loop's own descriptors; client pointers are never this small. */
 #define NETWORK_TAG_WAKE 1u
 #define NETWORK_TAG_DURABLE 2u
 #define NETWORK_TAG_CATALOG 3u
+#define NETWORK_TAG_MONITOR 4u
 #define NETWORK_TAG_LISTEN_BASE 16u
 #define NETWORK_TAG_LIMIT 4096u
 
@@ -188,6 +190,7 @@ static void network_client_free(client *c)
     close(c->fd);
     c->fd = -1;
     catalog_client_free(c); /* a catalog change in flight forgets the client (catalog.c) */
+    monitor_remove(c);
     client_free_multi(c);
     client_unwatch(c);
     free(c->watched);
@@ -451,6 +454,12 @@ static int network_read(client *c)
     return 0;
 }
 
+void network_client_write(client *c)
+{
+    if (network_flush(c) != 0)
+        network_client_free(c);
+}
+
 void network_client_progress(client *c)
 {
     if (c->zombie) {
@@ -598,7 +607,7 @@ static void network_loop_events(event_loop *loop, int wait_ms)
     loop->carried = 0;
     if (count == 0)
         count = epoll_wait(loop->epoll_fd, events, LOOP_EVENTS_MAX, wait_ms);
-    bool completions = false, catalog = false;
+    bool completions = false, catalog = false, monitor = false;
     if (count > 0)
         loop->wall_offset_ms = network_wall_offset_ms();
     for (int i = 0; i < count; i++) {
@@ -612,6 +621,8 @@ static void network_loop_events(event_loop *loop, int wait_ms)
             completions = true;
         } else if (tag == NETWORK_TAG_CATALOG) {
             catalog = true;
+        } else if (tag == NETWORK_TAG_MONITOR) {
+            monitor = true;
         } else if (tag >= NETWORK_TAG_LISTEN_BASE && tag < NETWORK_TAG_LIMIT) {
             if (!loop->draining)
                 network_accept(loop, loop->listen_fds[tag - NETWORK_TAG_LISTEN_BASE]);
@@ -624,6 +635,8 @@ static void network_loop_events(event_loop *loop, int wait_ms)
         pending_drain(loop);
     if (catalog)
         catalog_drain(loop);
+    if (monitor)
+        monitor_drain(loop);
     /* The round's writes (including those of input a drain let run, or a resumed client's)
      * wait for the log as one group. */
     if (!pending_round_gathers(loop)) {
@@ -796,7 +809,7 @@ int network_start(char *error, size_t error_size)
         loop->listen_fds = calloc(address_count, sizeof(int));
         if (loop->epoll_fd < 0 || loop->wake_fd < 0 || loop->stats == NULL ||
             loop->listen_fds == NULL || pending_loop_init(loop) != 0 ||
-            catalog_loop_init(loop) != 0) {
+            catalog_loop_init(loop) != 0 || monitor_loop_init(loop) != 0) {
             snprintf(error, error_size, "cannot create event loop: %s", strerror(errno));
             return -1;
         }
@@ -806,6 +819,8 @@ int network_start(char *error, size_t error_size)
         epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, pending_loop_fd(loop), &durable);
         struct epoll_event catalog = {.events = EPOLLIN, .data.u64 = NETWORK_TAG_CATALOG};
         epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, catalog_loop_fd(loop), &catalog);
+        struct epoll_event monitor = {.events = EPOLLIN, .data.u64 = NETWORK_TAG_MONITOR};
+        epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, monitor_loop_fd(loop), &monitor);
         for (size_t a = 0; a < address_count; a++) {
             int fd = network_listen(addresses[a], port, backlog, error, error_size);
             if (fd < 0)
@@ -867,6 +882,7 @@ void network_free(void)
         event_loop *loop = &server.loops[l];
         pending_loop_free(loop);
         catalog_loop_free(loop);
+        monitor_loop_free(loop);
         if (loop->wake_fd > 0)
             close(loop->wake_fd);
         free(loop->listen_fds);

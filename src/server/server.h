@@ -89,6 +89,7 @@ typedef struct pending_write pending_write;
 typedef struct pending_queue pending_queue;
 typedef struct catalog_job catalog_job;
 typedef struct catalog_queue catalog_queue;
+typedef struct monitor_queue monitor_queue;
 
 /* Catalog changes a command may need (catalog.c runs them on its worker thread). */
 typedef enum catalog_kind {
@@ -147,6 +148,7 @@ struct client {
     bool close_after_reply; /* QUIT, protocol error: send what is queued, then close */
     bool subcommand_refused; /* arg_subcommand answered an error (kept out of the slow log) */
     bool close_now;
+    bool monitor;           /* MONITOR: receives every command's line (monitor.c) */
     uint32_t epoll_events;  /* the events registered with the loop's epoll */
 
     /* Writes whose log records are not durable yet, in the order they were run
@@ -196,6 +198,7 @@ struct event_loop {
     int wake_fd;            /* eventfd: shutdown and CLIENT KILL wake the loop */
     pending_queue *pending; /* completions of durable writes, posted by the log (pending.c) */
     catalog_queue *catalog; /* finished catalog changes, posted by the worker (catalog.c) */
+    monitor_queue *monitor; /* MONITOR lines from every loop, and this loop's monitors */
     bool draining;          /* shutting down: no more requests, waiting for the log */
     int *listen_fds;
     size_t listen_count;
@@ -272,6 +275,9 @@ void network_stop(void);
  * that has no write left, otherwise runs input that was paused (the held request first)
  * and sends what became sendable. */
 void network_client_progress(client *c);
+/* Writes what c's output holds; disconnects (frees) c if the write fails or c was to close
+ * after its reply. Loop thread. */
+void network_client_write(client *c);
 /* Asks the loop that owns client id to close it; returns true if found. */
 bool network_kill_client(uint64_t id);
 size_t network_kill_matching(const char *address, const char *user, uint64_t id,

@@ -14,7 +14,8 @@
  * An entry holds what Redis's holds: a unique id, the Unix time, the microseconds, the
  * arguments (at most SLOWLOG_MAX_ARGC, each cut to SLOWLOG_MAX_STRING bytes, with the
  * count of what was left out), the client's address and name. Arguments that may carry
- * secrets (AUTH, HELLO, ACL, CONFIG) are shown as "(redacted)".
+ * secrets (command_redaction in command.c: AUTH, HELLO's AUTH pair, ACL, CONFIG) are
+ * shown as "(redacted)".
  *
  * Invariants
  * ----------
@@ -91,7 +92,7 @@ static char *slowlog_copy(const char *data, size_t length, size_t *out_length)
 }
 
 static slowlog_entry *slowlog_entry_new(char *const *argv, const size_t *lengths, size_t argc,
-                                        bool redact)
+                                        redaction r)
 {
     slowlog_entry *e = calloc(1, sizeof(*e));
     size_t shown = argc > SLOWLOG_MAX_ARGC ? SLOWLOG_MAX_ARGC : argc;
@@ -109,7 +110,7 @@ static slowlog_entry *slowlog_entry_new(char *const *argv, const size_t *lengths
             snprintf(more, sizeof(more), "... (%zu more arguments)", argc - shown + 1);
             data = more;
             length = strlen(more);
-        } else if (redact && i > 0) {
+        } else if (redaction_hides(r, i)) {
             data = "(redacted)";
             length = strlen(data);
         }
@@ -122,7 +123,7 @@ static slowlog_entry *slowlog_entry_new(char *const *argv, const size_t *lengths
     return e;
 }
 
-void slowlog_consider(char *const *argv, const size_t *lengths, size_t argc, bool redact,
+void slowlog_consider(char *const *argv, const size_t *lengths, size_t argc, redaction r,
                       uint64_t duration_us, const char *address, const char *name)
 {
     long long threshold =
@@ -133,7 +134,7 @@ void slowlog_consider(char *const *argv, const size_t *lengths, size_t argc, boo
                                                 memory_order_relaxed);
     if (max_length <= 0)
         return;
-    slowlog_entry *e = slowlog_entry_new(argv, lengths, argc, redact);
+    slowlog_entry *e = slowlog_entry_new(argv, lengths, argc, r);
     if (e == NULL)
         return; /* out of memory: the entry is lost, the command is not affected */
     e->unix_time = (long long)time(NULL);

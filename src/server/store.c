@@ -1389,8 +1389,10 @@ static uint64_t store_expire_namespace(store_namespace_entry *entry,
             continue;
         }
         chunk_expired++;
-        if (store_expire_key(ns, snap, &batch, key, key_length))
-            deleted++;
+        if (store_expire_key(ns, snap, &batch, key, key_length)) {
+            deleted++; /* counted at once, as DBSIZE sees the delete at once */
+            atomic_fetch_add_explicit(&store_expired_keys, 1, memory_order_relaxed);
+        }
     }
     shoal_batch_free(batch);
     shoal_iter_free(it);
@@ -1451,7 +1453,6 @@ uint64_t store_active_expire(size_t keys_per_chunk, int effort, uint64_t period_
         deleted += store_expire_namespace(entries[(first + i) % count], &cycle);
     first = count > 0 ? (first + 1) % count : 0;
     free(entries);
-    atomic_fetch_add_explicit(&store_expired_keys, deleted, memory_order_relaxed);
     return deleted;
 }
 

@@ -282,7 +282,8 @@ def test_slowlog_as_redis(binary):
     for i in range(20):
         long_pairs += ["k%d" % i, "v"]
     sequence = [["SLOWLOG", "RESET"], ["SET", "a", "x" * 300], ["MSET"] + long_pairs,
-                ["AUTH", "secret"], ["GET", "a"], ["SLOWLOG", "LEN"], ["SLOWLOG", "GET", "-2"],
+                ["AUTH", "secret"], ["HELLO", "2", "AUTH", "default", "pw"], ["GET", "a"],
+                ["SLOWLOG", "LEN"], ["SLOWLOG", "GET", "-2"],
                 ["SLOWLOG", "GET", "x"], ["SLOWLOG", "FOO"], ["SLOWLOG", "GET", "1", "2"],
                 ["SLOWLOG", "LEN", "x"], ["SLOWLOG"], ["ROLE"], ["ROLE", "x"]]
 
@@ -295,7 +296,7 @@ def test_slowlog_as_redis(binary):
         assert len(entries[0]) == 5  # slowlog-max-len
 
     replay(binary, sequence, ["--slowlog-log-slower-than", "0", "--slowlog-max-len", "5"],
-           after=same_entries)
+           unchecked=("HELLO",), after=same_entries)  # HELLO names the server
 
 
 def test_categories_and_help_as_redis(binary):
@@ -341,6 +342,51 @@ def test_categories_and_help_as_redis(binary):
                 r.close()
 
     replay(binary, sequence, after=same_categories)
+
+
+def test_monitor_as_redis(binary):
+    """The lines MONITOR shows for the same requests are Redis's, but for the time and the
+    client's port: quoting and escapes of binary arguments, the database number, AUTH's
+    arguments and HELLO's AUTH pair redacted, errors after a command ran shown, refusals
+    before it ran not."""
+    sequence = [["SET", "plain", "v"], ["SET", 'q"uote', "back\\slash"],
+                ["SET", "bin", "\x00\x01\x7f\xff\r\n\t\a\b"], ["SELECT", "3"],
+                ["GET", "plain"], ["INCR", "plain"], ["GET"], ["AUTH", "secret"],
+                ["HELLO", "2", "AUTH", "default", "pw"], ["ECHO", "caf\u00e9"], ["SELECT", "0"],
+                ["MULTI"], ["SET", "a", "1"], ["EXEC"], ["DEL", "a", "bin"]]
+    shoal = harness.Server(binary, [], env={"SHOAL_MODE": "memory"})
+    reference = harness.RedisReference()
+    sockets = []
+    try:
+        shown = []
+        for port in (shoal.port, reference.port):
+            watcher = socket.create_connection(("127.0.0.1", port))
+            sockets.append(watcher)
+            watcher.sendall(b"MONITOR\r\n")
+            client = Raw(port)
+            for args in sequence:
+                client.send(args)
+                client.reply()
+            client.close()
+            watcher.settimeout(0.5)
+            data = b""
+            while data.count(b"\r\n") < len(sequence):  # +OK, and all but the refused GET
+                try:
+                    chunk = watcher.recv(65536)
+                except socket.timeout:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            shown.append([re.sub(rb"^\+\d+\.\d{6} \[(\d+) 127\.0\.0\.1:\d+\]", rb"[\1]",
+                                 line) for line in data.split(b"\r\n")])
+        assert shown[0] == shown[1], shown
+        assert len(shown[0]) == len(sequence) + 1, shown  # the last one empty
+    finally:
+        for s in sockets:
+            s.close()
+        reference.stop()
+        shoal.stop()
 
 
 def test_lcs_as_redis(binary):
@@ -503,5 +549,6 @@ if __name__ == "__main__":
     harness.run([test_resp2_replies_as_redis, test_resp3_replies_as_redis,
                  test_durable_replies_as_redis, test_watch_as_redis,
                  test_auth_replies_as_redis, test_admin_replies_as_redis, test_acl_replies_as_redis,
-                 test_slowlog_as_redis, test_categories_and_help_as_redis, test_lcs_as_redis, test_errorstats_as_redis,
+                 test_slowlog_as_redis, test_categories_and_help_as_redis, test_monitor_as_redis,
+                 test_lcs_as_redis, test_errorstats_as_redis,
                  test_protocol_errors_as_redis])

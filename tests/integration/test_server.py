@@ -438,7 +438,7 @@ def test_active_expiry_finds_sparse_keys(binary):
                 pipe.set("k:%06d" % i, "v")
         pipe.execute()
         for _ in range(200):  # bounded: at most ~20 s
-            if r.dbsize() == 19800:
+            if r.dbsize() == 19800 and r.info("stats")["expired_keys"] == 200:
                 break
             time.sleep(0.1)
         assert r.dbsize() == 19800, r.dbsize()
@@ -465,7 +465,7 @@ def test_active_expiry_sweeps(binary):
                 pipe.set("k:%06d" % i, "v")
         pipe.execute()
         for _ in range(300):  # bounded: at most ~30 s
-            if r.dbsize() == 10000:
+            if r.dbsize() == 10000 and r.info("stats")["expired_keys"] == 10000:
                 break
             time.sleep(0.1)
         assert r.dbsize() == 10000, r.dbsize()
@@ -542,6 +542,91 @@ def test_slowlog(server):
     assert r.execute_command("ROLE") == [b"master", 0, []]
 
 
+def monitor_lines(sock, count, deadline_s=10.0):
+    """Reads count lines (after +OK) from a MONITOR socket, bounded by a deadline."""
+    import socket
+    import time
+    data = b""
+    end = time.time() + deadline_s
+    while data.count(b"\r\n") < count + 1 and time.time() < end:
+        sock.settimeout(max(0.05, end - time.time()))
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        data += chunk
+    lines = data.split(b"\r\n")
+    assert lines[0] == b"+OK", lines[:2]
+    return lines[1:count + 1]
+
+
+def test_monitor(binary):
+    """MONITOR shows every command run, from connections on every loop, in Redis's format
+    (quotes and escapes, AUTH redacted); commands refused before they ran and admin
+    commands are not shown; RESET ends it; a monitor that goes away changes nothing; one
+    that never reads is closed at the output limit, the server serving on."""
+    import re
+    import socket
+    server = harness.Server(binary)
+    try:
+        monitor = socket.create_connection(("127.0.0.1", server.port))
+        monitor.sendall(b"MONITOR\r\n")
+        clients = [connect(server) for _ in range(4)]  # spread over the loops
+        assert clients[0].ping()
+        for i, r in enumerate(clients):
+            r.set("k%d" % i, b'a"b\r\n\x00')
+        try:
+            clients[0].execute_command("GET")  # wrong arity: refused, not shown
+        except redis.ResponseError:
+            pass
+        clients[1].slowlog_len()  # an admin command: not shown
+        try:
+            clients[2].execute_command("AUTH", "secret")
+        except redis.ResponseError:
+            pass
+        clients[3].get("k3")
+        lines = monitor_lines(monitor, 7)
+        shown = [re.sub(rb"^\+\d+\.\d{6} \[0 127\.0\.0\.1:\d+\] ", b"", line)
+                 for line in lines]
+        assert all(line != shown[i] for i, line in enumerate(lines)), lines  # prefixed
+        sets = sorted(shown[1:5])
+        assert shown[0] == b'"PING"', shown
+        assert sets == [b'"SET" "k%d" "a\\"b\\r\\n\\x00"' % i for i in range(4)], sets
+        assert shown[5] == b'"AUTH" "(redacted)"', shown
+        assert shown[6] == b'"GET" "k3"', shown
+        # RESET ends monitor mode.
+        monitor.sendall(b"RESET\r\n")
+        clients[0].set("after", "1")
+        monitor.settimeout(2)
+        rest = monitor.recv(65536)
+        assert rest == b"+RESET\r\n", rest
+        monitor.close()
+        clients[0].set("gone", "1")  # its monitor left: nothing to send
+        # A monitor that never reads is closed at the output limit.
+        r = connect(server)
+        assert r.config_set("client-output-buffer-limit", "normal 4mb 0 0")
+        stalled = socket.create_connection(("127.0.0.1", server.port))
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.sendall(b"MONITOR\r\n")
+        big = "x" * 60000
+        for _ in range(50):  # bounded: at most 50 x 100 x 60 KB
+            if r.info("stats")["client_output_buffer_limit_disconnections"] > 0:
+                break
+            pipe = r.pipeline(transaction=False)
+            for i in range(100):
+                pipe.set("big%d" % i, big)
+            pipe.execute()
+        clients_now = [c for c in r.client_list() if c["cmd"] == "monitor"]
+        assert clients_now == [], clients_now
+        stalled.close()
+        assert r.get("big0") == big.encode()
+        assert server.alive(), "server died"
+    finally:
+        server.stop()
+
+
 @with_server
 def test_server_commands(server):
     r = connect(server)
@@ -589,4 +674,5 @@ if __name__ == "__main__":
                  test_flush_inside_exec, test_copy_and_move, test_memory_and_object,
                  test_watch_conflict, test_concurrent_increments, test_scan_complete_under_writes,
                  test_binary_safe, test_large_value, test_expiry, test_active_expiry_sweeps,
-                 test_active_expiry_finds_sparse_keys, test_randomkey_steps_over_hidden_keys, test_slowlog, test_server_commands])
+                 test_active_expiry_finds_sparse_keys, test_randomkey_steps_over_hidden_keys,
+                 test_slowlog, test_monitor, test_server_commands])

@@ -192,6 +192,11 @@ def test_acl_cat_and_genpass(binary):
                 passwords.add(password)
         assert len(passwords) == 3  # 256 bits or more: never equal by chance
         try:
+            alice.execute_command("MONITOR")  # it would show every tenant's commands
+            raise AssertionError("MONITOR should need the admin right")
+        except redis.ResponseError as error:
+            assert "no permissions to run the 'monitor' command" in str(error), error
+        try:
             alice.execute_command("ACL", "LIST")
             raise AssertionError("ACL LIST should need the admin right")
         except redis.ResponseError as error:

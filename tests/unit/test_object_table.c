@@ -494,6 +494,7 @@ struct race {
      * moved copy test_objects[slot + RACE_SLOTS]), or 0. */
     _Atomic node_id slots[RACE_SLOTS];
     atomic_ulong resolved;
+    atomic_int writers_done;
 };
 
 struct race_worker {
@@ -524,6 +525,7 @@ static void *race_writer(void *arg)
             atomic_store_explicit(&race->slots[slot], id, memory_order_release);
         }
     }
+    atomic_fetch_add(&race->writers_done, 1);
     return NULL;
 }
 
@@ -534,7 +536,12 @@ static void *race_reader(void *arg)
     node_id remembered[RACE_SLOTS];
     memset(remembered, 0, sizeof(remembered));
     unsigned long resolved = 0;
-    for (unsigned round = 0; round < RACE_READER_ROUNDS; round++) {
+    /* At least RACE_READER_ROUNDS, and on until both writers are done (bounded), so that a
+     * reader scheduled before the writers still meets their objects. */
+    for (unsigned round = 0;
+         round < RACE_READER_ROUNDS ||
+         (atomic_load(&race->writers_done) < 2 && round < 100u * RACE_READER_ROUNDS);
+         round++) {
         unsigned slot = (round * 31 + worker->id * 7) % RACE_SLOTS;
         node_id id = atomic_load_explicit(&race->slots[slot], memory_order_acquire);
         /* Check both the current NodeID and one seen earlier (likely stale by now): either

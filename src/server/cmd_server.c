@@ -15,6 +15,7 @@
  * checkpoints need a directory.
  * Tested by tests/integration/test_server.py, test_durable.py and the redis-cli smoke test.
  */
+#include <ctype.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 
 #include <openssl/rand.h>
 
+#include "acllog.h"
 #include "catalog.h"
 #include "commands.h"
 #include "log.h"
@@ -70,6 +72,7 @@ static bool server_authenticate(client *c, const char *user, size_t user_length,
     if (acl_authenticate(user, user_length, password, password_length, &identity) != 0) {
         log_message(LOG_VERBOSE, "failed AUTH for user '%.*s' from %s", (int)user_length, user,
                     c->address);
+        acllog_add(c, "auth", "AUTH", user, user_length);
         return false;
     }
     server_set_identity(c, &identity);
@@ -320,8 +323,7 @@ COMMAND_HANDLER(cmd_client)
         free(text);
     } else if (arg_is(c, 1, "KILL")) {
         if (!c->identity.admin) {
-            resp_add_errorf(&c->out, "NOPERM User %s has no permissions to run the "
-                                     "'client|kill' command", c->identity.user);
+            reply_no_permission(c, "client|kill");
             return;
         }
         if (c->argc == 3) {
@@ -828,8 +830,7 @@ COMMAND_HANDLER(cmd_config)
         free(flat);
     } else if (arg_is(c, 1, "SET") && c->argc % 2 == 0) {
         if (!c->identity.admin) {
-            resp_add_errorf(&c->out, "NOPERM User %s has no permissions to run the "
-                                     "'config|set' command", c->identity.user);
+            reply_no_permission(c, "config|set");
             return;
         }
         for (size_t i = 2; i + 1 < c->argc; i += 2) {
@@ -1393,7 +1394,7 @@ COMMAND_HANDLER(cmd_role)
 
 static const subcommand_def acl_subcommands[] = {
     {"WHOAMI", 2},   {"LIST", 2}, {"USERS", 2},    {"SETUSER", -3}, {"GETUSER", 3},
-    {"DELUSER", -3}, {"CAT", -2}, {"GENPASS", -2}, {"HELP", 2},
+    {"DELUSER", -3}, {"CAT", -2}, {"GENPASS", -2}, {"LOG", -2},     {"HELP", 2},
 };
 
 static const char *const acl_help[] = {
@@ -1410,6 +1411,8 @@ static const char *const acl_help[] = {
     "    be used to specify a different size.",
     "LIST",
     "    Show users details in config file format.",
+    "LOG [<count> | RESET]",
+    "    Show the ACL log entries.",
     "SETUSER <username> <attribute> [<attribute> ...]",
     "    Create or modify a user with the specified attributes (docs/OPERATIONS.md).",
     "USERS",
@@ -1525,7 +1528,7 @@ COMMAND_HANDLER(cmd_acl)
     if (!arg_subcommand(c, "acl", SUBCOMMANDS(acl_subcommands)))
         return;
     bool cat = arg_is(c, 1, "CAT"), genpass = arg_is(c, 1, "GENPASS");
-    if ((cat || genpass) && c->argc > 3) { /* Redis's older wording, for these two */
+    if ((cat || genpass || arg_is(c, 1, "LOG")) && c->argc > 3) { /* Redis's older wording */
         resp_add_errorf(&c->out,
                         "ERR unknown subcommand or wrong number of arguments for "
                         "'%.*s'. Try ACL HELP.",
@@ -1547,8 +1550,24 @@ COMMAND_HANDLER(cmd_acl)
         return;
     }
     if (!c->identity.admin) {
-        resp_add_errorf(&c->out, "NOPERM User %s has no permissions to run the 'acl|%.*s' "
-                                 "command", c->identity.user, (int)c->lengths[1], c->argv[1]);
+        char object[48], sub[32];
+        snprintf(sub, sizeof(sub), "%.*s", (int)c->lengths[1], c->argv[1]); /* a known one */
+        for (char *p = sub; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        snprintf(object, sizeof(object), "acl|%s", sub);
+        reply_no_permission(c, object);
+        return;
+    }
+    if (arg_is(c, 1, "LOG")) {
+        long long count = 10;
+        if (c->argc == 3 && arg_is(c, 2, "RESET")) {
+            acllog_reset();
+            resp_add_ok(&c->out);
+            return;
+        }
+        if (c->argc == 3 && !arg_long_long(c, 2, &count))
+            return;
+        acllog_reply(&c->out, count);
         return;
     }
     if (arg_is(c, 1, "LIST")) {

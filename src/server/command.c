@@ -57,6 +57,7 @@
 
 #include "catalog.h"
 #include "commands.h"
+#include "acllog.h"
 #include "monitor.h"
 #include "pending.h"
 #include "slowlog.h"
@@ -428,6 +429,13 @@ bool arg_subcommand(client *c, const char *container, const subcommand_def *tabl
     return false;
 }
 
+void reply_no_permission(client *c, const char *object)
+{
+    resp_add_errorf(&c->out, "NOPERM User %s has no permissions to run the '%s' command",
+                    c->identity.user, object);
+    acllog_add(c, "command", object, c->identity.user, strlen(c->identity.user));
+}
+
 void reply_help(client *c, const char *const *lines, size_t count)
 {
     resp_add_array(&c->out, (long long)count);
@@ -635,6 +643,7 @@ void command_dispatch(client *c)
         snprintf(error, sizeof(error),
                  "NOPERM User %s has no permissions to run the '%s' command", c->identity.user,
                  cmd->name);
+        acllog_add(c, "command", cmd->name, c->identity.user, strlen(c->identity.user));
         command_reject(c, cmd, error);
         return;
     }

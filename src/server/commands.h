@@ -118,6 +118,9 @@ typedef struct subcommand_def {
  * CONFIG HELP." or "wrong number of arguments for 'config|get' command"). */
 bool arg_subcommand(client *c, const char *container, const subcommand_def *table,
                     size_t count);
+/* Replies NOPERM for object (a command's name, or "acl|list" for a subcommand) and records
+ * the refusal in ACL LOG. */
+void reply_no_permission(client *c, const char *object);
 /* A HELP subcommand's reply: the lines as an array of simple strings, as Redis gives it. */
 void reply_help(client *c, const char *const *lines, size_t count);
 #define REPLY_HELP(c, lines) reply_help((c), (lines), sizeof(lines) / sizeof((lines)[0]))

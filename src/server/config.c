@@ -136,6 +136,8 @@ static const config_entry config_table[] = {
            LLONG_MAX, 0, "microseconds a command must run to enter the slow log; -1 = off"),
     NUMBER("slowlog-max-len", CONFIG_INTEGER, slowlog_max_len, "128", 0, LLONG_MAX, 0,
            "entries the slow log keeps"),
+    NUMBER("acllog-max-len", CONFIG_INTEGER, acllog_max_len, "128", 0, LLONG_MAX, 0,
+           "entries ACL LOG keeps"),
     STRING("loglevel", loglevel, "notice", 0, "debug|verbose|notice|warning|nothing",
            "how much is logged"),
     STRING("logfile", logfile, "", CONFIG_IMMUTABLE, NULL, "log file; empty = standard error"),

@@ -38,6 +38,7 @@ typedef struct server_config {
     atomic_llong latency_tracking;     /* bool */
     atomic_llong slowlog_log_slower_than;
     atomic_llong slowlog_max_len;        /* entries the slow log keeps */
+    atomic_llong acllog_max_len;         /* entries ACL LOG keeps */
     atomic_llong loop_sync_max_us;       /* loops sync small groups while syncs average less */
     atomic_llong sync_period_ms;       /* durable: SHOAL_OPT_SYNC_PERIOD_MS */
     atomic_llong sync_window_us;       /* durable: SHOAL_OPT_SYNC_WINDOW_US */

@@ -389,6 +389,45 @@ def test_monitor_as_redis(binary):
         shoal.stop()
 
 
+def test_acl_log_as_redis(binary):
+    """ACL LOG holds the same entries as Redis's after the same refusals: failed AUTHs
+    (counted on one entry when repeated), admin commands and subcommands refused to a user
+    without the right, one refused inside MULTI; newest first. Ages and client lines are
+    not compared; the NOPERM texts differ (Redis 7.0's older wording), so those replies
+    are not compared either."""
+    import redis
+    sequence = [["ACL", "LOG", "RESET"],
+                ["ACL", "SETUSER", "u1", "on", ">p1", "+@all", "-@admin", "~*"],
+                ["AUTH", "u1", "bad"], ["AUTH", "u1", "bad"], ["AUTH", "nouser", "x"],
+                ["AUTH", "u1", "p1"], ["CONFIG", "SET", "maxclients", "100"], ["ACL", "LIST"],
+                ["CLIENT", "KILL", "1.2.3.4:5"], ["SAVE"], ["MULTI"], ["BGSAVE"], ["DISCARD"]]
+
+    def same_log(shoal_port, reference_port):
+        logs = []
+        for port in (shoal_port, reference_port):
+            with redis.Redis(host="127.0.0.1", port=port) as r:
+                entries = r.acl_log()
+                logs.append([(e["count"], e["reason"], e["context"], e["object"], e["username"])
+                             for e in entries])
+                assert all(e["age-seconds"] >= 0 for e in entries), entries
+                assert len(r.acl_log(2)) == 2 and r.execute_command("ACL", "LOG", "-1") == []
+        assert logs[0] == logs[1], logs
+        assert len(logs[0]) == 7, logs
+        for port in (shoal_port, reference_port):  # acllog-max-len drops the oldest
+            with redis.Redis(host="127.0.0.1", port=port) as r:
+                assert r.config_set("acllog-max-len", 3)
+                try:
+                    r.execute_command("AUTH", "nobody", "x")  # a new entry: trims
+                except redis.ResponseError:
+                    pass
+                got = [e["object"] for e in r.acl_log()]
+                assert got == ["AUTH", "bgsave", "save"], (port == shoal_port, got)
+                assert r.execute_command("ACL", "LOG", "RESET") and r.acl_log() == []
+
+    replay(binary, sequence, unchecked=("CONFIG", "ACL", "CLIENT", "SAVE", "BGSAVE"),
+           after=same_log)
+
+
 def test_lcs_as_redis(binary):
     """LCS over random strings of a small alphabet (so that matches and ties abound), with
     every option mix, in RESP2 and RESP3: the same bytes as Redis, including the errors and
@@ -550,5 +589,6 @@ if __name__ == "__main__":
                  test_durable_replies_as_redis, test_watch_as_redis,
                  test_auth_replies_as_redis, test_admin_replies_as_redis, test_acl_replies_as_redis,
                  test_slowlog_as_redis, test_categories_and_help_as_redis, test_monitor_as_redis,
+                 test_acl_log_as_redis,
                  test_lcs_as_redis, test_errorstats_as_redis,
                  test_protocol_errors_as_redis])

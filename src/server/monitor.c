@@ -132,37 +132,20 @@ static bool line_append_quoted(char **line, size_t *length, size_t *capacity, co
 {
     size_t shown = n > MONITOR_ARGUMENT_MAX ? MONITOR_ARGUMENT_MAX : n;
     bool ok = line_append(line, length, capacity, "\"", 1);
+    /* Each escaped byte and the letter that follows its backslash. */
+    static const char escaped_from[] = "\\\"\n\r\t\a\b", escaped_to[] = "\\\"nrtab";
     for (size_t i = 0; ok && i < shown; i++) {
         unsigned char ch = (unsigned char)data[i];
-        char escaped[8];
-        int e = 0;
-        switch (ch) {
-        case '\\':
-        case '"':
-            e = snprintf(escaped, sizeof(escaped), "\\%c", ch);
-            break;
-        case '\n':
-            e = snprintf(escaped, sizeof(escaped), "\\n");
-            break;
-        case '\r':
-            e = snprintf(escaped, sizeof(escaped), "\\r");
-            break;
-        case '\t':
-            e = snprintf(escaped, sizeof(escaped), "\\t");
-            break;
-        case '\a':
-            e = snprintf(escaped, sizeof(escaped), "\\a");
-            break;
-        case '\b':
-            e = snprintf(escaped, sizeof(escaped), "\\b");
-            break;
-        default:
-            if (isprint(ch))
-                e = snprintf(escaped, sizeof(escaped), "%c", ch);
-            else
-                e = snprintf(escaped, sizeof(escaped), "\\x%02x", ch);
-        }
-        ok = line_append(line, length, capacity, escaped, (size_t)e);
+        const char *special = ch != '\0' ? strchr(escaped_from, ch) : NULL;
+        char text[8];
+        int written;
+        if (special != NULL)
+            written = snprintf(text, sizeof(text), "\\%c", escaped_to[special - escaped_from]);
+        else if (isprint(ch))
+            written = snprintf(text, sizeof(text), "%c", ch);
+        else
+            written = snprintf(text, sizeof(text), "\\x%02x", ch);
+        ok = line_append(line, length, capacity, text, (size_t)written);
     }
     ok = ok && line_append(line, length, capacity, "\"", 1);
     if (ok && shown < n) {

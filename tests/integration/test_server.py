@@ -422,27 +422,30 @@ def test_expiry(server):
     assert r.dbsize() <= 3, r.dbsize()
 
 
+def fill_and_wait_for_expiry(r, ttl_ms, expiring, tenths):
+    """Sets k:000000..k:019999, key i with a TTL of ttl_ms(i) ms (None: none), then waits at
+    most tenths / 10 s for active expiry to remove the expiring ones and count them."""
+    import time
+    pipe = r.pipeline(transaction=False)
+    for i in range(20000):
+        pipe.set("k:%06d" % i, "v", px=ttl_ms(i))
+    pipe.execute()
+    for _ in range(tenths):  # bounded
+        if r.dbsize() == 20000 - expiring and r.info("stats")["expired_keys"] == expiring:
+            break
+        time.sleep(0.1)
+    assert r.dbsize() == 20000 - expiring, r.dbsize()
+    assert r.info("stats")["expired_keys"] == expiring
+
+
 def test_active_expiry_finds_sparse_keys(binary):
     """Expired keys spread thinly among keys without a TTL (one in a hundred) are swept in
     a few cycles: a chunk with no TTL key keeps the last verdict instead of ending the
     cycle. Ended there, the sweep went 20 keys a cycle: 100 s for these 20,000."""
-    import time
     server = harness.Server(binary, ["--hz", "10", "--active-expire-keys", "20"])
     try:
         r = connect(server)
-        pipe = r.pipeline(transaction=False)
-        for i in range(20000):
-            if i % 100 == 50:
-                pipe.set("k:%06d" % i, "v", px=300)
-            else:
-                pipe.set("k:%06d" % i, "v")
-        pipe.execute()
-        for _ in range(200):  # bounded: at most ~20 s
-            if r.dbsize() == 19800 and r.info("stats")["expired_keys"] == 200:
-                break
-            time.sleep(0.1)
-        assert r.dbsize() == 19800, r.dbsize()
-        assert r.info("stats")["expired_keys"] == 200
+        fill_and_wait_for_expiry(r, lambda i: 300 if i % 100 == 50 else None, 200, 200)
         assert server.alive(), "server died"
     finally:
         server.stop()
@@ -457,19 +460,7 @@ def test_active_expiry_sweeps(binary):
     server = harness.Server(binary, ["--hz", "10", "--active-expire-keys", "20"])
     try:
         r = connect(server)
-        pipe = r.pipeline(transaction=False)
-        for i in range(20000):
-            if i % 2:
-                pipe.set("k:%06d" % i, "v", px=1500)
-            else:
-                pipe.set("k:%06d" % i, "v")
-        pipe.execute()
-        for _ in range(300):  # bounded: at most ~30 s
-            if r.dbsize() == 10000 and r.info("stats")["expired_keys"] == 10000:
-                break
-            time.sleep(0.1)
-        assert r.dbsize() == 10000, r.dbsize()
-        assert r.info("stats")["expired_keys"] == 10000
+        fill_and_wait_for_expiry(r, lambda i: 1500 if i % 2 else None, 10000, 300)
         assert r.get("k:000000") == b"v" and r.get("k:000001") is None
 
         assert r.flushdb()

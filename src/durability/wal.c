@@ -227,7 +227,7 @@
  * time a write crosses a step. An unwritten extent reads as zeros without a disk request,
  * so this costs no I/O; it moves the allocation and zeroing of 16 pages into one call per
  * 64 KiB, and the write into a cached page then only copies. The writes over 8 us fell to
- * 0.3% during a checkpoint; space that is not reserved (no fallocate) is left alone.
+ * 0.3-0.4% during a checkpoint; space that is not reserved (no fallocate) is left alone.
  *
  * RECOVERY (wal_replay, wal_replay_from_checkpoint)
  * A bad record at offset p of segment k is classified: zeros from p to the end of the

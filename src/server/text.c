@@ -44,8 +44,8 @@ bool text_to_long_long(const char *text, size_t length, long long *out)
         if (length == 1)
             return false;
     }
-    if (text[i] == '0' && length - i > 1)
-        return false;
+    if (text[i] == '0' && (negative || length - i > 1))
+        return false; /* no leading zeros and no "-0", as Redis's string2ll */
     unsigned long long value = 0;
     for (; i < length; i++) {
         if (text[i] < '0' || text[i] > '9')

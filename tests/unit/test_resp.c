@@ -170,6 +170,43 @@ static void test_malformed(void **state)
     assert_protocol_error("get \"a\"b\n", 9, "unbalanced quotes in request");
 }
 
+/* Integers are read as Redis's string2ll reads them, in requests (lengths) and arguments. */
+static void test_integers_as_redis(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        bool valid;
+        long long value;
+    } cases[] = {
+        {"0", true, 0},
+        {"7", true, 7},
+        {"-7", true, -7},
+        {"9223372036854775807", true, LLONG_MAX},
+        {"-9223372036854775808", true, LLONG_MIN},
+        {"9223372036854775808", false, 0},
+        {"-0", false, 0},
+        {"007", false, 0},
+        {"-07", false, 0},
+        {"+5", false, 0},
+        {" 5", false, 0},
+        {"5 ", false, 0},
+        {"", false, 0},
+        {"-", false, 0},
+        {"1e3", false, 0},
+        {"0x10", false, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        long long value = 12345;
+        bool valid = text_to_long_long(cases[i].text, strlen(cases[i].text), &value);
+        assert_int_equal(valid, cases[i].valid);
+        if (valid)
+            assert_int_equal(value, cases[i].value);
+    }
+    assert_protocol_error("*-0\r\n", 5, "invalid multibulk length");
+    assert_protocol_error("*1\r\n$-0\r\n", 10, "invalid bulk length");
+}
+
 /* Negative and zero counts are empty requests, skipped as Redis does. */
 static void test_empty_multibulk(void **state)
 {
@@ -243,6 +280,220 @@ static void test_unauthenticated_limits(void **state)
     assert_int_equal(resp_parse(&p, big, sizeof(big) - 1), RESP_PARSE_ERROR);
     assert_string_equal(p.error, "invalid bulk length");
     resp_parser_free(&p);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Random streams: the same bytes give the same requests however they are cut
+ * ------------------------------------------------------------------------------------- */
+
+#define STREAM_MAX 4096
+#define OUTCOME_MAX 64
+
+/* What a connection makes of a stream: its requests' arguments in order, then an error or
+ * a request still waiting for bytes. Arguments are kept joined, each as "<len>:<bytes>". */
+typedef struct outcome {
+    char text[OUTCOME_MAX * 512];
+    size_t length;
+    int requests;
+    bool failed;
+    char error[64]; /* when failed: the parser's message */
+} outcome;
+
+static void outcome_add(outcome *o, const void *data, size_t length)
+{
+    assert_true(o->length + length <= sizeof(o->text));
+    memcpy(o->text + o->length, data, length);
+    o->length += length;
+}
+
+static void outcome_request(outcome *o, const resp_parser *p, const char *request)
+{
+    char head[32];
+    outcome_add(o, head, (size_t)snprintf(head, sizeof(head), "[%zu", p->argc));
+    for (size_t i = 0; i < p->argc; i++) {
+        outcome_add(o, head, (size_t)snprintf(head, sizeof(head), " %zu:", p->args[i].length));
+        outcome_add(o, request + p->args[i].offset, p->args[i].length);
+    }
+    outcome_add(o, "]", 1);
+    o->requests++;
+}
+
+/* Runs every complete request in query[0..*length) as the server's loop does: parse,
+ * record, reset; what is consumed is moved out. Returns false once an error ended it. */
+static bool drive(resp_parser *p, char *query, size_t *length, outcome *o)
+{
+    size_t start = 0;
+    bool going = true;
+    while (start < *length) {
+        size_t available = *length - start;
+        int result = resp_parse(p, query + start, available);
+        if (result == RESP_PARSE_INCOMPLETE) {
+            /* The caller is told to read at least one byte more than it has. */
+            assert_true(p->bytes_needed > available);
+            break;
+        }
+        if (result == RESP_PARSE_ERROR) {
+            assert_non_null(p->error);
+            o->failed = true;
+            snprintf(o->error, sizeof(o->error), "%s", p->error);
+            going = false;
+            break;
+        }
+        assert_int_equal(result, RESP_PARSE_DONE);
+        assert_true(p->position > 0 && p->position <= available);
+        outcome_request(o, p, query + start);
+        start += p->position;
+        resp_parser_reset(p);
+    }
+    memmove(query, query + start, *length - start);
+    *length -= start;
+    return going;
+}
+
+/* Parses stream[0..length) delivered in pieces of at most max_piece bytes (all at once
+ * when max_piece is 0). Every call sees a buffer of exactly the bytes that have arrived,
+ * so a read past them is caught by the sanitizers. */
+static void parse_stream(const char *stream, size_t length, size_t max_piece, bool authenticated,
+                         unsigned *seed, outcome *o)
+{
+    memset(o, 0, sizeof(*o));
+    resp_parser p;
+    resp_parser_init(&p);
+    p.authenticated = authenticated;
+    p.max_bulk = 300;
+    p.max_args = 20;
+    char *query = NULL;
+    size_t held = 0, sent = 0;
+    while (sent < length) {
+        size_t piece = length - sent;
+        if (max_piece > 0 && piece > max_piece)
+            piece = 1 + (size_t)rand_r(seed) % max_piece;
+        char *grown = malloc(held + piece);
+        assert_non_null(grown);
+        if (held > 0)
+            memcpy(grown, query, held);
+        memcpy(grown + held, stream + sent, piece);
+        free(query);
+        query = grown;
+        held += piece;
+        sent += piece;
+        if (!drive(&p, query, &held, o))
+            break;
+    }
+    free(query);
+    resp_parser_free(&p);
+}
+
+static const char stream_alphabet[] = "*$:+-\r\n\r\n 0123456789\"'\\xaZ\t\0";
+
+static char stream_byte(unsigned *seed)
+{
+    return stream_alphabet[(size_t)rand_r(seed) % (sizeof(stream_alphabet) - 1)];
+}
+
+/* Appends one request, valid as generated; its expected outcome goes to expect. */
+static size_t stream_request(char *out, size_t room, unsigned *seed, outcome *expect)
+{
+    char word[400];
+    size_t at = 0;
+    int form = rand_r(seed) % 8;
+    if (form == 0) { /* inline: plain words */
+        int words = rand_r(seed) % 4;
+        char head[32];
+        size_t want = (size_t)words;
+        outcome_add(expect, head, (size_t)snprintf(head, sizeof(head), "[%zu", want));
+        for (int w = 0; w < words; w++) {
+            size_t length = 1 + (size_t)rand_r(seed) % 12;
+            for (size_t i = 0; i < length; i++)
+                word[i] = (char)('a' + rand_r(seed) % 26);
+            at += (size_t)snprintf(out + at, room - at, w ? " %.*s" : "%.*s", (int)length, word);
+            outcome_add(expect, head, (size_t)snprintf(head, sizeof(head), " %zu:", length));
+            outcome_add(expect, word, length);
+        }
+        outcome_add(expect, "]", 1);
+        at += (size_t)snprintf(out + at, room - at, rand_r(seed) % 2 ? "\r\n" : "\n");
+        expect->requests++;
+        return at;
+    }
+    int argc = rand_r(seed) % 6;
+    char head[32];
+    at += (size_t)snprintf(out + at, room - at, "*%d\r\n", argc);
+    outcome_add(expect, head, (size_t)snprintf(head, sizeof(head), "[%d", argc));
+    for (int a = 0; a < argc; a++) {
+        size_t length = (size_t)rand_r(seed) % (rand_r(seed) % 8 ? 20 : 300);
+        for (size_t i = 0; i < length; i++)
+            word[i] = rand_r(seed) % 4 ? (char)(' ' + rand_r(seed) % 95) : stream_byte(seed);
+        at += (size_t)snprintf(out + at, room - at, "$%zu\r\n", length);
+        assert_true(at + length + 2 <= room);
+        memcpy(out + at, word, length);
+        at += length;
+        memcpy(out + at, "\r\n", 2);
+        at += 2;
+        outcome_add(expect, head, (size_t)snprintf(head, sizeof(head), " %zu:", length));
+        outcome_add(expect, word, length);
+    }
+    outcome_add(expect, "]", 1);
+    expect->requests++;
+    return at;
+}
+
+/* Streams of valid requests come out as generated, whole or in pieces of any size; damaged
+ * streams (bytes changed, inserted, removed, quotes, cut short) come out the same whole as
+ * in pieces: the same requests, then the same error or the same wait for more. */
+static void test_random_streams(void **state)
+{
+    (void)state;
+    static char stream[STREAM_MAX];
+    static outcome expect, whole, pieces;
+    unsigned seed = 20261207;
+    for (int round = 0; round < 20000; round++) {
+        memset(&expect, 0, sizeof(expect));
+        size_t length = 0;
+        int requests = 1 + rand_r(&seed) % 6;
+        for (int r = 0; r < requests; r++)
+            length += stream_request(stream + length, sizeof(stream) - length, &seed, &expect);
+        bool damaged = round % 2 == 1;
+        if (damaged) {
+            int changes = 1 + rand_r(&seed) % 3;
+            for (int c = 0; c < changes && length > 0; c++) {
+                size_t at = (size_t)rand_r(&seed) % length;
+                switch (rand_r(&seed) % 4) {
+                case 0:
+                    stream[at] = stream_byte(&seed);
+                    break;
+                case 1:
+                    if (length < sizeof(stream)) {
+                        memmove(stream + at + 1, stream + at, length - at);
+                        stream[at] = stream_byte(&seed);
+                        length++;
+                    }
+                    break;
+                case 2:
+                    memmove(stream + at, stream + at + 1, length - at - 1);
+                    length--;
+                    break;
+                default:
+                    length = at;
+                    break;
+                }
+            }
+        }
+        bool authenticated = rand_r(&seed) % 4 != 0;
+        parse_stream(stream, length, 0, authenticated, &seed, &whole);
+        size_t max_piece = 1 + (size_t)rand_r(&seed) % (rand_r(&seed) % 2 ? 4 : 64);
+        parse_stream(stream, length, max_piece, authenticated, &seed, &pieces);
+        assert_int_equal(whole.requests, pieces.requests);
+        assert_int_equal(whole.length, pieces.length);
+        assert_memory_equal(whole.text, pieces.text, whole.length);
+        assert_int_equal(whole.failed, pieces.failed);
+        assert_string_equal(whole.error, pieces.error);
+        if (!damaged && authenticated) {
+            assert_false(whole.failed);
+            assert_int_equal(whole.requests, expect.requests);
+            assert_int_equal(whole.length, expect.length);
+            assert_memory_equal(whole.text, expect.text, expect.length);
+        }
+    }
 }
 
 /* Collects the pending bytes of a buffer into one string. */
@@ -357,9 +608,11 @@ int main(void)
         cmocka_unit_test(test_inline),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_empty_multibulk),
+        cmocka_unit_test(test_integers_as_redis),
         cmocka_unit_test(test_oversized_lines),
         cmocka_unit_test(test_large_bulk_needs),
         cmocka_unit_test(test_unauthenticated_limits),
+        cmocka_unit_test(test_random_streams),
         cmocka_unit_test(test_reply_forms),
         cmocka_unit_test(test_buffer_truncate_and_consume),
     };

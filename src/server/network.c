@@ -217,7 +217,7 @@ static void network_client_free(client *c)
  * writable socket would wake the loop for nothing). */
 static void network_update_interest(client *c)
 {
-    bool readable = !c->loop->draining && !c->close_after_reply &&
+    bool readable = !c->loop->draining && !c->close_after_reply && !c->input_ended &&
                     c->pending_count < PENDING_CLIENT_MAX;
     bool writable = resp_buffer_pending(&c->out) > 0 && c->out.sent < pending_sendable(c);
     uint32_t events = (readable ? (uint32_t)EPOLLIN : 0u) | (writable ? (uint32_t)EPOLLOUT : 0u);
@@ -367,6 +367,7 @@ static bool network_request_done(client *c, long long now_ms)
 static void network_process(client *c)
 {
     size_t start = 0;
+    bool incomplete = false;
     /* One clock reading per batch of requests is precise enough for the soft limit. */
     long long now_ms = network_now_ms();
     if (c->request_held) {
@@ -383,8 +384,10 @@ static void network_process(client *c)
     while (!c->close_after_reply && !c->close_now && !c->loop->draining &&
            start < c->query_length && c->pending_count < PENDING_CLIENT_MAX) {
         int result = resp_parse(&c->parser, c->query + start, c->query_length - start);
-        if (result == RESP_PARSE_INCOMPLETE)
+        if (result == RESP_PARSE_INCOMPLETE) {
+            incomplete = true;
             break;
+        }
         if (result == RESP_PARSE_ERROR) {
             network_protocol_error(c, c->parser.error);
             break;
@@ -397,6 +400,10 @@ static void network_process(client *c)
         if (!network_request_done(c, now_ms))
             break;
     }
+    /* Input that ended closes the connection once its replies are out, when nothing it
+     * sent is left to run: the rest is a request cut short, which no byte will complete. */
+    if (c->input_ended && !c->request_held && (incomplete || start >= c->query_length))
+        c->close_after_reply = true;
     if (start > 0) {
         memmove(c->query, c->query + start, c->query_length - start);
         c->query_length -= start;
@@ -438,8 +445,13 @@ static int network_read(client *c)
         c->query_capacity = capacity;
     }
     ssize_t n = read(c->fd, c->query + c->query_length, c->query_capacity - c->query_length);
-    if (n == 0)
-        return -1;
+    if (n == 0) {
+        /* The peer is done sending, perhaps only that (shutdown of its write side): what
+         * it sent still runs and is answered, as Redis runs every request it has read
+         * (network_input_done). */
+        c->input_ended = true;
+        return 0;
+    }
     if (n < 0)
         return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -1;
     c->query_length += (size_t)n;
@@ -489,7 +501,7 @@ static void network_client_event(client *c, uint32_t events)
             return;
         }
     }
-    if ((events & EPOLLIN) && !c->close_after_reply && !c->loop->draining &&
+    if ((events & EPOLLIN) && !c->close_after_reply && !c->input_ended && !c->loop->draining &&
         c->pending_count < PENDING_CLIENT_MAX) {
         if (network_read(c) != 0) {
             network_client_free(c);

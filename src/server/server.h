@@ -148,6 +148,7 @@ struct client {
     bool close_after_reply; /* QUIT, protocol error: send what is queued, then close */
     bool subcommand_refused; /* arg_subcommand answered an error (kept out of the slow log) */
     bool close_now;
+    bool input_ended;       /* the peer shut its side: run what was read, reply, close */
     bool monitor;           /* MONITOR: receives every command's line (monitor.c) */
     uint32_t epoll_events;  /* the events registered with the loop's epoll */
 

@@ -9,7 +9,8 @@
 - a pipeline under sync=always gets its replies in order (reads between writes too),
   and its writes are synced in groups, not one fdatasync each;
 - MULTI/EXEC under sync=always survives kill -9;
-- clients that disconnect with writes in flight harm nothing;
+- clients that disconnect with writes in flight harm nothing; one that only shuts its
+  write side gets every reply, its writes made;
 - a failed fdatasync (DEBUG FAULT FSYNC) answers -MISCONF, and the server refuses writes
   but serves reads;
 - the mode settings: --mode durable without a directory, SHOAL_DIR, SHOAL_MODE=memory,
@@ -493,6 +494,36 @@ def test_disconnect_with_writes_in_flight(binary):
             server.stop()
 
 
+def test_input_end_runs_what_was_read(binary):
+    """A client that sends its requests and shuts its write side (as `nc -N` or a shell
+    pipe does) gets every reply and every write is made, under sync always and with its
+    first request waiting for a catalog change (the first use of a database), then the
+    server closes the connection: nothing read before the end of input is dropped."""
+    with DataDir() as directory:
+        server = start(binary, directory, ["--sync", "always"])
+        try:
+            for db in range(3, 6):  # bounded: three fresh databases, three clients
+                requests = b"SELECT %d\r\n" % db + b"".join(
+                    b"SET end%03d %d\r\n" % (i, db) for i in range(300)) + b"GET end299\r\n"
+                with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+                    sock.sendall(requests)
+                    sock.shutdown(socket.SHUT_WR)
+                    data = b""
+                    for _ in range(100000):
+                        chunk = sock.recv(65536)
+                        if not chunk:
+                            break  # the server closed once everything was answered
+                        data += chunk
+                assert data == b"+OK\r\n" * 301 + b"$1\r\n%d\r\n" % db, data[-64:]
+                r = connect(server, db=db)
+                assert r.dbsize() == 300 and r.get("end000") == b"%d" % db
+                r.connection_pool.disconnect()
+            # and no connection stays behind: each closed once it was answered.
+            assert harness.connected_clients_settled(connect(server), 1) == 1
+        finally:
+            server.stop()
+
+
 def test_failed_sync_answers_misconf(binary):
     with DataDir() as directory:
         server = start(binary, directory, ["--sync", "always", "--enable-debug-command", "yes"])
@@ -626,6 +657,7 @@ if __name__ == "__main__":
         test_small_groups_synced_on_the_loop,
         test_client_reply_off_with_held_replies,
         test_disconnect_with_writes_in_flight,
+        test_input_end_runs_what_was_read,
         test_failed_sync_answers_misconf,
         test_waitaof_syncs_the_log,
         test_mode_settings,

@@ -288,6 +288,9 @@ static bool network_output_over_limit(client *c, long long now_ms)
 
 static void network_protocol_error(client *c, const char *message)
 {
+    /* Under CLIENT REPLY OFF, or SKIP before the request that failed, Redis sends no error
+     * either: the connection just closes. */
+    c->out.muted = c->reply_off || c->reply_skip;
     resp_add_errorf(&c->out, "ERR Protocol error: %s", message);
     c->close_after_reply = true;
     atomic_fetch_add_explicit(&server.protocol_errors, 1, memory_order_relaxed);
@@ -323,8 +326,10 @@ static bool network_load_arguments(client *c, char *base)
  * (catalog.c): it then stays parsed, and the caller keeps it at the front of the buffer. */
 static bool network_run_request(client *c, char *base)
 {
-    if (c->parser.argc == 0)
+    if (c->parser.argc == 0) {
+        c->reply_skip = false; /* an empty request is the one CLIENT REPLY SKIP skipped */
         return true;
+    }
     if (!network_load_arguments(c, base)) {
         c->close_now = true;
         return true;

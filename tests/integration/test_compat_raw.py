@@ -575,7 +575,8 @@ def test_protocol_errors_as_redis(binary):
 # Damaged streams: requests of several forms, then bytes changed, inserted, removed or cut
 # off, then ECHO endmark; each stream on a fresh connection whose write side is shut after
 # it, so both servers run what they can, answer, and close. The replies and then the
-# keys' state must be Redis's. Left out, as they differ on purpose (docs/PROTOCOL.md): NUL
+# keys' state must be Redis's (transactions, SELECT and CLIENT REPLY among them: what a
+# protocol error or an empty request does to a pending SKIP). Left out, as they differ on purpose (docs/PROTOCOL.md): NUL
 # bytes outside bulk payloads (Redis stops reading a line at a NUL and waits), expiry
 # (a short TTL made by a damaged number would race the comparison) and replies so large
 # that Redis drops their unsent part when it sees the end of input.
@@ -599,6 +600,11 @@ def damaged_request(rng):
         multibulk([b"SETRANGE", b"k", rng.choice([b"0", b"3", b"-0", b"x"]), word]),
         multibulk([b"APPEND", b"k", word]), multibulk([b"MGET", b"k", b"n", word]),
         multibulk([b"EXISTS", word]), multibulk([b"BITCOUNT", b"k", number, number]),
+        multibulk([b"MULTI"]), multibulk([b"EXEC"]), multibulk([b"DISCARD"]), b"MULTI\r\n",
+        multibulk([b"SELECT", rng.choice([b"0", b"1", b"-0", b"x"])]), multibulk([b"TYPE", b"k"]),
+        multibulk([b"CLIENT", b"REPLY", rng.choice([b"ON", b"OFF", b"SKIP"])]),
+        multibulk([b"WATCH", b"k"]), multibulk([b"RENAME", b"k", b"n"]),
+        multibulk([b"INCRBYFLOAT", b"n", number]), multibulk([b"MSET", b"k", word, b"n", number]),
         b"PING\r\n", b"ECHO world\n", b'ECHO "a\\x41 b"\r\n', b"ECHO 'x\\'y'\r\n",
         b'SET k "a\\x4" x\r\n', b"GET k\r\n", b"*0\r\n", b"*-1\r\n", b"\r\n", b"  \n",
     ])

@@ -264,8 +264,6 @@ static const char *const client_help[] = {
 
 COMMAND_HANDLER(cmd_client)
 {
-    if (!arg_subcommand(c, "client", SUBCOMMANDS(client_subcommands)))
-        return;
     if (arg_is(c, 1, "HELP")) {
         REPLY_HELP(c, client_help);
     } else if (arg_is(c, 1, "REPLY")) {
@@ -762,8 +760,6 @@ static const char *const config_help[] = {
 
 COMMAND_HANDLER(cmd_config)
 {
-    if (!arg_subcommand(c, "config", SUBCOMMANDS(config_subcommands)))
-        return;
     if (arg_is(c, 1, "HELP")) {
         REPLY_HELP(c, config_help);
         return;
@@ -1273,8 +1269,6 @@ static void command_reply_getkeys(client *c)
 COMMAND_HANDLER(cmd_command)
 {
     size_t total = command_count();
-    if (c->argc > 1 && !arg_subcommand(c, "command", SUBCOMMANDS(command_subcommands)))
-        return;
     if (c->argc == 1) {
         resp_add_array(&c->out, (long long)total);
         for (size_t i = 0; i < total; i++)
@@ -1333,8 +1327,6 @@ static const subcommand_def slowlog_subcommands[] = {
 
 COMMAND_HANDLER(cmd_slowlog)
 {
-    if (!arg_subcommand(c, "slowlog", SUBCOMMANDS(slowlog_subcommands)))
-        return;
     if (arg_is(c, 1, "GET")) {
         long long count = 10;
         if (c->argc > 3) { /* Redis's older wording, for this one case */
@@ -1525,8 +1517,6 @@ static void acl_command_deluser(client *c)
 
 COMMAND_HANDLER(cmd_acl)
 {
-    if (!arg_subcommand(c, "acl", SUBCOMMANDS(acl_subcommands)))
-        return;
     bool cat = arg_is(c, 1, "CAT"), genpass = arg_is(c, 1, "GENPASS");
     if ((cat || genpass || arg_is(c, 1, "LOG")) && c->argc > 3) { /* Redis's older wording */
         resp_add_errorf(&c->out,
@@ -1584,4 +1574,29 @@ COMMAND_HANDLER(cmd_acl)
         if (acl_catalog_step(c, CATALOG_SETUSER, "SETUSER", &result))
             resp_add_ok(&c->out);
     }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Subcommands, checked for every container before it runs
+ * ------------------------------------------------------------------------------------- */
+
+bool container_subcommand_ok(client *c, const char *container)
+{
+    static const struct {
+        const char *container;
+        const subcommand_def *table;
+        size_t count;
+    } containers[] = {
+        {"client", SUBCOMMANDS(client_subcommands)},
+        {"config", SUBCOMMANDS(config_subcommands)},
+        {"command", SUBCOMMANDS(command_subcommands)},
+        {"slowlog", SUBCOMMANDS(slowlog_subcommands)},
+        {"acl", SUBCOMMANDS(acl_subcommands)},
+    };
+    if (c->argc < 2)
+        return true; /* COMMAND alone; the others' arity wants a subcommand */
+    for (size_t i = 0; i < sizeof(containers) / sizeof(containers[0]); i++)
+        if (strcmp(containers[i].container, container) == 0)
+            return arg_subcommand(c, container, containers[i].table, containers[i].count);
+    return true;
 }

@@ -416,16 +416,13 @@ bool arg_subcommand(client *c, const char *container, const subcommand_def *tabl
             return true;
         command_case(outer, sizeof(outer), container, false);
         command_case(inner, sizeof(inner), table[i].name, false);
-        resp_add_errorf(&c->out, "ERR wrong number of arguments for '%s|%s' command", outer,
-                        inner);
-        c->subcommand_refused = true;
+        resp_add_errorf(&c->out, "ERR wrong number of arguments for '%s|%s' command", outer, inner);
         return false;
     }
     command_case(outer, sizeof(outer), container, true);
     int shown = c->lengths[1] < 128 ? (int)c->lengths[1] : 128;
     resp_add_errorf(&c->out, "ERR unknown subcommand '%.*s'. Try %s HELP.", shown, c->argv[1],
                     outer);
-    c->subcommand_refused = true;
     return false;
 }
 
@@ -635,6 +632,12 @@ void command_dispatch(client *c)
         command_reject(c, cmd, error);
         return;
     }
+    if (!container_subcommand_ok(c, cmd->name)) {
+        command_record(c, cmd, 0, false, true);
+        if (c->in_multi)
+            c->multi_dirty = true;
+        return;
+    }
     if (!c->authenticated && !(cmd->flags & CMD_NOAUTH)) {
         command_reject(c, cmd, "NOAUTH Authentication required.");
         return;
@@ -663,7 +666,6 @@ void command_dispatch(client *c)
     }
     uint64_t begin = command_start(c);
     uint64_t mark = resp_buffer_mark(&c->out);
-    c->subcommand_refused = false;
     command_execute(c, cmd);
     if (c->catalog_asked != NULL) {
         /* Suspended until the catalog worker is done; counted when it runs again, with
@@ -684,12 +686,9 @@ void command_dispatch(client *c)
         failed = command_reply_starts_with_error(&c->out, mark);
     uint64_t elapsed_ns = store_monotonic_ns() - begin;
     command_record(c, cmd, elapsed_ns, failed, false);
-    if (!c->subcommand_refused) { /* refused before it ran, as Redis does not log those */
-        slowlog_consider(c->argv, c->lengths, c->argc, redact, elapsed_ns / 1000, c->address,
-                         c->name);
-        if (monitor_active() && !(cmd->flags & CMD_ADMIN)) /* as Redis: admin ones are not */
-            monitor_feed(c, redact);
-    }
+    slowlog_consider(c->argv, c->lengths, c->argc, redact, elapsed_ns / 1000, c->address, c->name);
+    if (monitor_active() && !(cmd->flags & CMD_ADMIN)) /* as Redis: admin ones are not */
+        monitor_feed(c, redact);
 }
 
 /* ---------------------------------------------------------------------------------------

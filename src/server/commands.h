@@ -118,6 +118,11 @@ typedef struct subcommand_def {
  * CONFIG HELP." or "wrong number of arguments for 'config|get' command"). */
 bool arg_subcommand(client *c, const char *container, const subcommand_def *table,
                     size_t count);
+/* For CLIENT, CONFIG, COMMAND, SLOWLOG and ACL: arg_subcommand against the container's
+ * own table (true for any other command). The dispatcher calls it right after the arity
+ * check, before authentication, permissions and MULTI's queue, which is where Redis looks
+ * subcommands up: an unknown one is refused at once, even inside MULTI (EXECABORT). */
+bool container_subcommand_ok(client *c, const char *container);
 /* Replies NOPERM for object (a command's name, or "acl|list" for a subcommand) and records
  * the refusal in ACL LOG. */
 void reply_no_permission(client *c, const char *object);

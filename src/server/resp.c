@@ -275,7 +275,7 @@ static int resp_parse_multibulk(resp_parser *p, char *buffer, size_t length)
             count > INT_MAX)
             return resp_fail(p, "invalid multibulk length");
         if (count > 0 && !p->authenticated && count > RESP_UNAUTHENTICATED_MAX_ARGS)
-            return resp_fail(p, "invalid multibulk length");
+            return resp_fail(p, "unauthenticated multibulk length");
         if (count > 0 && (unsigned long long)count > p->max_args)
             return resp_fail(p, "invalid multibulk length");
         p->position = (size_t)cr + 2;
@@ -307,11 +307,12 @@ static int resp_parse_multibulk(resp_parser *p, char *buffer, size_t length)
             if ((size_t)cr - p->position > RESP_MAX_INLINE)
                 return resp_fail(p, "too big bulk count string");
             long long bulk;
-            uint64_t limit = p->authenticated ? p->max_bulk : RESP_UNAUTHENTICATED_MAX_BULK;
             if (!text_to_long_long(buffer + p->position + 1, (size_t)cr - p->position - 1,
-                                      &bulk) ||
-                bulk < 0 || (unsigned long long)bulk > limit)
+                                   &bulk) ||
+                bulk < 0 || (unsigned long long)bulk > p->max_bulk)
                 return resp_fail(p, "invalid bulk length");
+            if (!p->authenticated && bulk > RESP_UNAUTHENTICATED_MAX_BULK)
+                return resp_fail(p, "unauthenticated bulk length");
             p->position = (size_t)cr + 2;
             p->line_scanned = 0;
             p->bulk_length = bulk;

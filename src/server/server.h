@@ -146,7 +146,6 @@ struct client {
     long long soft_limit_since_ms; /* 0: output under the soft limit */
 
     bool close_after_reply; /* QUIT, protocol error: send what is queued, then close */
-    bool subcommand_refused; /* arg_subcommand answered an error (kept out of the slow log) */
     bool close_now;
     bool input_ended;       /* the peer shut its side: run what was read, reply, close */
     bool monitor;           /* MONITOR: receives every command's line (monitor.c) */

@@ -588,7 +588,7 @@ def multibulk(args):
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
 
 
-def damaged_request(rng):
+def damaged_request(rng, password):
     word = bytes(rng.choice(b"abcxyz01 \r\n\"'\\") for _ in range(rng.randint(0, 8)))
     number = rng.choice([b"0", b"-0", b"007", b"-1", b"7", b"+5", b" 5", b"1e3", b"0x10",
                          b"99999999999999999999"])
@@ -607,6 +607,8 @@ def damaged_request(rng):
         multibulk([b"INCRBYFLOAT", b"n", number]), multibulk([b"MSET", b"k", word, b"n", number]),
         b"PING\r\n", b"ECHO world\n", b'ECHO "a\\x41 b"\r\n', b"ECHO 'x\\'y'\r\n",
         b'SET k "a\\x4" x\r\n', b"GET k\r\n", b"*0\r\n", b"*-1\r\n", b"\r\n", b"  \n",
+        multibulk([b"AUTH", rng.choice([password or b"x", b"wrong"])]),
+        multibulk([b"CONFIG", rng.choice([b"GET", b"NOSUCH"])]), multibulk([b"ECHO", b"x" * 20000]),
     ])
 
 
@@ -649,14 +651,15 @@ def until_closed(port, stream):
         return data
 
 
-def test_damaged_streams_as_redis(binary):
-    shoal = harness.Server(binary, env={"SHOAL_MODE": "memory"})
-    reference = harness.RedisReference()
-    rng = random.Random(17)
-    probe = multibulk([b"MGET", b"k", b"n"])
+def damaged_run(binary, seed, streams, password=None):
+    extra = ["--requirepass", password.decode()] if password else []
+    shoal = harness.Server(binary, extra, env={"SHOAL_MODE": "memory"})
+    reference = harness.RedisReference(extra_args=extra)
+    rng = random.Random(seed)
+    probe = (multibulk([b"AUTH", password]) if password else b"") + multibulk([b"MGET", b"k", b"n"])
     try:
-        for _ in range(DAMAGED_STREAMS):
-            stream = b"".join(damaged_request(rng) for _ in range(rng.randint(1, 5)))
+        for _ in range(streams):
+            stream = b"".join(damaged_request(rng, password) for _ in range(rng.randint(1, 5)))
             stream = damaged(rng, stream) + multibulk([b"ECHO", b"endmark"])
             ours, theirs = until_closed(shoal.port, stream), until_closed(reference.port, stream)
             assert ours == theirs, "stream %r: shoal %r, redis %r" % (stream, ours, theirs)
@@ -665,6 +668,16 @@ def test_damaged_streams_as_redis(binary):
     finally:
         reference.stop()
         shoal.stop()
+
+
+def test_damaged_streams_as_redis(binary):
+    damaged_run(binary, 17, DAMAGED_STREAMS)
+
+
+def test_damaged_streams_before_auth_as_redis(binary):
+    """With a password set each stream starts unauthenticated: NOAUTH, and Redis's tighter
+    limits on a stranger's request (10 arguments, 16 KiB bulks), until its AUTH."""
+    damaged_run(binary, 18, DAMAGED_STREAMS // 2, password=b"pw")
 
 
 def test_resp2_replies_as_redis(binary):
@@ -686,4 +699,5 @@ if __name__ == "__main__":
                  test_slowlog_as_redis, test_categories_and_help_as_redis, test_monitor_as_redis,
                  test_acl_log_as_redis,
                  test_lcs_as_redis, test_errorstats_as_redis,
-                 test_protocol_errors_as_redis, test_damaged_streams_as_redis])
+                 test_protocol_errors_as_redis, test_damaged_streams_as_redis,
+                 test_damaged_streams_before_auth_as_redis])

@@ -274,10 +274,14 @@ static void test_unauthenticated_limits(void **state)
     p.authenticated = false;
     char many[] = "*11\r\n";
     assert_int_equal(resp_parse(&p, many, sizeof(many) - 1), RESP_PARSE_ERROR);
-    assert_string_equal(p.error, "invalid multibulk length");
+    assert_string_equal(p.error, "unauthenticated multibulk length");
     resp_parser_reset(&p);
     char big[] = "*1\r\n$16385\r\n";
     assert_int_equal(resp_parse(&p, big, sizeof(big) - 1), RESP_PARSE_ERROR);
+    assert_string_equal(p.error, "unauthenticated bulk length");
+    resp_parser_reset(&p);
+    char huge[] = "*1\r\n$536870913\r\n"; /* invalid for anyone: that error comes first */
+    assert_int_equal(resp_parse(&p, huge, sizeof(huge) - 1), RESP_PARSE_ERROR);
     assert_string_equal(p.error, "invalid bulk length");
     resp_parser_free(&p);
 }

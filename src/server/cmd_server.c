@@ -1226,10 +1226,13 @@ static const char *const command_help[] = {
 
 /* COMMAND GETKEYS command arg...: the key arguments, from the table's first key, last key
  * and step, as Redis finds them. */
+static bool container_names(const char *container, client *c, size_t i);
+
 static void command_reply_getkeys(client *c)
 {
     const command_def *cmd = command_lookup(c->argv[2], c->lengths[2]);
-    if (cmd == NULL) {
+    /* A container's subcommand is part of the command Redis looks up. */
+    if (cmd == NULL || (c->argc > 3 && !container_names(cmd->name, c, 3))) {
         resp_add_error(&c->out, "ERR Invalid command specified");
         return;
     }
@@ -1580,23 +1583,41 @@ COMMAND_HANDLER(cmd_acl)
  * Subcommands, checked for every container before it runs
  * ------------------------------------------------------------------------------------- */
 
-bool container_subcommand_ok(client *c, const char *container)
+typedef struct container_def {
+    const char *container;
+    const subcommand_def *table;
+    size_t count;
+} container_def;
+
+static const container_def containers[] = {
+    {"client", SUBCOMMANDS(client_subcommands)},   {"config", SUBCOMMANDS(config_subcommands)},
+    {"command", SUBCOMMANDS(command_subcommands)}, {"slowlog", SUBCOMMANDS(slowlog_subcommands)},
+    {"acl", SUBCOMMANDS(acl_subcommands)},
+};
+
+static const container_def *container_find(const char *container)
 {
-    static const struct {
-        const char *container;
-        const subcommand_def *table;
-        size_t count;
-    } containers[] = {
-        {"client", SUBCOMMANDS(client_subcommands)},
-        {"config", SUBCOMMANDS(config_subcommands)},
-        {"command", SUBCOMMANDS(command_subcommands)},
-        {"slowlog", SUBCOMMANDS(slowlog_subcommands)},
-        {"acl", SUBCOMMANDS(acl_subcommands)},
-    };
-    if (c->argc < 2)
-        return true; /* COMMAND alone; the others' arity wants a subcommand */
     for (size_t i = 0; i < sizeof(containers) / sizeof(containers[0]); i++)
         if (strcmp(containers[i].container, container) == 0)
-            return arg_subcommand(c, container, containers[i].table, containers[i].count);
-    return true;
+            return &containers[i];
+    return NULL;
+}
+
+static bool container_names(const char *container, client *c, size_t i)
+{
+    const container_def *found = container_find(container);
+    if (found == NULL)
+        return true;
+    for (size_t s = 0; s < found->count; s++)
+        if (arg_is(c, i, found->table[s].name))
+            return true;
+    return false;
+}
+
+bool container_subcommand_ok(client *c, const char *container)
+{
+    const container_def *found = container_find(container);
+    if (found == NULL || c->argc < 2)
+        return true; /* COMMAND alone; the others' arity wants a subcommand */
+    return arg_subcommand(c, container, found->table, found->count);
 }

@@ -217,7 +217,10 @@ ADMIN_SEQUENCE = [["CLIENT", "SETNAME", "a b"], ["CLIENT", "SETNAME", "ok"],
     ["COMMAND", "GETKEYS", "COPY", "a", "b"], ["COMMAND", "GETKEYS", "EXISTS", "a", "a"],
     ["COMMAND", "GETKEYS", "OBJECT", "ENCODING", "k"], ["COMMAND", "GETKEYS", "OBJECT", "HELP"],
     ["COMMAND", "GETKEYS", "OBJECT", "FOO", "k"], ["COMMAND", "GETKEYS", "MEMORY", "HELP"],
-    ["COMMAND", "GETKEYS", "MEMORY", "USAGE", "k", "SAMPLES", "5"]]
+    ["COMMAND", "GETKEYS", "MEMORY", "USAGE", "k", "SAMPLES", "5"],
+    ["COMMAND", "GETKEYS", "CONFIG", "NOSUCH"], ["COMMAND", "GETKEYS", "CONFIG", "GET"],
+    ["COMMAND", "GETKEYS", "COMMAND", "NOSUCH"], ["COMMAND", "GETKEYS", "ACL", "WHOAMI"],
+    ["COMMAND", "GETKEYS", "CLIENT", "GETNAME", "x"], ["COMMAND", "GETKEYS", "SLOWLOG", "FOO"]]
 
 
 # ACL users: passwords by value and by hash, removal of passwords that are not there,

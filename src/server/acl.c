@@ -449,6 +449,16 @@ static void acl_identity_of(const acl_user *u, acl_identity *out)
     out->admin = u->admin;
 }
 
+bool acl_user_identity(const char *name, size_t length, acl_identity *out)
+{
+    pthread_rwlock_rdlock(&acl_state.lock);
+    const acl_user *u = acl_find_locked(name, length);
+    if (u != NULL)
+        acl_identity_of(u, out);
+    pthread_rwlock_unlock(&acl_state.lock);
+    return u != NULL;
+}
+
 bool acl_default_requires_auth(void)
 {
     pthread_rwlock_rdlock(&acl_state.lock);

@@ -27,6 +27,8 @@ typedef struct acl_identity {
 int acl_init(shoal_db *db, const char *requirepass, char *const *lines, size_t count,
              char *error, size_t error_size);
 void acl_shutdown(void);
+/* The named user's identity, as AUTH would give it (ACL DRYRUN); false if there is none. */
+bool acl_user_identity(const char *name, size_t length, acl_identity *out);
 /* True if a new connection must AUTH before running commands (the default user has a
  * password or is off). */
 bool acl_default_requires_auth(void);

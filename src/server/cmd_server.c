@@ -230,8 +230,9 @@ COMMAND_HANDLER(cmd_time)
 #define SUBCOMMANDS(table) table, sizeof(table) / sizeof(table[0])
 
 static const subcommand_def client_subcommands[] = {
-    {"ID", 2},    {"SETNAME", 3}, {"GETNAME", 2},  {"LIST", -2}, {"INFO", 2},
-    {"KILL", -3}, {"SETINFO", 4}, {"NO-EVICT", 3}, {"REPLY", 3}, {"HELP", 2},
+    {"ID", 2, false},    {"SETNAME", 3, false}, {"GETNAME", 2, false}, {"LIST", -2, false},
+    {"INFO", 2, false},  {"KILL", -3, true},    {"SETINFO", 4, false}, {"NO-EVICT", 3, false},
+    {"REPLY", 3, false}, {"HELP", 2, false},
 };
 
 static const char *const client_help[] = {
@@ -320,10 +321,6 @@ COMMAND_HANDLER(cmd_client)
         resp_add_verbatim(&c->out, text, length);
         free(text);
     } else if (arg_is(c, 1, "KILL")) {
-        if (!c->identity.admin) {
-            reply_no_permission(c, "client|kill");
-            return;
-        }
         if (c->argc == 3) {
             char address[64];
             snprintf(address, sizeof(address), "%.*s", (int)c->lengths[2], c->argv[2]);
@@ -740,7 +737,8 @@ COMMAND_HANDLER(cmd_info)
  * ------------------------------------------------------------------------------------- */
 
 static const subcommand_def config_subcommands[] = {
-    {"GET", -3}, {"SET", -4}, {"RESETSTAT", 2}, {"REWRITE", 2}, {"HELP", 2},
+    {"GET", -3, false},   {"SET", -4, true},  {"RESETSTAT", 2, true},
+    {"REWRITE", 2, true}, {"HELP", 2, false},
 };
 
 static const char *const config_help[] = {
@@ -825,10 +823,6 @@ COMMAND_HANDLER(cmd_config)
         }
         free(flat);
     } else if (arg_is(c, 1, "SET") && c->argc % 2 == 0) {
-        if (!c->identity.admin) {
-            reply_no_permission(c, "config|set");
-            return;
-        }
         for (size_t i = 2; i + 1 < c->argc; i += 2) {
             char name[128], value[CONFIG_STRING_MAX], error[256];
             snprintf(name, sizeof(name), "%.*s", (int)c->lengths[i], c->argv[i]);
@@ -1199,7 +1193,8 @@ static void command_reply_docs(client *c, const command_def *cmd)
 }
 
 static const subcommand_def command_subcommands[] = {
-    {"COUNT", 2}, {"LIST", -2}, {"INFO", -2}, {"DOCS", -2}, {"GETKEYS", -4}, {"HELP", 2},
+    {"COUNT", 2, false}, {"LIST", -2, false},    {"INFO", -2, false},
+    {"DOCS", -2, false}, {"GETKEYS", -4, false}, {"HELP", 2, false},
 };
 
 static const char *const command_help[] = {
@@ -1325,7 +1320,10 @@ COMMAND_HANDLER(cmd_command)
  * ------------------------------------------------------------------------------------- */
 
 static const subcommand_def slowlog_subcommands[] = {
-    {"GET", -2}, {"LEN", 2}, {"RESET", 2}, {"HELP", 2},
+    {"GET", -2, false},
+    {"LEN", 2, false},
+    {"RESET", 2, false},
+    {"HELP", 2, false},
 };
 
 COMMAND_HANDLER(cmd_slowlog)
@@ -1388,8 +1386,9 @@ COMMAND_HANDLER(cmd_role)
  * ------------------------------------------------------------------------------------- */
 
 static const subcommand_def acl_subcommands[] = {
-    {"WHOAMI", 2},   {"LIST", 2}, {"USERS", 2},    {"SETUSER", -3}, {"GETUSER", 3},
-    {"DELUSER", -3}, {"CAT", -2}, {"GENPASS", -2}, {"LOG", -2},     {"HELP", 2},
+    {"WHOAMI", 2, false},   {"LIST", 2, true},     {"USERS", 2, true},   {"SETUSER", -3, true},
+    {"GETUSER", 3, true},   {"DELUSER", -3, true}, {"DRYRUN", -4, true}, {"CAT", -2, false},
+    {"GENPASS", -2, false}, {"LOG", -2, true},     {"HELP", 2, false},
 };
 
 static const char *const acl_help[] = {
@@ -1399,6 +1398,8 @@ static const char *const acl_help[] = {
     "    when no category is specified.",
     "DELUSER <username> [<username> ...]",
     "    Delete a list of users.",
+    "DRYRUN <username> <command> [<arg> ...]",
+    "    Returns whether the user can execute the given command without executing the command.",
     "GETUSER <username>",
     "    Get the user's details.",
     "GENPASS [<bits>]",
@@ -1449,6 +1450,50 @@ static void acl_command_cat(client *c)
 
 /* ACL GENPASS [bits]: that many random bits (256 by default) from OpenSSL's generator, in
  * hex, rounded up to a whole digit, as Redis gives them. */
+static const subcommand_def *container_subcommand(const char *container, client *c, size_t i);
+
+/* ACL DRYRUN user command [arg...]: whether the user may run the request, by the
+ * dispatcher's own rule (command_admin_only), without running it; Redis's replies. */
+static void acl_command_dryrun(client *c)
+{
+    acl_identity user;
+    if (!acl_user_identity(c->argv[2], c->lengths[2], &user)) {
+        resp_add_errorf(&c->out, "ERR User '%.*s' not found", (int)c->lengths[2], c->argv[2]);
+        return;
+    }
+    const command_def *cmd = command_lookup(c->argv[3], c->lengths[3]);
+    size_t argc = c->argc - 3;
+    const subcommand_def *sub = NULL;
+    if (cmd != NULL && argc > 1) {
+        sub = container_subcommand(cmd->name, c, 4);
+        if (sub == NULL && !container_names(cmd->name, c, 4))
+            cmd = NULL; /* an unknown subcommand: Redis finds no command */
+    }
+    if (cmd == NULL) {
+        resp_add_errorf(&c->out, "ERR Command '%.*s' not found", (int)c->lengths[3], c->argv[3]);
+        return;
+    }
+    int arity = sub != NULL ? sub->arity : cmd->arity;
+    if (arity > 0 ? argc != (size_t)arity : argc < (size_t)-arity) {
+        char name[64];
+        snprintf(name, sizeof(name), "%s%s%s", cmd->name, sub ? "|" : "", sub ? sub->name : "");
+        for (char *p = name; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        resp_add_errorf(&c->out, "ERR wrong number of arguments for '%s' command", name);
+        return;
+    }
+    char object[64];
+    if (!user.admin &&
+        command_admin_only(cmd, c->argv + 3, c->lengths + 3, argc, object, sizeof(object))) {
+        char text[ACL_NAME_MAX + 128];
+        snprintf(text, sizeof(text), "User %s has no permissions to run the '%s' command",
+                 user.user, object);
+        resp_add_bulk_cstring(&c->out, text);
+        return;
+    }
+    resp_add_ok(&c->out);
+}
+
 static void acl_command_genpass(client *c)
 {
     long long bits = 256;
@@ -1528,7 +1573,7 @@ COMMAND_HANDLER(cmd_acl)
                         (int)c->lengths[1], c->argv[1]);
         return;
     }
-    /* What any user may run, as in Redis (the rest is @admin there). */
+    /* Who may run which was decided before (acl_subcommands' admin flags). */
     if (arg_is(c, 1, "WHOAMI")) {
         resp_add_bulk_cstring(&c->out, c->identity.user);
         return;
@@ -1541,14 +1586,8 @@ COMMAND_HANDLER(cmd_acl)
     } else if (arg_is(c, 1, "HELP")) {
         REPLY_HELP(c, acl_help);
         return;
-    }
-    if (!c->identity.admin) {
-        char object[48], sub[32];
-        snprintf(sub, sizeof(sub), "%.*s", (int)c->lengths[1], c->argv[1]); /* a known one */
-        for (char *p = sub; *p; p++)
-            *p = (char)tolower((unsigned char)*p);
-        snprintf(object, sizeof(object), "acl|%s", sub);
-        reply_no_permission(c, object);
+    } else if (arg_is(c, 1, "DRYRUN")) {
+        acl_command_dryrun(c);
         return;
     }
     if (arg_is(c, 1, "LOG")) {
@@ -1603,14 +1642,36 @@ static const container_def *container_find(const char *container)
     return NULL;
 }
 
-static bool container_names(const char *container, client *c, size_t i)
+static const subcommand_def *container_subcommand(const char *container, client *c, size_t i)
 {
     const container_def *found = container_find(container);
-    if (found == NULL)
-        return true;
-    for (size_t s = 0; s < found->count; s++)
+    for (size_t s = 0; found != NULL && s < found->count; s++)
         if (arg_is(c, i, found->table[s].name))
-            return true;
+            return &found->table[s];
+    return NULL;
+}
+
+static bool container_names(const char *container, client *c, size_t i)
+{
+    return container_find(container) == NULL || container_subcommand(container, c, i) != NULL;
+}
+
+bool container_subcommand_admin(const char *container, char **argv, const size_t *lengths,
+                                size_t argc, size_t first, char *object, size_t object_size)
+{
+    const container_def *found = container_find(container);
+    if (found == NULL || argc <= first)
+        return false;
+    for (size_t s = 0; s < found->count; s++) {
+        const char *name = found->table[s].name;
+        if (!found->table[s].admin || strlen(name) != lengths[first] ||
+            strncasecmp(name, argv[first], lengths[first]) != 0)
+            continue;
+        int n = snprintf(object, object_size, "%s|%s", container, name);
+        for (int i = 0; i < n && (size_t)i < object_size; i++)
+            object[i] = (char)tolower((unsigned char)object[i]);
+        return true;
+    }
     return false;
 }
 

@@ -426,11 +426,14 @@ bool arg_subcommand(client *c, const char *container, const subcommand_def *tabl
     return false;
 }
 
-void reply_no_permission(client *c, const char *object)
+bool command_admin_only(const command_def *cmd, char **argv, const size_t *lengths, size_t argc,
+                        char *object, size_t object_size)
 {
-    resp_add_errorf(&c->out, "NOPERM User %s has no permissions to run the '%s' command",
-                    c->identity.user, object);
-    acllog_add(c, "command", object, c->identity.user, strlen(c->identity.user));
+    if (cmd->flags & CMD_ADMIN) {
+        snprintf(object, object_size, "%s", cmd->name);
+        return true;
+    }
+    return container_subcommand_admin(cmd->name, argv, lengths, argc, 1, object, object_size);
 }
 
 void reply_help(client *c, const char *const *lines, size_t count)
@@ -642,11 +645,12 @@ void command_dispatch(client *c)
         command_reject(c, cmd, "NOAUTH Authentication required.");
         return;
     }
-    if ((cmd->flags & CMD_ADMIN) && !c->identity.admin) {
-        snprintf(error, sizeof(error),
-                 "NOPERM User %s has no permissions to run the '%s' command", c->identity.user,
-                 cmd->name);
-        acllog_add(c, "command", cmd->name, c->identity.user, strlen(c->identity.user));
+    char object[64];
+    if (!c->identity.admin &&
+        command_admin_only(cmd, c->argv, c->lengths, c->argc, object, sizeof(object))) {
+        snprintf(error, sizeof(error), "NOPERM User %s has no permissions to run the '%s' command",
+                 c->identity.user, object);
+        acllog_add(c, "command", object, c->identity.user, strlen(c->identity.user));
         command_reject(c, cmd, error);
         return;
     }

@@ -107,11 +107,13 @@ bool string_read_for_update(client *c, shoal_ns *ns, store_value *v);
  * past STORE_MAX_PAYLOAD), without replying. */
 int string_write_at(client *c, shoal_ns *ns, store_value *v, size_t offset, const char *data,
                     size_t data_length);
-/* A subcommand of a container command (CONFIG GET) and its arity, counted as Redis counts
- * it: the container's name included, >0 exact, <0 at least -arity. */
+/* A subcommand of a container command (CONFIG GET), its arity, counted as Redis counts
+ * it (the container's name included, >0 exact, <0 at least -arity), and whether only
+ * admin users may run it. */
 typedef struct subcommand_def {
     const char *name;
     int arity;
+    bool admin;
 } subcommand_def;
 /* Checks argv[1] against the container's subcommands: true if it names one and has its
  * number of arguments; otherwise replies Redis's error ("unknown subcommand 'x'. Try
@@ -123,9 +125,16 @@ bool arg_subcommand(client *c, const char *container, const subcommand_def *tabl
  * check, before authentication, permissions and MULTI's queue, which is where Redis looks
  * subcommands up: an unknown one is refused at once, even inside MULTI (EXECABORT). */
 bool container_subcommand_ok(client *c, const char *container);
-/* Replies NOPERM for object (a command's name, or "acl|list" for a subcommand) and records
- * the refusal in ACL LOG. */
-void reply_no_permission(client *c, const char *object);
+/* True if argv[first] names a subcommand of the container that only admins may run (CLIENT
+ * KILL, CONFIG SET, ACL SETUSER...); its name as ACL errors give it ("config|set") goes
+ * to object. The dispatcher refuses it with NOPERM before the handler runs. */
+bool container_subcommand_admin(const char *container, char **argv, const size_t *lengths,
+                                size_t argc, size_t first, char *object, size_t object_size);
+/* True if only admin users may run the request argv[0..argc) of cmd: an admin command, or
+ * an admin subcommand of a container; object gets its name as NOPERM names it ("slowlog",
+ * "config|set"). The one rule of permissions, for the dispatcher and ACL DRYRUN. */
+bool command_admin_only(const command_def *cmd, char **argv, const size_t *lengths, size_t argc,
+                        char *object, size_t object_size);
 /* A HELP subcommand's reply: the lines as an array of simple strings, as Redis gives it. */
 void reply_help(client *c, const char *const *lines, size_t count);
 #define REPLY_HELP(c, lines) reply_help((c), (lines), sizeof(lines) / sizeof((lines)[0]))

@@ -238,6 +238,13 @@ ACL_SEQUENCE = [
     ["ACL", "DELUSER", "default"], ["ACL", "DELUSER", "alice", "default"],
     ["ACL", "DELUSER", "nobody"], ["ACL", "DELUSER", "alice", "nobody", "alice"],
     ["ACL", "GETUSER", "alice"], ["ACL", "USERS"], ["AUTH", "alice", "pw1"],
+    # ACL DRYRUN's answers for an admin, and its errors.
+    ["ACL", "DRYRUN", "default", "GET", "k"], ["ACL", "DRYRUN", "default", "CONFIG", "SET",
+                                                 "timeout", "0"],
+    ["ACL", "DRYRUN", "nobody", "GET", "k"], ["ACL", "DRYRUN", "default", "FOO"],
+    ["ACL", "DRYRUN", "default", "GET"], ["ACL", "DRYRUN", "default", "CONFIG", "NOSUCH"],
+    ["ACL", "DRYRUN", "default", "CONFIG"], ["ACL", "DRYRUN", "default", "CONFIG", "GET"],
+    ["ACL", "DRYRUN", "default", "COMMAND", "NOSUCH"], ["ACL", "DRYRUN", "default"],
 ]
 
 

@@ -78,6 +78,30 @@ def test_isolation(binary):
         expect_error(lambda: bob.config_set("timeout", 5), "no permissions")
         expect_error(lambda: bob.execute_command("ACL", "LIST"), "no permissions")
         expect_error(lambda: bob.execute_command("SHUTDOWN"), "no permissions")
+        # Server-wide statistics are an admin's to reset; CONFIG GET is anyone's.
+        assert int(admin.info("stats")["total_commands_processed"]) > 0
+        expect_error(lambda: bob.config_resetstat(), "'config|resetstat' command")
+        assert int(admin.info("stats")["total_commands_processed"]) > 0
+        assert bob.config_get("timeout") == {"timeout": "0"}
+        # Refused when queued, as Redis refuses what ACLs forbid: EXEC aborts.
+        pipe = bob.pipeline(transaction=True)
+        pipe.set("queued", "1").config_set("timeout", 5)
+        expect_error(pipe.execute, "no permissions")  # redis-py names it, not EXECABORT
+        assert bob.exists("queued") == 0
+        # ACL DRYRUN (admin only) answers by the same rule, without running anything.
+        dryrun = lambda *args: admin.execute_command("ACL", "DRYRUN", *args)  # noqa: E731
+        assert dryrun("bob", "SET", "x", "1") == b"OK" and bob.exists("x") == 0
+        for request, name in ((["CONFIG", "SET", "timeout", "5"], "config|set"),
+                              (["ACL", "LIST"], "acl|list"), (["SHUTDOWN"], "shutdown"),
+                              (["CLIENT", "KILL", "1.2.3.4:5"], "client|kill")):
+            assert dryrun("bob", *request) == (
+                b"User bob has no permissions to run the '%s' command" % name.encode())
+            assert dryrun("default", *request) == b"OK"
+        assert dryrun("bob", "ACL", "WHOAMI") == b"OK"
+        assert dryrun("bob", "CONFIG", "GET", "timeout") == b"OK"
+        expect_error(lambda: dryrun("nobody", "GET", "k"), "User 'nobody' not found")
+        expect_error(lambda: bob.execute_command("ACL", "DRYRUN", "bob", "GET", "k"),
+                     "'acl|dryrun' command")
         users = admin.execute_command("ACL", "LIST")
         assert any(b"tenant=globex" in u and b"max-keys=5" in u for u in users), users
         assert admin.execute_command("ACL", "SETUSER", "carol", "on", ">c", "tenant=acme") == b"OK"

@@ -1448,8 +1448,6 @@ static void acl_command_cat(client *c)
             resp_add_bulk_cstring(&c->out, command_at(i)->name);
 }
 
-/* ACL GENPASS [bits]: that many random bits (256 by default) from OpenSSL's generator, in
- * hex, rounded up to a whole digit, as Redis gives them. */
 static const subcommand_def *container_subcommand(const char *container, client *c, size_t i);
 
 /* ACL DRYRUN user command [arg...]: whether the user may run the request, by the
@@ -1494,6 +1492,8 @@ static void acl_command_dryrun(client *c)
     resp_add_ok(&c->out);
 }
 
+/* ACL GENPASS [bits]: that many random bits (256 by default) from OpenSSL's generator, in
+ * hex, rounded up to a whole digit, as Redis gives them. */
 static void acl_command_genpass(client *c)
 {
     long long bits = 256;

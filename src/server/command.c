@@ -74,6 +74,7 @@
 #define T CMD_TXN
 #define D CMD_DENYMULTI
 #define S CMD_CONTAINER
+#define U CMD_SUBCOMMANDS
 
 /* name, handler, arity, flags, first key, last key, step, group, summary */
 #define COMMAND_TABLE(X)                                                                    \
@@ -84,7 +85,7 @@
     X("quit", cmd_quit, -1, N | F | M, 0, 0, 0, "connection", "Closes the connection")     \
     X("reset", cmd_reset, 1, N | F | M, 0, 0, 0, "connection", "Resets the connection")    \
     X("select", cmd_select, 2, F, 0, 0, 0, "connection", "Changes the logical database")   \
-    X("client", cmd_client, -2, S, 0, 0, 0, "connection", "Client connection commands")    \
+    X("client", cmd_client, -2, S | U, 0, 0, 0, "connection", "Client connection commands") \
     X("get", cmd_get, 2, R | F, 1, 1, 1, "string", "Returns the value of a key")           \
     X("set", cmd_set, -3, W, 1, 1, 1, "string", "Sets a key's value, options NX XX GET EX") \
     X("setnx", cmd_setnx, 3, W | F, 1, 1, 1, "string", "Sets a key only if it is absent")  \
@@ -144,18 +145,18 @@
     X("watch", cmd_watch, -2, F | M | D, 1, -1, 1, "transactions", "Watches keys")         \
     X("unwatch", cmd_unwatch, 1, F, 0, 0, 0, "transactions", "Forgets watched keys")       \
     X("info", cmd_info, -1, 0, 0, 0, 0, "server", "Returns information and statistics")    \
-    X("config", cmd_config, -2, S, 0, 0, 0, "server", "CONFIG GET, SET, RESETSTAT")        \
+    X("config", cmd_config, -2, S | U, 0, 0, 0, "server", "CONFIG GET, SET, RESETSTAT")    \
     X("save", cmd_save, 1, A, 0, 0, 0, "server", "Takes a checkpoint")                     \
     X("bgsave", cmd_bgsave, -1, A, 0, 0, 0, "server", "Takes a checkpoint in background")  \
     X("lastsave", cmd_lastsave, 1, F, 0, 0, 0, "server", "Time of the last checkpoint")    \
     X("waitaof", cmd_waitaof, 4, 0, 0, 0, 0, "generic", "Waits until writes are on disk")  \
     X("wait", cmd_wait, 3, 0, 0, 0, 0, "generic", "Waits for replicas: there are none")    \
     X("shutdown", cmd_shutdown, -1, A | M, 0, 0, 0, "server", "Stops the server")          \
-    X("command", cmd_command, -1, 0, 0, 0, 0, "server", "Describes commands")              \
+    X("command", cmd_command, -1, U, 0, 0, 0, "server", "Describes commands")              \
     X("time", cmd_time, 1, F, 0, 0, 0, "server", "Returns the server time")                \
-    X("acl", cmd_acl, -2, S, 0, 0, 0, "server", "Users: WHOAMI LIST USERS GETUSER SETUSER")\
+    X("acl", cmd_acl, -2, S | U, 0, 0, 0, "server", "Users: WHOAMI LIST USERS GETUSER SETUSER")\
     X("monitor", cmd_monitor, 1, A | D, 0, 0, 0, "server", "Streams every command run")     \
-    X("slowlog", cmd_slowlog, -2, A | S, 0, 0, 0, "server", "The slow log: GET LEN RESET")     \
+    X("slowlog", cmd_slowlog, -2, A | S | U, 0, 0, 0, "server", "The slow log: GET LEN RESET") \
     X("role", cmd_role, 1, F, 0, 0, 0, "server", "Replication role: always master")        \
     X("debug", cmd_debug, -2, A, 0, 0, 0, "server", "Fault injection for tests")
 
@@ -433,7 +434,8 @@ bool command_admin_only(const command_def *cmd, char **argv, const size_t *lengt
         snprintf(object, object_size, "%s", cmd->name);
         return true;
     }
-    return container_subcommand_admin(cmd->name, argv, lengths, argc, 1, object, object_size);
+    return (cmd->flags & CMD_SUBCOMMANDS) &&
+           container_subcommand_admin(cmd->name, argv, lengths, argc, 1, object, object_size);
 }
 
 void reply_help(client *c, const char *const *lines, size_t count)
@@ -635,7 +637,7 @@ void command_dispatch(client *c)
         command_reject(c, cmd, error);
         return;
     }
-    if (!container_subcommand_ok(c, cmd->name)) {
+    if ((cmd->flags & CMD_SUBCOMMANDS) && !container_subcommand_ok(c, cmd->name)) {
         command_record(c, cmd, 0, false, true);
         if (c->in_multi)
             c->multi_dirty = true;

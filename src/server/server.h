@@ -43,6 +43,9 @@ typedef struct client client;
 #define CMD_NOSCRIPT 0x0080u
 #define CMD_DENYMULTI 0x0100u /* refused inside MULTI (WATCH, SUBSCRIBE-like) */
 #define CMD_CONTAINER 0x0200u /* has subcommands (CONFIG GET ...), which carry the flags */
+/* argv[1] is checked against its table of subcommands, their arities and admin rights
+ * (cmd_server.c, containers) */
+#define CMD_SUBCOMMANDS 0x0400u
 
 typedef struct command_def {
     const char *name;

@@ -1483,9 +1483,9 @@ static void acl_command_dryrun(client *c)
     char object[64];
     if (!user.admin &&
         command_admin_only(cmd, c->argv + 3, c->lengths + 3, argc, object, sizeof(object))) {
-        char text[ACL_NAME_MAX + 128];
-        snprintf(text, sizeof(text), "User %s has no permissions to run the '%s' command",
-                 user.user, object);
+        char text[128];
+        snprintf(text, sizeof(text), "This user has no permissions to run the '%s' command",
+                 object);
         resp_add_bulk_cstring(&c->out, text);
         return;
     }

@@ -431,7 +431,13 @@ bool command_admin_only(const command_def *cmd, char **argv, const size_t *lengt
                         char *object, size_t object_size)
 {
     if (cmd->flags & CMD_ADMIN) {
-        snprintf(object, object_size, "%s", cmd->name);
+        /* Redis names the subcommand even where all of the container is refused. */
+        char name[64];
+        if ((cmd->flags & CMD_SUBCOMMANDS) && argc > 1)
+            snprintf(name, sizeof(name), "%s|%.*s", cmd->name, (int)lengths[1], argv[1]);
+        else
+            snprintf(name, sizeof(name), "%s", cmd->name);
+        command_case(object, object_size, name, false);
         return true;
     }
     return (cmd->flags & CMD_SUBCOMMANDS) &&
@@ -650,8 +656,8 @@ void command_dispatch(client *c)
     char object[64];
     if (!c->identity.admin &&
         command_admin_only(cmd, c->argv, c->lengths, c->argc, object, sizeof(object))) {
-        snprintf(error, sizeof(error), "NOPERM User %s has no permissions to run the '%s' command",
-                 c->identity.user, object);
+        snprintf(error, sizeof(error),
+                 "NOPERM this user has no permissions to run the '%s' command", object);
         acllog_add(c, "command", object, c->identity.user, strlen(c->identity.user));
         command_reject(c, cmd, error);
         return;

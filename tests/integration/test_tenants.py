@@ -95,7 +95,7 @@ def test_isolation(binary):
                               (["ACL", "LIST"], "acl|list"), (["SHUTDOWN"], "shutdown"),
                               (["CLIENT", "KILL", "1.2.3.4:5"], "client|kill")):
             assert dryrun("bob", *request) == (
-                b"User bob has no permissions to run the '%s' command" % name.encode())
+                b"This user has no permissions to run the '%s' command" % name.encode())
             assert dryrun("default", *request) == b"OK"
         assert dryrun("bob", "ACL", "WHOAMI") == b"OK"
         assert dryrun("bob", "CONFIG", "GET", "timeout") == b"OK"
@@ -224,7 +224,7 @@ def test_acl_cat_and_genpass(binary):
             alice.execute_command("ACL", "LIST")
             raise AssertionError("ACL LIST should need the admin right")
         except redis.ResponseError as error:
-            assert str(error).startswith("User alice has no permissions"), error
+            assert str(error).startswith("this user has no permissions"), error
     finally:
         server.stop()
 

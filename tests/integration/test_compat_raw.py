@@ -662,27 +662,48 @@ def until_closed(port, stream):
         return data
 
 
-def damaged_run(binary, seed, streams, password=None):
+HELLO_END = b"$7\r\nmodules\r\n*0\r\n"  # the last field of HELLO's reply
+
+
+def damaged_run(binary, seed, streams, password=None, resp3=False, durable=False):
+    """resp3: each stream starts with HELLO 3 (whose own reply, naming the server, is left
+    out); durable: shoal-server under sync always, every reply after its record's sync."""
     extra = ["--requirepass", password.decode()] if password else []
-    shoal = harness.Server(binary, extra, env={"SHOAL_MODE": "memory"})
+    directory = tempfile.mkdtemp(prefix="shoal-damaged-") if durable else None
+    if durable:
+        shoal = harness.Server(binary, extra + ["--dir", directory, "--sync", "always"])
+    else:
+        shoal = harness.Server(binary, extra, env={"SHOAL_MODE": "memory"})
     reference = harness.RedisReference(extra_args=extra)
     rng = random.Random(seed)
     probe = (multibulk([b"AUTH", password]) if password else b"") + multibulk([b"MGET", b"k", b"n"])
+    hello = multibulk([b"HELLO", b"3"]) if resp3 else b""
     try:
         for _ in range(streams):
             stream = b"".join(damaged_request(rng, password) for _ in range(rng.randint(1, 5)))
-            stream = damaged(rng, stream) + multibulk([b"ECHO", b"endmark"])
+            stream = hello + damaged(rng, stream) + multibulk([b"ECHO", b"endmark"])
             ours, theirs = until_closed(shoal.port, stream), until_closed(reference.port, stream)
+            if resp3:
+                ours, theirs = (reply[reply.index(HELLO_END) + len(HELLO_END):]
+                                for reply in (ours, theirs))
             assert ours == theirs, "stream %r: shoal %r, redis %r" % (stream, ours, theirs)
             ours, theirs = until_closed(shoal.port, probe), until_closed(reference.port, probe)
             assert ours == theirs, "after %r: shoal %r, redis %r" % (stream, ours, theirs)
     finally:
         reference.stop()
         shoal.stop()
+        if directory:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_damaged_streams_as_redis(binary):
     damaged_run(binary, 17, DAMAGED_STREAMS)
+
+
+def test_damaged_streams_resp3_durable_as_redis(binary):
+    """The same after HELLO 3, with shoal-server durable: RESP3's reply forms, and replies
+    held for the log's sync still in order around protocol errors and the end of input."""
+    damaged_run(binary, 19, DAMAGED_STREAMS // 2, resp3=True, durable=True)
 
 
 def test_damaged_streams_before_auth_as_redis(binary):
@@ -711,4 +732,5 @@ if __name__ == "__main__":
                  test_acl_log_as_redis,
                  test_lcs_as_redis, test_errorstats_as_redis,
                  test_protocol_errors_as_redis, test_damaged_streams_as_redis,
-                 test_damaged_streams_before_auth_as_redis])
+                 test_damaged_streams_before_auth_as_redis,
+                 test_damaged_streams_resp3_durable_as_redis])

@@ -1667,9 +1667,7 @@ bool container_subcommand_admin(const char *container, char **argv, const size_t
         if (!found->table[s].admin || strlen(name) != lengths[first] ||
             strncasecmp(name, argv[first], lengths[first]) != 0)
             continue;
-        int n = snprintf(object, object_size, "%s|%s", container, name);
-        for (int i = 0; i < n && (size_t)i < object_size; i++)
-            object[i] = (char)tolower((unsigned char)object[i]);
+        snprintf(object, object_size, "%s|%s", container, name);
         return true;
     }
     return false;

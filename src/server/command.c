@@ -430,18 +430,19 @@ bool arg_subcommand(client *c, const char *container, const subcommand_def *tabl
 bool command_admin_only(const command_def *cmd, char **argv, const size_t *lengths, size_t argc,
                         char *object, size_t object_size)
 {
+    char name[64];
     if (cmd->flags & CMD_ADMIN) {
         /* Redis names the subcommand even where all of the container is refused. */
-        char name[64];
         if ((cmd->flags & CMD_SUBCOMMANDS) && argc > 1)
             snprintf(name, sizeof(name), "%s|%.*s", cmd->name, (int)lengths[1], argv[1]);
         else
             snprintf(name, sizeof(name), "%s", cmd->name);
-        command_case(object, object_size, name, false);
-        return true;
+    } else if (!(cmd->flags & CMD_SUBCOMMANDS) ||
+               !container_subcommand_admin(cmd->name, argv, lengths, argc, 1, name, sizeof(name))) {
+        return false;
     }
-    return (cmd->flags & CMD_SUBCOMMANDS) &&
-           container_subcommand_admin(cmd->name, argv, lengths, argc, 1, object, object_size);
+    command_case(object, object_size, name, false); /* "config|set", as Redis writes it */
+    return true;
 }
 
 void reply_help(client *c, const char *const *lines, size_t count)

@@ -126,8 +126,8 @@ bool arg_subcommand(client *c, const char *container, const subcommand_def *tabl
  * subcommands up: an unknown one is refused at once, even inside MULTI (EXECABORT). */
 bool container_subcommand_ok(client *c, const char *container);
 /* True if argv[first] names a subcommand of the container that only admins may run (CLIENT
- * KILL, CONFIG SET, ACL SETUSER...); its name as ACL errors give it ("config|set") goes
- * to object. The dispatcher refuses it with NOPERM before the handler runs. */
+ * KILL, CONFIG SET, ACL SETUSER...); "container|NAME" goes to object (command_admin_only
+ * gives it in lower case, as ACL errors name it). */
 bool container_subcommand_admin(const char *container, char **argv, const size_t *lengths,
                                 size_t argc, size_t first, char *object, size_t object_size);
 /* True if only admin users may run the request argv[0..argc) of cmd: an admin command, or

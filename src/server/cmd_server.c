@@ -15,7 +15,6 @@
  * checkpoints need a directory.
  * Tested by tests/integration/test_server.py, test_durable.py and the redis-cli smoke test.
  */
-#include <ctype.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1473,10 +1472,9 @@ static void acl_command_dryrun(client *c)
     }
     int arity = sub != NULL ? sub->arity : cmd->arity;
     if (arity > 0 ? argc != (size_t)arity : argc < (size_t)-arity) {
-        char name[64];
-        snprintf(name, sizeof(name), "%s%s%s", cmd->name, sub ? "|" : "", sub ? sub->name : "");
-        for (char *p = name; *p; p++)
-            *p = (char)tolower((unsigned char)*p);
+        char full[64], name[64];
+        snprintf(full, sizeof(full), "%s%s%s", cmd->name, sub ? "|" : "", sub ? sub->name : "");
+        command_case(name, sizeof(name), full, false);
         resp_add_errorf(&c->out, "ERR wrong number of arguments for '%s' command", name);
         return;
     }
@@ -1642,13 +1640,20 @@ static const container_def *container_find(const char *container)
     return NULL;
 }
 
-static const subcommand_def *container_subcommand(const char *container, client *c, size_t i)
+/* The entry of the container's table that arg[0..length) names, or NULL. */
+static const subcommand_def *container_entry(const container_def *found, const char *arg,
+                                             size_t length)
 {
-    const container_def *found = container_find(container);
     for (size_t s = 0; found != NULL && s < found->count; s++)
-        if (arg_is(c, i, found->table[s].name))
+        if (strlen(found->table[s].name) == length &&
+            strncasecmp(found->table[s].name, arg, length) == 0)
             return &found->table[s];
     return NULL;
+}
+
+static const subcommand_def *container_subcommand(const char *container, client *c, size_t i)
+{
+    return container_entry(container_find(container), c->argv[i], c->lengths[i]);
 }
 
 static bool container_names(const char *container, client *c, size_t i)
@@ -1659,18 +1664,14 @@ static bool container_names(const char *container, client *c, size_t i)
 bool container_subcommand_admin(const char *container, char **argv, const size_t *lengths,
                                 size_t argc, size_t first, char *object, size_t object_size)
 {
-    const container_def *found = container_find(container);
-    if (found == NULL || argc <= first)
+    if (argc <= first)
         return false;
-    for (size_t s = 0; s < found->count; s++) {
-        const char *name = found->table[s].name;
-        if (!found->table[s].admin || strlen(name) != lengths[first] ||
-            strncasecmp(name, argv[first], lengths[first]) != 0)
-            continue;
-        snprintf(object, object_size, "%s|%s", container, name);
-        return true;
-    }
-    return false;
+    const subcommand_def *sub =
+        container_entry(container_find(container), argv[first], lengths[first]);
+    if (sub == NULL || !sub->admin)
+        return false;
+    snprintf(object, object_size, "%s|%s", container, sub->name);
+    return true;
 }
 
 bool container_subcommand_ok(client *c, const char *container)

@@ -390,8 +390,7 @@ bool arg_db(client *c, size_t i, int *db)
     return true;
 }
 
-/* name in capitals (upper) or small letters, cut to fit out. */
-static void command_case(char *out, size_t size, const char *name, bool upper)
+void command_case(char *out, size_t size, const char *name, bool upper)
 {
     size_t n = strlen(name) < size - 1 ? strlen(name) : size - 1;
     for (size_t i = 0; i < n; i++) {

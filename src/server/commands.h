@@ -138,6 +138,8 @@ bool command_admin_only(const command_def *cmd, char **argv, const size_t *lengt
 /* A HELP subcommand's reply: the lines as an array of simple strings, as Redis gives it. */
 void reply_help(client *c, const char *const *lines, size_t count);
 #define REPLY_HELP(c, lines) reply_help((c), (lines), sizeof(lines) / sizeof((lines)[0]))
+/* name in capitals (upper) or small letters, cut to fit out. */
+void command_case(char *out, size_t size, const char *name, bool upper);
 /* Case-insensitive comparison of argument i with a word. */
 bool arg_is(client *c, size_t i, const char *word);
 /* Argument i as a database index (SELECT, MOVE, COPY ... DB), or replies Redis's error. */

@@ -452,8 +452,8 @@ static int network_read(client *c)
     ssize_t n = read(c->fd, c->query + c->query_length, c->query_capacity - c->query_length);
     if (n == 0) {
         /* The peer is done sending, perhaps only that (shutdown of its write side): what
-         * it sent still runs and is answered, as Redis runs every request it has read
-         * (network_input_done). */
+         * it sent still runs and is answered, as Redis runs every request it has read;
+         * network_process closes the connection once nothing of it is left to run. */
         c->input_ended = true;
         return 0;
     }

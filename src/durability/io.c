@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "shoal.h"
@@ -153,6 +154,38 @@ static int io_posix_cache_ahead(const struct shoal_io *io, int fd, uint64_t offs
     return -posix_fadvise(fd, (off_t)offset, (off_t)length, POSIX_FADV_WILLNEED);
 }
 
+/* What write_zeros writes from: a page of zeros repeated by the iovec. */
+static const uint8_t io_zero_page[4096];
+#define IO_ZERO_IOVECS 64
+
+static int io_posix_write_zeros(const struct shoal_io *io, int fd, uint64_t offset, uint64_t length)
+{
+    (void)io;
+    struct iovec iov[IO_ZERO_IOVECS];
+    for (int i = 0; i < IO_ZERO_IOVECS; i++)
+        iov[i] = (struct iovec){.iov_base = (void *)io_zero_page, .iov_len = sizeof io_zero_page};
+    while (length > 0) {
+        uint64_t pages = (length + sizeof io_zero_page - 1) / sizeof io_zero_page;
+        int count = pages < IO_ZERO_IOVECS ? (int)pages : IO_ZERO_IOVECS;
+        size_t bytes = (size_t)count * sizeof io_zero_page;
+        if (bytes > length) {
+            iov[count - 1].iov_len = sizeof io_zero_page - (size_t)(bytes - length);
+            bytes = (size_t)length;
+        }
+        ssize_t n = pwritev(fd, iov, count, (off_t)offset);
+        iov[count - 1].iov_len = sizeof io_zero_page;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EIO;
+        offset += (uint64_t)n;
+        length -= (uint64_t)n;
+    }
+    return 0;
+}
+
 static int io_posix_file_size(const struct shoal_io *io, int fd, uint64_t *size)
 {
     (void)io;
@@ -246,6 +279,7 @@ static const struct shoal_io io_posix_table = {
     .ftruncate = io_posix_ftruncate,
     .fallocate = io_posix_fallocate,
     .cache_ahead = io_posix_cache_ahead,
+    .write_zeros = io_posix_write_zeros,
     .file_size = io_posix_file_size,
     .rename = io_posix_rename,
     .unlink = io_posix_unlink,
@@ -584,6 +618,16 @@ static int io_faults_cache_ahead(const struct shoal_io *io, int fd, uint64_t off
     return f->base->cache_ahead(f->base, fd, offset, length);
 }
 
+static int io_faults_write_zeros(const struct shoal_io *io, int fd, uint64_t offset,
+                                 uint64_t length)
+{
+    struct io_faults *f = io_faults_of(io);
+    const struct io_fault_rule *rule;
+    if (io_faults_check(f, IO_OP_ZERO, &rule) == IO_FAULT_FAIL)
+        return -io_faults_errno(rule);
+    return f->base->write_zeros(f->base, fd, offset, length);
+}
+
 static int io_faults_file_size(const struct shoal_io *io, int fd, uint64_t *size)
 {
     struct io_faults *f = io_faults_of(io);
@@ -671,6 +715,7 @@ void io_faults_init(struct io_faults *f, const struct shoal_io *base)
         .ftruncate = io_faults_ftruncate,
         .fallocate = io_faults_fallocate,
         .cache_ahead = io_faults_cache_ahead,
+        .write_zeros = io_faults_write_zeros,
         .file_size = io_faults_file_size,
         .rename = io_faults_rename,
         .unlink = io_faults_unlink,

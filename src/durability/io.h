@@ -68,6 +68,10 @@ struct shoal_io {
     /* Asks the OS to bring [offset, offset+length) into its page cache now (posix_fadvise
      * POSIX_FADV_WILLNEED). A hint: 0 or -errno, and a failure changes nothing. */
     int (*cache_ahead)(const struct shoal_io *io, int fd, uint64_t offset, uint64_t length);
+    /* Writes zeros over [offset, offset+length) of space fallocate reserved, so that later
+     * writes there land in blocks already written and synced (pwritev(2) of a zero page).
+     * 0 or -errno. The log's "Zeroed ahead" (wal.c) is its only user. */
+    int (*write_zeros)(const struct shoal_io *io, int fd, uint64_t offset, uint64_t length);
     /* The file's size in bytes (fstat(2)). */
     int (*file_size)(const struct shoal_io *io, int fd, uint64_t *size);
     int (*rename)(const struct shoal_io *io, const char *from, const char *to);
@@ -138,6 +142,7 @@ enum io_op {
     IO_OP_RMDIR,
     IO_OP_LIST,
     IO_OP_LOCK,
+    IO_OP_ZERO, /* write_zeros */
     IO_OP_COUNT
 };
 

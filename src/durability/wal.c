@@ -196,27 +196,30 @@
  * reservation made them most of the cost of recovering a small log).
  * The reader therefore treats zeros to the end of a file as a clean end, and ending a
  * segment (roll, close) trims the unused reservation.
- * Pre-writing (measured, not kept). A write into fallocate'd space lands in an unwritten
- * extent, so the fdatasync that follows must convert it. On this machine's file system
- * (ext4 without a journal: ext4_fsync_nojournal) that conversion is a synchronous write of
- * the inode block inside every commit's fdatasync, 7.1% of the CPU samples at 64 writers
- * (perf). A variant had the stream's background thread write and fdatasync zeros a 1 MiB
- * step ahead of the records (2 MiB when a segment is created, the flusher claiming each
- * step before writing into it so that zeros never land on a record): that write fell to
- * 1.1% of the samples and the CPU per commit at 64 writers from 8.47 to 8.00 us (bench_fsync
- * alone, 6 alternated pairs), but commits/s did not move beyond the noise of the shared
- * disk. bench_fsync's focused mode, leader scheme, 2 streams, 24 alternated pairs of old
- * and new (0.5-2 s points), median of new/old per pair: 1.07 at 1 writer, 0.98 at 16, 1.18
- * at 64 (new ahead in 14, 10, 14 pairs). shoal-bench-durable --only commits --anchors
- * leveldb, 12 alternated pairs, Shoal/LevelDB ratio, median over runs, fallocate against
- * pre-written: 1.50 / 1.66 at 1 writer, 1.33 / 1.39 at 4, 1.56 / 1.73 at 16, 1.75 / 1.72 at
- * 64; per pair, new/old of that ratio had medians 0.90, 0.96, 1.04, 1.06 (new ahead in 5,
- * 6, 7, 7 pairs). Raw, one file, 120-byte pwrite + fdatasync, 21 alternations of 0.3 s:
- * fallocate'd 10,103/s, pre-written 8,833/s, growing 6,730/s, and O_DIRECT|O_DSYNC writes
- * over pre-written blocks 10,050/s (the virtual disk has no FUA, queue/fua = 0, so such a
- * write is still a write and then a flush). What a commit costs here is the flush request
- * to the host and the wakeups, not the extent conversion; the variant's extra moving part
- * (a second writer of the open segment) was not worth a gain that could not be shown.
+ * Zeroed ahead (kept). A write into fallocate'd space lands in an unwritten extent, so the
+ * fdatasync that follows must convert it: on this machine's file system (ext4 without a
+ * journal, ext4_fsync_nojournal) a second, synchronous write of the inode's block after the
+ * data's, a round trip of its own. A commit of 120 bytes converts a 4 KiB block once in 30
+ * syncs, but a group of a few KiB converts one or more in every sync. One file, pwrite +
+ * fdatasync, fallocate'd against written before (December 2026): 140 bytes 5.8-6.4K/s
+ * either way; 2,000 bytes 4.3-5.0K against 5.8-6.6K/s; 9,600 bytes 3.9-4.5K against
+ * 5.6-6.9K; 40,000 bytes 2.8-3.2K against 4.9-5.2K. So a flush that syncs first writes
+ * zeros WAL_ZERO_STEP past the end of what it wrote whenever fewer than WAL_ZERO_AHEAD are
+ * left (wal_stream_zero_ahead, through io write_zeros, in the page cache): the sync it was
+ * going to make anyway carries them and pays the conversion, once per step, and the syncs
+ * after it find written blocks. The zeros start past everything written, in the flusher's
+ * own hands (no second writer of the file), and read as the clean end the reader already
+ * accepts; a failed write of zeros stops them for the segment and nothing else. Flushes that
+ * do not sync write none (periodic, none: the conversion is paid once a period). Measured,
+ * old and new builds alternated (bench/ab_server.sh, 6 rounds each): shoal-server under
+ * sync always, redis-benchmark -P 16 SET, 217K -> 234K requests/s with 256 KiB steps and
+ * 284K -> 300K with 1 MiB (kept; 4 MiB measured no better, 291K against 299K), CPU per
+ * request 4.19 -> 3.91 us; -P 1 35.5K -> 42.4K (6 of 6 rounds). shoal-bench-durable
+ * --only commits, 3 pairs: 4 / 16 / 64 writers 11.1-14.5K / 32.0-36.1K / 64.5-78.7K ->
+ * 13.5-16.7K / 30.8-45.4K / 69.0-99.9K commits/s (new ahead in 7 of 9), 1 writer unchanged.
+ * An earlier variant that had the stream's background thread write and sync zeros 1 MiB
+ * ahead, measured with commits of 120 bytes only, showed no gain beyond the noise and was
+ * not kept; its second writer of the open segment needed a claim protocol this does not.
  * Cached ahead (kept). Appending a record to a page the page cache does not hold yet makes
  * that write(2) allocate the page and zero the rest of it: once every 27 records of 148
  * bytes, on the committing thread. Alone that is 1-2 us, but while a checkpoint fills the
@@ -390,6 +393,7 @@ struct wal_stream {
     int fd;                                  /* the segment being written, -1 if none */
     uint64_t seg_len;                        /* bytes written to it, header included */
     uint64_t seg_allocated;                  /* bytes reserved by fallocate, 0 if none */
+    uint64_t seg_zeroed; /* bytes below which the segment is written (records or zeros) */
     uint64_t last_base;                      /* base of the newest segment, 0 if none */
     uint64_t base_floor;                     /* the next segment's base is at least this */
     uint64_t max_seq_written;                /* bound of every seq written to this stream */
@@ -741,6 +745,7 @@ static int wal_stream_create_segment(struct wal_stream *s)
     s->fd = fd;
     s->seg_len = WAL_SEGMENT_HEADER_SIZE;
     s->seg_allocated = allocated;
+    s->seg_zeroed = WAL_SEGMENT_HEADER_SIZE;
     s->last_base = base;
     atomic_fetch_add(&w->live_bytes, WAL_SEGMENT_HEADER_SIZE);
     wal_stream_cache_range(s, 0, WAL_CACHE_AHEAD);
@@ -768,6 +773,7 @@ static int wal_stream_end_segment(struct wal_stream *s)
     io->close(io, s->fd);
     s->fd = -1;
     s->seg_allocated = 0;
+    s->seg_zeroed = 0;
 
     pthread_mutex_lock(&s->mutex);
     struct wal_segment *last = &s->segments[s->segment_count - 1];
@@ -795,10 +801,33 @@ static void wal_stream_preallocate(struct wal_stream *s, uint64_t upto)
     s->seg_allocated = target;
 }
 
+/* Before a flush's sync: keeps WAL_ZERO_AHEAD of the reserved space past the segment's end
+ * written with zeros, a WAL_ZERO_STEP at a time, so the sync that follows carries them and
+ * later syncs find their blocks written (PREALLOCATION, "Zeroed ahead"). Zeros go only
+ * past everything written, where no record is. An optimization: a failure stops it for the
+ * rest of the segment and changes nothing else. */
+static void wal_stream_zero_ahead(struct wal_stream *s)
+{
+    struct wal *w = s->wal;
+    if (s->seg_zeroed == 0 || s->seg_zeroed >= s->seg_len + WAL_ZERO_AHEAD)
+        return;
+    uint64_t from = wal_max(s->seg_zeroed, s->seg_len);
+    uint64_t to = wal_min(from + WAL_ZERO_STEP, w->segment_bytes);
+    wal_stream_preallocate(s, to);
+    to = wal_min(to, s->seg_allocated);
+    if (to <= from || w->io->write_zeros(w->io, s->fd, from, to - from) != 0) {
+        s->seg_zeroed = 0;
+        return;
+    }
+    s->seg_zeroed = to;
+}
+
 /* Writes a run of whole records, starting segments as needed. A segment takes records
  * while they fit in segment_bytes; a record larger than that gets a segment of its own.
- * max_seq bounds every seq in data. */
-static int wal_stream_write(struct wal_stream *s, const uint8_t *data, size_t len, uint64_t max_seq)
+ * max_seq bounds every seq in data. With zero_ahead (a sync follows), the segment left
+ * open is zeroed ahead of its end. */
+static int wal_stream_write(struct wal_stream *s, const uint8_t *data, size_t len, uint64_t max_seq,
+                            bool zero_ahead)
 {
     struct wal *w = s->wal;
     size_t pos = 0;
@@ -839,6 +868,8 @@ static int wal_stream_write(struct wal_stream *s, const uint8_t *data, size_t le
                 return err;
         }
     }
+    if (zero_ahead && s->fd >= 0)
+        wal_stream_zero_ahead(s);
     return 0;
 }
 
@@ -975,7 +1006,7 @@ static void wal_stream_flush(struct wal_stream *s, int how, uint64_t floor)
 
     int err = atomic_load(&w->error);
     if (err == 0 && data_len > 0)
-        err = wal_stream_write(s, data, data_len, max_seq);
+        err = wal_stream_write(s, data, data_len, max_seq, sync);
     if (err == 0 && (how & WAL_FLUSH_END_SEGMENT)) {
         err = wal_stream_end_segment(s);
         s->base_floor = wal_max(s->base_floor, floor);

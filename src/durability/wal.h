@@ -46,6 +46,10 @@
  * step at a time (wal.c essay, "Cached ahead"). */
 #define WAL_CACHE_AHEAD (256u * 1024)
 #define WAL_CACHE_STEP (64u * 1024)
+/* A flush that syncs keeps at least WAL_ZERO_AHEAD bytes past the segment's end written
+ * with zeros, WAL_ZERO_STEP at a time (wal.c essay, "Zeroed ahead"). */
+#define WAL_ZERO_AHEAD (512u * 1024)
+#define WAL_ZERO_STEP (1024u * 1024)
 /* The largest payload one record can carry (its length field is 32 bits). */
 #define WAL_MAX_PAYLOAD ((size_t)UINT32_MAX - WAL_RECORD_HEADER_SIZE)
 

@@ -83,6 +83,22 @@ static void test_posix_table(void **state)
     assert_int_equal(io_pread_full(io, fd, buf, 11, 0), 11);
     assert_memory_equal(buf, "hello world", 11);
     assert_int_equal(io->cache_ahead(io, -1, 0, 4096), -EBADF);
+    /* Zeros over bytes written before, across more pages than one call's iovecs (64) and
+     * ending inside a page; what lies on either side is untouched. */
+    size_t span = 70 * 4096 + 123;
+    uint8_t *bytes = malloc(span + 2);
+    memset(bytes, 0xab, span + 2);
+    assert_int_equal(io_pwrite_full(io, fd, bytes, span + 2, 10), 0);
+    assert_int_equal(io->write_zeros(io, fd, 11, span), 0);
+    memset(bytes, 1, span + 2);
+    assert_int_equal(io_pread_full(io, fd, bytes, span + 2, 10), (ssize_t)span + 2);
+    assert_int_equal(bytes[0], 0xab);
+    for (size_t i = 1; i <= span; i++)
+        assert_int_equal(bytes[i], 0);
+    assert_int_equal(bytes[span + 1], 0xab);
+    free(bytes);
+    assert_int_equal(io->write_zeros(io, -1, 0, 4096), -EBADF);
+    assert_int_equal(io_pwrite_full(io, fd, "hello world", 11, 0), 0);
     assert_int_equal(io->ftruncate(io, fd, 5), 0);
     assert_int_equal(io->file_size(io, fd, &size), 0);
     assert_int_equal(size, 5);
@@ -225,6 +241,13 @@ static void test_fault_fail_nth_sync(void **state)
     assert_int_equal(testing_file_size(path), 0);
     io_faults_fail(&f, IO_OP_OPEN, io_faults_count(&f, IO_OP_OPEN) + 1, ENOSPC, false);
     assert_int_equal(io->open(io, other, O_RDWR | O_CREAT, 0644), -ENOSPC);
+    /* Writing zeros is its own kind too: writes are not counted for it, nor it for them. */
+    uint64_t writes = io_faults_count(&f, IO_OP_WRITE);
+    io_faults_fail(&f, IO_OP_ZERO, 1, EIO, false);
+    assert_int_equal(io->write_zeros(io, fd, 0, 4096), -EIO);
+    assert_int_equal(io->write_zeros(io, fd, 0, 4096), 0);
+    assert_int_equal(io_faults_count(&f, IO_OP_ZERO), 2);
+    assert_int_equal(io_faults_count(&f, IO_OP_WRITE), writes);
     io->close(io, fd);
     testing_remove_tree(dir);
 }

@@ -15,10 +15,15 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "durability/crc32c.h"
 #include "durability/encoding.h"
@@ -1724,6 +1729,143 @@ static void test_cached_ahead(void **state)
     cached_ahead(false);
 }
 
+/* An io table that passes everything to POSIX and checks every write_zeros call: the
+ * zeros start where the last run of zeros ended (or, the first time, past every record
+ * written), never below what pwrite has written. */
+struct zero_spy {
+    struct shoal_io io;
+    uint64_t written_end; /* the furthest byte pwrite has written into the segment */
+    uint64_t zeroed_end;  /* the end of the last run of zeros, 0 before the first */
+    unsigned calls;
+    bool overlapped;
+};
+
+static ssize_t zero_spy_pwrite(const struct shoal_io *io, int fd, const void *buf, size_t len,
+                               uint64_t offset)
+{
+    struct zero_spy *spy = (struct zero_spy *)io;
+    ssize_t n = io_posix()->pwrite(io_posix(), fd, buf, len, offset);
+    if (n > 0 && offset + (uint64_t)n > spy->written_end)
+        spy->written_end = offset + (uint64_t)n;
+    return n;
+}
+
+static int zero_spy_write_zeros(const struct shoal_io *io, int fd, uint64_t offset, uint64_t length)
+{
+    struct zero_spy *spy = (struct zero_spy *)io;
+    if (offset < spy->written_end || (spy->zeroed_end != 0 && offset != spy->zeroed_end))
+        spy->overlapped = true;
+    spy->zeroed_end = offset + length;
+    spy->calls++;
+    return io_posix()->write_zeros(io_posix(), fd, offset, length);
+}
+
+/* 1 if some extent of the file overlapping [0, end) is unwritten (fallocate'd, never
+ * written), 0 if none is, -1 if the file system does not say (no FIEMAP). */
+static int unwritten_below(const char *path, uint64_t end)
+{
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    enum { EXTENTS = 64 };
+    struct fiemap *map = calloc(1, sizeof *map + EXTENTS * sizeof(struct fiemap_extent));
+    map->fm_start = 0;
+    map->fm_length = end;
+    map->fm_flags = FIEMAP_FLAG_SYNC;
+    map->fm_extent_count = EXTENTS;
+    int result = -1;
+    if (ioctl(fd, FS_IOC_FIEMAP, map) == 0) {
+        result = 0;
+        for (unsigned i = 0; i < map->fm_mapped_extents; i++) {
+            const struct fiemap_extent *e = &map->fm_extents[i];
+            if ((e->fe_flags & FIEMAP_EXTENT_UNWRITTEN) && e->fe_logical < end)
+                result = 1;
+        }
+    }
+    free(map);
+    close(fd);
+    return result;
+}
+
+/* Appends groups of 8 records of up to 4 KiB from *seq on, waiting for each group as `sync`
+ * says; *end grows by the bytes they take in the segment. */
+static void append_groups(struct wal *w, int sync, unsigned groups, uint64_t *seq, uint64_t *end)
+{
+    uint64_t lsn = 0;
+    for (unsigned g = 0; g < groups; g++) {
+        for (int i = 0; i < 8; i++, (*seq)++) {
+            uint8_t payload[4096];
+            size_t len = test_payload(*seq, payload, sizeof payload);
+            assert_int_equal(wal_append(w, 0, test_type(*seq), *seq, payload, len, &lsn), 0);
+            *end += WAL_RECORD_HEADER_SIZE + len;
+        }
+        assert_int_equal(wal_wait(w, 0, lsn, sync), 0);
+    }
+}
+
+/* A flush that syncs keeps WAL_ZERO_AHEAD past the segment's end written with zeros, so
+ * that later syncs find written blocks (PREALLOCATION, "Zeroed ahead"); the zeros never
+ * land on a record; flushes that do not sync write none; a failing write_zeros only stops
+ * the zeroing. */
+static void zeroed_ahead(int sync, bool fail_zeros)
+{
+    char dir[4096];
+    assert_int_equal(testing_make_dir(dir, sizeof dir, "wal"), 0);
+    struct zero_spy spy = {.io = *io_posix()};
+    spy.io.pwrite = zero_spy_pwrite;
+    spy.io.write_zeros = zero_spy_write_zeros;
+    struct io_faults faults;
+    io_faults_init(&faults, &spy.io);
+    if (fail_zeros)
+        io_faults_fail(&faults, IO_OP_ZERO, 1, EIO, true);
+    struct wal_options o = test_options(dir, 1, sync);
+    o.segment_bytes = 16u << 20;
+    o.sync_period_ms = 100000;
+    o.io = &faults.io;
+    struct wal *w = NULL;
+    assert_int_equal(wal_open(&o, &w), 0);
+    uint64_t seq = 1, end = WAL_SEGMENT_HEADER_SIZE;
+    for (int round = 0; round < 80; round++) {
+        append_groups(w, sync, 2, &seq, &end);
+        if (sync == SHOAL_SYNC_ALWAYS && !fail_zeros)
+            assert_true(spy.zeroed_end >= end + WAL_ZERO_AHEAD);
+    }
+    assert_true(end > 2 * WAL_ZERO_STEP); /* the zeros moved on more than once */
+    assert_false(spy.overlapped);
+    assert_int_equal(wal_error(w), 0);
+    if (sync != SHOAL_SYNC_ALWAYS || fail_zeros)
+        assert_int_equal(spy.calls, 0);
+    if (fail_zeros)
+        assert_int_equal(atomic_load(&faults.injected), 1); /* tried once, then never again */
+
+    struct segment_names names;
+    list_segments(dir, 0, &names);
+    assert_int_equal(names.count, 1);
+    char live[4096];
+    assert_int_equal(wal_segment_path(live, sizeof live, dir, 0, names.bases[0]), 0);
+    /* Where the file system reports extents: none unwritten up to the zeros' end, while
+     * without the zeros the reservation there still is (the control that the check sees). */
+    int unwritten = unwritten_below(live, end + WAL_ZERO_AHEAD);
+    if (unwritten >= 0)
+        assert_int_equal(unwritten, sync == SHOAL_SYNC_ALWAYS && !fail_zeros ? 0 : 1);
+    assert_int_equal(wal_close(w), 0);
+    struct collected c = {0};
+    collected_reset(&c, 4096);
+    struct wal_replay_report report;
+    assert_int_equal(wal_replay(dir, 0, 0, NULL, false, false, collect, &c, &report), 0);
+    assert_prefix(&c, seq - 1);
+    assert_false(report.torn_tail);
+    free(c.seqs);
+    testing_remove_tree(dir);
+}
+
+static void test_zeroed_ahead(void **state)
+{
+    (void)state;
+    zeroed_ahead(SHOAL_SYNC_ALWAYS, false);
+    zeroed_ahead(SHOAL_SYNC_NONE, false);
+    zeroed_ahead(SHOAL_SYNC_ALWAYS, true);
+}
+
 static void test_salvage_rewrites(void **state)
 {
     (void)state;
@@ -1892,6 +2034,7 @@ int main(void)
         cmocka_unit_test(test_bit_flips_everywhere),
         cmocka_unit_test(test_truncations_everywhere),
         cmocka_unit_test(test_cached_ahead),
+        cmocka_unit_test(test_zeroed_ahead),
         cmocka_unit_test(test_salvage_rewrites),
         cmocka_unit_test(test_missing_segment),
         cmocka_unit_test(test_header_v2_fields),

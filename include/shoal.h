@@ -590,6 +590,7 @@ typedef struct shoal_db_stats {
     uint32_t log_streams;
     uint64_t log_bytes;         /* bytes in live log segments */
     uint64_t log_syncs;         /* fdatasync calls on log segments */
+    uint64_t log_sync_ns;       /* time spent in them: / log_syncs = the disk's sync latency */
     uint64_t group_commits;     /* syncs that made new records durable */
     uint64_t group_waiters;     /* waiters those syncs released: / group_commits = group size */
     uint64_t checkpoints;       /* completed since open */

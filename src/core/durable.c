@@ -1637,6 +1637,7 @@ void durable_stats(struct shoal_db *db, shoal_db_stats *out)
     out->log_streams = d->streams;
     out->log_bytes = wal_bytes(d->wal);
     out->log_syncs = ws.syncs;
+    out->log_sync_ns = ws.sync_ns_total;
     out->group_commits = ws.group_commits;
     out->group_waiters = ws.waiters_woken;
     out->checkpoints = atomic_load(&d->checkpoints);

@@ -570,25 +570,27 @@ static void info_persistence(info_text *t, const shoal_db_stats *stats, bool bgs
     double group = stats->group_commits > 0
                        ? (double)stats->group_waiters / (double)stats->group_commits
                        : 0.0;
-    info_append(t,
-                "log_streams:%u\r\nlog_bytes:%llu\r\nlog_syncs:%llu\r\ngroup_commits:%llu\r\n"
-                "group_commit_avg_size:%.2f\r\npending_durable_writes:%lld\r\n"
-                "reply_groups_synced_on_loop:%llu\r\nreply_groups_handed_to_log:%llu\r\n"
-                "durability_failures:%llu\r\nrecovery_time_ms:%lld\r\n"
-                "recovered_checkpoint_keys:%llu\r\nrecovered_log_records:%llu\r\n"
-                "recovered_torn_streams:%u\r\nrecovered_torn_bytes:%llu\r\n"
-                "recovered_salvaged_bytes:%llu\r\nread_only:%d\r\nread_only_cause:%s\r\n",
-                stats->log_streams, (unsigned long long)stats->log_bytes,
-                (unsigned long long)stats->log_syncs, (unsigned long long)stats->group_commits,
-                group, atomic_load(&server.pending_writes),
-                (unsigned long long)atomic_load(&server.groups_synced_on_loop),
-                (unsigned long long)atomic_load(&server.groups_handed_to_log),
-                (unsigned long long)atomic_load(&server.durability_failures), server.recovery_ms,
-                (unsigned long long)stats->recovered_keys,
-                (unsigned long long)stats->recovered_records, stats->torn_streams,
-                (unsigned long long)stats->torn_bytes, (unsigned long long)stats->salvaged_bytes,
-                stats->read_only ? 1 : 0,
-                stats->read_only_cause ? shoal_error_name(stats->read_only_cause) : "none");
+    info_append(
+        t,
+        "log_streams:%u\r\nlog_bytes:%llu\r\nlog_syncs:%llu\r\nlog_sync_avg_us:%.1f\r\n"
+        "group_commits:%llu\r\n"
+        "group_commit_avg_size:%.2f\r\npending_durable_writes:%lld\r\n"
+        "reply_groups_synced_on_loop:%llu\r\nreply_groups_handed_to_log:%llu\r\n"
+        "durability_failures:%llu\r\nrecovery_time_ms:%lld\r\n"
+        "recovered_checkpoint_keys:%llu\r\nrecovered_log_records:%llu\r\n"
+        "recovered_torn_streams:%u\r\nrecovered_torn_bytes:%llu\r\n"
+        "recovered_salvaged_bytes:%llu\r\nread_only:%d\r\nread_only_cause:%s\r\n",
+        stats->log_streams, (unsigned long long)stats->log_bytes,
+        (unsigned long long)stats->log_syncs,
+        stats->log_syncs ? (double)stats->log_sync_ns / (double)stats->log_syncs / 1000.0 : 0.0,
+        (unsigned long long)stats->group_commits, group, atomic_load(&server.pending_writes),
+        (unsigned long long)atomic_load(&server.groups_synced_on_loop),
+        (unsigned long long)atomic_load(&server.groups_handed_to_log),
+        (unsigned long long)atomic_load(&server.durability_failures), server.recovery_ms,
+        (unsigned long long)stats->recovered_keys, (unsigned long long)stats->recovered_records,
+        stats->torn_streams, (unsigned long long)stats->torn_bytes,
+        (unsigned long long)stats->salvaged_bytes, stats->read_only ? 1 : 0,
+        stats->read_only_cause ? shoal_error_name(stats->read_only_cause) : "none");
 }
 
 COMMAND_HANDLER(cmd_info)

@@ -388,6 +388,7 @@ def test_small_groups_synced_on_the_loop(binary):
             after_loop, _ = groups(r)
             assert after_loop > on_loop, (on_loop, after_loop)
             assert int(info(r)["log_syncs"]) > syncs_before
+            assert float(info(r)["log_sync_avg_us"]) > 0
 
             pipe = r.pipeline(transaction=False)
             for i in range(5000):

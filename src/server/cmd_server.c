@@ -570,6 +570,8 @@ static void info_persistence(info_text *t, const shoal_db_stats *stats, bool bgs
     double group = stats->group_commits > 0
                        ? (double)stats->group_waiters / (double)stats->group_commits
                        : 0.0;
+    double sync_avg_us =
+        stats->log_syncs > 0 ? (double)stats->log_sync_ns / (double)stats->log_syncs / 1e3 : 0.0;
     info_append(
         t,
         "log_streams:%u\r\nlog_bytes:%llu\r\nlog_syncs:%llu\r\nlog_sync_avg_us:%.1f\r\n"
@@ -581,9 +583,8 @@ static void info_persistence(info_text *t, const shoal_db_stats *stats, bool bgs
         "recovered_torn_streams:%u\r\nrecovered_torn_bytes:%llu\r\n"
         "recovered_salvaged_bytes:%llu\r\nread_only:%d\r\nread_only_cause:%s\r\n",
         stats->log_streams, (unsigned long long)stats->log_bytes,
-        (unsigned long long)stats->log_syncs,
-        stats->log_syncs ? (double)stats->log_sync_ns / (double)stats->log_syncs / 1000.0 : 0.0,
-        (unsigned long long)stats->group_commits, group, atomic_load(&server.pending_writes),
+        (unsigned long long)stats->log_syncs, sync_avg_us, (unsigned long long)stats->group_commits,
+        group, atomic_load(&server.pending_writes),
         (unsigned long long)atomic_load(&server.groups_synced_on_loop),
         (unsigned long long)atomic_load(&server.groups_handed_to_log),
         (unsigned long long)atomic_load(&server.durability_failures), server.recovery_ms,

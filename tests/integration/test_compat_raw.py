@@ -19,6 +19,7 @@ import re
 import shutil
 import socket
 import tempfile
+import time
 
 import harness
 
@@ -641,12 +642,29 @@ def damaged(rng, data):
     return bytes(data)
 
 
-def until_closed(port, stream):
-    """Everything the server sends for stream, sent whole and then the write side shut,
-    until it closes the connection (bounded by the socket timeout)."""
+def send_in_pieces(sock, stream, rng):
+    """Sends stream in pieces of 1-64 bytes, each its own segment, with a pause after each
+    so that the server reads them apart: a request, a header or a bulk arrives cut at any
+    byte. Stops early when the server has closed."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    pos = 0
+    while pos < len(stream):
+        size = rng.randint(1, 64)
+        sock.sendall(stream[pos:pos + size])
+        pos += size
+        time.sleep(0.0003)
+
+
+def until_closed(port, stream, pieces=None):
+    """Everything the server sends for stream, sent whole (or, with a random generator as
+    pieces, in pieces) and then the write side shut, until it closes the connection
+    (bounded by the socket timeout)."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         try:
-            sock.sendall(stream)
+            if pieces is None:
+                sock.sendall(stream)
+            else:
+                send_in_pieces(sock, stream, pieces)
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # closed already, after a protocol error: its reply is still to be read
@@ -665,9 +683,11 @@ def until_closed(port, stream):
 HELLO_END = b"$7\r\nmodules\r\n*0\r\n"  # the last field of HELLO's reply
 
 
-def damaged_run(binary, seed, streams, password=None, resp3=False, durable=False):
+def damaged_run(binary, seed, streams, password=None, resp3=False, durable=False,
+                pieces=False):
     """resp3: each stream starts with HELLO 3 (whose own reply, naming the server, is left
-    out); durable: shoal-server under sync always, every reply after its record's sync."""
+    out); durable: shoal-server under sync always, every reply after its record's sync;
+    pieces: each stream sent to both servers in the same random pieces."""
     extra = ["--requirepass", password.decode()] if password else []
     directory = tempfile.mkdtemp(prefix="shoal-damaged-") if durable else None
     if durable:
@@ -682,7 +702,9 @@ def damaged_run(binary, seed, streams, password=None, resp3=False, durable=False
         for _ in range(streams):
             stream = b"".join(damaged_request(rng, password) for _ in range(rng.randint(1, 5)))
             stream = hello + damaged(rng, stream) + multibulk([b"ECHO", b"endmark"])
-            ours, theirs = until_closed(shoal.port, stream), until_closed(reference.port, stream)
+            cut = rng.getrandbits(32) if pieces else None
+            ours = until_closed(shoal.port, stream, random.Random(cut) if pieces else None)
+            theirs = until_closed(reference.port, stream, random.Random(cut) if pieces else None)
             if resp3:
                 ours, theirs = (reply[reply.index(HELLO_END) + len(HELLO_END):]
                                 for reply in (ours, theirs))
@@ -712,6 +734,12 @@ def test_damaged_streams_before_auth_as_redis(binary):
     damaged_run(binary, 18, DAMAGED_STREAMS // 2, password=b"pw")
 
 
+def test_damaged_streams_in_pieces_as_redis(binary):
+    """The same streams cut into pieces that the servers read apart, both servers getting
+    the same cuts: what a request is must not depend on how its bytes arrive."""
+    damaged_run(binary, 20, DAMAGED_STREAMS // 10, pieces=True)
+
+
 def test_resp2_replies_as_redis(binary):
     compare_run(binary, 11, resp3=False)
 
@@ -733,4 +761,5 @@ if __name__ == "__main__":
                  test_lcs_as_redis, test_errorstats_as_redis,
                  test_protocol_errors_as_redis, test_damaged_streams_as_redis,
                  test_damaged_streams_before_auth_as_redis,
-                 test_damaged_streams_resp3_durable_as_redis])
+                 test_damaged_streams_resp3_durable_as_redis,
+                 test_damaged_streams_in_pieces_as_redis])

@@ -1006,7 +1006,7 @@ static void wal_stream_flush(struct wal_stream *s, int how, uint64_t floor)
 
     int err = atomic_load(&w->error);
     if (err == 0 && data_len > 0)
-        err = wal_stream_write(s, data, data_len, max_seq, sync);
+        err = wal_stream_write(s, data, data_len, max_seq, sync && !(how & WAL_FLUSH_END_SEGMENT));
     if (err == 0 && (how & WAL_FLUSH_END_SEGMENT)) {
         err = wal_stream_end_segment(s);
         s->base_floor = wal_max(s->base_floor, floor);

@@ -203,14 +203,15 @@
  * syncs, but a group of a few KiB converts one or more in every sync. One file, pwrite +
  * fdatasync, fallocate'd against written before (December 2026): 140 bytes 5.8-6.4K/s
  * either way; 2,000 bytes 4.3-5.0K against 5.8-6.6K/s; 9,600 bytes 3.9-4.5K against
- * 5.6-6.9K; 40,000 bytes 2.8-3.2K against 4.9-5.2K. So a flush that syncs first writes
- * zeros WAL_ZERO_STEP past the end of what it wrote whenever fewer than WAL_ZERO_AHEAD are
- * left (wal_stream_zero_ahead, through io write_zeros, in the page cache): the sync it was
- * going to make anyway carries them and pays the conversion, once per step, and the syncs
- * after it find written blocks. The zeros start past everything written, in the flusher's
+ * 5.6-6.9K; 40,000 bytes 2.8-3.2K against 4.9-5.2K. So a flush that syncs for waiters
+ * first writes zeros WAL_ZERO_STEP past the end of what it wrote whenever fewer than
+ * WAL_ZERO_AHEAD are left (wal_stream_zero_ahead, through io write_zeros, in the page
+ * cache): the sync it was going to make anyway carries them and pays the conversion, once
+ * per step, and the syncs after it find written blocks. The zeros start past everything written, in the flusher's
  * own hands (no second writer of the file), and read as the clean end the reader already
- * accepts; a failed write of zeros stops them for the segment and nothing else. Flushes that
- * do not sync write none (periodic, none: the conversion is paid once a period). Measured,
+ * accepts; a failed write of zeros stops them for the segment and nothing else. Only a sync
+ * for waiters zeroes (WAL_FLUSH_WAITED): not a periodic tick's, whose one conversion per
+ * period costs less than writing every byte of the log twice, nor close's. Measured,
  * old and new builds alternated (bench/ab_server.sh, 6 rounds each): shoal-server under
  * sync always, redis-benchmark -P 16 SET, 217K -> 234K requests/s with 256 KiB steps and
  * 284K -> 300K with 1 MiB (kept; 4 MiB measured no better, 291K against 299K), CPU per
@@ -979,6 +980,7 @@ static void wal_stream_wake_waiters(struct wal_stream *s)
 enum {
     WAL_FLUSH_SYNC = 1,        /* fdatasync after writing */
     WAL_FLUSH_END_SEGMENT = 2, /* end the segment after writing (rotate) */
+    WAL_FLUSH_WAITED = 4,      /* the sync is for waiters: zero ahead (not a periodic tick) */
 };
 
 /* The one flush procedure of every scheme. Called with s->mutex held and s->flushing
@@ -1006,7 +1008,8 @@ static void wal_stream_flush(struct wal_stream *s, int how, uint64_t floor)
 
     int err = atomic_load(&w->error);
     if (err == 0 && data_len > 0)
-        err = wal_stream_write(s, data, data_len, max_seq, sync && !(how & WAL_FLUSH_END_SEGMENT));
+        err = wal_stream_write(s, data, data_len, max_seq,
+                               sync && (how & WAL_FLUSH_WAITED) && !(how & WAL_FLUSH_END_SEGMENT));
     if (err == 0 && (how & WAL_FLUSH_END_SEGMENT)) {
         err = wal_stream_end_segment(s);
         s->base_floor = wal_max(s->base_floor, floor);
@@ -1249,7 +1252,7 @@ static int wal_wait_with(struct wal *w, unsigned stream, uint64_t lsn, int sync,
             /* Lead: write and sync everything appended so far, for every waiter. */
             if (self.durable && gather)
                 wal_stream_gather(s);
-            wal_stream_flush(s, self.durable ? WAL_FLUSH_SYNC : 0, 0);
+            wal_stream_flush(s, self.durable ? WAL_FLUSH_SYNC | WAL_FLUSH_WAITED : 0, 0);
             continue;
         }
         /* Wait for a flush to cover the record (or, for BATCH, for the window to pass, so
@@ -1388,7 +1391,7 @@ static void *wal_stream_thread(void *arg)
         int err = atomic_load(&w->error);
         uint64_t now = wal_now_ns();
         uint64_t wake = next_tick;
-        bool need_sync = false, need_write = false;
+        bool need_sync = false, need_write = false, waited = false;
         if (err != 0) {
             /* Waiters learn of a failure of another stream here. */
             s->request_sync = s->synced;
@@ -1397,7 +1400,7 @@ static void *wal_stream_thread(void *arg)
         } else {
             if (s->request_sync > s->synced) {
                 if (s->request_sync_due <= now)
-                    need_sync = true;
+                    need_sync = waited = true;
                 else if (s->request_sync_due < wake)
                     wake = s->request_sync_due;
             }
@@ -1410,7 +1413,7 @@ static void *wal_stream_thread(void *arg)
                 if (!a->durable)
                     need_write = true;
                 else if (a->due_ns <= now)
-                    need_sync = true;
+                    need_sync = waited = true;
                 else if (a->due_ns < wake)
                     wake = a->due_ns;
             }
@@ -1431,7 +1434,8 @@ static void *wal_stream_thread(void *arg)
             if (s->flushing) {
                 pthread_cond_wait(&s->flushed, &s->mutex);
             } else {
-                wal_stream_flush(s, need_sync ? WAL_FLUSH_SYNC : 0, 0);
+                int how = need_sync ? WAL_FLUSH_SYNC : 0;
+                wal_stream_flush(s, how | (waited ? WAL_FLUSH_WAITED : 0), 0);
                 if (now >= next_tick)
                     next_tick = now + w->period_ns;
             }

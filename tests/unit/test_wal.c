@@ -1802,10 +1802,10 @@ static void append_groups(struct wal *w, int sync, unsigned groups, uint64_t *se
     }
 }
 
-/* A flush that syncs keeps WAL_ZERO_AHEAD past the segment's end written with zeros, so
- * that later syncs find written blocks (PREALLOCATION, "Zeroed ahead"); the zeros never
- * land on a record; flushes that do not sync write none; a failing write_zeros only stops
- * the zeroing. */
+/* A flush that syncs for waiters keeps WAL_ZERO_AHEAD past the segment's end written with
+ * zeros, so that later syncs find written blocks (PREALLOCATION, "Zeroed ahead"); the zeros
+ * never land on a record; flushes that do not sync, or sync for a periodic tick, write
+ * none; a failing write_zeros only stops the zeroing. */
 static void zeroed_ahead(int sync, bool fail_zeros)
 {
     char dir[4096];
@@ -1819,7 +1819,7 @@ static void zeroed_ahead(int sync, bool fail_zeros)
         io_faults_fail(&faults, IO_OP_ZERO, 1, EIO, true);
     struct wal_options o = test_options(dir, 1, sync);
     o.segment_bytes = 16u << 20;
-    o.sync_period_ms = 100000;
+    o.sync_period_ms = sync == SHOAL_SYNC_PERIODIC ? 1 : 100000; /* ticks sync, nobody waits */
     o.io = &faults.io;
     struct wal *w = NULL;
     assert_int_equal(wal_open(&o, &w), 0);
@@ -1863,6 +1863,7 @@ static void test_zeroed_ahead(void **state)
     (void)state;
     zeroed_ahead(SHOAL_SYNC_ALWAYS, false);
     zeroed_ahead(SHOAL_SYNC_NONE, false);
+    zeroed_ahead(SHOAL_SYNC_PERIODIC, false);
     zeroed_ahead(SHOAL_SYNC_ALWAYS, true);
 }
 

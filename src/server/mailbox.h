@@ -18,6 +18,7 @@
 #define SHOAL_SERVER_MAILBOX_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
@@ -29,7 +30,7 @@ typedef struct mailbox_link {
 
 typedef struct mailbox {
     pthread_mutex_t lock;       /* guards head and tail only */
-    mailbox_link *head, *tail;  /* posted, not yet taken */
+    mailbox_link *head, *tail;  /* posted, not yet taken; head also read by mailbox_ready */
     int event_fd;
 } mailbox;
 
@@ -61,7 +62,7 @@ static inline void mailbox_post(mailbox *m, mailbox_link *link)
     pthread_mutex_lock(&m->lock);
     int was_empty = m->head == NULL;
     if (was_empty)
-        m->head = link;
+        __atomic_store_n(&m->head, link, __ATOMIC_RELAXED); /* see mailbox_ready */
     else
         m->tail->next = link;
     m->tail = link;
@@ -73,6 +74,14 @@ static inline void mailbox_post(mailbox *m, mailbox_link *link)
     }
 }
 
+/* True when something was posted and not taken yet, as far as a load without the lock
+ * sees: a hint for a loop that looks between events (a stale false is caught by the
+ * eventfd; a true is followed by mailbox_take). Loop thread. */
+static inline bool mailbox_ready(mailbox *m)
+{
+    return __atomic_load_n(&m->head, __ATOMIC_RELAXED) != NULL;
+}
+
 /* Takes every item posted so far, oldest first (linked through next). Loop thread. */
 static inline mailbox_link *mailbox_take(mailbox *m)
 {
@@ -81,7 +90,8 @@ static inline mailbox_link *mailbox_take(mailbox *m)
     (void)ignored;
     pthread_mutex_lock(&m->lock);
     mailbox_link *taken = m->head;
-    m->head = m->tail = NULL;
+    __atomic_store_n(&m->head, NULL, __ATOMIC_RELAXED);
+    m->tail = NULL;
     pthread_mutex_unlock(&m->lock);
     return taken;
 }

@@ -3,13 +3,13 @@
  *
  * Purpose
  * -------
- * shoal-server runs N event-loop threads (default: half the online cores, at least one). Each loop has
- * its own epoll instance and its own listening socket on the same port (SO_REUSEPORT),
- * so the kernel spreads new connections over the loops with no acceptor thread and no
- * hand-off. A connection stays on the loop that accepted it for its whole life; that
- * loop reads its requests, runs its commands directly on the engine (no server-wide
- * lock: the engine's shards do the locking) and writes its replies.
- * docs/OPERATIONS.md explains why plain epoll was chosen over libuv (measured).
+ * shoal-server runs N event-loop threads (default: half the online cores, at least one). Each loop
+ * has its own epoll instance and its own listening socket on the same port (SO_REUSEPORT), so the
+ * kernel spreads new connections over the loops with no acceptor thread and no hand-off. A
+ * connection stays on the loop that accepted it for its whole life; that loop reads its requests,
+ * runs its commands directly on the engine (no server-wide lock: the engine's shards do the
+ * locking) and writes its replies. docs/OPERATIONS.md explains why plain epoll was chosen over
+ * libuv (measured).
  *
  * Life of a request
  * -----------------
@@ -23,8 +23,9 @@
  * In durable mode a write's reply is held until the log confirms it (pending.c): the
  * flush sends only up to pending_sendable, EPOLLOUT is armed only for sendable bytes, and
  * the loop's epoll set also watches the completion queue's eventfd (pending_drain, then
- * network_client_progress sends what became sendable). A client that goes away with
- * writes in flight is freed except for its struct, which pending.c keeps until the last
+ * network_client_progress sends what became sendable); a round also drains between two
+ * client events when the log has posted completions (network_round_run). A client that goes away
+ * with writes in flight is freed except for its struct, which pending.c keeps until the last
  * completion. At shutdown a loop stops reading and accepting, waits (bounded) for the
  * writes in flight so their replies still go out, then closes its clients.
  *
@@ -47,6 +48,9 @@
  *    closed once that reply is sent; no further request of that client is run.
  * 4. A client is unlinked from the registry (under its lock) before it is freed, so a
  *    thread walking the registry never sees freed memory.
+ * 5. A client closed during a round keeps its struct (descriptor -1) until the round
+ *    ends, and no list of the loop names it by then: a later event of the round that
+ *    names it finds it closed and is skipped (network_round_close frees it).
  *
  * Testing
  * -------
@@ -168,6 +172,19 @@ static client *network_client_new(event_loop *loop, int fd)
     return c;
 }
 
+/* Frees a closed client's struct, or, during a round, keeps it until the round's end
+ * (network_round_close): an event of this round may still name it, and is then skipped. */
+static void network_client_release(client *c)
+{
+    event_loop *loop = c->loop;
+    if (!loop->in_round) {
+        free(c);
+        return;
+    }
+    c->freed_next = loop->freed;
+    loop->freed = c;
+}
+
 static void network_client_free(client *c)
 {
     event_loop *loop = c->loop;
@@ -208,7 +225,7 @@ static void network_client_free(client *c)
         pending_adopt(c);
         return;
     }
-    free(c);
+    network_client_release(c);
 }
 
 /* The events the client needs: input unless it is paused (too many writes waiting for
@@ -481,7 +498,7 @@ void network_client_progress(client *c)
 {
     if (c->zombie) {
         if (c->pending_count == 0)
-            free(c); /* everything else went when it disconnected (network_client_free) */
+            network_client_release(c); /* the rest went when it disconnected */
         return;
     }
     /* Input that stopped at PENDING_CLIENT_MAX waiting writes, or behind a request that
@@ -500,6 +517,8 @@ void network_client_progress(client *c)
 
 static void network_client_event(client *c, uint32_t events)
 {
+    if (c->fd < 0)
+        return; /* closed earlier in this round (network_client_release) */
     if (events & (EPOLLERR | EPOLLHUP)) {
         if (!(events & EPOLLIN)) {
             network_client_free(c);
@@ -527,7 +546,8 @@ static void network_client_event(client *c, uint32_t events)
  * the previous one, and every wake-up cost both sides a cross-core interrupt (under a
  * hypervisor, the dearest part of a reply). Written together, the replies of a round find
  * it awake. Nothing frees a listed client before this runs: a client is freed by its own
- * event (which then does not list it), or by the cron and the drains, which come after. */
+ * event (which then does not list it), or by the cron and the drains, which each come after
+ * a flush of the round (a drain between two events too, network_round_run). */
 static void network_flush_round(event_loop *loop)
 {
     for (size_t i = 0; i < loop->round_count; i++) {
@@ -614,10 +634,14 @@ static int64_t network_wall_offset_ms(void)
 }
 
 /* One round of events. The wake eventfd (shutdown, CLIENT KILL) and the completion queue's
- * eventfd (pending.c) have their own tags; everything else is a client. The completions
- * are drained after the round's client events: draining may free clients, and a client
- * freed there must not have an event of this round still to come. */
-static void network_loop_events(event_loop *loop, int wait_ms)
+ * eventfd (pending.c) have their own tags; everything else is a client. Completions are
+ * drained after the round's client events, and also between two of them as soon as the
+ * log has posted some (a load check, no system call): a long round of pipelined clients
+ * then releases the replies its syncs confirmed without waiting for its end. The replies
+ * the round made so far are written first, so that a client freed by the drain is on no
+ * list; one whose event is still to come in this round is skipped (its struct lives until
+ * network_round_close). */
+static void network_round_run(event_loop *loop, int wait_ms)
 {
     struct epoll_event *events = loop->events;
     int count = loop->carried;
@@ -645,6 +669,10 @@ static void network_loop_events(event_loop *loop, int wait_ms)
                 network_accept(loop, loop->listen_fds[tag - NETWORK_TAG_LISTEN_BASE]);
         } else {
             network_client_event(events[i].data.ptr, events[i].events);
+            if (pending_ready(loop)) {
+                network_flush_round(loop);
+                pending_drain(loop);
+            }
         }
     }
     network_flush_round(loop);
@@ -667,6 +695,24 @@ static void network_loop_events(event_loop *loop, int wait_ms)
         loop->carried = more;
     else
         pending_round_end(loop, true);
+}
+
+/* Frees the clients closed during the round (network_client_release). */
+static void network_round_close(event_loop *loop)
+{
+    loop->in_round = false;
+    while (loop->freed != NULL) {
+        client *c = loop->freed;
+        loop->freed = c->freed_next;
+        free(c);
+    }
+}
+
+static void network_loop_events(event_loop *loop, int wait_ms)
+{
+    loop->in_round = true;
+    network_round_run(loop, wait_ms);
+    network_round_close(loop);
 }
 
 /* True while a client of the loop waits for the log or for the catalog worker. */

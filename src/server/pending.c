@@ -490,6 +490,11 @@ static pending_write *pending_leader(mailbox_link *link)
     return mailbox_item(link, pending_write, completed);
 }
 
+bool pending_ready(event_loop *loop)
+{
+    return loop->pending != NULL && mailbox_ready(&loop->pending->completed);
+}
+
 void pending_drain(event_loop *loop)
 {
     pending_queue *q = loop->pending;

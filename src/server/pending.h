@@ -55,10 +55,15 @@ bool pending_round_gathers(event_loop *loop);
  * it before blocking in epoll_wait (pending.c, invariant 5). Loop thread. */
 void pending_round_end(event_loop *loop, bool here);
 
+/* True when the log has posted completions the loop has not drained yet (a load, no
+ * system call; may miss the newest, which the eventfd then reports). Loop thread. */
+bool pending_ready(event_loop *loop);
+
 /* Absolute output position (resp_buffer marks) up to which replies may be sent now. */
 uint64_t pending_sendable(const client *c);
 
-/* Runs on the loop thread when the queue's eventfd fired: marks the completed writes,
+/* Runs on the loop thread when the queue's eventfd fired, or between two events of a
+ * round when pending_ready says so: marks the completed writes,
  * advances each client's held output past every completed write at its front (answering
  * a failed one with an error), then calls network_client_progress once per client. */
 void pending_drain(event_loop *loop);

@@ -164,6 +164,7 @@ struct client {
     bool reply_skip;        /* CLIENT REPLY SKIP: the next request's reply is not sent */
     bool zombie;            /* disconnected; freed when its last pending write completes */
     client *zombie_previous, *zombie_next;
+    client *freed_next; /* closed during a round: freed at its end (network.c) */
 
     /* Catalog changes (catalog.c). A request that needs one is suspended: it waits,
      * parsed, at the front of the query buffer (request_held) and nothing after it runs
@@ -221,6 +222,10 @@ struct event_loop {
     /* The round's events; carried > 0: the next round's, already taken (network.c). */
     struct epoll_event events[LOOP_EVENTS_MAX];
     int carried;
+    /* While a round runs, a client closed in it (its descriptor -1) keeps its struct, on
+     * this list, until the round ends: an event of the round may still name it. */
+    bool in_round;
+    client *freed;
 };
 
 typedef struct server_state {

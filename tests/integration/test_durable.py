@@ -495,6 +495,45 @@ def test_disconnect_with_writes_in_flight(binary):
             server.stop()
 
 
+def test_resets_among_pipelined_clients(binary):
+    """Many pipelining clients at once, half of them resetting their connection while their
+    replies are held: the loop releases replies between the events of a round, so a client
+    may be closed by a release while its own event of that round is still to come. Every
+    client that stays gets all its replies in order; nothing is left waiting."""
+    with DataDir() as directory:
+        server = start(binary, directory, ["--sync", "always"])
+        try:
+            r = connect(server)
+            for batch in range(30):  # bounded: 30 batches of 16 clients
+                socks = []
+                for number in range(16):
+                    keys = [b"mid%02d:%02d:%03d" % (batch, number, i) for i in range(200)]
+                    payload = b"".join(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\nx\r\n"
+                                       % (len(k), k) for k in keys)
+                    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+                    sock.sendall(payload)
+                    socks.append(sock)
+                for number, sock in enumerate(socks):
+                    if number % 2 == 1:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                        struct.pack("ii", 1, 0))
+                        sock.close()
+                for number, sock in enumerate(socks):
+                    if number % 2 == 0:
+                        assert read_replies(sock, 200) == [b"+OK"] * 200, (batch, number)
+                        sock.close()
+                assert r.exists(b"mid%02d:00:199" % batch) == 1
+            for _ in range(10000):
+                if int(info(r)["pending_durable_writes"]) == 0:
+                    break
+                r.ping()
+            assert int(info(r)["pending_durable_writes"]) == 0
+            assert harness.connected_clients_settled(r, 1) == 1
+            assert server.alive()
+        finally:
+            server.stop()
+
+
 def test_input_end_runs_what_was_read(binary):
     """A client that sends its requests and shuts its write side (as `nc -N` or a shell
     pipe does) gets every reply and every write is made, under sync always and with its
@@ -658,6 +697,7 @@ if __name__ == "__main__":
         test_small_groups_synced_on_the_loop,
         test_client_reply_off_with_held_replies,
         test_disconnect_with_writes_in_flight,
+        test_resets_among_pipelined_clients,
         test_input_end_runs_what_was_read,
         test_failed_sync_answers_misconf,
         test_waitaof_syncs_the_log,

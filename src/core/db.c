@@ -183,11 +183,23 @@ static struct thread_state *thread_state_new(struct shoal_db *db, unsigned i)
     return t;
 }
 
-struct thread_state *db_thread(struct shoal_db *db)
+_Thread_local struct db_thread_cache db_thread_cached __attribute__((tls_model("initial-exec")));
+
+/* Counts databases opened; the count is each one's instance id. */
+static _Atomic uint64_t db_instances;
+
+static struct thread_state *db_thread_cache_fill(struct shoal_db *db, struct thread_state *t)
+{
+    db_thread_cached = (struct db_thread_cache){.instance = db->instance, .state = t};
+    return t;
+}
+
+/* db_thread's slow path: a thread's first use of db, or of db after another database. */
+struct thread_state *db_thread_lookup(struct shoal_db *db)
 {
     struct thread_state *t = pthread_getspecific(db->thread_key);
     if (__builtin_expect(t != NULL, 1))
-        return t;
+        return db_thread_cache_fill(db, t);
     /* First call of this thread on this database: take a free state (one a finished
      * thread left keeps its counters, which are cumulative), or make one (states are
      * allocated as threads come: each holds histograms of about 15 KB). Past the limit,
@@ -214,6 +226,7 @@ struct thread_state *db_thread(struct shoal_db *db)
         }
     }
     pthread_setspecific(db->thread_key, t);
+    db_thread_cache_fill(db, t);
     return t;
 }
 
@@ -350,6 +363,7 @@ int db_create(const struct db_config *config, struct shoal_db **out)
     if (posix_memalign((void **)&db, CACHE_LINE, sizeof *db) != 0)
         return SHOAL_ENOMEM;
     memset(db, 0, sizeof *db);
+    db->instance = atomic_fetch_add(&db_instances, 1) + 1;
     db->config = *config;
     db->shard_mask = (unsigned)db->config.shards - 1;
     pthread_mutex_init(&db->shard_create_lock, NULL);

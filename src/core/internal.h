@@ -293,6 +293,7 @@ struct shoal_db {
     uint32_t tenant_count, tenant_cap;
     bool tenant_creating; /* C1: tenants[tenant_count] exists, its MANIFEST being written */
 
+    uint64_t instance; /* unique in the process (db_thread's cache), never 0 */
     pthread_key_t thread_key;
     _Atomic unsigned thread_count;
     /* MAX_THREAD_STATES + 1 slots, filled as threads arrive; the last is the shared
@@ -347,8 +348,24 @@ int commit_ops(struct shoal_db *db, struct write_op *ops, size_t n,
 
 /* ---- shared helpers (db.c, snapshot.c, kv.c) ------------------------------------------- */
 
+/* The calling thread's state for the database it used last, by instance id (not by
+ * address: a database opened where a closed one was must not find its state). Saves the
+ * pthread_getspecific call of every read and write. initial-exec: one %fs-relative load. */
+struct db_thread_cache {
+    uint64_t instance;
+    struct thread_state *state;
+};
+extern _Thread_local struct db_thread_cache db_thread_cached
+    __attribute__((tls_model("initial-exec")));
+struct thread_state *db_thread_lookup(struct shoal_db *db);
+
 /* Returns the calling thread's state for db (registering the thread on first use). */
-struct thread_state *db_thread(struct shoal_db *db);
+static inline struct thread_state *db_thread(struct shoal_db *db)
+{
+    if (__builtin_expect(db_thread_cached.instance == db->instance, 1))
+        return db_thread_cached.state;
+    return db_thread_lookup(db);
+}
 /* Returns thread state i, or NULL if no thread has taken it yet. */
 struct thread_state *db_thread_at(struct shoal_db *db, unsigned i);
 /* Returns shard i, creating it on first use; NULL when out of memory. */

@@ -838,6 +838,23 @@ static void test_two_databases(void **state)
     assert_ok(shoal_close(a));
     test_put(nb, "after", "close of a");
     test_expect_str(nb, NULL, "after", "close of a");
+
+    /* Databases opened and closed one after another, each used last by this thread (the
+     * state cache of db_thread): each counts only its own operations, even one the
+     * allocator places where the closed one was. */
+    for (int round = 0; round < 8; round++) {
+        shoal_db *c = test_open(4, 0);
+        shoal_ns *nc = test_ns(c, "again", SHOAL_PLACE_SPREAD, 0);
+        for (int k = 0; k <= round; k++)
+            test_put(nc, "key", "value");
+        shoal_db_stats sc;
+        assert_ok(shoal_stats(c, &sc));
+        assert_int_equal(sc.puts, round + 1);
+        shoal_ns_close(nc);
+        assert_ok(shoal_close(c));
+    }
+    assert_ok(shoal_stats(b, &sb));
+    assert_int_equal(sb.puts, 51);
     assert_ok(shoal_ns_drop(b, "same"));
     shoal_ns_close(nb);
     assert_ok(shoal_close(b));

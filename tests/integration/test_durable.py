@@ -461,33 +461,45 @@ def test_multi_exec_survives_kill9(binary):
             server.stop()
 
 
+def set_pipeline(keys):
+    """A raw pipeline of SET key x for each key."""
+    return b"".join(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\nx\r\n" % (len(k), k) for k in keys)
+
+
+def reset_on_close(sock):
+    """Makes close send a reset instead of a FIN: the server's next write to it fails."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def assert_nothing_waits(r):
+    """No write waits for the log any more and only r is still connected."""
+    for _ in range(10000):  # bounded
+        if int(info(r)["pending_durable_writes"]) == 0:
+            break
+        r.ping()
+    assert int(info(r)["pending_durable_writes"]) == 0
+    assert harness.connected_clients_settled(r, 1) == 1
+
+
 def test_disconnect_with_writes_in_flight(binary):
     with DataDir() as directory:
         server = start(binary, directory, ["--sync", "always"])
         try:
-            payload = b"".join(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\nx\r\n" % (len(k), k)
-                               for k in (b"gone%04d" % i for i in range(200)))
+            payload = set_pipeline(b"gone%04d" % i for i in range(200))
             for number in range(150):  # bounded: 150 clients that never read all replies
                 sock = socket.create_connection(("127.0.0.1", server.port))
                 sock.sendall(payload)
                 if number % 3 == 1:
-                    # A reset instead of a close: the server's next write to it fails,
-                    # possibly while it is releasing held replies.
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    reset_on_close(sock)  # possibly while the server releases held replies
                 elif number % 3 == 2:
                     sock.recv(16)  # some replies arrived: the rest are still held or sent
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    reset_on_close(sock)
                 sock.close()
             r = connect(server)
             # The writes were applied (or some were not read at all before the close);
             # the server keeps serving and nothing waits for ever.
             assert r.ping()
-            for _ in range(10000):
-                if int(info(r)["pending_durable_writes"]) == 0:
-                    break
-                r.ping()
-            assert int(info(r)["pending_durable_writes"]) == 0
-            assert harness.connected_clients_settled(r, 1) == 1
+            assert_nothing_waits(r)
             r.set("after", "ok")
             assert r.get("after") == b"ok"
             assert server.alive()
@@ -507,28 +519,20 @@ def test_resets_among_pipelined_clients(binary):
             for batch in range(30):  # bounded: 30 batches of 16 clients
                 socks = []
                 for number in range(16):
-                    keys = [b"mid%02d:%02d:%03d" % (batch, number, i) for i in range(200)]
-                    payload = b"".join(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\nx\r\n"
-                                       % (len(k), k) for k in keys)
                     sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
-                    sock.sendall(payload)
+                    sock.sendall(set_pipeline(b"mid%02d:%02d:%03d" % (batch, number, i)
+                                              for i in range(200)))
                     socks.append(sock)
                 for number, sock in enumerate(socks):
                     if number % 2 == 1:
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                        struct.pack("ii", 1, 0))
+                        reset_on_close(sock)
                         sock.close()
                 for number, sock in enumerate(socks):
                     if number % 2 == 0:
                         assert read_replies(sock, 200) == [b"+OK"] * 200, (batch, number)
                         sock.close()
                 assert r.exists(b"mid%02d:00:199" % batch) == 1
-            for _ in range(10000):
-                if int(info(r)["pending_durable_writes"]) == 0:
-                    break
-                r.ping()
-            assert int(info(r)["pending_durable_writes"]) == 0
-            assert harness.connected_clients_settled(r, 1) == 1
+            assert_nothing_waits(r)
             assert server.alive()
         finally:
             server.stop()

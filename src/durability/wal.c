@@ -207,17 +207,18 @@
  * first writes zeros WAL_ZERO_STEP past the end of what it wrote whenever fewer than
  * WAL_ZERO_AHEAD are left (wal_stream_zero_ahead, through io write_zeros, in the page
  * cache): the sync it was going to make anyway carries them and pays the conversion, once
- * per step, and the syncs after it find written blocks. The zeros start past everything written, in the flusher's
- * own hands (no second writer of the file), and read as the clean end the reader already
- * accepts; a failed write of zeros stops them for the segment and nothing else. Only a sync
- * for waiters zeroes (WAL_FLUSH_WAITED): not a periodic tick's, whose one conversion per
- * period costs less than writing every byte of the log twice, nor close's. Measured,
- * old and new builds alternated (bench/ab_server.sh, 6 rounds each): shoal-server under
- * sync always, redis-benchmark -P 16 SET, 217K -> 234K requests/s with 256 KiB steps and
- * 284K -> 300K with 1 MiB (kept; 4 MiB measured no better, 291K against 299K), CPU per
- * request 4.19 -> 3.91 us; -P 1 35.5K -> 42.4K (6 of 6 rounds). shoal-bench-durable
- * --only commits, 3 pairs: 4 / 16 / 64 writers 11.1-14.5K / 32.0-36.1K / 64.5-78.7K ->
- * 13.5-16.7K / 30.8-45.4K / 69.0-99.9K commits/s (new ahead in 7 of 9), 1 writer unchanged.
+ * per step, and the syncs after it find written blocks. The zeros start past everything
+ * written, in the flusher's own hands (no second writer of the file), and read as the
+ * clean end the reader already accepts; a failed write of zeros stops them for the segment
+ * and nothing else. Only a sync for waiters zeroes (WAL_FLUSH_WAITED): not a periodic
+ * tick's, whose one conversion per period costs less than writing every byte of the log
+ * twice, nor close's. Measured, old and new builds alternated (bench/ab_server.sh, 6
+ * rounds each): shoal-server under sync always, redis-benchmark -P 16 SET, 217K -> 234K
+ * requests/s with 256 KiB steps and 284K -> 300K with 1 MiB (kept; 4 MiB measured no
+ * better, 291K against 299K), CPU per request 4.19 -> 3.91 us; -P 1 35.5K -> 42.4K (6 of 6
+ * rounds). shoal-bench-durable --only commits, 3 pairs: 4 / 16 / 64 writers 11.1-14.5K /
+ * 32.0-36.1K / 64.5-78.7K -> 13.5-16.7K / 30.8-45.4K / 69.0-99.9K commits/s (new ahead in
+ * 7 of 9), 1 writer unchanged.
  * An earlier variant that had the stream's background thread write and sync zeros 1 MiB
  * ahead, measured with commits of 120 bytes only, showed no gain beyond the noise and was
  * not kept; its second writer of the open segment needed a claim protocol this does not.

@@ -3,13 +3,13 @@
  *
  * Purpose
  * -------
- * shoal-server runs N event-loop threads (default: half the online cores, at least one). Each loop
- * has its own epoll instance and its own listening socket on the same port (SO_REUSEPORT), so the
- * kernel spreads new connections over the loops with no acceptor thread and no hand-off. A
- * connection stays on the loop that accepted it for its whole life; that loop reads its requests,
- * runs its commands directly on the engine (no server-wide lock: the engine's shards do the
- * locking) and writes its replies. docs/OPERATIONS.md explains why plain epoll was chosen over
- * libuv (measured).
+ * shoal-server runs N event-loop threads (default: half the online cores, at least one).
+ * Each loop has its own epoll instance and its own listening socket on the same port
+ * (SO_REUSEPORT), so the kernel spreads new connections over the loops with no acceptor
+ * thread and no hand-off. A connection stays on the loop that accepted it for its whole
+ * life; that loop reads its requests, runs its commands directly on the engine (no
+ * server-wide lock: the engine's shards do the locking) and writes its replies.
+ * docs/OPERATIONS.md explains why plain epoll was chosen over libuv (measured).
  *
  * Life of a request
  * -----------------
@@ -24,9 +24,9 @@
  * flush sends only up to pending_sendable, EPOLLOUT is armed only for sendable bytes, and
  * the loop's epoll set also watches the completion queue's eventfd (pending_drain, then
  * network_client_progress sends what became sendable); a round also drains between two
- * client events when the log has posted completions (network_round_run). A client that goes away
- * with writes in flight is freed except for its struct, which pending.c keeps until the last
- * completion. At shutdown a loop stops reading and accepting, waits (bounded) for the
+ * client events when the log has posted completions (network_round_run). A client that
+ * goes away with writes in flight is freed except for its struct, which pending.c keeps
+ * until the last completion. At shutdown a loop stops reading and accepting, waits (bounded) for the
  * writes in flight so their replies still go out, then closes its clients.
  *
  * A request that needs a catalog change (a new database, a flush, ACL SETUSER) suspends

@@ -26,8 +26,9 @@
  * network_client_progress sends what became sendable); a round also drains between two
  * client events when the log has posted completions (network_round_run). A client that
  * goes away with writes in flight is freed except for its struct, which pending.c keeps
- * until the last completion. At shutdown a loop stops reading and accepting, waits (bounded) for the
- * writes in flight so their replies still go out, then closes its clients.
+ * until the last completion. At shutdown a loop stops reading and accepting, waits
+ * (bounded) for the writes in flight so their replies still go out, then closes its
+ * clients.
  *
  * A request that needs a catalog change (a new database, a flush, ACL SETUSER) suspends
  * its client (catalog.c): network_process stops in front of it and keeps it, parsed, at

@@ -588,8 +588,9 @@ def test_protocol_errors_as_redis(binary):
 # off, then ECHO endmark; each stream on a fresh connection whose write side is shut after
 # it, so both servers run what they can, answer, and close. The replies and then the
 # keys' state must be Redis's (transactions, SELECT and CLIENT REPLY among them: what a
-# protocol error or an empty request does to a pending SKIP). Left out, as they differ on purpose (docs/PROTOCOL.md): NUL
-# bytes outside bulk payloads (Redis stops reading a line at a NUL and waits), expiry
+# protocol error or an empty request does to a pending SKIP). Left out, as they differ on
+# purpose (docs/PROTOCOL.md): NUL bytes outside bulk payloads (Redis stops reading a line
+# at a NUL and waits), expiry
 # (a short TTL made by a damaged number would race the comparison) and replies so large
 # that Redis drops their unsent part when it sees the end of input.
 DAMAGE_BYTES = b"*$:+-\r\n 0123456789\"'\\xaZ\t"

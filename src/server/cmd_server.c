@@ -1290,7 +1290,7 @@ COMMAND_HANDLER(cmd_command)
         for (size_t i = 2; i < c->argc; i++) {
             const command_def *cmd = command_lookup(c->argv[i], c->lengths[i]);
             if (cmd == NULL)
-                resp_add_null_array(&c->out);
+                resp_add_null(&c->out); /* Redis's addReplyNull: $-1, not *-1 */
             else
                 command_reply_info(c, cmd);
         }

@@ -355,6 +355,52 @@ def test_categories_and_help_as_redis(binary):
     replay(binary, sequence, after=same_categories)
 
 
+def test_command_names_as_redis(binary):
+    """Command names are found in any case and only whole: for every command, COMMAND INFO
+    of its name in upper and mixed case finds it, and with a NUL appended does not, on
+    Shoal (Redis compares names with strcasecmp under a hash of the whole length, so there
+    `psetex\\0` may or may not be found, depending on its hash seed); for the commands both
+    servers have, the name with a byte added or removed is found by neither, and sent as a
+    request gets the same unknown-command error from both."""
+
+    def same_lookups(shoal_port, reference_port):
+        servers = [Raw(shoal_port), Raw(reference_port)]
+
+        def ask(server, *args):
+            server.send(list(args))
+            return server.reply()
+
+        def names(reply):
+            return set(re.findall(rb"\$\d+\r\n([^\r]*)\r\n", reply))
+
+        try:
+            ours, theirs = (names(ask(r, "COMMAND", "LIST")) for r in servers)
+            count = int(ask(servers[0], "COMMAND", "COUNT")[1:])
+            assert len(ours) == count and count >= 80, (count, ours)
+            for name in sorted(ours):
+                for variant in (name.upper(), name[:1].upper() + name[1:]):
+                    info = ask(servers[0], "COMMAND", "INFO", variant)
+                    assert info.startswith(b"*1\r\n*") and b"\r\n" + name + b"\r\n" in info, (
+                        variant, info)
+                for variant in (name + b"\x00", name.upper() + b"\x00"):
+                    info = ask(servers[0], "COMMAND", "INFO", variant)
+                    assert info == b"*1\r\n$-1\r\n", (variant, info)
+            for name in sorted(ours & theirs):
+                for variant in (name + b"x", name[:-1], b"x" + name):
+                    if variant.lower() in ours | theirs:
+                        continue
+                    infos = [ask(r, "COMMAND", "INFO", variant) for r in servers]
+                    assert infos[0] == infos[1] == b"*1\r\n$-1\r\n", (variant, infos)
+                    errors = [ask(r, variant, "k") for r in servers]
+                    assert errors[0] == errors[1] and errors[0].startswith(b"-ERR unknown"), (
+                        variant, errors)
+        finally:
+            for r in servers:
+                r.close()
+
+    replay(binary, [["PING"]], after=same_lookups)
+
+
 def test_monitor_as_redis(binary):
     """The lines MONITOR shows for the same requests are Redis's, but for the time and the
     client's port: quoting and escapes of binary arguments, the database number, AUTH's
@@ -758,7 +804,7 @@ if __name__ == "__main__":
                  test_durable_replies_as_redis, test_watch_as_redis,
                  test_auth_replies_as_redis, test_admin_replies_as_redis, test_acl_replies_as_redis,
                  test_slowlog_as_redis, test_categories_and_help_as_redis, test_monitor_as_redis,
-                 test_acl_log_as_redis,
+                 test_command_names_as_redis, test_acl_log_as_redis,
                  test_lcs_as_redis, test_errorstats_as_redis,
                  test_protocol_errors_as_redis, test_damaged_streams_as_redis,
                  test_damaged_streams_before_auth_as_redis,

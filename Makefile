@@ -4,7 +4,7 @@ BUILD      ?= build
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build run test test-asan test-tsan test-crash bench bench-server format clean
+.PHONY: all deps build run test test-asan test-tsan test-crash fuzz bench bench-server format clean
 
 all: build
 
@@ -44,6 +44,22 @@ test-tsan: deps
 test-crash: build
 	cd $(BUILD) && ctest -L crash --output-on-failure
 
+# The fuzz targets of tests/fuzz under libFuzzer (clang, ASan+UBSan), FUZZ_SECONDS each.
+# Each grows its own corpus in build-fuzz/corpus-<target>, seeded from tests/fuzz/corpus;
+# a crash leaves its input in build-fuzz (see tests/fuzz/README.md).
+FUZZ_SECONDS ?= 60
+fuzz:
+	@./scripts/deps.sh fuzz
+	cmake -S . -B build-fuzz -DSHOAL_FUZZ=ON -DSHOAL_BENCH=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
+	cmake --build build-fuzz -j $(JOBS) --target fuzz-resp fuzz-log
+	@for t in resp log; do \
+	    mkdir -p build-fuzz/corpus-$$t && echo "fuzz-$$t: $(FUZZ_SECONDS) s, log in build-fuzz/fuzz-$$t.log" && \
+	    (cd build-fuzz && ./fuzz-$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	        -print_final_stats=1 corpus-$$t ../tests/fuzz/corpus/$$t > fuzz-$$t.log 2>&1) || \
+	        { tail -40 build-fuzz/fuzz-$$t.log; exit 1; }; \
+	    grep -E "^stat::(number_of_executed_units|new_units_added)|^Done" build-fuzz/fuzz-$$t.log; \
+	done
+
 # The engine against its anchors (LMDB, RocksDB, LevelDB, Redis), then what durability
 # costs against the same anchors, then the object-table benchmark when it is built.
 # docs/BENCHMARKS.md explains the output.
@@ -61,4 +77,4 @@ format:
 	clang-format -i include/*.h src/*/*.[ch] tests/*/*.[ch] bench/*.[ch]
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz

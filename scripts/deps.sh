@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Shoal needs to build, test and benchmark.
 # Idempotent: it asks apt only for what is missing, and does nothing when all is there.
+# Usage: deps.sh [fuzz]
 set -euo pipefail
 
 packages=(
@@ -11,6 +12,10 @@ packages=(
   libhiredis-dev redis-tools redis-server python3-redis   # real clients in tests
   liblmdb-dev librocksdb-dev libleveldb-dev                # benchmark anchors only
 )
+# `deps.sh fuzz` (make fuzz) also installs clang, whose libFuzzer runs tests/fuzz.
+if [ "${1:-}" = fuzz ]; then
+  packages+=(clang libclang-rt-14-dev)   # the compiler and its libFuzzer runtime
+fi
 
 missing=()
 for p in "${packages[@]}"; do

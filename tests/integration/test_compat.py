@@ -208,6 +208,15 @@ def test_glob_patterns_as_redis(binary):
             assert got == expected, "pattern %r: shoal %r, redis %r" % (pattern, got, expected)
             _, scanned = ours.scan(0, match=pattern, count=1000)
             assert sorted(scanned) == expected, "SCAN MATCH %r: %r" % (pattern, scanned)
+        # Patterns that take exponential time without Redis's pruning (text.c, invariant
+        # 3): each would hold an event loop for hours against the 60-character keys.
+        long_keys = {"a" * 60: "v", "a" * 59 + "b": "v", "ab" * 30: "v"}
+        for client in (ours, theirs):
+            client.mset(long_keys)
+        for pattern in ["*a" * 20 + "*b", "*a" * 30 + "*", "*a" * 20 + "*c", "*?" * 25 + "*b",
+                        "*[ab]" * 20 + "*b", "*a*" * 15 + "b", "a*" * 30 + "b"]:
+            got, expected = sorted(ours.keys(pattern)), sorted(theirs.keys(pattern))
+            assert got == expected, "pattern %r: shoal %r, redis %r" % (pattern, got, expected)
 
 
 if __name__ == "__main__":

@@ -51,8 +51,8 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@./scripts/deps.sh fuzz
 	cmake -S . -B build-fuzz -DSHOAL_FUZZ=ON -DSHOAL_BENCH=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
-	cmake --build build-fuzz -j $(JOBS) --target fuzz-resp fuzz-log
-	@for t in resp log; do \
+	cmake --build build-fuzz -j $(JOBS) --target fuzz-resp fuzz-log fuzz-text
+	@for t in resp log text; do \
 	    mkdir -p build-fuzz/corpus-$$t && echo "fuzz-$$t: $(FUZZ_SECONDS) s, log in build-fuzz/fuzz-$$t.log" && \
 	    (cd build-fuzz && ./fuzz-$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	        -print_final_stats=1 corpus-$$t ../tests/fuzz/corpus/$$t > fuzz-$$t.log 2>&1) || \

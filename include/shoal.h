@@ -260,6 +260,17 @@ typedef struct shoal_compact_result {
  * first). */
 SHOAL_API int shoal_compact(shoal_db *db, shoal_compact_result *out);
 
+/* Gives back now what a released snapshot kept: versions replaced or deleted while it was
+ * open, which no open snapshot can read any more. Writers do this as they go (a shard's
+ * next write reclaims its own), so only a database whose shards have gone quiet since
+ * their last snapshot was released needs it: there an overwritten or deleted value, how
+ * ever large, keeps its memory (and its place in shoal_stats' memory) until the next write
+ * of its shard. A server calls it a few times a second from a housekeeping thread.
+ * Cost: per shard, one hold of its write lock (waiting for readers like a write), and
+ * O(versions reclaimed); a shard with nothing to give back costs a lock and a load.
+ * Returns 0 or SHOAL_EINVAL (db NULL). Thread-safety: any thread. */
+SHOAL_API int shoal_reclaim(shoal_db *db);
+
 /* ---------------------------------------------------------------------------------------
  * Tenants. Tenant 0, "default", always exists and has no limits.
  * ------------------------------------------------------------------------------------- */

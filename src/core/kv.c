@@ -113,6 +113,24 @@ void shard_reclaim(struct shard *s, bool force)
     s->reclaim_threshold = left * 2 > 64 ? left * 2 : 64;
 }
 
+int shoal_reclaim(shoal_db *db)
+{
+    if (db == NULL)
+        return SHOAL_EINVAL;
+    for (unsigned i = 0; i <= db->shard_mask; i++) {
+        struct shard *s = atomic_load_explicit(&db->shards[i], memory_order_acquire);
+        if (s == NULL)
+            continue;
+        shard_write_lock(s);
+        /* Not forced: shard_reclaim forces itself when a snapshot was released since its
+         * last pass or none is open, the two cases a quiet shard waits for. */
+        shard_reclaim(s, false);
+        shard_refresh_memory(s);
+        shard_write_unlock(s);
+    }
+    return 0;
+}
+
 void shard_refresh_memory(struct shard *s)
 {
     struct segment_stats st;

@@ -326,6 +326,54 @@ static void test_reclaim_of_deletes(void **state)
     shoal_close(db);
 }
 
+/* A value deleted while a snapshot is open, on a shard that sees no write after the
+ * release: shoal_reclaim gives its memory back, and not while a snapshot can still read
+ * it. */
+static void test_reclaim_of_a_quiet_shard(void **state)
+{
+    (void)state;
+    shoal_db *db = test_open(4, 0);
+    shoal_ns *ns = test_ns(db, "quiet", SHOAL_PLACE_SPREAD, 0);
+    size_t big = 4u << 20;
+    char *value = malloc(big);
+    assert_non_null(value);
+    memset(value, 'v', big);
+    assert_ok(shoal_put(ns, "big", 3, value, big, NULL));
+    test_put(ns, "small", "x");
+    shoal_db_stats before;
+    assert_ok(shoal_stats(db, &before));
+
+    shoal_snapshot *first = take(db);
+    shoal_snapshot *second = take(db);
+    assert_ok(shoal_delete(ns, "big", 3, NULL));
+    shoal_snapshot_release(first);
+    /* The second snapshot still reads the value: nothing may go. */
+    assert_ok(shoal_reclaim(db));
+    size_t length = 0;
+    assert_ok(shoal_get_into(ns, second, "big", 3, value, big, &length));
+    assert_int_equal(length, big);
+    shoal_db_stats held;
+    assert_ok(shoal_stats(db, &held));
+    assert_true(held.memory >= before.memory);
+
+    shoal_snapshot_release(second);
+    shoal_db_stats quiet;
+    assert_ok(shoal_stats(db, &quiet));
+    assert_true(quiet.memory >= big); /* no write since: still held */
+    assert_ok(shoal_reclaim(db));
+    shoal_db_stats after;
+    assert_ok(shoal_stats(db, &after));
+    assert_true(after.memory + big / 2 < quiet.memory);
+    assert_true(after.versions_reclaimed > quiet.versions_reclaimed);
+    assert_int_equal(shoal_get_into(ns, NULL, "big", 3, value, big, &length), SHOAL_ENOTFOUND);
+    test_expect_str(ns, NULL, "small", "x");
+    assert_ok(shoal_reclaim(db)); /* nothing left: a no-op */
+    assert_int_equal(shoal_reclaim(NULL), SHOAL_EINVAL);
+    free(value);
+    shoal_ns_close(ns);
+    shoal_close(db);
+}
+
 /* One key overwritten many times under a long-lived snapshot keeps every version until
  * the release, then all but the newest go. */
 static void test_long_lived_snapshot(void **state)
@@ -562,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_reads_at_snapshots),
         cmocka_unit_test(test_reclaim_after_release),
         cmocka_unit_test(test_reclaim_of_deletes),
+        cmocka_unit_test(test_reclaim_of_a_quiet_shard),
         cmocka_unit_test(test_long_lived_snapshot),
         cmocka_unit_test(test_reclaim_horizon_edge),
         cmocka_unit_test(test_many_snapshots_from_threads),

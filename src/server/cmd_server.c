@@ -535,6 +535,83 @@ static long info_rss_kb(void)
     return resident * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
+/* Redis's bytesToHuman: "512B", "1.50K", "2.00M", ... (powers of 1024, two decimals). */
+static void info_human_bytes(char *out, size_t capacity, unsigned long long bytes)
+{
+    static const char units[] = "KMGTP";
+    if (bytes < 1024) {
+        snprintf(out, capacity, "%lluB", bytes);
+        return;
+    }
+    double value = (double)bytes / 1024;
+    size_t unit = 0;
+    while (value >= 1024 && unit + 1 < sizeof(units) - 1) {
+        value /= 1024;
+        unit++;
+    }
+    snprintf(out, capacity, "%.2f%c", value, units[unit]);
+}
+
+/* The highest used_memory seen: sampled by the main thread between signals (hz times a
+ * second) and by every INFO. */
+static _Atomic unsigned long long info_memory_peak;
+
+static void info_note_memory(unsigned long long used)
+{
+    unsigned long long peak = atomic_load_explicit(&info_memory_peak, memory_order_relaxed);
+    while (used > peak &&
+           !atomic_compare_exchange_weak_explicit(&info_memory_peak, &peak, used,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+    }
+}
+
+void info_sample_memory(void)
+{
+    shoal_db_stats stats;
+    memset(&stats, 0, sizeof(stats));
+    if (shoal_stats(server.db, &stats) == 0)
+        info_note_memory(stats.memory);
+}
+
+static unsigned long long info_system_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page_size > 0 ? (unsigned long long)pages * (unsigned long long)page_size
+                                      : 0;
+}
+
+/* The memory section: Redis's field names where Shoal has the quantity. used_memory is
+ * what maxmemory limits, the engine's memory (segments, object tables, indexes); the
+ * server's own buffers are in used_memory_rss only. */
+static void info_memory(info_text *t, const shoal_db_stats *stats)
+{
+    unsigned long long used = stats->memory;
+    info_note_memory(used);
+    unsigned long long peak = atomic_load_explicit(&info_memory_peak, memory_order_relaxed);
+    unsigned long long rss = (unsigned long long)info_rss_kb() * 1024;
+    unsigned long long system = info_system_memory();
+    long long maxmemory = atomic_load(&server.config.maxmemory);
+    char used_human[32], rss_human[32], peak_human[32], system_human[32], max_human[32];
+    info_human_bytes(used_human, sizeof(used_human), used);
+    info_human_bytes(rss_human, sizeof(rss_human), rss);
+    info_human_bytes(peak_human, sizeof(peak_human), peak);
+    info_human_bytes(system_human, sizeof(system_human), system);
+    info_human_bytes(max_human, sizeof(max_human), (unsigned long long)maxmemory);
+    info_append(t,
+                "used_memory:%llu\r\nused_memory_human:%s\r\nused_memory_rss:%llu\r\n"
+                "used_memory_rss_human:%s\r\nused_memory_peak:%llu\r\n"
+                "used_memory_peak_human:%s\r\nused_memory_peak_perc:%.2f%%\r\n"
+                "used_memory_dataset:%llu\r\ntotal_system_memory:%llu\r\n"
+                "total_system_memory_human:%s\r\nmaxmemory:%lld\r\nmaxmemory_human:%s\r\n"
+                "maxmemory_policy:noeviction\r\nmem_fragmentation_ratio:%.2f\r\n"
+                "mem_allocator:libc\r\nstored_keys:%llu\r\nstored_bytes:%llu\r\n",
+                used, used_human, rss, rss_human, peak, peak_human,
+                peak ? 100.0 * (double)used / (double)peak : 100.0,
+                (unsigned long long)stats->bytes, system, system_human, maxmemory, max_human,
+                used ? (double)rss / (double)used : 0.0, (unsigned long long)stats->keys,
+                (unsigned long long)stats->bytes);
+}
+
 /* Newest of the startup time, the last SAVE/BGSAVE and the engine's last checkpoint. */
 static long long server_last_save(const shoal_db_stats *stats)
 {
@@ -628,12 +705,7 @@ COMMAND_HANDLER(cmd_info)
     shoal_stats(server.db, &stats);
     if (info_wanted(c, "memory", true)) {
         SECTION("Memory");
-        long rss = info_rss_kb();
-        info_append(&t, "used_memory:%llu\r\nused_memory_rss:%ld\r\nmaxmemory:%lld\r\n"
-                        "maxmemory_policy:noeviction\r\nstored_keys:%llu\r\nstored_bytes:%llu\r\n",
-                    (unsigned long long)stats.memory, rss * 1024,
-                    atomic_load(&server.config.maxmemory), (unsigned long long)stats.keys,
-                    (unsigned long long)stats.bytes);
+        info_memory(&t, &stats);
     }
     if (info_wanted(c, "persistence", true)) {
         SECTION("Persistence");

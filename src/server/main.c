@@ -10,7 +10,9 @@
  *
  * Threads: the main thread blocks SIGTERM/SIGINT/SIGUSR1 in every thread (the mask is
  * inherited by the loops and the engine's threads), then waits for them with
- * sigtimedwait; between signals it runs the active-expiry cycle hz times a second.
+ * sigtimedwait; between signals, hz times a second, it runs the active-expiry cycle, gives
+ * back what released snapshots kept on shards no write has touched since (shoal_reclaim)
+ * and samples the engine's memory for INFO's peak.
  *
  * Shutdown order, and why: (1) the loops stop taking requests and wait, bounded, for the
  * log to confirm the writes already run and for the catalog worker to finish the changes
@@ -291,6 +293,8 @@ int main(int argc, char **argv)
         store_active_expire((size_t)atomic_load(&server.config.active_expire_keys),
                             (int)atomic_load(&server.config.active_expire_effort),
                             (uint64_t)period_ns);
+        shoal_reclaim(server.db); /* what the cycle's or a client's snapshot kept */
+        info_sample_memory();
     }
     log_message(LOG_NOTICE, "received %s, shutting down", received == SIGINT ? "SIGINT" : "SIGTERM");
     network_stop();

@@ -296,6 +296,9 @@ char *network_client_list(const client *only, size_t *length);
 /* command.c */
 /* Runs the client's current request (c->argc/argv). */
 void command_dispatch(client *c);
+/* Samples the engine's memory for INFO's used_memory_peak (the main thread, hz times a
+ * second; cmd_server.c). */
+void info_sample_memory(void);
 /* Replies with the Redis form of an engine error, or marks the attempt for retry. */
 void reply_engine_error(client *c, int error);
 /* The client's namespace handle for its current database (refreshing if dropped). */

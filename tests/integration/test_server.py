@@ -8,6 +8,7 @@ Every loop is bounded; nothing asserts on time.
 import os
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -641,6 +642,23 @@ def test_server_commands(server):
     info = r.info("everything")
     for field in ("redis_version", "connected_clients", "used_memory", "total_commands_processed"):
         assert field in info, field
+    # INFO memory: Redis's fields; the peak keeps what a value held after it is deleted.
+    before = r.info("memory")
+    r.set("big", "x" * (8 << 20))
+    held = r.info("memory")["used_memory"]
+    r.delete("big")
+    # DEL read the key at a snapshot of its own, so the value outlives it until the main
+    # thread's housekeeping (shoal_reclaim, hz times a second) gives it back.
+    for _ in range(100):
+        memory = r.info("memory")
+        if memory["used_memory"] < held - (4 << 20):
+            break
+        time.sleep(0.05)
+    assert held >= before["used_memory"] + (8 << 20), (before, held)
+    assert memory["used_memory_peak"] >= held > memory["used_memory"] + (4 << 20), (held, memory)
+    assert memory["used_memory_human"].endswith(("B", "K", "M", "G")), memory
+    assert memory["maxmemory_human"] == "0B" and memory["mem_allocator"] == "libc", memory
+    assert memory["total_system_memory"] > 0 and memory["used_memory_rss"] > 0, memory
     assert "cmdstat_echo" in r.info("commandstats")
     assert "latency_percentiles_usec_echo" in r.info("latencystats")
     assert r.acl_whoami() == "default"

@@ -484,12 +484,12 @@ static void info_commands(info_text *t, bool commandstats, bool latencystats)
         return;
     info_text latency = {0};
     for (size_t i = 0; i < command_count(); i++) {
-        uint64_t calls = 0, microseconds = 0, failed = 0, rejected = 0;
+        uint64_t calls = 0, nanoseconds = 0, failed = 0, rejected = 0;
         memset(buckets, 0, sizeof(uint64_t) * STATS_BUCKETS);
         for (size_t l = 0; l < server.loop_count; l++) {
             command_stats *s = &server.loops[l].stats[i];
             calls += atomic_load_explicit(&s->calls, memory_order_relaxed);
-            microseconds += atomic_load_explicit(&s->microseconds, memory_order_relaxed);
+            nanoseconds += atomic_load_explicit(&s->nanoseconds, memory_order_relaxed);
             failed += atomic_load_explicit(&s->failed, memory_order_relaxed);
             rejected += atomic_load_explicit(&s->rejected, memory_order_relaxed);
             for (unsigned b = 0; b < STATS_BUCKETS; b++)
@@ -499,10 +499,11 @@ static void info_commands(info_text *t, bool commandstats, bool latencystats)
             continue;
         const char *name = command_at(i)->name;
         if (commandstats)
-            info_append(t, "cmdstat_%s:calls=%llu,usec=%llu,usec_per_call=%.2f,"
-                           "rejected_calls=%llu,failed_calls=%llu\r\n",
-                        name, (unsigned long long)calls, (unsigned long long)microseconds,
-                        calls ? (double)microseconds / (double)calls : 0.0,
+            info_append(t,
+                        "cmdstat_%s:calls=%llu,usec=%llu,usec_per_call=%.2f,"
+                        "rejected_calls=%llu,failed_calls=%llu\r\n",
+                        name, (unsigned long long)calls, (unsigned long long)(nanoseconds / 1000),
+                        calls ? (double)nanoseconds / 1000.0 / (double)calls : 0.0,
                         (unsigned long long)rejected, (unsigned long long)failed);
         uint64_t sampled = 0;
         for (unsigned b = 0; b < STATS_BUCKETS; b++)
@@ -924,7 +925,7 @@ COMMAND_HANDLER(cmd_config)
             for (size_t i = 0; i < command_count(); i++) {
                 command_stats *s = &server.loops[l].stats[i];
                 atomic_store(&s->calls, 0);
-                atomic_store(&s->microseconds, 0);
+                atomic_store(&s->nanoseconds, 0);
                 atomic_store(&s->failed, 0);
                 atomic_store(&s->rejected, 0);
                 for (unsigned b = 0; b < STATS_BUCKETS; b++)

@@ -391,13 +391,20 @@ static void network_process(client *c)
 {
     size_t start = 0;
     bool incomplete = false;
-    /* One clock reading per batch of requests is precise enough for the soft limit. */
-    long long now_ms = network_now_ms();
+    /* One clock reading per batch of requests: precise enough for the soft limit, and the
+     * start of the first command (the later ones start where the one before ended). */
+    event_loop *loop = c->loop;
+    loop->clock_ns = store_monotonic_ns();
+    loop->clock_chain = true;
+    long long now_ms = (long long)(loop->clock_ns / 1000000) + loop->wall_offset_ms;
     if (c->request_held) {
         /* Parsed at query[0] when it was suspended; the buffer may have moved since, the
          * offsets have not. It runs even when the loop is draining: it was accepted. */
-        if (c->catalog_job != NULL || !network_run_request(c, c->query))
+        if (c->catalog_job != NULL || !network_run_request(c, c->query)) {
+            loop->clock_chain = false;
+            loop->clock_ns = 0;
             return;
+        }
         c->request_held = false;
         start = c->parser.position;
         network_request_done(c, now_ms);
@@ -423,6 +430,8 @@ static void network_process(client *c)
         if (!network_request_done(c, now_ms))
             break;
     }
+    loop->clock_chain = false;
+    loop->clock_ns = 0;
     /* Input that ended closes the connection once its replies are out, when nothing it
      * sent is left to run: the rest is a request cut short, which no byte will complete. */
     if (c->input_ended && !c->request_held && (incomplete || start >= c->query_length))

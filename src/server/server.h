@@ -72,7 +72,7 @@ const command_def *command_at(size_t index);
 #define STATS_BUCKETS 192
 
 typedef struct command_stats {
-    atomic_ullong calls, microseconds, failed, rejected;
+    atomic_ullong calls, nanoseconds, failed, rejected; /* nanoseconds: summed exact, shown in us */
     atomic_ullong buckets[STATS_BUCKETS]; /* latency histogram, log-linear in ns */
 } command_stats;
 
@@ -214,6 +214,12 @@ struct event_loop {
      * command's "now" comes from the one clock reading it already takes for its latency. */
     int64_t wall_offset_ms;
     int64_t command_now_ms; /* now of the command running on this loop */
+    /* While network_process runs a client's requests (clock_chain), the monotonic reading
+     * the next command starts from: the batch's first reading, then each command's end,
+     * so that a pipelined command costs one clock reading instead of two (0: none; a
+     * command takes it and reads the clock itself when there is none). */
+    bool clock_chain;
+    uint64_t clock_ns;
     /* Clients that had an event this round; their replies are written after the round's
      * last event (network_loop_events). epoll reports a descriptor once per wait, so the
      * list holds each client once and never more than LOOP_EVENTS_MAX. */

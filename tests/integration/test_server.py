@@ -660,6 +660,17 @@ def test_server_commands(server):
     assert memory["maxmemory_human"] == "0B" and memory["mem_allocator"] == "libc", memory
     assert memory["total_system_memory"] > 0 and memory["used_memory_rss"] > 0, memory
     assert "cmdstat_echo" in r.info("commandstats")
+    # Time is summed in ns: calls shorter than a microsecond each still add up.
+    pipe = r.pipeline(transaction=False)
+    for _ in range(2000):
+        pipe.exists("nothing")
+    pipe.execute()
+    exists = r.info("commandstats")["cmdstat_exists"]
+    median = float(r.info("latencystats")["latency_percentiles_usec_exists"]["p50"])
+    assert exists["calls"] >= 2000 and exists["usec"] > 0, exists
+    # The mean of a latency is not far below its median (each call's microseconds rounded
+    # down made it a tenth of it).
+    assert exists["usec_per_call"] >= median / 2, (exists, median)
     assert "latency_percentiles_usec_echo" in r.info("latencystats")
     assert r.acl_whoami() == "default"
     r.select(3)

@@ -1227,6 +1227,8 @@ static void command_reply_flags(client *c, const command_def *cmd)
         names[count++] = "write";
     if (cmd->flags & CMD_READONLY)
         names[count++] = "readonly";
+    if (cmd->flags & CMD_DENYOOM)
+        names[count++] = "denyoom";
     if (cmd->flags & CMD_ADMIN)
         names[count++] = "admin";
     if (cmd->flags & CMD_NOAUTH)
@@ -1246,9 +1248,12 @@ static void command_reply_info(client *c, const command_def *cmd)
     resp_add_bulk_cstring(&c->out, cmd->name);
     resp_add_integer(&c->out, cmd->arity);
     command_reply_flags(c, cmd);
-    resp_add_integer(&c->out, cmd->first_key);
-    resp_add_integer(&c->out, cmd->last_key);
-    resp_add_integer(&c->out, cmd->key_step);
+    /* A container's keys depend on its subcommand (MEMORY USAGE has one, MEMORY STATS
+     * none): 0 0 0 here, as Redis (COMMAND GETKEYS still finds them). */
+    bool container = (cmd->flags & CMD_CONTAINER) != 0;
+    resp_add_integer(&c->out, container ? 0 : cmd->first_key);
+    resp_add_integer(&c->out, container ? 0 : cmd->last_key);
+    resp_add_integer(&c->out, container ? 0 : cmd->key_step);
     command_reply_categories(c, cmd);
     resp_add_set(&c->out, 0);
     resp_add_array(&c->out, 0);

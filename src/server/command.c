@@ -74,89 +74,90 @@
 #define D CMD_DENYMULTI
 #define S CMD_CONTAINER
 #define U CMD_SUBCOMMANDS
+#define O CMD_DENYOOM
 
 /* name, handler, arity, flags, first key, last key, step, group, summary */
-#define COMMAND_TABLE(X)                                                                    \
-    X("ping", cmd_ping, -1, F, 0, 0, 0, "connection", "Returns the server's liveliness")   \
-    X("echo", cmd_echo, 2, F, 0, 0, 0, "connection", "Returns the given string")           \
-    X("hello", cmd_hello, -1, N | F, 0, 0, 0, "connection", "Handshakes: protocol, auth")  \
-    X("auth", cmd_auth, -2, N | F, 0, 0, 0, "connection", "Authenticates the connection")  \
-    X("quit", cmd_quit, -1, N | F | M, 0, 0, 0, "connection", "Closes the connection")     \
-    X("reset", cmd_reset, 1, N | F | M, 0, 0, 0, "connection", "Resets the connection")    \
-    X("select", cmd_select, 2, F, 0, 0, 0, "connection", "Changes the logical database")   \
-    X("client", cmd_client, -2, S | U, 0, 0, 0, "connection", "Client connection commands") \
-    X("get", cmd_get, 2, R | F, 1, 1, 1, "string", "Returns the value of a key")           \
-    X("set", cmd_set, -3, W, 1, 1, 1, "string", "Sets a key's value, options NX XX GET EX") \
-    X("setnx", cmd_setnx, 3, W | F, 1, 1, 1, "string", "Sets a key only if it is absent")  \
-    X("setex", cmd_setex, 4, W, 1, 1, 1, "string", "Sets a value and its expiry (seconds)") \
-    X("psetex", cmd_psetex, 4, W, 1, 1, 1, "string", "Sets a value and its expiry (ms)")   \
-    X("getset", cmd_getset, 3, W | F, 1, 1, 1, "string", "Sets a value, returns the old")  \
-    X("getdel", cmd_getdel, 2, W | F, 1, 1, 1, "string", "Returns a value, deletes the key") \
-    X("getex", cmd_getex, -2, W | F, 1, 1, 1, "string", "Returns a value, changes expiry") \
-    X("mget", cmd_mget, -2, R | F, 1, -1, 1, "string", "Returns the values of keys")       \
-    X("mset", cmd_mset, -3, W, 1, -1, 2, "string", "Sets several keys atomically")         \
-    X("msetnx", cmd_msetnx, -3, W, 1, -1, 2, "string", "Sets keys only if none exists")    \
-    X("append", cmd_append, 3, W | F, 1, 1, 1, "string", "Appends to a value")             \
-    X("strlen", cmd_strlen, 2, R | F, 1, 1, 1, "string", "Returns a value's length")       \
-    X("getrange", cmd_getrange, 4, R, 1, 1, 1, "string", "Returns a substring")            \
-    X("substr", cmd_getrange, 4, R, 1, 1, 1, "string", "Returns a substring (old name)")   \
-    X("setrange", cmd_setrange, 4, W, 1, 1, 1, "string", "Overwrites part of a value")     \
-    X("lcs", cmd_lcs, -3, R, 1, 2, 1, "string", "Longest common subsequence of two keys") \
-    X("setbit", cmd_setbit, 4, W, 1, 1, 1, "bitmap", "Sets or clears one bit")             \
-    X("getbit", cmd_getbit, 3, R | F, 1, 1, 1, "bitmap", "Returns one bit")                \
-    X("bitcount", cmd_bitcount, -2, R, 1, 1, 1, "bitmap", "Counts set bits in a range")    \
-    X("bitpos", cmd_bitpos, -3, R, 1, 1, 1, "bitmap", "Finds the first 0 or 1 bit")        \
-    X("bitop", cmd_bitop, -4, W, 2, -1, 1, "bitmap", "Combines strings bit by bit")        \
-    X("incr", cmd_incr, 2, W | F, 1, 1, 1, "string", "Adds one to an integer value")       \
-    X("decr", cmd_decr, 2, W | F, 1, 1, 1, "string", "Subtracts one")                      \
-    X("incrby", cmd_incrby, 3, W | F, 1, 1, 1, "string", "Adds an integer")                \
-    X("decrby", cmd_decrby, 3, W | F, 1, 1, 1, "string", "Subtracts an integer")           \
-    X("incrbyfloat", cmd_incrbyfloat, 3, W | F, 1, 1, 1, "string", "Adds a float")         \
-    X("del", cmd_del, -2, W, 1, -1, 1, "generic", "Deletes keys")                          \
-    X("unlink", cmd_del, -2, W | F, 1, -1, 1, "generic", "Deletes keys")                   \
-    X("exists", cmd_exists, -2, R | F, 1, -1, 1, "generic", "Counts existing keys")        \
-    X("type", cmd_type, 2, R | F, 1, 1, 1, "generic", "Returns a key's type")              \
-    X("object", cmd_object, -2, R | S, 2, 2, 1, "generic", "Inspects a key's value")           \
-    X("memory", cmd_memory, -2, R | S, 2, 2, 1, "server", "Reports the bytes a key takes")     \
-    X("rename", cmd_rename, 3, W, 1, 2, 1, "generic", "Renames a key")                     \
-    X("copy", cmd_copy, -3, W, 1, 2, 1, "generic", "Copies a key, to another db if asked") \
-    X("move", cmd_move, 3, W | F, 1, 1, 1, "generic", "Moves a key to another db")         \
-    X("renamenx", cmd_renamenx, 3, W | F, 1, 2, 1, "generic", "Renames if the new is free") \
-    X("keys", cmd_keys, 2, R, 0, 0, 0, "generic", "Returns keys matching a pattern")       \
-    X("scan", cmd_scan, -2, R, 0, 0, 0, "generic", "Iterates over keys")                   \
-    X("randomkey", cmd_randomkey, 1, R, 0, 0, 0, "generic", "Returns a random key")        \
-    X("dbsize", cmd_dbsize, 1, R | F, 0, 0, 0, "server", "Counts keys")                    \
-    X("flushdb", cmd_flushdb, -1, W, 0, 0, 0, "server", "Deletes every key of the db")     \
-    X("flushall", cmd_flushall, -1, W, 0, 0, 0, "server", "Deletes every key of the user") \
-    X("touch", cmd_touch, -2, R | F, 1, -1, 1, "generic", "Counts existing keys")          \
-    X("expire", cmd_expire, -3, W | F, 1, 1, 1, "generic", "Sets expiry in seconds")       \
-    X("pexpire", cmd_pexpire, -3, W | F, 1, 1, 1, "generic", "Sets expiry in ms")          \
-    X("expireat", cmd_expireat, -3, W | F, 1, 1, 1, "generic", "Sets expiry time (s)")     \
-    X("pexpireat", cmd_pexpireat, -3, W | F, 1, 1, 1, "generic", "Sets expiry time (ms)")  \
-    X("ttl", cmd_ttl, 2, R | F, 1, 1, 1, "generic", "Returns time to live in seconds")     \
-    X("pttl", cmd_pttl, 2, R | F, 1, 1, 1, "generic", "Returns time to live in ms")        \
-    X("expiretime", cmd_expiretime, 2, R | F, 1, 1, 1, "generic", "Returns expiry (s)")    \
-    X("pexpiretime", cmd_pexpiretime, 2, R | F, 1, 1, 1, "generic", "Returns expiry (ms)") \
-    X("persist", cmd_persist, 2, W | F, 1, 1, 1, "generic", "Removes the expiry")          \
-    X("multi", cmd_multi, 1, F | M, 0, 0, 0, "transactions", "Starts a transaction")       \
-    X("exec", cmd_exec, 1, M, 0, 0, 0, "transactions", "Runs the queued commands")         \
-    X("discard", cmd_discard, 1, F | M, 0, 0, 0, "transactions", "Drops the queue")        \
-    X("watch", cmd_watch, -2, F | M | D, 1, -1, 1, "transactions", "Watches keys")         \
-    X("unwatch", cmd_unwatch, 1, F, 0, 0, 0, "transactions", "Forgets watched keys")       \
-    X("info", cmd_info, -1, 0, 0, 0, 0, "server", "Returns information and statistics")    \
-    X("config", cmd_config, -2, S | U, 0, 0, 0, "server", "CONFIG GET, SET, RESETSTAT")    \
-    X("save", cmd_save, 1, A, 0, 0, 0, "server", "Takes a checkpoint")                     \
-    X("bgsave", cmd_bgsave, -1, A, 0, 0, 0, "server", "Takes a checkpoint in background")  \
-    X("lastsave", cmd_lastsave, 1, F, 0, 0, 0, "server", "Time of the last checkpoint")    \
-    X("waitaof", cmd_waitaof, 4, 0, 0, 0, 0, "generic", "Waits until writes are on disk")  \
-    X("wait", cmd_wait, 3, 0, 0, 0, 0, "generic", "Waits for replicas: there are none")    \
-    X("shutdown", cmd_shutdown, -1, A | M, 0, 0, 0, "server", "Stops the server")          \
-    X("command", cmd_command, -1, U, 0, 0, 0, "server", "Describes commands")              \
-    X("time", cmd_time, 1, F, 0, 0, 0, "server", "Returns the server time")                \
-    X("acl", cmd_acl, -2, S | U, 0, 0, 0, "server", "Users: WHOAMI LIST USERS GETUSER SETUSER")\
-    X("monitor", cmd_monitor, 1, A | D, 0, 0, 0, "server", "Streams every command run")     \
-    X("slowlog", cmd_slowlog, -2, A | S | U, 0, 0, 0, "server", "The slow log: GET LEN RESET") \
-    X("role", cmd_role, 1, F, 0, 0, 0, "server", "Replication role: always master")        \
+#define COMMAND_TABLE(X)                                                                           \
+    X("ping", cmd_ping, -1, F, 0, 0, 0, "connection", "Returns the server's liveliness")           \
+    X("echo", cmd_echo, 2, F, 0, 0, 0, "connection", "Returns the given string")                   \
+    X("hello", cmd_hello, -1, N | F, 0, 0, 0, "connection", "Handshakes: protocol, auth")          \
+    X("auth", cmd_auth, -2, N | F, 0, 0, 0, "connection", "Authenticates the connection")          \
+    X("quit", cmd_quit, -1, N | F | M, 0, 0, 0, "connection", "Closes the connection")             \
+    X("reset", cmd_reset, 1, N | F | M, 0, 0, 0, "connection", "Resets the connection")            \
+    X("select", cmd_select, 2, F, 0, 0, 0, "connection", "Changes the logical database")           \
+    X("client", cmd_client, -2, S | U, 0, 0, 0, "connection", "Client connection commands")        \
+    X("get", cmd_get, 2, R | F, 1, 1, 1, "string", "Returns the value of a key")                   \
+    X("set", cmd_set, -3, W | O, 1, 1, 1, "string", "Sets a key's value, options NX XX GET EX")    \
+    X("setnx", cmd_setnx, 3, W | O | F, 1, 1, 1, "string", "Sets a key only if it is absent")      \
+    X("setex", cmd_setex, 4, W | O, 1, 1, 1, "string", "Sets a value and its expiry (seconds)")    \
+    X("psetex", cmd_psetex, 4, W | O, 1, 1, 1, "string", "Sets a value and its expiry (ms)")       \
+    X("getset", cmd_getset, 3, W | O | F, 1, 1, 1, "string", "Sets a value, returns the old")      \
+    X("getdel", cmd_getdel, 2, W | F, 1, 1, 1, "string", "Returns a value, deletes the key")       \
+    X("getex", cmd_getex, -2, W | F, 1, 1, 1, "string", "Returns a value, changes expiry")         \
+    X("mget", cmd_mget, -2, R | F, 1, -1, 1, "string", "Returns the values of keys")               \
+    X("mset", cmd_mset, -3, W | O, 1, -1, 2, "string", "Sets several keys atomically")             \
+    X("msetnx", cmd_msetnx, -3, W | O, 1, -1, 2, "string", "Sets keys only if none exists")        \
+    X("append", cmd_append, 3, W | O | F, 1, 1, 1, "string", "Appends to a value")                 \
+    X("strlen", cmd_strlen, 2, R | F, 1, 1, 1, "string", "Returns a value's length")               \
+    X("getrange", cmd_getrange, 4, R, 1, 1, 1, "string", "Returns a substring")                    \
+    X("substr", cmd_getrange, 4, R, 1, 1, 1, "string", "Returns a substring (old name)")           \
+    X("setrange", cmd_setrange, 4, W | O, 1, 1, 1, "string", "Overwrites part of a value")         \
+    X("lcs", cmd_lcs, -3, R, 1, 2, 1, "string", "Longest common subsequence of two keys")          \
+    X("setbit", cmd_setbit, 4, W | O, 1, 1, 1, "bitmap", "Sets or clears one bit")                 \
+    X("getbit", cmd_getbit, 3, R | F, 1, 1, 1, "bitmap", "Returns one bit")                        \
+    X("bitcount", cmd_bitcount, -2, R, 1, 1, 1, "bitmap", "Counts set bits in a range")            \
+    X("bitpos", cmd_bitpos, -3, R, 1, 1, 1, "bitmap", "Finds the first 0 or 1 bit")                \
+    X("bitop", cmd_bitop, -4, W | O, 2, -1, 1, "bitmap", "Combines strings bit by bit")            \
+    X("incr", cmd_incr, 2, W | O | F, 1, 1, 1, "string", "Adds one to an integer value")           \
+    X("decr", cmd_decr, 2, W | O | F, 1, 1, 1, "string", "Subtracts one")                          \
+    X("incrby", cmd_incrby, 3, W | O | F, 1, 1, 1, "string", "Adds an integer")                    \
+    X("decrby", cmd_decrby, 3, W | O | F, 1, 1, 1, "string", "Subtracts an integer")               \
+    X("incrbyfloat", cmd_incrbyfloat, 3, W | O | F, 1, 1, 1, "string", "Adds a float")             \
+    X("del", cmd_del, -2, W, 1, -1, 1, "generic", "Deletes keys")                                  \
+    X("unlink", cmd_del, -2, W | F, 1, -1, 1, "generic", "Deletes keys")                           \
+    X("exists", cmd_exists, -2, R | F, 1, -1, 1, "generic", "Counts existing keys")                \
+    X("type", cmd_type, 2, R | F, 1, 1, 1, "generic", "Returns a key's type")                      \
+    X("object", cmd_object, -2, R | S, 2, 2, 1, "generic", "Inspects a key's value")               \
+    X("memory", cmd_memory, -2, R | S, 2, 2, 1, "server", "Reports the bytes a key takes")         \
+    X("rename", cmd_rename, 3, W, 1, 2, 1, "generic", "Renames a key")                             \
+    X("copy", cmd_copy, -3, W | O, 1, 2, 1, "generic", "Copies a key, to another db if asked")     \
+    X("move", cmd_move, 3, W | F, 1, 1, 1, "generic", "Moves a key to another db")                 \
+    X("renamenx", cmd_renamenx, 3, W | F, 1, 2, 1, "generic", "Renames if the new is free")        \
+    X("keys", cmd_keys, 2, R, 0, 0, 0, "generic", "Returns keys matching a pattern")               \
+    X("scan", cmd_scan, -2, R, 0, 0, 0, "generic", "Iterates over keys")                           \
+    X("randomkey", cmd_randomkey, 1, R, 0, 0, 0, "generic", "Returns a random key")                \
+    X("dbsize", cmd_dbsize, 1, R | F, 0, 0, 0, "server", "Counts keys")                            \
+    X("flushdb", cmd_flushdb, -1, W, 0, 0, 0, "server", "Deletes every key of the db")             \
+    X("flushall", cmd_flushall, -1, W, 0, 0, 0, "server", "Deletes every key of the user")         \
+    X("touch", cmd_touch, -2, R | F, 1, -1, 1, "generic", "Counts existing keys")                  \
+    X("expire", cmd_expire, -3, W | F, 1, 1, 1, "generic", "Sets expiry in seconds")               \
+    X("pexpire", cmd_pexpire, -3, W | F, 1, 1, 1, "generic", "Sets expiry in ms")                  \
+    X("expireat", cmd_expireat, -3, W | F, 1, 1, 1, "generic", "Sets expiry time (s)")             \
+    X("pexpireat", cmd_pexpireat, -3, W | F, 1, 1, 1, "generic", "Sets expiry time (ms)")          \
+    X("ttl", cmd_ttl, 2, R | F, 1, 1, 1, "generic", "Returns time to live in seconds")             \
+    X("pttl", cmd_pttl, 2, R | F, 1, 1, 1, "generic", "Returns time to live in ms")                \
+    X("expiretime", cmd_expiretime, 2, R | F, 1, 1, 1, "generic", "Returns expiry (s)")            \
+    X("pexpiretime", cmd_pexpiretime, 2, R | F, 1, 1, 1, "generic", "Returns expiry (ms)")         \
+    X("persist", cmd_persist, 2, W | F, 1, 1, 1, "generic", "Removes the expiry")                  \
+    X("multi", cmd_multi, 1, F | M, 0, 0, 0, "transactions", "Starts a transaction")               \
+    X("exec", cmd_exec, 1, M, 0, 0, 0, "transactions", "Runs the queued commands")                 \
+    X("discard", cmd_discard, 1, F | M, 0, 0, 0, "transactions", "Drops the queue")                \
+    X("watch", cmd_watch, -2, F | M | D, 1, -1, 1, "transactions", "Watches keys")                 \
+    X("unwatch", cmd_unwatch, 1, F, 0, 0, 0, "transactions", "Forgets watched keys")               \
+    X("info", cmd_info, -1, 0, 0, 0, 0, "server", "Returns information and statistics")            \
+    X("config", cmd_config, -2, S | U, 0, 0, 0, "server", "CONFIG GET, SET, RESETSTAT")            \
+    X("save", cmd_save, 1, A, 0, 0, 0, "server", "Takes a checkpoint")                             \
+    X("bgsave", cmd_bgsave, -1, A, 0, 0, 0, "server", "Takes a checkpoint in background")          \
+    X("lastsave", cmd_lastsave, 1, F, 0, 0, 0, "server", "Time of the last checkpoint")            \
+    X("waitaof", cmd_waitaof, 4, 0, 0, 0, 0, "generic", "Waits until writes are on disk")          \
+    X("wait", cmd_wait, 3, 0, 0, 0, 0, "generic", "Waits for replicas: there are none")            \
+    X("shutdown", cmd_shutdown, -1, A | M, 0, 0, 0, "server", "Stops the server")                  \
+    X("command", cmd_command, -1, U, 0, 0, 0, "server", "Describes commands")                      \
+    X("time", cmd_time, 1, F, 0, 0, 0, "server", "Returns the server time")                        \
+    X("acl", cmd_acl, -2, S | U, 0, 0, 0, "server", "Users: WHOAMI LIST USERS GETUSER SETUSER")    \
+    X("monitor", cmd_monitor, 1, A | D, 0, 0, 0, "server", "Streams every command run")            \
+    X("slowlog", cmd_slowlog, -2, A | S | U, 0, 0, 0, "server", "The slow log: GET LEN RESET")     \
+    X("role", cmd_role, 1, F, 0, 0, 0, "server", "Replication role: always master")                \
     X("debug", cmd_debug, -2, A, 0, 0, 0, "server", "Fault injection for tests")
 
 #define COMMAND_ROW(name, handler, arity, flags, first, last, step, group, summary)         \

@@ -46,6 +46,9 @@ typedef struct client client;
 /* argv[1] is checked against its table of subcommands, their arities and admin rights
  * (cmd_server.c, containers) */
 #define CMD_SUBCOMMANDS 0x0400u
+/* Reported only (COMMAND INFO's denyoom, as Redis marks the commands that can grow the
+ * data); the memory limit itself is the engine's (SHOAL_EMEMLIMIT). */
+#define CMD_DENYOOM 0x0800u
 
 typedef struct command_def {
     const char *name;

@@ -401,6 +401,30 @@ def test_command_names_as_redis(binary):
     replay(binary, [["PING"]], after=same_lookups)
 
 
+def test_command_info_as_redis(binary):
+    """COMMAND INFO of every command both servers have: the same arity, key positions
+    (containers 0 0 0) and the same flags among those that describe what a command does
+    (write, readonly, denyoom, admin, fast, no_auth); Redis's other flags name its own
+    machinery (scripts, loading, replicas)."""
+    import redis
+    described = {"write", "readonly", "denyoom", "admin", "fast", "no_auth"}
+
+    def same_info(shoal_port, reference_port):
+        with redis.Redis(host="127.0.0.1", port=shoal_port) as ours, \
+                redis.Redis(host="127.0.0.1", port=reference_port) as theirs:
+            mine, reference = ours.command(), theirs.command()
+        common = sorted(set(mine) & set(reference))
+        assert len(common) >= 80, common
+        for name in common:
+            a, b = mine[name], reference[name]
+            for field in ("arity", "first_key_pos", "last_key_pos", "step_count"):
+                assert a[field] == b[field], (name, field, a[field], b[field])
+            flags = [set(entry["flags"]) & described for entry in (a, b)]
+            assert flags[0] == flags[1], (name, flags)
+
+    replay(binary, [["PING"]], after=same_info)
+
+
 def test_monitor_as_redis(binary):
     """The lines MONITOR shows for the same requests are Redis's, but for the time and the
     client's port: quoting and escapes of binary arguments, the database number, AUTH's
@@ -804,7 +828,8 @@ if __name__ == "__main__":
                  test_durable_replies_as_redis, test_watch_as_redis,
                  test_auth_replies_as_redis, test_admin_replies_as_redis, test_acl_replies_as_redis,
                  test_slowlog_as_redis, test_categories_and_help_as_redis, test_monitor_as_redis,
-                 test_command_names_as_redis, test_acl_log_as_redis,
+                 test_command_names_as_redis, test_command_info_as_redis,
+                 test_acl_log_as_redis,
                  test_lcs_as_redis, test_errorstats_as_redis,
                  test_protocol_errors_as_redis, test_damaged_streams_as_redis,
                  test_damaged_streams_before_auth_as_redis,

@@ -29,6 +29,7 @@
 #include <openssl/rand.h>
 
 #include "acllog.h"
+#include "core/pages.h"
 #include "catalog.h"
 #include "commands.h"
 #include "log.h"
@@ -611,6 +612,15 @@ static void info_memory(info_text *t, const shoal_db_stats *stats)
                 (unsigned long long)stats->bytes, system, system_human, maxmemory, max_human,
                 used ? (double)rss / (double)used : 0.0, (unsigned long long)stats->keys,
                 (unsigned long long)stats->bytes);
+    /* The huge pages faulted in ahead for growing segments (core/pages.h): a miss is a
+     * writer that faulted its own 2 MiB page, a latency spike under its shard lock. */
+    struct pages_reserve_stats reserve;
+    pages_reserve_stats(&reserve);
+    info_append(t,
+                "huge_reserve_spares:%u\r\nhuge_reserve_prefaulted:%llu\r\n"
+                "huge_reserve_taken:%llu\r\nhuge_reserve_missed:%llu\r\n"
+                "huge_reserve_dropped:%llu\r\n",
+                reserve.spares, reserve.prefaulted, reserve.taken, reserve.missed, reserve.dropped);
 }
 
 /* Newest of the startup time, the last SAVE/BGSAVE and the engine's last checkpoint. */

@@ -659,6 +659,15 @@ def test_server_commands(server):
     assert memory["used_memory_human"].endswith(("B", "K", "M", "G")), memory
     assert memory["maxmemory_human"] == "0B" and memory["mem_allocator"] == "libc", memory
     assert memory["total_system_memory"] > 0 and memory["used_memory_rss"] > 0, memory
+    # Segments that grow past their first region ask for huge pages: each request is
+    # served by the reserve or missed it.
+    pipe = r.pipeline(transaction=False)
+    for i in range(40000):
+        pipe.set("fill:%d" % i, "v" * 1000)
+    pipe.execute()
+    memory = r.info("memory")
+    assert memory["huge_reserve_taken"] + memory["huge_reserve_missed"] > 0, memory
+    r.flushdb()
     assert "cmdstat_echo" in r.info("commandstats")
     # Time is summed in ns: calls shorter than a microsecond each still add up.
     pipe = r.pipeline(transaction=False)

@@ -119,15 +119,15 @@ typedef enum shoal_option {
     SHOAL_OPT_ACTIVATION_STEP = 2,
     /* Default sync policy (enum shoal_sync). Durable mode only. Default SHOAL_SYNC_PERIODIC. */
     SHOAL_OPT_SYNC = 3,
-    /* Log streams for a durable database, 1..SHOAL_MAX_LOG_STREAMS. Default: one per two cores (at least one):
-     * each stream's fdatasync is a flush of the same disk, so fewer streams make larger
+    /* Log streams for a durable database, 1..SHOAL_MAX_LOG_STREAMS. Default: one per two cores (at
+     * least one): each stream's fdatasync is a flush of the same disk, so fewer streams make larger
      * group commits (docs/BENCHMARKS.md, "One log stream or two"). */
     SHOAL_OPT_LOG_STREAMS = 4,
     /* Snapshot slots: how many snapshots (including iterators) may be open at once.
      * Default 1024, at least 1. */
     SHOAL_OPT_SNAPSHOT_SLOTS = 5,
     /* Memory limit in bytes for stored data; 0 = none (default). Writes beyond it fail with
-     * SHOAL_EMEMLIMIT; deletes always work. */
+     * SHOAL_EMEMLIMIT; deletes always work. shoal_set_memory_limit changes it while open. */
     SHOAL_OPT_MEMORY_LIMIT = 6,
     /* Periodic sync interval in milliseconds (durable, SHOAL_SYNC_PERIODIC). Default 1000. */
     SHOAL_OPT_SYNC_PERIOD_MS = 7,
@@ -270,6 +270,13 @@ SHOAL_API int shoal_compact(shoal_db *db, shoal_compact_result *out);
  * O(versions reclaimed); a shard with nothing to give back costs a lock and a load.
  * Returns 0 or SHOAL_EINVAL (db NULL). Thread-safety: any thread. */
 SHOAL_API int shoal_reclaim(shoal_db *db);
+
+/* Changes SHOAL_OPT_MEMORY_LIMIT of an open database (0 = none). Writes that begin after
+ * the call see the new limit; a limit below what is stored already frees nothing, it
+ * refuses writes that add data (SHOAL_EMEMLIMIT) until deletes make room. Not logged: a
+ * durable database opens again with the limit of its options. Returns 0 or SHOAL_EINVAL
+ * (db NULL). Thread-safety: any thread. */
+SHOAL_API int shoal_set_memory_limit(shoal_db *db, uint64_t bytes);
 
 /* ---------------------------------------------------------------------------------------
  * Tenants. Tenant 0, "default", always exists and has no limits.

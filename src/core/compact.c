@@ -213,7 +213,7 @@ static int compact_key_compare(const uint8_t *a, uint32_t alen, const uint8_t *b
 /* Sets the room the next chunk may copy into (K6). */
 static void compact_measure_room(struct compact_run *run)
 {
-    uint64_t limit = run->db->config.memory_limit;
+    uint64_t limit = atomic_load_explicit(&run->db->memory_limit, memory_order_relaxed);
     if (limit == 0) {
         run->room = UINT64_MAX;
         return;
@@ -314,7 +314,7 @@ static enum compact_outcome compact_begin(struct compact_run *run, struct shard 
             shard_write_unlock(s); /* nothing stored: nothing to do */
             return COMPACT_OK;
         }
-        uint64_t limit = run->db->config.memory_limit;
+        uint64_t limit = atomic_load_explicit(&run->db->memory_limit, memory_order_relaxed);
         uint64_t copies = st.bytes_in_use - st.large_bytes; /* at most this is copied */
         if (limit != 0 && db_memory_in_use(run->db) + copies > limit) {
             shard_write_unlock(s);

@@ -365,6 +365,7 @@ int db_create(const struct db_config *config, struct shoal_db **out)
     memset(db, 0, sizeof *db);
     db->instance = atomic_fetch_add(&db_instances, 1) + 1;
     db->config = *config;
+    atomic_init(&db->memory_limit, config->memory_limit);
     db->shard_mask = (unsigned)db->config.shards - 1;
     pthread_mutex_init(&db->shard_create_lock, NULL);
     pthread_mutex_init(&db->catalog_change, NULL);

@@ -272,6 +272,9 @@ struct shoal_options {
 struct shoal_db {
     struct db_config config;
     unsigned shard_mask;
+    /* config.memory_limit as it is now: set at open, changed by shoal_set_memory_limit,
+     * read by every write that adds data (kv.c) and by compactions. 0 = none. */
+    _Atomic uint64_t memory_limit;
 
     _Atomic uint64_t seq __attribute__((aligned(CACHE_LINE)));
     _Atomic uint64_t snapshots_open __attribute__((aligned(CACHE_LINE)));

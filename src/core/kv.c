@@ -492,14 +492,23 @@ uint64_t db_memory_in_use(struct shoal_db *db)
  * deletes always passes. */
 static int ops_check_memory(struct shoal_db *db, const struct write_op *ops, size_t n)
 {
-    if (db->config.memory_limit == 0)
+    uint64_t limit = atomic_load_explicit(&db->memory_limit, memory_order_relaxed);
+    if (limit == 0)
         return 0;
     uint64_t adding = 0;
     for (size_t i = 0; i < n; i++)
         if (ops[i].type == WRITE_PUT)
             adding += version_size(ops[i].klen, ops[i].vlen);
-    if (adding && db_memory_in_use(db) + adding > db->config.memory_limit)
+    if (adding && db_memory_in_use(db) + adding > limit)
         return SHOAL_EMEMLIMIT;
+    return 0;
+}
+
+int shoal_set_memory_limit(shoal_db *db, uint64_t bytes)
+{
+    if (db == NULL)
+        return SHOAL_EINVAL;
+    atomic_store_explicit(&db->memory_limit, bytes, memory_order_relaxed);
     return 0;
 }
 

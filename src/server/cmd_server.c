@@ -583,8 +583,8 @@ static unsigned long long info_system_memory(void)
 }
 
 /* The memory section: Redis's field names where Shoal has the quantity. used_memory is
- * what maxmemory limits, the engine's memory (segments, object tables, indexes); the
- * server's own buffers are in used_memory_rss only. */
+ * the engine's memory (segments, object tables, indexes), of which maxmemory limits the
+ * segments; the server's own buffers are in used_memory_rss only. */
 static void info_memory(info_text *t, const shoal_db_stats *stats)
 {
     unsigned long long used = stats->memory;
@@ -928,6 +928,8 @@ COMMAND_HANDLER(cmd_config)
             }
             if (!strcasecmp(name, "loglevel"))
                 log_set_level(value);
+            if (!strcasecmp(name, "maxmemory"))
+                shoal_set_memory_limit(server.db, (uint64_t)atomic_load(&server.config.maxmemory));
         }
         resp_add_ok(&c->out);
     } else if (arg_is(c, 1, "RESETSTAT")) {

@@ -636,6 +636,16 @@ def test_server_commands(server):
     assert r.config_set("timeout", 100)
     assert r.config_get("timeout") == {"timeout": "100"}
     expect_error(lambda: r.config_set("port", 1), "can't set immutable config")
+    # maxmemory changes at once: below what is stored, writes that add data are refused
+    # (nothing is evicted), deletes work, and 0 lifts it.
+    r.set("kept", "x" * 1000)
+    assert r.config_set("maxmemory", "1kb")
+    assert r.config_get("maxmemory") == {"maxmemory": "1024"}
+    expect_error(lambda: r.set("refused", "y" * 1000), "OOM command not allowed")
+    assert r.get("refused") is None and r.get("kept") == b"x" * 1000
+    assert r.delete("kept") == 1
+    assert r.config_set("maxmemory", 0)
+    assert r.set("refused", "y" * 1000) and r.delete("refused") == 1
     expect_error(lambda: r.config_set("nosuch", 1), "Unknown option")
     expect_error(lambda: r.save(), "not available in memory mode")
     expect_error(lambda: r.bgsave(), "not available in memory mode")

@@ -259,6 +259,39 @@ static void test_memory_limit(void **state)
     assert_int_equal(refused, 0);
 }
 
+/* shoal_set_memory_limit on an open database: a limit below what is stored refuses puts
+ * and keeps every key; deletes still work; raising or removing the limit lets puts in. */
+static void test_memory_limit_changed_while_open(void **state)
+{
+    (void)state;
+    shoal_db *db = test_open(2, 0);
+    shoal_ns *ns = test_ns(db, "changing", SHOAL_PLACE_SPREAD, 0);
+    uint8_t value[1000];
+    test_fill_pattern(value, sizeof value, 7);
+    char key[32];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(key, sizeof key, "k%04d", i);
+        assert_ok(shoal_put(ns, key, strlen(key), value, sizeof value, NULL));
+    }
+    shoal_db_stats stats;
+    assert_ok(shoal_stats(db, &stats));
+    assert_ok(shoal_set_memory_limit(db, stats.memory / 2));
+    assert_code(shoal_put(ns, "more", 4, value, sizeof value, NULL), SHOAL_EMEMLIMIT);
+    test_expect_absent_str(ns, NULL, "more");
+    assert_int_equal(test_count_keys(ns, NULL), 1000);
+    assert_ok(shoal_delete(ns, "k0000", 5, NULL));
+    assert_ok(shoal_set_memory_limit(db, stats.memory * 4));
+    assert_ok(shoal_put(ns, "more", 4, value, sizeof value, NULL));
+    assert_ok(shoal_set_memory_limit(db, 1)); /* one byte: nothing more fits */
+    assert_code(shoal_put(ns, "again", 5, value, sizeof value, NULL), SHOAL_EMEMLIMIT);
+    assert_ok(shoal_set_memory_limit(db, 0)); /* none */
+    assert_ok(shoal_put(ns, "again", 5, value, sizeof value, NULL));
+    assert_int_equal(test_count_keys(ns, NULL), 1001);
+    assert_code(shoal_set_memory_limit(NULL, 0), SHOAL_EINVAL);
+    shoal_ns_close(ns);
+    shoal_close(db);
+}
+
 /* Statistics read while writers run: every call succeeds and its figures are within what
  * the writers could have produced. Under TSan this also checks that reading them races
  * with nothing (the statistics are documented as callable from any thread). */
@@ -1010,6 +1043,7 @@ int main(void)
         cmocka_unit_test(test_get_into_empty_value_without_buffer),
         cmocka_unit_test(test_ns_list_count_only),
         cmocka_unit_test(test_memory_limit),
+        cmocka_unit_test(test_memory_limit_changed_while_open),
         cmocka_unit_test(test_stats_while_writing),
         cmocka_unit_test(test_key_memory),
     };

@@ -45,6 +45,7 @@
  */
 #include "core/durable.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -507,6 +508,7 @@ struct parallel {
 static void *parallel_worker(void *arg)
 {
     struct parallel *p = arg;
+    pthread_setname_np(pthread_self(), "shoal-worker");
     for (;;) {
         unsigned i = atomic_fetch_add(&p->next, 1);
         if (i >= p->count || atomic_load(&p->error))
@@ -883,6 +885,7 @@ static void *spread_applier_main(void *arg)
 {
     struct spread_applier *a = arg;
     struct spread *sp = a->sp;
+    pthread_setname_np(pthread_self(), "shoal-replay");
     for (uint64_t k = 0;; k++) {
         pthread_mutex_lock(&sp->lock);
         while (sp->published <= k && !sp->closing && !sp->error)
@@ -1291,6 +1294,7 @@ static void *checkpointer_main(void *arg)
 {
     struct shoal_db *db = arg;
     struct durable *d = durable_of(db);
+    pthread_setname_np(pthread_self(), "shoal-ckpt");
     pthread_mutex_lock(&d->wake_lock);
     while (!d->stopping) {
         struct timespec until;

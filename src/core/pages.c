@@ -162,6 +162,7 @@ static bool pages_reserve_wait_idle(void)
 static void *pages_reserve_main(void *unused)
 {
     (void)unused;
+    pthread_setname_np(pthread_self(), "shoal-pages");
     pthread_mutex_lock(&reserve.mutex);
     while (!reserve.stop) {
         if (reserve.count == PAGES_RESERVE_SPARES) {

@@ -1382,6 +1382,9 @@ static void *wal_stream_thread(void *arg)
 {
     struct wal_stream *s = arg;
     struct wal *w = s->wal;
+    char name[16]; /* named for top -H, perf and gdb */
+    snprintf(name, sizeof(name), "shoal-log-%u", s->index);
+    pthread_setname_np(pthread_self(), name);
     uint64_t next_tick = wal_now_ns() + w->period_ns;
 
     pthread_mutex_lock(&s->mutex);

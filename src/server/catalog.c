@@ -101,6 +101,7 @@
  */
 #include "catalog.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,6 +200,7 @@ static void catalog_post(catalog_job *job)
 static void *catalog_main(void *argument)
 {
     (void)argument;
+    pthread_setname_np(pthread_self(), "shoal-catalog");
     pthread_mutex_lock(&catalog_worker.lock);
     for (;;) {
         while (catalog_worker.head == NULL && !catalog_worker.stopping)

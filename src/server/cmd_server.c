@@ -15,6 +15,7 @@
  * checkpoints need a directory.
  * Tested by tests/integration/test_server.py, test_durable.py and the redis-cli smoke test.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -988,6 +989,7 @@ COMMAND_HANDLER(cmd_save)
 static void *server_bgsave_main(void *unused)
 {
     (void)unused;
+    pthread_setname_np(pthread_self(), "shoal-bgsave");
     for (;;) {
         int result = shoal_checkpoint(server.db);
         atomic_store(&server.last_bgsave_error, result);

@@ -61,6 +61,7 @@
  */
 #include "server.h"
 
+#include <pthread.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -737,6 +738,9 @@ static bool network_loop_waiting(const event_loop *loop)
 static void *network_loop_main(void *argument)
 {
     event_loop *loop = argument;
+    char name[16]; /* named for top -H, perf and gdb */
+    snprintf(name, sizeof(name), "shoal-loop-%d", loop->index);
+    pthread_setname_np(pthread_self(), name);
     while (!atomic_load(&server.shutting_down)) {
         long long hz = atomic_load(&server.config.hz);
         int wait_ms = (int)(1000 / (hz > 0 ? hz : 10));

@@ -842,6 +842,75 @@ static const char *const config_help[] = {
     "    Prints this help.",
 };
 
+/* CONFIG SET name value [name value ...], all or nothing, as Redis 7: the names are checked
+ * first, in order (unknown, immutable, given twice), then every value on a copy of the
+ * settings; only when all pass are they applied, so a bad pair changes nothing. */
+static void config_set_all(client *c)
+{
+    char error[256];
+    server_config *scratch = malloc(sizeof(*scratch));
+    if (scratch == NULL) {
+        resp_add_error(&c->out, "ERR out of memory");
+        return;
+    }
+    memcpy(scratch, &server.config, sizeof(*scratch));
+    char value_error[512] = "";
+    for (size_t i = 2; i + 1 < c->argc; i += 2) {
+        char name[128], value[CONFIG_STRING_MAX];
+        snprintf(name, sizeof(name), "%.*s", (int)c->lengths[i], c->argv[i]);
+        snprintf(value, sizeof(value), "%.*s", (int)c->lengths[i + 1], c->argv[i + 1]);
+        int result = strcasecmp(name, "requirepass") == 0
+                         ? 0
+                         : config_set(scratch, name, value, false, error, sizeof(error));
+        if (result != 0 && strncmp(error, "unknown setting", 15) == 0) {
+            resp_add_errorf(&c->out,
+                            "ERR Unknown option or number of arguments for CONFIG SET "
+                            "- '%s'",
+                            name);
+            free(scratch);
+            return;
+        }
+        bool name_error = result != 0 && strncmp(error, "can't set immutable", 19) == 0;
+        for (size_t j = 2; !name_error && j < i; j += 2) {
+            if (c->lengths[j] == c->lengths[i] &&
+                strncasecmp(c->argv[j], c->argv[i], c->lengths[i]) == 0) {
+                snprintf(error, sizeof(error), "duplicate parameter");
+                name_error = true;
+            }
+        }
+        if (name_error || (result != 0 && value_error[0] == '\0'))
+            snprintf(value_error, sizeof(value_error),
+                     "ERR CONFIG SET failed (possibly related to argument '%s') - %s", name, error);
+        if (name_error) {
+            resp_add_error(&c->out, value_error);
+            free(scratch);
+            return;
+        }
+    }
+    free(scratch);
+    if (value_error[0] != '\0') {
+        resp_add_error(&c->out, value_error);
+        return;
+    }
+    for (size_t i = 2; i + 1 < c->argc; i += 2) {
+        char name[128], value[CONFIG_STRING_MAX];
+        snprintf(name, sizeof(name), "%.*s", (int)c->lengths[i], c->argv[i]);
+        snprintf(value, sizeof(value), "%.*s", (int)c->lengths[i + 1], c->argv[i + 1]);
+        if (!strcasecmp(name, "requirepass")) {
+            acl_set_requirepass(value);
+            snprintf(server.config.requirepass, sizeof(server.config.requirepass), "%s", value);
+            continue;
+        }
+        if (config_set(&server.config, name, value, false, error, sizeof(error)) != 0)
+            continue; /* passed on the copy, so it cannot fail here */
+        if (!strcasecmp(name, "loglevel"))
+            log_set_level(value);
+        if (!strcasecmp(name, "maxmemory"))
+            shoal_set_memory_limit(server.db, (uint64_t)atomic_load(&server.config.maxmemory));
+    }
+    resp_add_ok(&c->out);
+}
+
 COMMAND_HANDLER(cmd_config)
 {
     if (arg_is(c, 1, "HELP")) {
@@ -909,30 +978,7 @@ COMMAND_HANDLER(cmd_config)
         }
         free(flat);
     } else if (arg_is(c, 1, "SET") && c->argc % 2 == 0) {
-        for (size_t i = 2; i + 1 < c->argc; i += 2) {
-            char name[128], value[CONFIG_STRING_MAX], error[256];
-            snprintf(name, sizeof(name), "%.*s", (int)c->lengths[i], c->argv[i]);
-            snprintf(value, sizeof(value), "%.*s", (int)c->lengths[i + 1], c->argv[i + 1]);
-            if (!strcasecmp(name, "requirepass")) {
-                acl_set_requirepass(value);
-                snprintf(server.config.requirepass, sizeof(server.config.requirepass), "%s", value);
-                continue;
-            }
-            if (config_set(&server.config, name, value, false, error, sizeof(error)) != 0) {
-                if (strncmp(error, "unknown setting", 15) == 0)
-                    resp_add_errorf(&c->out, "ERR Unknown option or number of arguments for "
-                                             "CONFIG SET - '%s'", name);
-                else
-                    resp_add_errorf(&c->out, "ERR CONFIG SET failed (possibly related to "
-                                             "argument '%s') - %s", name, error);
-                return;
-            }
-            if (!strcasecmp(name, "loglevel"))
-                log_set_level(value);
-            if (!strcasecmp(name, "maxmemory"))
-                shoal_set_memory_limit(server.db, (uint64_t)atomic_load(&server.config.maxmemory));
-        }
-        resp_add_ok(&c->out);
+        config_set_all(c);
     } else if (arg_is(c, 1, "RESETSTAT")) {
         for (size_t l = 0; l < server.loop_count; l++)
             for (size_t i = 0; i < command_count(); i++) {

@@ -316,6 +316,17 @@ def test_slowlog_as_redis(binary):
            unchecked=("HELLO",), after=same_entries)  # HELLO names the server
 
 
+def ask(server, *args):
+    """One request over a Raw connection; its reply's bytes."""
+    server.send(list(args))
+    return server.reply()
+
+
+def bulk_names(reply):
+    """The bulk strings of a reply, as a set (COMMAND LIST, ACL CAT)."""
+    return set(re.findall(rb"\$\d+\r\n([^\r]*)\r\n", reply))
+
+
 def test_categories_and_help_as_redis(binary):
     """COMMAND INFO gives every command Redis's ACL categories; ACL CAT lists Redis's
     categories and, for each, the same commands among those both servers have (Redis's
@@ -329,15 +340,8 @@ def test_categories_and_help_as_redis(binary):
     def same_categories(shoal_port, reference_port):
         servers = [Raw(shoal_port), Raw(reference_port)]
 
-        def ask(server, *args):
-            server.send(list(args))
-            return server.reply()
-
-        def names(reply):
-            return set(re.findall(rb"\$\d+\r\n([^\r]*)\r\n", reply))
-
         try:
-            ours, theirs = (names(ask(r, "COMMAND", "LIST")) for r in servers)
+            ours, theirs = (bulk_names(ask(r, "COMMAND", "LIST")) for r in servers)
             common = sorted(ours & theirs)
             assert len(common) >= 75, common
             for name in common:
@@ -347,8 +351,8 @@ def test_categories_and_help_as_redis(binary):
                 own = [re.split(rb"\$\d+\r\n[a-z-]+\|", info)[0] for info in infos]
                 categories = [re.findall(rb"\+(@[a-z]+)\r\n", info) for info in own]
                 assert categories[0] == categories[1] and categories[0], (name, categories)
-            for category in sorted(names(ask(servers[1], "ACL", "CAT"))):
-                members = [names(ask(r, "ACL", "CAT", category)) for r in servers]
+            for category in sorted(bulk_names(ask(servers[1], "ACL", "CAT"))):
+                members = [bulk_names(ask(r, "ACL", "CAT", category)) for r in servers]
                 assert members[0] & theirs == members[1] & ours, category
             for container in ("CLIENT", "CONFIG", "ACL", "COMMAND", "MEMORY", "OBJECT",
                               "SLOWLOG"):
@@ -372,15 +376,8 @@ def test_command_names_as_redis(binary):
     def same_lookups(shoal_port, reference_port):
         servers = [Raw(shoal_port), Raw(reference_port)]
 
-        def ask(server, *args):
-            server.send(list(args))
-            return server.reply()
-
-        def names(reply):
-            return set(re.findall(rb"\$\d+\r\n([^\r]*)\r\n", reply))
-
         try:
-            ours, theirs = (names(ask(r, "COMMAND", "LIST")) for r in servers)
+            ours, theirs = (bulk_names(ask(r, "COMMAND", "LIST")) for r in servers)
             count = int(ask(servers[0], "COMMAND", "COUNT")[1:])
             assert len(ours) == count and count >= 80, (count, ours)
             for name in sorted(ours):

@@ -133,7 +133,9 @@ typedef enum shoal_option {
     SHOAL_OPT_SYNC_PERIOD_MS = 7,
     /* Longest wait of a SHOAL_SYNC_BATCH write, in microseconds. Default 2000. */
     SHOAL_OPT_SYNC_WINDOW_US = 8,
-    /* Log size in bytes that triggers a checkpoint (durable). Default 64 MiB. */
+    /* Log size in bytes that triggers a background checkpoint (durable), or the size of the
+     * current checkpoint's entries when that is larger (so a large dataset is not rewritten
+     * for every few MiB written). Default 64 MiB. */
     SHOAL_OPT_CHECKPOINT_LOG_BYTES = 9,
     /* Log segment size in bytes (durable). Default 64 MiB. */
     SHOAL_OPT_LOG_SEGMENT_BYTES = 10,

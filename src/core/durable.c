@@ -77,6 +77,9 @@ struct durable {
     bool stopping, checkpointer_started;
     pthread_t checkpointer;
     _Atomic uint64_t checkpoints;
+    /* Entry bytes of the current checkpoint (0: none since open): the background
+     * checkpointer waits for at least as many bytes of log (checkpointer_main). */
+    _Atomic uint64_t checkpoint_bytes;
     _Atomic int64_t checkpoint_unix;
     _Atomic int last_checkpoint_error;
     /* A failed fsync outside the log (MANIFEST, checkpoint directory) is as fatal as one
@@ -1131,6 +1134,7 @@ struct checkpoint_job {
     struct namespace **namespaces;
     uint32_t ns_count;
     _Atomic uint64_t shards_written;
+    _Atomic uint64_t bytes_written; /* entry bytes, all shards */
 };
 
 static int checkpoint_shard(void *ctx, unsigned shard)
@@ -1174,6 +1178,8 @@ static int checkpoint_shard(void *ctx, unsigned shard)
             put_bytes(&entry, key, klen);
             put_bytes(&entry, value, vlen);
             err = entry.failed ? SHOAL_ENOMEM : ckpt_writer_append(w, entry.data, entry.len);
+            if (!err)
+                atomic_fetch_add_explicit(&job->bytes_written, entry.len, memory_order_relaxed);
         }
         shoal_iter_free(it);
     }
@@ -1265,6 +1271,7 @@ static int checkpoint_run(struct shoal_db *db, struct durable *d)
     wal_delete_before(d->wal, job.seq);
     remove_old_checkpoints(d, job.seq);
     atomic_fetch_add(&d->checkpoints, 1);
+    atomic_store(&d->checkpoint_bytes, atomic_load(&job.bytes_written));
     atomic_store(&d->checkpoint_unix, (int64_t)time(NULL));
 done:
     for (uint32_t k = 0; k < job.ns_count; k++)
@@ -1289,7 +1296,20 @@ SHOAL_API int shoal_checkpoint(shoal_db *db)
     return err;
 }
 
-/* The background checkpointer: a checkpoint whenever the log passes its threshold. */
+/* The log bytes that start the next background checkpoint: checkpoint_log_bytes, or as
+ * many as the current checkpoint holds when that is more. A checkpoint rewrites the whole
+ * dataset, so with a fixed threshold a 10 GB dataset was rewritten for every 64 MiB of
+ * writes (160 bytes to disk per byte written); waiting for a log as large as the last
+ * checkpoint keeps that near 2, as Redis's auto-aof-rewrite-percentage 100 does, at the
+ * price of replaying up to one dataset's worth of log at the next open. */
+static uint64_t checkpoint_due_bytes(struct shoal_db *db, struct durable *d)
+{
+    uint64_t floor = db->config.checkpoint_log_bytes;
+    uint64_t current = atomic_load_explicit(&d->checkpoint_bytes, memory_order_relaxed);
+    return current > floor ? current : floor;
+}
+
+/* The background checkpointer: a checkpoint whenever the log passes checkpoint_due_bytes. */
 static void *checkpointer_main(void *arg)
 {
     struct shoal_db *db = arg;
@@ -1305,8 +1325,7 @@ static void *checkpointer_main(void *arg)
             until.tv_nsec -= 1000000000;
         }
         pthread_cond_timedwait(&d->wake, &d->wake_lock, &until);
-        if (d->stopping || durable_error(d) ||
-            wal_bytes(d->wal) < db->config.checkpoint_log_bytes)
+        if (d->stopping || durable_error(d) || wal_bytes(d->wal) < checkpoint_due_bytes(db, d))
             continue;
         pthread_mutex_unlock(&d->wake_lock);
         shoal_checkpoint(db);

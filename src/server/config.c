@@ -22,7 +22,8 @@
  *
  * Redis's persistence words map onto durable mode: `appendfsync always|everysec|no` sets
  * sync always|periodic|none; `appendonly` and `save` are accepted and ignored (the log is
- * always on in durable mode, and checkpoints follow the log's size, checkpoint-log-bytes).
+ * always on in durable mode, and checkpoints follow the log's size: checkpoint-log-bytes,
+ * or the last checkpoint's size when larger).
  *
  * Invariants
  * ----------
@@ -91,7 +92,8 @@ static const config_entry config_table[] = {
     NUMBER("sync-window-us", CONFIG_INTEGER, sync_window_us, "2000", 0, 1000000, CONFIG_IMMUTABLE,
            "sync batch: longest wait to gather writes into one sync"),
     NUMBER("checkpoint-log-bytes", CONFIG_MEMORY, checkpoint_log_bytes, "64mb", 1024 * 1024,
-           LLONG_MAX, CONFIG_IMMUTABLE, "log size that triggers a background checkpoint"),
+           LLONG_MAX, CONFIG_IMMUTABLE,
+           "log size that starts a checkpoint (or the last one's size)"),
     NUMBER("log-streams", CONFIG_INTEGER, log_streams, "0", 0, 64, CONFIG_IMMUTABLE,
            "log streams (parallel fdatasync); 0 = engine default (one per two cores)"),
     NUMBER("salvage", CONFIG_BOOL, salvage, "no", 0, 1, CONFIG_IMMUTABLE,

@@ -1775,6 +1775,66 @@ static int model_crash_child(void *ctx)
     return 0; /* run_child _exits: no close, no closing checkpoint */
 }
 
+static uint64_t checkpoints_done(shoal_db *db)
+{
+    shoal_db_stats st;
+    assert_ok(shoal_stats(db, &st));
+    return st.checkpoints;
+}
+
+/* Puts count values of 1 KiB under "k<i>", i from 0: overwrites when they exist. */
+static void put_kib_values(shoal_ns *ns, unsigned count, uint8_t fill)
+{
+    uint8_t value[1024];
+    memset(value, fill, sizeof value);
+    char key[32];
+    for (unsigned i = 0; i < count; i++) {
+        snprintf(key, sizeof key, "k%05u", i);
+        assert_ok(shoal_put(ns, key, strlen(key), value, sizeof value, NULL));
+    }
+}
+
+/* The background checkpointer waits for a log as large as the current checkpoint when
+ * that is more than SHOAL_OPT_CHECKPOINT_LOG_BYTES (durable.c, checkpoint_due_bytes): 4 MiB
+ * of data checkpointed, then 2 MiB of overwrites (past the 1 MiB threshold) start no
+ * checkpoint; 3 MiB more do. */
+static void test_checkpoint_waits_for_its_size_in_log(void **state)
+{
+    (void)state;
+    char dir[4096];
+    make_dir(dir, sizeof dir);
+    shoal_options *opts = durable_options(2, 1, SHOAL_SYNC_NONE);
+    assert_ok(shoal_options_set(opts, SHOAL_OPT_CHECKPOINT_LOG_BYTES, 1 << 20));
+    assert_ok(shoal_options_set(opts, SHOAL_OPT_LOG_SEGMENT_BYTES, 256 << 10));
+    shoal_db *db = open_dir(dir, opts, NULL);
+    shoal_ns *ns = test_ns(db, "sized", SHOAL_PLACE_SPREAD, 0);
+    put_kib_values(ns, 4096, 'a');
+    assert_ok(shoal_checkpoint(db)); /* about 4 MiB of entries, the log cut to nothing */
+    uint64_t before = checkpoints_done(db);
+    put_kib_values(ns, 2048, 'b');
+    for (int i = 0; i < 10; i++) /* ten of the checkpointer's 100 ms polls */
+        test_sleep_ms(100);
+    assert_int_equal(checkpoints_done(db), before);
+    put_kib_values(ns, 3072, 'c');
+    uint64_t deadline = test_deadline(30);
+    while (checkpoints_done(db) == before && test_before(deadline))
+        test_sleep_ms(20);
+    assert_true(checkpoints_done(db) > before);
+    shoal_ns_close(ns);
+    assert_ok(shoal_close(db));
+    /* Reopened: the last checkpoint and the log after it give every key its last value. */
+    db = open_dir(dir, opts, NULL);
+    ns = test_ns(db, "sized", SHOAL_PLACE_SPREAD, 0);
+    uint8_t value[1024];
+    memset(value, 'c', sizeof value);
+    test_expect(ns, NULL, "k03071", 6, value, sizeof value);
+    memset(value, 'a', sizeof value);
+    test_expect(ns, NULL, "k04095", 6, value, sizeof value);
+    shoal_ns_close(ns);
+    assert_ok(shoal_close(db));
+    shoal_options_free(opts);
+}
+
 static void test_recovery_equals_model(void **state)
 {
     (void)state;
@@ -2233,6 +2293,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_catalog_change_leaves_readers_free, remove_made_dirs),
         cmocka_unit_test_teardown(test_checkpoints_racing_log_rolls, remove_made_dirs),
         cmocka_unit_test_teardown(test_recovery_equals_model, remove_made_dirs),
+        cmocka_unit_test_teardown(test_checkpoint_waits_for_its_size_in_log, remove_made_dirs),
         cmocka_unit_test_teardown(test_one_stream_many_threads, remove_made_dirs),
         cmocka_unit_test_teardown(test_persist, remove_made_dirs),
         cmocka_unit_test_teardown(test_second_open_is_busy, remove_made_dirs),

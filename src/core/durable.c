@@ -77,8 +77,8 @@ struct durable {
     bool stopping, checkpointer_started;
     pthread_t checkpointer;
     _Atomic uint64_t checkpoints;
-    /* Entry bytes of the current checkpoint (0: none since open): the background
-     * checkpointer waits for at least as many bytes of log (checkpointer_main). */
+    /* Entry bytes of the current checkpoint (the one loaded at open, then each new one):
+     * the background checkpointer waits for at least as many bytes of log. */
     _Atomic uint64_t checkpoint_bytes;
     _Atomic int64_t checkpoint_unix;
     _Atomic int last_checkpoint_error;
@@ -555,6 +555,7 @@ struct loader {
     bool salvage;
     _Atomic bool tombstones; /* a delete was replayed: recover_sweep has work */
     _Atomic uint64_t records, keys, torn_bytes, salvaged_bytes, max_seq;
+    _Atomic uint64_t checkpoint_bytes; /* entry bytes of the checkpoint loaded */
     _Atomic uint32_t torn_streams;
     pthread_mutex_t detail_lock;
     char detail[4200];
@@ -659,6 +660,8 @@ static int load_checkpoint_file(void *ctx, unsigned shard)
             buf_len = carry.len;
         }
         long used = carry.failed ? SHOAL_ENOMEM : checkpoint_entries(l, shard, buf, buf_len);
+        if (used > 0)
+            atomic_fetch_add_explicit(&l->checkpoint_bytes, (uint64_t)used, memory_order_relaxed);
         if (used < 0) {
             err = (int)used;
             break;
@@ -1114,6 +1117,7 @@ static int recover(struct shoal_db *db, struct durable *d, const struct catalog_
     atomic_store(&db->seq, seq > head->checkpoint_seq ? seq : head->checkpoint_seq);
     d->checkpoint_seq = head->checkpoint_seq;
     d->checkpoint_shards = head->checkpoint_shards;
+    atomic_store(&d->checkpoint_bytes, atomic_load(&l.checkpoint_bytes));
     d->recovered_records = atomic_load(&l.records);
     d->recovered_keys = atomic_load(&l.keys);
     d->torn_streams = atomic_load(&l.torn_streams);

@@ -842,6 +842,14 @@ static const char *const config_help[] = {
     "    Prints this help.",
 };
 
+/* Copies CONFIG SET's pair at argv[i], argv[i + 1] into C strings. */
+static void config_pair(const client *c, size_t i, char *name, size_t name_size, char *value,
+                        size_t value_size)
+{
+    snprintf(name, name_size, "%.*s", (int)c->lengths[i], c->argv[i]);
+    snprintf(value, value_size, "%.*s", (int)c->lengths[i + 1], c->argv[i + 1]);
+}
+
 /* CONFIG SET name value [name value ...], all or nothing, as Redis 7: the names are checked
  * first, in order (unknown, immutable, given twice), then every value on a copy of the
  * settings; only when all pass are they applied, so a bad pair changes nothing. */
@@ -857,8 +865,7 @@ static void config_set_all(client *c)
     char value_error[512] = "";
     for (size_t i = 2; i + 1 < c->argc; i += 2) {
         char name[128], value[CONFIG_STRING_MAX];
-        snprintf(name, sizeof(name), "%.*s", (int)c->lengths[i], c->argv[i]);
-        snprintf(value, sizeof(value), "%.*s", (int)c->lengths[i + 1], c->argv[i + 1]);
+        config_pair(c, i, name, sizeof(name), value, sizeof(value));
         int result = strcasecmp(name, "requirepass") == 0
                          ? 0
                          : config_set(scratch, name, value, false, error, sizeof(error));
@@ -894,8 +901,7 @@ static void config_set_all(client *c)
     }
     for (size_t i = 2; i + 1 < c->argc; i += 2) {
         char name[128], value[CONFIG_STRING_MAX];
-        snprintf(name, sizeof(name), "%.*s", (int)c->lengths[i], c->argv[i]);
-        snprintf(value, sizeof(value), "%.*s", (int)c->lengths[i + 1], c->argv[i + 1]);
+        config_pair(c, i, name, sizeof(name), value, sizeof(value));
         if (!strcasecmp(name, "requirepass")) {
             acl_set_requirepass(value);
             snprintf(server.config.requirepass, sizeof(server.config.requirepass), "%s", value);
